@@ -1,0 +1,9 @@
+//! eqlplus-dialer: several modem lines combined into one faster, self-healing Internet connection.
+//!
+//! The library holds every part; `main.rs` only parses the command line and dispatches.
+//! Protocol and policy cores are sans-IO state machines (fed bytes, events and time,
+//! emitting actions); the async drivers around them do the I/O.
+
+pub mod chat;
+pub mod serial;
+pub mod sim;
