@@ -7,3 +7,4 @@
 pub mod chat;
 pub mod serial;
 pub mod sim;
+mod sys;

@@ -1,1 +1,11 @@
-//! serial
+//! Modem ports: opening ttys (UART, USB modem, pty) raw at any baud rate, UUCP lock files
+//! shared with pppd/minicom/ModemManager, modem control lines, and hangup.
+//!
+//! Hangup always ends with the port closed and its lock released: [`SerialPort::hangup`]
+//! consumes the port, and dropping a port closes it too.
+
+mod lock;
+mod port;
+
+pub use lock::{DEFAULT_LOCK_DIR, LockError, UucpLock, lock_file_name};
+pub use port::{FlowControl, HangupTiming, ModemStatus, SerialConfig, SerialError, SerialPort};

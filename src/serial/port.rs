@@ -1,0 +1,376 @@
+//! An open modem port: a tty (real UART, USB modem or pty) in raw 8N1 mode, exclusively ours,
+//! read and written asynchronously.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::time::{Instant, sleep, timeout};
+
+use super::lock::{DEFAULT_LOCK_DIR, LockError, UucpLock};
+use crate::sys::{cvt, read_fd, register};
+
+/// Hardware handshake on the serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowControl {
+    /// No flow control (what a pty and many USB modems want).
+    #[default]
+    None,
+    /// RTS/CTS (`crtscts` in pppd).
+    Hardware,
+}
+
+impl std::str::FromStr for FlowControl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(FlowControl::None),
+            "hardware" | "rtscts" | "crtscts" => Ok(FlowControl::Hardware),
+            other => Err(format!(
+                "unknown flow control '{other}' (expected 'none' or 'hardware')"
+            )),
+        }
+    }
+}
+
+/// Timings of a modem hangup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HangupTiming {
+    /// How long DTR stays low; Hayes modems need at least 0.5 s to notice.
+    pub dtr_drop: Duration,
+    /// Guard time of silence around the `+++` escape (S12, 1 s on Hayes modems).
+    pub guard: Duration,
+}
+
+impl Default for HangupTiming {
+    fn default() -> Self {
+        HangupTiming {
+            dtr_drop: Duration::from_millis(600),
+            guard: Duration::from_millis(1100),
+        }
+    }
+}
+
+/// How to open a port.
+#[derive(Debug, Clone)]
+pub struct SerialConfig {
+    /// Any rate the UART supports; non-standard rates are set with `BOTHER`.
+    pub baud: u32,
+    pub flow: FlowControl,
+    /// Where UUCP lock files live; `None` disables lock files (TIOCEXCL still applies).
+    pub lock_dir: Option<PathBuf>,
+    pub hangup: HangupTiming,
+}
+
+impl Default for SerialConfig {
+    fn default() -> Self {
+        SerialConfig {
+            baud: 115_200,
+            flow: FlowControl::None,
+            lock_dir: Some(PathBuf::from(DEFAULT_LOCK_DIR)),
+            hangup: HangupTiming::default(),
+        }
+    }
+}
+
+/// Why a port could not be opened or configured.
+#[derive(Debug, thiserror::Error)]
+pub enum SerialError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a terminal device")]
+    NotATty { path: PathBuf },
+    #[error("cannot configure {path} ({what}): {source}")]
+    Configure {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The modem status lines, where the device has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModemStatus {
+    pub dcd: bool,
+    pub dsr: bool,
+    pub cts: bool,
+    pub ri: bool,
+    pub dtr: bool,
+    pub rts: bool,
+}
+
+/// An open, locked, raw serial port.
+#[derive(Debug)]
+pub struct SerialPort {
+    fd: AsyncFd<OwnedFd>,
+    path: PathBuf,
+    has_modem_lines: bool,
+    hangup: HangupTiming,
+    // Dropped after `fd`: the port is closed before its lock file goes.
+    _lock: Option<UucpLock>,
+}
+
+impl SerialPort {
+    /// Locks and opens `path`, puts it in raw 8N1 at `config.baud`, and discards stale input.
+    /// Must be called within a tokio runtime.
+    pub fn open(path: &Path, config: &SerialConfig) -> Result<SerialPort, SerialError> {
+        let lock = match &config.lock_dir {
+            Some(dir) => Some(UucpLock::acquire(path, dir)?),
+            None => None,
+        };
+        let fd = open_tty(path)?;
+        let raw = fd.as_raw_fd();
+        let configure = |what, r: io::Result<()>| {
+            r.map_err(|source| SerialError::Configure {
+                path: path.to_path_buf(),
+                what,
+                source,
+            })
+        };
+        // SAFETY: isatty only inspects the descriptor we own.
+        if unsafe { libc::isatty(raw) } != 1 {
+            return Err(SerialError::NotATty {
+                path: path.to_path_buf(),
+            });
+        }
+        // Exclusive mode: further open(2)s fail with EBUSY (root can still override, which is
+        // why the UUCP lock is taken as well).
+        configure("TIOCEXCL", ioctl_none(raw, libc::TIOCEXCL))?;
+        configure("termios", set_raw(raw, config.baud, config.flow))?;
+        // Bytes the far end sent before we opened (a previous session's tail) would be read
+        // first and confuse the chat script.
+        // SAFETY: plain ioctl on our descriptor.
+        configure("flush", cvt(unsafe { libc::tcflush(raw, libc::TCIFLUSH) }))?;
+        let has_modem_lines = get_modem_bits(raw).is_ok();
+        if has_modem_lines {
+            configure(
+                "raise DTR/RTS",
+                set_modem_bits(raw, libc::TIOCM_DTR | libc::TIOCM_RTS, true),
+            )?;
+        }
+        let fd = register(fd).map_err(|source| SerialError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        tracing::debug!(port = %path.display(), baud = config.baud, has_modem_lines, "port open");
+        Ok(SerialPort {
+            fd,
+            path: path.to_path_buf(),
+            has_modem_lines,
+            hangup: config.hangup,
+            _lock: lock,
+        })
+    }
+
+    /// The path the port was opened by.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the device has modem control lines (a UART or USB modem has; a pty has not).
+    pub fn has_modem_lines(&self) -> bool {
+        self.has_modem_lines
+    }
+
+    /// Reads what is available (at least one byte). An error means the line is gone: on a pty
+    /// whose far end closed, Linux reports EIO.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| read_fd(fd.as_raw_fd(), buf)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes all of `data`, waiting for room in the output buffer as needed.
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        crate::sys::write_all(&self.fd, data).await
+    }
+
+    /// Changes the line speed of the open port.
+    pub fn set_baud(&self, baud: u32, flow: FlowControl) -> io::Result<()> {
+        set_raw(self.fd.as_raw_fd(), baud, flow)
+    }
+
+    /// Discards received bytes not yet read.
+    pub fn flush_input(&self) -> io::Result<()> {
+        // SAFETY: plain ioctl on our descriptor.
+        cvt(unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCIFLUSH) })
+    }
+
+    /// Modem status lines, or `None` where the device has none (a pty).
+    pub fn modem_status(&self) -> Option<ModemStatus> {
+        if !self.has_modem_lines {
+            return None;
+        }
+        let bits = get_modem_bits(self.fd.as_raw_fd()).ok()?;
+        Some(ModemStatus {
+            dcd: bits & libc::TIOCM_CAR != 0,
+            dsr: bits & libc::TIOCM_DSR != 0,
+            cts: bits & libc::TIOCM_CTS != 0,
+            ri: bits & libc::TIOCM_RNG != 0,
+            dtr: bits & libc::TIOCM_DTR != 0,
+            rts: bits & libc::TIOCM_RTS != 0,
+        })
+    }
+
+    /// Data Carrier Detect, or `None` where the device has no modem lines.
+    pub fn carrier(&self) -> Option<bool> {
+        self.modem_status().map(|s| s.dcd)
+    }
+
+    /// Raises or drops DTR. Fails with ENOTTY on a pty.
+    pub fn set_dtr(&self, on: bool) -> io::Result<()> {
+        set_modem_bits(self.fd.as_raw_fd(), libc::TIOCM_DTR, on)
+    }
+
+    /// Sends a BREAK (0.25-0.5 s of space), as chat's `\K`.
+    pub fn send_break(&self) -> io::Result<()> {
+        // SAFETY: plain ioctl on our descriptor.
+        cvt(unsafe { libc::tcsendbreak(self.fd.as_raw_fd(), 0) })
+    }
+
+    /// Hangs the modem up and closes the port, releasing its lock, whatever state the line
+    /// was in. Drops DTR where the device has modem lines; otherwise (pty, some USB modems)
+    /// escapes to command mode with `+++` between guard times and sends `ATH0`.
+    pub async fn hangup(self) {
+        let timing = self.hangup;
+        if self.has_modem_lines {
+            match self.set_dtr(false) {
+                Ok(()) => sleep(timing.dtr_drop).await,
+                Err(e) => tracing::warn!(port = %self.path.display(), "cannot drop DTR: {e}"),
+            }
+        } else {
+            self.escape_and_hang_up(timing).await;
+        }
+        tracing::debug!(port = %self.path.display(), "port closed");
+        // Dropping self closes the descriptor (with HUPCL, which drops DTR again) and then
+        // removes the lock file.
+    }
+
+    async fn escape_and_hang_up(&self, timing: HangupTiming) {
+        // Errors are expected here (the far end may already be gone): the port is closed
+        // regardless, so they are only worth a debug line.
+        sleep(timing.guard).await;
+        let steps = async {
+            self.write_all(b"+++").await?;
+            sleep(timing.guard).await;
+            let _ = self.flush_input();
+            self.write_all(b"ATH0\r").await?;
+            wait_for(self, b"OK", timing.guard).await
+        };
+        if let Err(e) = steps.await {
+            tracing::debug!(port = %self.path.display(), "escape hangup: {e}");
+        }
+    }
+}
+
+/// Reads until `needle` shows up or `limit` passes.
+async fn wait_for(port: &SerialPort, needle: &[u8], limit: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match timeout(deadline - Instant::now(), port.read(&mut buf)).await {
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(n)) => {
+                seen.extend_from_slice(&buf[..n]);
+                if seen.windows(needle.len()).any(|w| w == needle) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for SerialPort {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.get_ref().as_fd()
+    }
+}
+
+fn open_tty(path: &Path) -> Result<OwnedFd, SerialError> {
+    use std::os::unix::ffi::OsStrExt;
+    let open_err = |source| SerialError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| open_err(io::ErrorKind::InvalidInput.into()))?;
+    // O_NONBLOCK: don't wait for carrier on open, and let tokio drive the descriptor.
+    // SAFETY: valid C string; the returned descriptor is owned below.
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(open_err(io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just returned by open(2) and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Raw 8N1 (cfmakeraw) at any baud rate via termios2/BOTHER, receiver on, modem lines
+/// ignored for open/read (CLOCAL: carrier is watched explicitly), DTR dropped on close (HUPCL).
+fn set_raw(fd: RawFd, baud: u32, flow: FlowControl) -> io::Result<()> {
+    // SAFETY: termios2 is plain data; the ioctls fill/read it for our descriptor.
+    let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
+    cvt(unsafe { libc::ioctl(fd, libc::TCGETS2, &mut t) })?;
+    t.c_iflag &= !(libc::IGNBRK
+        | libc::BRKINT
+        | libc::PARMRK
+        | libc::ISTRIP
+        | libc::INLCR
+        | libc::IGNCR
+        | libc::ICRNL
+        | libc::IXON
+        | libc::IXOFF
+        | libc::IXANY);
+    t.c_oflag &= !libc::OPOST;
+    t.c_lflag &= !(libc::ECHO | libc::ECHONL | libc::ICANON | libc::ISIG | libc::IEXTEN);
+    t.c_cflag &= !(libc::CSIZE | libc::PARENB | libc::CSTOPB | libc::CBAUD | libc::CIBAUD);
+    t.c_cflag |= libc::CS8 | libc::CREAD | libc::CLOCAL | libc::HUPCL | libc::BOTHER;
+    t.c_cflag |= libc::BOTHER << libc::IBSHIFT;
+    match flow {
+        FlowControl::None => t.c_cflag &= !libc::CRTSCTS,
+        FlowControl::Hardware => t.c_cflag |= libc::CRTSCTS,
+    }
+    t.c_ispeed = baud;
+    t.c_ospeed = baud;
+    t.c_cc[libc::VMIN] = 1;
+    t.c_cc[libc::VTIME] = 0;
+    cvt(unsafe { libc::ioctl(fd, libc::TCSETS2, &t) })
+}
+
+fn ioctl_none(fd: RawFd, request: libc::Ioctl) -> io::Result<()> {
+    // SAFETY: an argument-less ioctl on our descriptor.
+    cvt(unsafe { libc::ioctl(fd, request) })
+}
+
+fn get_modem_bits(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut bits: libc::c_int = 0;
+    // SAFETY: TIOCMGET writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut bits) })?;
+    Ok(bits)
+}
+
+fn set_modem_bits(fd: RawFd, bits: libc::c_int, on: bool) -> io::Result<()> {
+    let request = if on { libc::TIOCMBIS } else { libc::TIOCMBIC };
+    // SAFETY: TIOCMBIS/TIOCMBIC read one int.
+    cvt(unsafe { libc::ioctl(fd, request, &bits) })
+}

@@ -1,0 +1,59 @@
+//! Small safe wrappers over the raw descriptor calls that the serial port and the simulated
+//! modem's pty share.
+
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+
+use tokio::io::unix::AsyncFd;
+
+/// Registers an owned descriptor with the tokio reactor.
+pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open and unchanged for its life.
+    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+}
+
+/// read(2) into `buf`.
+pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// write(2) of `data`.
+pub(crate) fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: data is valid for data.len() bytes.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Turns a C return code into `io::Result`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes all of `data` to a non-blocking descriptor registered with tokio.
+pub(crate) async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !data.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|fd| write_fd(fd.as_raw_fd(), data)) {
+            Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
