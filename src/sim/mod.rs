@@ -1,1 +1,166 @@
-//! sim
+//! Simulated equipment for tests, the demo and trying scripts without hardware: a Hayes-style
+//! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]).
+
+pub mod modem;
+pub mod pty;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::sleep_until;
+
+pub use modem::{DialAnswer, ModemConfig, ModemCore, ModemOutput, parse_answers};
+pub use pty::{MasterRead, PtyMaster};
+
+/// Buffer of the in-memory link between the modem and the remote peer.
+const CALL_BUFFER: usize = 64 * 1024;
+
+/// A connected call: the remote end's side of the line. Dropping `stream` hangs up (the
+/// modem says `NO CARRIER`); the stream ends when the modem hangs up.
+#[derive(Debug)]
+pub struct SimCall {
+    pub speed: Option<u32>,
+    pub number: String,
+    pub stream: DuplexStream,
+}
+
+/// A running simulated modem on a pty. Dropping it stops the modem and removes its link.
+#[derive(Debug)]
+pub struct SimModem {
+    tty: PathBuf,
+    link: Option<PathBuf>,
+    task: JoinHandle<()>,
+}
+
+impl SimModem {
+    /// Starts a modem on a new pty. Each connected call is delivered on the returned channel;
+    /// if the receiver is dropped, calls are refused with `NO CARRIER`.
+    pub fn spawn(config: ModemConfig) -> io::Result<(SimModem, mpsc::UnboundedReceiver<SimCall>)> {
+        let pty = PtyMaster::open()?;
+        let tty = pty.slave_path().to_path_buf();
+        let (calls_tx, calls_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(pty, ModemCore::new(config), calls_tx));
+        Ok((
+            SimModem {
+                tty,
+                link: None,
+                task,
+            },
+            calls_rx,
+        ))
+    }
+
+    /// Adds a symlink (e.g. `/tmp/ttySIM0`) to the pty, replacing an old link of that name.
+    pub fn link(&mut self, path: &Path) -> io::Result<()> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(path)?;
+        }
+        std::os::unix::fs::symlink(&self.tty, path)?;
+        self.link = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    /// The device a dialer opens.
+    pub fn tty(&self) -> &Path {
+        &self.tty
+    }
+
+    /// The symlink, if one was made.
+    pub fn link_path(&self) -> Option<&Path> {
+        self.link.as_deref()
+    }
+}
+
+impl Drop for SimModem {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(link) = &self.link {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+}
+
+/// The driver: pty bytes and peer bytes into the core, its outputs out again.
+async fn run(mut pty: PtyMaster, mut core: ModemCore, calls: mpsc::UnboundedSender<SimCall>) {
+    let mut buf = vec![0u8; 4096];
+    let mut peer_buf = vec![0u8; 4096];
+    let mut peer: Option<DuplexStream> = None;
+    loop {
+        while let Some(out) = core.poll_output() {
+            match out {
+                ModemOutput::ToDte(bytes) => {
+                    if let Err(e) = pty.write_all(&bytes).await {
+                        tracing::debug!("sim modem: write to DTE: {e}");
+                    }
+                }
+                ModemOutput::ToPeer(bytes) => {
+                    let ok = match &mut peer {
+                        Some(p) => p.write_all(&bytes).await.is_ok(),
+                        None => true,
+                    };
+                    if !ok {
+                        peer = None;
+                        core.handle_peer_closed();
+                    }
+                }
+                ModemOutput::Connected { speed, number } => {
+                    let (ours, theirs) = tokio::io::duplex(CALL_BUFFER);
+                    let call = SimCall {
+                        speed,
+                        number,
+                        stream: theirs,
+                    };
+                    if calls.send(call).is_ok() {
+                        peer = Some(ours);
+                    } else {
+                        core.handle_peer_closed();
+                    }
+                }
+                ModemOutput::HungUp => peer = None,
+            }
+        }
+        let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            read = pty.read(&mut buf) => match read {
+                Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
+                Ok(MasterRead::Closed) => core.handle_dte_gone(),
+                Err(e) => {
+                    tracing::warn!("sim modem: pty failed: {e}");
+                    return;
+                }
+            },
+            read = read_peer(&mut peer, &mut peer_buf) => match read {
+                Ok(n) if n > 0 => {
+                    if core.is_online()
+                        && let Err(e) = pty.write_all(&peer_buf[..n]).await
+                    {
+                        tracing::debug!("sim modem: write to DTE: {e}");
+                    }
+                }
+                _ => {
+                    peer = None;
+                    core.handle_peer_closed();
+                }
+            },
+            _ = sleep_opt(deadline) => core.handle_timeout(Instant::now()),
+        }
+    }
+}
+
+async fn read_peer(peer: &mut Option<DuplexStream>, buf: &mut [u8]) -> io::Result<usize> {
+    match peer {
+        Some(p) => p.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,831 @@
+//! A Hayes-style modem as a sans-IO state machine: the far end of a pty for tests, the demo,
+//! and users who want to try chat scripts without hardware.
+//!
+//! It is fed bytes from the DTE (the dialer) and the time, and emits bytes for the DTE, bytes
+//! for the remote peer (in data mode) and call events. Command mode understands the usual
+//! Hayes and 3GPP commands; `ATD` answers according to a configurable list of outcomes, one
+//! per dial attempt. In data mode `+++` between guard times returns to command mode.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// What the modem answers to one `ATD`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialAnswer {
+    /// `CONNECT <speed>` (or a bare `CONNECT`), then data mode.
+    Connect(Option<u32>),
+    Busy,
+    NoCarrier,
+    NoDialtone,
+    /// `NO ANSWER`.
+    NoAnswer,
+    /// Nothing at all: the dialer's chat script must time out.
+    Silent,
+}
+
+impl FromStr for DialAnswer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "connect" => DialAnswer::Connect(None),
+            "busy" => DialAnswer::Busy,
+            "no-carrier" | "nocarrier" => DialAnswer::NoCarrier,
+            "no-dialtone" | "nodialtone" => DialAnswer::NoDialtone,
+            "no-answer" | "noanswer" => DialAnswer::NoAnswer,
+            "silent" | "none" => DialAnswer::Silent,
+            other => match other.strip_prefix("connect:") {
+                Some(speed) => DialAnswer::Connect(Some(speed.parse().map_err(|_| {
+                    format!("bad speed in '{s}': expected connect:<number>, e.g. connect:57600")
+                })?)),
+                None => {
+                    return Err(format!(
+                        "unknown answer '{s}': expected connect[:SPEED], busy, no-carrier, no-dialtone, no-answer or silent"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl fmt::Display for DialAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DialAnswer::Connect(Some(s)) => write!(f, "connect:{s}"),
+            DialAnswer::Connect(None) => f.write_str("connect"),
+            DialAnswer::Busy => f.write_str("busy"),
+            DialAnswer::NoCarrier => f.write_str("no-carrier"),
+            DialAnswer::NoDialtone => f.write_str("no-dialtone"),
+            DialAnswer::NoAnswer => f.write_str("no-answer"),
+            DialAnswer::Silent => f.write_str("silent"),
+        }
+    }
+}
+
+/// Parses a comma-separated answer list, e.g. `busy,busy,connect:57600`.
+pub fn parse_answers(list: &str) -> Result<Vec<DialAnswer>, String> {
+    let answers: Vec<DialAnswer> = list
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    if answers.is_empty() {
+        return Err("the answer list is empty".into());
+    }
+    Ok(answers)
+}
+
+/// How the simulated modem behaves.
+#[derive(Debug, Clone)]
+pub struct ModemConfig {
+    /// One answer per `ATD`, in order; the last one repeats.
+    pub answers: Vec<DialAnswer>,
+    /// Time from `ATD` to its result.
+    pub dial_delay: Duration,
+    /// Escape guard time (S12).
+    pub guard: Duration,
+    /// Command echo after reset (real modems start with `E1`).
+    pub echo: bool,
+    pub manufacturer: String,
+    pub model: String,
+    pub revision: String,
+    /// Signal quality reported by `AT+CSQ` (0-31, 99 unknown).
+    pub signal: u8,
+}
+
+impl Default for ModemConfig {
+    fn default() -> Self {
+        ModemConfig {
+            answers: vec![DialAnswer::Connect(Some(57_600))],
+            dial_delay: Duration::from_millis(100),
+            guard: Duration::from_secs(1),
+            echo: true,
+            manufacturer: "eqlplus".into(),
+            model: "SimModem 56K".into(),
+            revision: env!("CARGO_PKG_VERSION").into(),
+            signal: 21,
+        }
+    }
+}
+
+/// What the modem does, for its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModemOutput {
+    /// Bytes for the DTE (result codes, echo, data from the peer is written by the driver).
+    ToDte(Vec<u8>),
+    /// Data-mode bytes from the DTE for the remote peer.
+    ToPeer(Vec<u8>),
+    /// A call was connected: attach a peer.
+    Connected { speed: Option<u32>, number: String },
+    /// The call ended: detach the peer.
+    HungUp,
+}
+
+/// Result codes, with their numeric (`ATV0`) forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultCode {
+    Ok,
+    Connect(Option<u32>),
+    NoCarrier,
+    Error,
+    NoDialtone,
+    Busy,
+    NoAnswer,
+}
+
+impl ResultCode {
+    fn verbose(self) -> String {
+        match self {
+            ResultCode::Ok => "OK".into(),
+            ResultCode::Connect(Some(s)) => format!("CONNECT {s}"),
+            ResultCode::Connect(None) => "CONNECT".into(),
+            ResultCode::NoCarrier => "NO CARRIER".into(),
+            ResultCode::Error => "ERROR".into(),
+            ResultCode::NoDialtone => "NO DIALTONE".into(),
+            ResultCode::Busy => "BUSY".into(),
+            ResultCode::NoAnswer => "NO ANSWER".into(),
+        }
+    }
+
+    fn numeric(self) -> u8 {
+        match self {
+            ResultCode::Ok => 0,
+            ResultCode::Connect(_) => 1,
+            ResultCode::NoCarrier => 3,
+            ResultCode::Error => 4,
+            ResultCode::NoDialtone => 6,
+            ResultCode::Busy => 7,
+            ResultCode::NoAnswer => 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    Command,
+    /// `ATD` issued; the answer comes at the deadline (never, for `Silent`).
+    Dialing {
+        deadline: Option<Instant>,
+        answer: DialAnswer,
+        number: String,
+    },
+    /// Data mode: bytes pass to the peer.
+    Online,
+    /// Escaped with `+++`: the call stays up, commands are accepted, `ATO` resumes.
+    OnlineCommand,
+}
+
+/// Escape (`+++`) detection in data mode.
+#[derive(Debug, Clone, Default)]
+struct Escape {
+    last_rx: Option<Instant>,
+    pluses: u8,
+    /// Three pluses seen after a guard time: escape if nothing follows until then.
+    deadline: Option<Instant>,
+}
+
+/// The modem's state.
+#[derive(Debug)]
+pub struct ModemCore {
+    config: ModemConfig,
+    mode: Mode,
+    echo: bool,
+    verbose: bool,
+    quiet: bool,
+    line: Vec<u8>,
+    last_command: Vec<u8>,
+    attempts: usize,
+    speed: Option<u32>,
+    escape: Escape,
+    registers: BTreeMap<u16, u16>,
+    contexts: BTreeMap<u8, String>,
+    out: VecDeque<ModemOutput>,
+}
+
+/// Longest command line kept; longer ones are discarded (as a modem's buffer overflows).
+const MAX_LINE: usize = 256;
+
+impl ModemCore {
+    pub fn new(config: ModemConfig) -> ModemCore {
+        ModemCore {
+            echo: config.echo,
+            config,
+            mode: Mode::Command,
+            verbose: true,
+            quiet: false,
+            line: Vec::new(),
+            last_command: Vec::new(),
+            attempts: 0,
+            speed: None,
+            escape: Escape::default(),
+            registers: BTreeMap::new(),
+            contexts: BTreeMap::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    /// Whether a call is up and the modem passes data (not escaped, not dialing).
+    pub fn is_online(&self) -> bool {
+        self.mode == Mode::Online
+    }
+
+    /// Whether a call is up (online or escaped to command mode).
+    pub fn in_call(&self) -> bool {
+        matches!(self.mode, Mode::Online | Mode::OnlineCommand)
+    }
+
+    /// How many `ATD`s were answered so far.
+    pub fn dial_attempts(&self) -> usize {
+        self.attempts
+    }
+
+    /// Bytes from the DTE.
+    pub fn handle_dte(&mut self, bytes: &[u8], now: Instant) {
+        match self.mode {
+            Mode::Online => self.data_from_dte(bytes, now),
+            Mode::Dialing { .. } => {
+                // Any character aborts a dial in progress, as on a real modem.
+                if !bytes.is_empty() {
+                    self.mode = Mode::Command;
+                    self.result(ResultCode::NoCarrier);
+                }
+            }
+            Mode::Command | Mode::OnlineCommand => {
+                for &b in bytes {
+                    self.command_char(b, now);
+                }
+            }
+        }
+    }
+
+    /// The DTE went away (DTR dropped, pty closed): hang up, back to command mode.
+    pub fn handle_dte_gone(&mut self) {
+        if self.in_call() {
+            self.out.push_back(ModemOutput::HungUp);
+        }
+        self.mode = Mode::Command;
+        self.line.clear();
+        self.escape = Escape::default();
+    }
+
+    /// The remote peer hung up.
+    pub fn handle_peer_closed(&mut self) {
+        if self.in_call() {
+            self.mode = Mode::Command;
+            self.out.push_back(ModemOutput::HungUp);
+            self.result(ResultCode::NoCarrier);
+        }
+    }
+
+    /// The clock moved past [`poll_timeout`](Self::poll_timeout).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Mode::Dialing {
+            deadline: Some(deadline),
+            answer,
+            number,
+        } = &self.mode
+            && now >= *deadline
+        {
+            let (answer, number) = (*answer, number.clone());
+            self.finish_dial(answer, number, now);
+        }
+        if let Some(deadline) = self.escape.deadline
+            && now >= deadline
+            && self.mode == Mode::Online
+        {
+            self.escape = Escape::default();
+            self.mode = Mode::OnlineCommand;
+            self.result(ResultCode::Ok);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dial = match &self.mode {
+            Mode::Dialing { deadline, .. } => *deadline,
+            _ => None,
+        };
+        [dial, self.escape.deadline].into_iter().flatten().min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<ModemOutput> {
+        self.out.pop_front()
+    }
+
+    fn data_from_dte(&mut self, bytes: &[u8], now: Instant) {
+        let guard = self.config.guard;
+        let quiet_before = self
+            .escape
+            .last_rx
+            .is_none_or(|t| now.saturating_duration_since(t) >= guard);
+        let mut quiet_before = quiet_before;
+        for &b in bytes {
+            if self.escape.deadline.is_some() {
+                // Anything after the pluses within the guard time cancels the escape.
+                self.escape.deadline = None;
+                self.escape.pluses = 0;
+            }
+            if b == b'+' && (self.escape.pluses > 0 || quiet_before) {
+                self.escape.pluses += 1;
+                if self.escape.pluses == 3 {
+                    self.escape.deadline = Some(now + guard);
+                }
+            } else {
+                self.escape.pluses = 0;
+            }
+            quiet_before = false;
+        }
+        self.escape.last_rx = Some(now);
+        self.out.push_back(ModemOutput::ToPeer(bytes.to_vec()));
+    }
+
+    fn command_char(&mut self, b: u8, now: Instant) {
+        if self.echo {
+            self.to_dte(&[b]);
+        }
+        match b {
+            b'\r' => {
+                let line = std::mem::take(&mut self.line);
+                self.command_line(&line, now);
+            }
+            b'\n' => {}
+            0x08 | 0x7f => {
+                self.line.pop();
+            }
+            _ => {
+                self.line.push(b);
+                if self.line.len() > MAX_LINE {
+                    self.line.clear();
+                }
+                // `A/` repeats the last command at once, without CR.
+                if self.line.eq_ignore_ascii_case(b"A/") {
+                    self.line.clear();
+                    let last = self.last_command.clone();
+                    self.execute(&last, now);
+                }
+            }
+        }
+    }
+
+    fn command_line(&mut self, line: &[u8], now: Instant) {
+        // Junk before "AT" (a dead session's PPP bytes, `+++`) is skipped.
+        let Some(at) = line.windows(2).position(|w| w.eq_ignore_ascii_case(b"AT")) else {
+            return;
+        };
+        let body = line[at + 2..].to_vec();
+        self.last_command = body.clone();
+        self.execute(&body, now);
+    }
+
+    /// Runs the commands after `AT`; answers with info lines and one final result.
+    fn execute(&mut self, body: &[u8], now: Instant) {
+        let mut info: Vec<String> = Vec::new();
+        let mut i = 0;
+        let upper: Vec<u8> = body.to_ascii_uppercase();
+        let number = |s: &[u8], i: &mut usize| -> u32 {
+            let start = *i;
+            while *i < s.len() && s[*i].is_ascii_digit() && *i - start < 5 {
+                *i += 1;
+            }
+            std::str::from_utf8(&s[start..*i])
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0)
+        };
+        let result = loop {
+            let Some(&c) = upper.get(i) else {
+                break ResultCode::Ok;
+            };
+            i += 1;
+            match c {
+                b' ' => {}
+                b'D' => {
+                    let dial: String = String::from_utf8_lossy(&body[i..]).trim().to_string();
+                    let digits = dial.trim_start_matches(['T', 'P', 't', 'p', 'W', 'w']);
+                    if digits.ends_with(';') {
+                        break ResultCode::Ok;
+                    }
+                    self.start_dial(digits.to_string(), now);
+                    self.flush_info(&info);
+                    return;
+                }
+                b'E' => self.echo = number(&upper, &mut i) != 0,
+                b'V' => self.verbose = number(&upper, &mut i) != 0,
+                b'Q' => self.quiet = number(&upper, &mut i) != 0,
+                b'Z' => {
+                    number(&upper, &mut i);
+                    self.reset();
+                }
+                b'H' => {
+                    number(&upper, &mut i);
+                    if self.in_call() {
+                        self.mode = Mode::Command;
+                        self.out.push_back(ModemOutput::HungUp);
+                    }
+                }
+                b'O' => {
+                    number(&upper, &mut i);
+                    if self.mode == Mode::OnlineCommand {
+                        self.mode = Mode::Online;
+                        self.escape = Escape {
+                            last_rx: Some(now),
+                            ..Escape::default()
+                        };
+                        self.flush_info(&info);
+                        self.result(ResultCode::Connect(self.speed));
+                        return;
+                    }
+                    break ResultCode::NoCarrier;
+                }
+                b'A' => break ResultCode::NoCarrier,
+                b'I' => {
+                    let n = number(&upper, &mut i);
+                    info.push(match n {
+                        0 => self.config.model.clone(),
+                        3 => format!("{} {}", self.config.manufacturer, self.config.model),
+                        _ => self.config.revision.clone(),
+                    });
+                }
+                b'L' | b'M' | b'X' | b'B' | b'N' | b'W' | b'Y' | b'P' | b'T' => {
+                    number(&upper, &mut i);
+                }
+                b'S' => {
+                    let reg = number(&upper, &mut i) as u16;
+                    match upper.get(i) {
+                        Some(b'=') => {
+                            i += 1;
+                            let v = number(&upper, &mut i) as u16;
+                            self.registers.insert(reg, v);
+                        }
+                        Some(b'?') => {
+                            i += 1;
+                            let v = self.registers.get(&reg).copied().unwrap_or(0);
+                            info.push(format!("{v:03}"));
+                        }
+                        _ => break ResultCode::Error,
+                    }
+                }
+                b'&' | b'\\' | b'%' => {
+                    let Some(&letter) = upper.get(i) else {
+                        break ResultCode::Error;
+                    };
+                    i += 1;
+                    number(&upper, &mut i);
+                    if c == b'&' && letter == b'F' {
+                        self.reset();
+                    }
+                }
+                b'+' => {
+                    let end = body[i..]
+                        .iter()
+                        .position(|&b| b == b';')
+                        .map_or(body.len(), |p| i + p);
+                    let command = String::from_utf8_lossy(&body[i..end]).into_owned();
+                    i = (end + 1).min(body.len());
+                    match self.extended(&command) {
+                        Ok(Some(line)) => info.push(line),
+                        Ok(None) => {}
+                        Err(()) => break ResultCode::Error,
+                    }
+                }
+                _ => break ResultCode::Error,
+            }
+        };
+        self.flush_info(&info);
+        self.result(result);
+    }
+
+    /// 3GPP extended commands (`AT+...`): an info line, nothing, or ERROR.
+    fn extended(&mut self, command: &str) -> Result<Option<String>, ()> {
+        let upper = command.to_ascii_uppercase();
+        let (name, rest) = match upper.find(['=', '?']) {
+            Some(p) => (&upper[..p], &command[p..]),
+            None => (upper.as_str(), ""),
+        };
+        let query = rest == "?";
+        Ok(match (name, query) {
+            ("CPIN", true) => Some("+CPIN: READY".into()),
+            ("CPIN", false) if rest.starts_with('=') => None,
+            ("CSQ", _) => Some(format!("+CSQ: {},99", self.config.signal)),
+            ("CGMI", _) | ("GMI", _) => Some(self.config.manufacturer.clone()),
+            ("CGMM", _) | ("GMM", _) => Some(self.config.model.clone()),
+            ("CGMR", _) | ("GMR", _) => Some(self.config.revision.clone()),
+            ("CGSN", _) | ("GSN", _) => Some("356938035643809".into()),
+            ("CREG", true) => Some("+CREG: 0,1".into()),
+            ("CFUN", true) => Some("+CFUN: 1".into()),
+            ("CFUN", false) | ("CREG", false) | ("CMEE", _) => None,
+            ("CGDCONT", true) => {
+                let lines: Vec<String> = self
+                    .contexts
+                    .iter()
+                    .map(|(cid, def)| format!("+CGDCONT: {cid},{def}"))
+                    .collect();
+                (!lines.is_empty()).then(|| lines.join("\r\n"))
+            }
+            ("CGDCONT", false) => {
+                let args = rest.strip_prefix('=').ok_or(())?;
+                let (cid, def) = args.split_once(',').ok_or(())?;
+                let cid: u8 = cid.trim().parse().map_err(|_| ())?;
+                self.contexts.insert(cid, def.to_string());
+                None
+            }
+            _ => return Err(()),
+        })
+    }
+
+    fn reset(&mut self) {
+        self.echo = self.config.echo;
+        self.verbose = true;
+        self.quiet = false;
+        self.registers.clear();
+    }
+
+    fn start_dial(&mut self, number: String, now: Instant) {
+        let index = self.attempts.min(self.config.answers.len().saturating_sub(1));
+        let answer = self
+            .config
+            .answers
+            .get(index)
+            .copied()
+            .unwrap_or(DialAnswer::NoCarrier);
+        self.attempts += 1;
+        let deadline = (answer != DialAnswer::Silent).then(|| now + self.config.dial_delay);
+        self.mode = Mode::Dialing {
+            deadline,
+            answer,
+            number,
+        };
+    }
+
+    fn finish_dial(&mut self, answer: DialAnswer, number: String, now: Instant) {
+        self.mode = Mode::Command;
+        let code = match answer {
+            DialAnswer::Connect(speed) => {
+                self.speed = speed;
+                self.mode = Mode::Online;
+                self.escape = Escape {
+                    last_rx: Some(now),
+                    ..Escape::default()
+                };
+                self.result(ResultCode::Connect(speed));
+                self.out
+                    .push_back(ModemOutput::Connected { speed, number });
+                return;
+            }
+            DialAnswer::Busy => ResultCode::Busy,
+            DialAnswer::NoCarrier => ResultCode::NoCarrier,
+            DialAnswer::NoDialtone => ResultCode::NoDialtone,
+            DialAnswer::NoAnswer => ResultCode::NoAnswer,
+            DialAnswer::Silent => return,
+        };
+        self.result(code);
+    }
+
+    fn flush_info(&mut self, info: &[String]) {
+        for line in info {
+            let text = if self.verbose {
+                format!("\r\n{line}\r\n")
+            } else {
+                format!("{line}\r\n")
+            };
+            self.to_dte(text.as_bytes());
+        }
+    }
+
+    fn result(&mut self, code: ResultCode) {
+        if self.quiet {
+            return;
+        }
+        let text = if self.verbose {
+            format!("\r\n{}\r\n", code.verbose())
+        } else {
+            format!("{}\r", code.numeric())
+        };
+        self.to_dte(text.as_bytes());
+    }
+
+    fn to_dte(&mut self, bytes: &[u8]) {
+        if let Some(ModemOutput::ToDte(prev)) = self.out.back_mut() {
+            prev.extend_from_slice(bytes);
+        } else {
+            self.out.push_back(ModemOutput::ToDte(bytes.to_vec()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sim {
+        core: ModemCore,
+        now: Instant,
+    }
+
+    impl Sim {
+        fn new(config: ModemConfig) -> Sim {
+            Sim {
+                core: ModemCore::new(config),
+                now: Instant::now(),
+            }
+        }
+
+        /// Sends `input`, lets `wait` pass, and returns everything the modem did.
+        fn say(&mut self, input: &[u8], wait: Duration) -> (String, Vec<ModemOutput>) {
+            self.core.handle_dte(input, self.now);
+            self.now += wait;
+            self.core.handle_timeout(self.now);
+            let mut text = Vec::new();
+            let mut events = Vec::new();
+            while let Some(o) = self.core.poll_output() {
+                match o {
+                    ModemOutput::ToDte(b) => text.extend(b),
+                    other => events.push(other),
+                }
+            }
+            (String::from_utf8_lossy(&text).into_owned(), events)
+        }
+
+        fn text(&mut self, input: &str) -> String {
+            self.say(input.as_bytes(), Duration::ZERO).0
+        }
+    }
+
+    fn quiet_config() -> ModemConfig {
+        ModemConfig {
+            echo: false,
+            ..ModemConfig::default()
+        }
+    }
+
+    #[test]
+    fn basic_commands_and_echo() {
+        let mut s = Sim::new(ModemConfig::default());
+        assert_eq!(s.text("AT\r"), "AT\r\r\nOK\r\n");
+        assert_eq!(s.text("ATE0\r"), "ATE0\r\r\nOK\r\n");
+        assert_eq!(s.text("ATZ\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r"), "ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r\r\nOK\r\n");
+        assert_eq!(s.text("at&fe0\r"), "\r\nOK\r\n", "typed with echo off");
+        assert_eq!(s.text("ATQ\r"), "\r\nOK\r\n", "a missing digit means 0");
+        assert_eq!(s.text("ATK\r"), "\r\nERROR\r\n");
+    }
+
+    #[test]
+    fn numeric_and_quiet_results() {
+        let mut s = Sim::new(quiet_config());
+        assert_eq!(s.text("ATV0\r"), "0\r");
+        assert_eq!(s.text("ATX\r"), "0\r");
+        assert_eq!(s.text("ATK\r"), "4\r");
+        assert_eq!(s.text("ATV1Q1\r"), "");
+        assert_eq!(s.text("ATQ0\r"), "\r\nOK\r\n");
+    }
+
+    #[test]
+    fn info_and_cellular_commands() {
+        let mut s = Sim::new(quiet_config());
+        assert_eq!(s.text("ATI\r"), "\r\nSimModem 56K\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CGMI\r"), "\r\neqlplus\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CGMM\r"), "\r\nSimModem 56K\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CSQ\r"), "\r\n+CSQ: 21,99\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CGDCONT=1,\"IP\",\"internet\"\r"), "\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CGDCONT?\r"),
+            "\r\n+CGDCONT: 1,\"IP\",\"internet\"\r\n\r\nOK\r\n"
+        );
+        assert_eq!(s.text("AT+BOGUS\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("ATS7=60\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("ATS7?\r"), "\r\n060\r\n\r\nOK\r\n");
+    }
+
+    #[test]
+    fn junk_before_at_and_no_at() {
+        let mut s = Sim::new(quiet_config());
+        assert_eq!(s.text("~\x7d\x23+++ATH0\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("hello\r"), "");
+        assert_eq!(s.text("ATX\x08\r"), "\r\nOK\r\n", "backspace edits the line");
+    }
+
+    #[test]
+    fn answers_per_attempt_then_last_repeats() {
+        let mut s = Sim::new(ModemConfig {
+            answers: parse_answers("busy,no-carrier,connect:33600").unwrap(),
+            ..quiet_config()
+        });
+        let d = Duration::from_millis(100);
+        assert_eq!(s.say(b"ATDT5551234\r", d).0, "\r\nBUSY\r\n");
+        assert_eq!(s.say(b"ATDT5551234\r", d).0, "\r\nNO CARRIER\r\n");
+        let (text, events) = s.say(b"ATDT5551234\r", d);
+        assert_eq!(text, "\r\nCONNECT 33600\r\n");
+        assert_eq!(
+            events,
+            vec![ModemOutput::Connected {
+                speed: Some(33600),
+                number: "5551234".into()
+            }]
+        );
+        assert!(s.core.is_online());
+        assert_eq!(s.core.dial_attempts(), 3);
+    }
+
+    #[test]
+    fn dial_delay_and_abort_by_keypress() {
+        let mut s = Sim::new(ModemConfig {
+            dial_delay: Duration::from_secs(2),
+            ..quiet_config()
+        });
+        assert_eq!(s.say(b"ATD*99#\r", Duration::from_secs(1)).0, "");
+        assert_eq!(s.text("x"), "\r\nNO CARRIER\r\n");
+        assert_eq!(s.core.poll_timeout(), None);
+    }
+
+    #[test]
+    fn silent_and_other_answers() {
+        for (answer, text) in [
+            ("silent", ""),
+            ("no-dialtone", "\r\nNO DIALTONE\r\n"),
+            ("no-answer", "\r\nNO ANSWER\r\n"),
+            ("connect", "\r\nCONNECT\r\n"),
+        ] {
+            let mut s = Sim::new(ModemConfig {
+                answers: parse_answers(answer).unwrap(),
+                ..quiet_config()
+            });
+            assert_eq!(s.say(b"ATD1\r", Duration::from_secs(60)).0, text, "{answer}");
+        }
+        assert!(parse_answers("connect:fast").is_err());
+        assert!(parse_answers("ringing").is_err());
+        assert!(parse_answers("").is_err());
+    }
+
+    #[test]
+    fn data_mode_escape_and_resume() {
+        let guard = Duration::from_secs(1);
+        let mut s = Sim::new(quiet_config());
+        s.say(b"ATD1\r", Duration::from_millis(100));
+        assert!(s.core.is_online());
+        let (text, events) = s.say(b"\x7e\xff\x03", Duration::ZERO);
+        assert_eq!(text, "");
+        assert_eq!(events, vec![ModemOutput::ToPeer(b"\x7e\xff\x03".to_vec())]);
+        // "+++" right after data is not an escape.
+        s.say(b"+++", guard * 2);
+        assert!(s.core.is_online());
+        // After a guard time of silence, "+++" then silence escapes.
+        s.now += guard;
+        let (text, _) = s.say(b"+++", guard);
+        assert_eq!(text, "\r\nOK\r\n");
+        assert!(!s.core.is_online() && s.core.in_call());
+        assert_eq!(s.text("ATO\r"), "\r\nCONNECT 57600\r\n");
+        assert!(s.core.is_online());
+        s.now += guard;
+        s.say(b"+++", guard);
+        let (text, events) = s.say(b"ATH0\r", Duration::ZERO);
+        assert_eq!(text, "\r\nOK\r\n");
+        assert_eq!(events, vec![ModemOutput::HungUp]);
+        assert!(!s.core.in_call());
+    }
+
+    #[test]
+    fn escape_cancelled_by_data_within_guard() {
+        let guard = Duration::from_secs(1);
+        let mut s = Sim::new(quiet_config());
+        s.say(b"ATD1\r", Duration::from_millis(100));
+        s.now += guard;
+        s.say(b"+++", guard / 2);
+        s.say(b"x", guard * 2);
+        assert!(s.core.is_online());
+    }
+
+    #[test]
+    fn peer_and_dte_loss() {
+        let mut s = Sim::new(quiet_config());
+        s.say(b"ATD1\r", Duration::from_millis(100));
+        s.core.handle_peer_closed();
+        let (text, events) = s.say(b"", Duration::ZERO);
+        assert_eq!(text, "\r\nNO CARRIER\r\n");
+        assert_eq!(events, vec![ModemOutput::HungUp]);
+        s.say(b"ATD1\r", Duration::from_millis(100));
+        s.core.handle_dte_gone();
+        let (_, events) = s.say(b"", Duration::ZERO);
+        assert_eq!(events, vec![ModemOutput::HungUp]);
+        assert_eq!(s.text("AT\r"), "\r\nOK\r\n");
+    }
+
+    #[test]
+    fn repeat_last_command() {
+        let mut s = Sim::new(quiet_config());
+        assert_eq!(s.text("ATI3\r"), "\r\neqlplus SimModem 56K\r\n\r\nOK\r\n");
+        assert_eq!(s.text("A/"), "\r\neqlplus SimModem 56K\r\n\r\nOK\r\n");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..16)) {
+            let mut s = Sim::new(ModemConfig { answers: parse_answers("connect,busy").unwrap(), ..ModemConfig::default() });
+            for c in &chunks {
+                s.say(c, Duration::from_millis(400));
+            }
+        }
+    }
+}
