@@ -5,6 +5,7 @@
 //! emitting actions); the async drivers around them do the I/O.
 
 pub mod chat;
+pub mod cmd;
 pub mod serial;
 pub mod sim;
 mod sys;

@@ -87,7 +87,10 @@ async fn hayes_script_connects_and_data_flows_both_ways() {
         .unwrap()
         .unwrap();
     assert_eq!(&got[1..], frame);
-    call.stream.write_all(b"\x7e\x0a\x0d\x00\x7e").await.unwrap();
+    call.stream
+        .write_all(b"\x7e\x0a\x0d\x00\x7e")
+        .await
+        .unwrap();
     let mut back = vec![0u8; 5];
     let mut n = 0;
     while n < back.len() {
@@ -96,9 +99,13 @@ async fn hayes_script_connects_and_data_flows_both_ways() {
     assert_eq!(back, b"\x7e\x0a\x0d\x00\x7e");
 
     // Hangup on a pty: +++ escape and ATH0; the far end sees the call end; lock removed.
-    let lock_file = locks.path().join(eqlplus_dialer::serial::lock_file_name(sim.tty()));
+    let lock_file = locks
+        .path()
+        .join(eqlplus_dialer::serial::lock_file_name(sim.tty()));
     assert!(lock_file.exists());
-    timeout(Duration::from_secs(5), port.hangup()).await.unwrap();
+    timeout(Duration::from_secs(5), port.hangup())
+        .await
+        .unwrap();
     assert!(!lock_file.exists(), "hangup releases the lock");
     let mut rest = Vec::new();
     timeout(Duration::from_secs(5), call.stream.read_to_end(&mut rest))
@@ -107,7 +114,7 @@ async fn hayes_script_connects_and_data_flows_both_ways() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn busy_then_connect_on_redial() {
     let locks = tempfile::tempdir().unwrap();
     let (sim, _calls) = SimModem::spawn(modem("busy,connect:33600")).unwrap();
@@ -180,10 +187,17 @@ async fn gsm_script_sends_apn_and_dials() {
     };
     assert_eq!(s.connect.as_deref(), Some("CONNECT"));
     assert_eq!(s.speed, None);
-    assert!(s.reports.iter().any(|r| r.starts_with("+CSQ: 21")), "{:?}", s.reports);
+    assert!(
+        s.reports.iter().any(|r| r.starts_with("+CSQ: 21")),
+        "{:?}",
+        s.reports
+    );
     assert_eq!(calls.recv().await.unwrap().number, "*99#");
     let log = log.join("\n");
-    assert!(!log.contains("internet.example"), "the \\U value is never logged");
+    assert!(
+        !log.contains("internet.example"),
+        "the \\U value is never logged"
+    );
 }
 
 #[tokio::test]
@@ -200,8 +214,13 @@ async fn direct_script_needs_no_modem() {
 async fn lock_held_by_a_live_process_is_refused_with_its_pid() {
     let locks = tempfile::tempdir().unwrap();
     let (sim, _calls) = SimModem::spawn(modem("connect")).unwrap();
-    let mut holder = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-    let lock_file = locks.path().join(eqlplus_dialer::serial::lock_file_name(sim.tty()));
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let lock_file = locks
+        .path()
+        .join(eqlplus_dialer::serial::lock_file_name(sim.tty()));
     std::fs::write(&lock_file, format!("{:10}\n", holder.id())).unwrap();
 
     let err = SerialPort::open(sim.tty(), &serial_config(locks.path())).unwrap_err();
@@ -210,7 +229,8 @@ async fn lock_held_by_a_live_process_is_refused_with_its_pid() {
         other => panic!("expected a busy lock, got {other:?}"),
     }
     assert!(
-        err.to_string().contains(&format!("in use by process {}", holder.id())),
+        err.to_string()
+            .contains(&format!("in use by process {}", holder.id())),
         "{err}"
     );
     assert!(lock_file.exists(), "another owner's lock is never removed");
@@ -230,7 +250,11 @@ async fn opening_a_non_tty_or_missing_device_fails_clearly() {
     let locks = tempfile::tempdir().unwrap();
     let config = serial_config(locks.path());
     let err = SerialPort::open(Path::new("/nonexistent/ttyS99"), &config).unwrap_err();
-    assert!(err.to_string().starts_with("cannot open /nonexistent/ttyS99"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot open /nonexistent/ttyS99"),
+        "{err}"
+    );
     let file = locks.path().join("plain-file");
     std::fs::write(&file, b"").unwrap();
     let err = SerialPort::open(&file, &config).unwrap_err();
@@ -250,7 +274,14 @@ async fn stale_bytes_are_flushed_on_open_and_baud_is_settable() {
         port.write_all(b"ATI\r").await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let port = SerialPort::open(sim.tty(), &SerialConfig { baud: 31_250, ..config }).unwrap();
+    let port = SerialPort::open(
+        sim.tty(),
+        &SerialConfig {
+            baud: 31_250,
+            ..config
+        },
+    )
+    .unwrap();
     port.set_baud(250_000, Default::default()).unwrap();
     let script = Script::parse("'' AT OK ''", "t").unwrap();
     let (outcome, log) = chat(&port, script, ChatOptions::default()).await;

@@ -470,7 +470,9 @@ impl ChatEngine {
             spec.pieces
                 .iter()
                 .map(|p| match p {
-                    SendPiece::Phone => visible(self.options.phone.as_deref().unwrap_or("").as_bytes()),
+                    SendPiece::Phone => {
+                        visible(self.options.phone.as_deref().unwrap_or("").as_bytes())
+                    }
                     other => other.to_string(),
                 })
                 .collect()
@@ -844,7 +846,10 @@ mod tests {
         let mut r = Run::plain("'' AT OK-AT-OK x TIMEOUT 5 FOO y");
         r.wait(Duration::from_secs(44));
         assert!(r.outcome().is_none());
-        assert_eq!(r.engine.poll_timeout(), Some(r.now + Duration::from_secs(1)));
+        assert_eq!(
+            r.engine.poll_timeout(),
+            Some(r.now + Duration::from_secs(1))
+        );
         r.wait(Duration::from_secs(1));
         // Sub-expect: AT sent again, then OK expected afresh.
         assert_eq!(r.writes, vec![b"AT\r".to_vec(), b"AT\r".to_vec()]);
@@ -961,7 +966,10 @@ mod tests {
     fn delays_and_pauses_are_deadlines() {
         let mut r = Run::plain("'' AT\\dZ\\pX");
         assert_eq!(r.writes, vec![b"AT".to_vec()]);
-        assert_eq!(r.engine.poll_timeout(), Some(r.now + Duration::from_secs(1)));
+        assert_eq!(
+            r.engine.poll_timeout(),
+            Some(r.now + Duration::from_secs(1))
+        );
         r.wait(Duration::from_millis(999));
         assert_eq!(r.writes.len(), 1);
         r.wait(Duration::from_millis(1));
@@ -1007,7 +1015,10 @@ mod tests {
     fn unconsumed_input_feeds_the_next_expect() {
         let mut r = Run::plain("'' AT OK ATD CONNECT ''");
         r.input(b"OK\r\nCONNECT 9600\r\n");
-        assert_eq!(r.writes, vec![b"AT\r".to_vec(), b"ATD\r".to_vec(), b"\r".to_vec()]);
+        assert_eq!(
+            r.writes,
+            vec![b"AT\r".to_vec(), b"ATD\r".to_vec(), b"\r".to_vec()]
+        );
         assert_eq!(r.success().speed, Some(9600));
     }
 
@@ -1034,7 +1045,10 @@ mod tests {
     fn connect_speeds() {
         assert_eq!(parse_connect_speed("CONNECT 115200"), Some(115200));
         assert_eq!(parse_connect_speed("CONNECT 57600/V42"), Some(57600));
-        assert_eq!(parse_connect_speed("CONNECT 33600/ARQ/V34/LAPM"), Some(33600));
+        assert_eq!(
+            parse_connect_speed("CONNECT 33600/ARQ/V34/LAPM"),
+            Some(33600)
+        );
         assert_eq!(parse_connect_speed("CONNECT"), None);
         assert_eq!(parse_connect_speed("CONNECT FAST"), None);
         assert_eq!(parse_connect_speed("CONNECT 0"), None);

@@ -268,10 +268,7 @@ fn build(tokens: Vec<Token>, source_name: &str) -> Result<Script, ParseError> {
                     format!("too many {keyword} strings (at most {MAX_ABORTS})"),
                 ));
             }
-            steps.push(Step {
-                kind,
-                pos: arg.pos,
-            });
+            steps.push(Step { kind, pos: arg.pos });
             continue;
         }
         let spec = parse_expect(&expect.text).map_err(|m| err(pos, m))?;
@@ -298,7 +295,9 @@ fn keyword_step(keyword: &str, arg: &Token) -> Result<StepKind, String> {
                 s.len()
             ))
         } else if s.is_empty() {
-            Err(format!("{what} string is empty: expected the text to watch for"))
+            Err(format!(
+                "{what} string is empty: expected the text to watch for"
+            ))
         } else {
             Ok(s)
         }
@@ -740,7 +739,13 @@ mod tests {
         assert_eq!(s.steps[0].kind, expect(b"a b"));
         assert_eq!(s.steps[0].pos, Pos { line: 2, column: 4 });
         assert_eq!(s.steps[1].kind, StepKind::Send(bytes(b"c'd\r")));
-        assert_eq!(s.steps[1].pos, Pos { line: 2, column: 12 });
+        assert_eq!(
+            s.steps[1].pos,
+            Pos {
+                line: 2,
+                column: 12
+            }
+        );
     }
 
     #[test]
@@ -789,7 +794,10 @@ mod tests {
         assert_eq!(s.steps.len(), 5);
         assert_eq!(s.steps[4].kind, expect(b"CONNECT"));
         let e = Script::from_args(&["ECHO"]).unwrap_err();
-        assert_eq!(e.to_string(), "command line:1:1: ECHO needs an argument: expected a string after it");
+        assert_eq!(
+            e.to_string(),
+            "command line:1:1: ECHO needs an argument: expected a string after it"
+        );
     }
 
     #[test]

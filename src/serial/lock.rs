@@ -122,7 +122,7 @@ fn create_exclusive(path: &Path, pid: i32) -> io::Result<()> {
             .write(true)
             .create_new(true)
             .open(&tmp)?;
-        write!(f, "{pid:10}\n")?;
+        writeln!(f, "{pid:10}")?;
         f.sync_all()?;
         fs::hard_link(&tmp, path)
     })();

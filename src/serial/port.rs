@@ -230,6 +230,19 @@ impl SerialPort {
         self.modem_status().map(|s| s.dcd)
     }
 
+    /// Whether this is a serial driver port with no UART behind it (the kernel registers
+    /// ttyS0-31 whether or not the hardware exists; TIOCGSERIAL reports PORT_UNKNOWN).
+    /// Devices without TIOCGSERIAL (ptys, most USB modems) are not "absent".
+    pub fn uart_absent(&self) -> bool {
+        // struct serial_struct starts with `int type`; the buffer is large enough for the
+        // whole structure on every architecture.
+        let mut buf = [0u8; 256];
+        // SAFETY: TIOCGSERIAL copies one serial_struct (< 128 bytes) into buf.
+        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TIOCGSERIAL, buf.as_mut_ptr()) };
+        let port_type = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        r == 0 && port_type == 0
+    }
+
     /// Raises or drops DTR. Fails with ENOTTY on a pty.
     pub fn set_dtr(&self, on: bool) -> io::Result<()> {
         set_modem_bits(self.fd.as_raw_fd(), libc::TIOCM_DTR, on)

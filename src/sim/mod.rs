@@ -127,7 +127,10 @@ async fn run(mut pty: PtyMaster, mut core: ModemCore, calls: mpsc::UnboundedSend
         tokio::select! {
             read = pty.read(&mut buf) => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
-                Ok(MasterRead::Closed) => core.handle_dte_gone(),
+                Ok(MasterRead::Closed) => {
+                    tracing::debug!("sim modem: the DTE closed the port");
+                    core.handle_dte_gone();
+                }
                 Err(e) => {
                     tracing::warn!("sim modem: pty failed: {e}");
                     return;

@@ -342,7 +342,7 @@ impl ModemCore {
 
     fn command_char(&mut self, b: u8, now: Instant) {
         if self.echo {
-            self.to_dte(&[b]);
+            self.send_to_dte(&[b]);
         }
         match b {
             b'\r' => {
@@ -542,7 +542,9 @@ impl ModemCore {
     }
 
     fn start_dial(&mut self, number: String, now: Instant) {
-        let index = self.attempts.min(self.config.answers.len().saturating_sub(1));
+        let index = self
+            .attempts
+            .min(self.config.answers.len().saturating_sub(1));
         let answer = self
             .config
             .answers
@@ -569,8 +571,7 @@ impl ModemCore {
                     ..Escape::default()
                 };
                 self.result(ResultCode::Connect(speed));
-                self.out
-                    .push_back(ModemOutput::Connected { speed, number });
+                self.out.push_back(ModemOutput::Connected { speed, number });
                 return;
             }
             DialAnswer::Busy => ResultCode::Busy,
@@ -589,7 +590,7 @@ impl ModemCore {
             } else {
                 format!("{line}\r\n")
             };
-            self.to_dte(text.as_bytes());
+            self.send_to_dte(text.as_bytes());
         }
     }
 
@@ -602,10 +603,10 @@ impl ModemCore {
         } else {
             format!("{}\r", code.numeric())
         };
-        self.to_dte(text.as_bytes());
+        self.send_to_dte(text.as_bytes());
     }
 
-    fn to_dte(&mut self, bytes: &[u8]) {
+    fn send_to_dte(&mut self, bytes: &[u8]) {
         if let Some(ModemOutput::ToDte(prev)) = self.out.back_mut() {
             prev.extend_from_slice(bytes);
         } else {
@@ -665,7 +666,10 @@ mod tests {
         assert_eq!(s.text("AT\r"), "AT\r\r\nOK\r\n");
         assert_eq!(s.text("ATE0\r"), "ATE0\r\r\nOK\r\n");
         assert_eq!(s.text("ATZ\r"), "\r\nOK\r\n");
-        assert_eq!(s.text("ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r"), "ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r\r\nOK\r\n");
+        assert_eq!(
+            s.text("ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r"),
+            "ATE0 V1 Q0 &F E0 S0=0 X3 L0 M1\r\r\nOK\r\n"
+        );
         assert_eq!(s.text("at&fe0\r"), "\r\nOK\r\n", "typed with echo off");
         assert_eq!(s.text("ATQ\r"), "\r\nOK\r\n", "a missing digit means 0");
         assert_eq!(s.text("ATK\r"), "\r\nERROR\r\n");
@@ -704,7 +708,11 @@ mod tests {
         let mut s = Sim::new(quiet_config());
         assert_eq!(s.text("~\x7d\x23+++ATH0\r"), "\r\nOK\r\n");
         assert_eq!(s.text("hello\r"), "");
-        assert_eq!(s.text("ATX\x08\r"), "\r\nOK\r\n", "backspace edits the line");
+        assert_eq!(
+            s.text("ATX\x08\r"),
+            "\r\nOK\r\n",
+            "backspace edits the line"
+        );
     }
 
     #[test]
@@ -752,7 +760,11 @@ mod tests {
                 answers: parse_answers(answer).unwrap(),
                 ..quiet_config()
             });
-            assert_eq!(s.say(b"ATD1\r", Duration::from_secs(60)).0, text, "{answer}");
+            assert_eq!(
+                s.say(b"ATD1\r", Duration::from_secs(60)).0,
+                text,
+                "{answer}"
+            );
         }
         assert!(parse_answers("connect:fast").is_err());
         assert!(parse_answers("ringing").is_err());

@@ -16,6 +16,10 @@ use crate::sys::{read_fd, register};
 /// How often a pty without an opener is checked for one.
 const REOPEN_POLL: Duration = Duration::from_millis(20);
 
+fn gone() -> io::Error {
+    io::Error::other("pty master was lost while re-registering")
+}
+
 /// What a read from the master side found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MasterRead {
@@ -27,7 +31,8 @@ pub enum MasterRead {
 /// A pty master; the slave end is left for another process to open.
 #[derive(Debug)]
 pub struct PtyMaster {
-    fd: AsyncFd<OwnedFd>,
+    /// Always `Some` between calls; taken only to re-register (see `read`).
+    fd: Option<AsyncFd<OwnedFd>>,
     slave_path: PathBuf,
     slave_open: bool,
 }
@@ -50,7 +55,7 @@ impl PtyMaster {
         )
         .map_err(io::Error::from)?;
         Ok(PtyMaster {
-            fd: register(pair.master)?,
+            fd: Some(register(pair.master)?),
             slave_path,
             slave_open: false,
         })
@@ -68,18 +73,19 @@ impl PtyMaster {
             if !self.slave_open {
                 // With no opener the master polls as hung up forever: sample it instead.
                 tokio::time::sleep(REOPEN_POLL).await;
-                match read_fd(self.fd.as_raw_fd(), buf) {
+                match read_fd(self.raw_fd()?, buf) {
                     Ok(n) => {
-                        self.slave_open = true;
+                        self.reopened()?;
                         return Ok(MasterRead::Data(n));
                     }
-                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => self.slave_open = true,
+                    Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => self.reopened()?,
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => {}
                     Err(e) => return Err(e),
                 }
                 continue;
             }
-            let mut guard = self.fd.readable().await?;
+            let fd = self.fd.as_ref().ok_or_else(gone)?;
+            let mut guard = fd.readable().await?;
             match guard.try_io(|fd| read_fd(fd.as_raw_fd(), buf)) {
                 Ok(Ok(n)) => return Ok(MasterRead::Data(n)),
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => {
@@ -95,6 +101,19 @@ impl PtyMaster {
     /// Writes to the slave's reader. Bytes written while nobody has the slave open are kept
     /// by the kernel and read by the next opener (who should flush them, as SerialPort does).
     pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
-        crate::sys::write_all(&self.fd, data).await
+        crate::sys::write_all(self.fd.as_ref().ok_or_else(gone)?, data).await
+    }
+
+    fn raw_fd(&self) -> io::Result<i32> {
+        Ok(self.fd.as_ref().ok_or_else(gone)?.as_raw_fd())
+    }
+
+    /// Someone opened the slave. tokio remembers the hangup it saw while nobody had it open
+    /// and would report the master readable forever (a busy loop): register afresh.
+    fn reopened(&mut self) -> io::Result<()> {
+        let fd = self.fd.take().ok_or_else(gone)?.into_inner();
+        self.fd = Some(register(fd)?);
+        self.slave_open = true;
+        Ok(())
     }
 }

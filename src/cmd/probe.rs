@@ -1,0 +1,350 @@
+//! `eqlplus-dialer probe`: the wvdialconf successor. Finds modems on serial ports and prints
+//! a ready-to-paste `[[line]]` stanza for each.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout};
+
+use super::PortArgs;
+use crate::serial::{SerialError, SerialPort};
+
+/// Rates tried in order, fastest first (as wvdialconf does).
+const BAUD_RATES: [u32; 5] = [115_200, 57_600, 38_400, 19_200, 9_600];
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Ports to try; default: every /dev/ttyS*, /dev/ttyUSB* and /dev/ttyACM*.
+    #[arg(value_name = "DEVICE")]
+    pub devices: Vec<PathBuf>,
+    #[command(flatten)]
+    pub port: PortArgs,
+    /// How long to wait for each answer, in milliseconds.
+    #[arg(long, default_value_t = 700, value_name = "MS")]
+    pub answer_timeout: u64,
+    /// Upper bound for one port, in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub port_timeout: u64,
+}
+
+/// What was found on one port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    Modem(ModemInfo),
+    /// The port opened but nothing answered `AT`.
+    Silent,
+    /// The port was not tried: locked by someone else, cannot be opened, no UART.
+    Skipped(String),
+}
+
+/// A modem that answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ModemInfo {
+    pub baud: u32,
+    /// Lines of `ATI`.
+    pub identity: Vec<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+}
+
+impl ModemInfo {
+    /// A modem that knows the 3GPP identification commands is a cellular one.
+    pub fn is_cellular(&self) -> bool {
+        self.manufacturer.is_some() || self.model.is_some()
+    }
+
+    fn description(&self) -> String {
+        match (&self.manufacturer, &self.model) {
+            (Some(m), Some(model)) => format!("{m} {model}"),
+            _ => self
+                .identity
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "Hayes-compatible modem".into()),
+        }
+    }
+}
+
+/// A modem's reply to one command: information lines and the final result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AtReply {
+    pub lines: Vec<String>,
+    pub ok: bool,
+}
+
+/// Parses what a modem sent after a command, once it holds a final `OK`/`ERROR` (or
+/// numeric `0`/`4`); the echo of `command` and blank lines are dropped.
+pub fn parse_at_reply(received: &[u8], command: &str) -> Option<AtReply> {
+    let text = String::from_utf8_lossy(received);
+    let mut lines = Vec::new();
+    for line in text.split(['\r', '\n']).map(str::trim) {
+        match line {
+            "" => {}
+            "OK" | "0" => return Some(AtReply { lines, ok: true }),
+            "ERROR" | "4" => return Some(AtReply { lines, ok: false }),
+            l if l.starts_with("+CME ERROR") => return Some(AtReply { lines, ok: false }),
+            l if l.eq_ignore_ascii_case(command) => {}
+            l => lines.push(l.to_string()),
+        }
+    }
+    None
+}
+
+pub async fn run(args: ProbeArgs) -> i32 {
+    let devices = if args.devices.is_empty() {
+        default_candidates()
+    } else {
+        args.devices.clone()
+    };
+    if devices.is_empty() {
+        eprintln!(
+            "eqlplus-dialer probe: no serial ports found (/dev/ttyS*, /dev/ttyUSB*, /dev/ttyACM*)"
+        );
+        return 1;
+    }
+    // Every port at once; each is bounded, so the run takes as long as the slowest port.
+    let args = std::sync::Arc::new(args);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, device) in devices.iter().cloned().enumerate() {
+        let args = args.clone();
+        tasks.spawn(async move {
+            let bound = Duration::from_secs(args.port_timeout);
+            let finding = match timeout(bound, probe_port(&device, &args)).await {
+                Ok(f) => f,
+                Err(_) => Finding::Skipped(format!("no answer within {}s", bound.as_secs())),
+            };
+            (index, device, finding)
+        });
+    }
+    let mut findings: Vec<(usize, PathBuf, Finding)> = tasks.join_all().await;
+    findings.sort_by_key(|(index, _, _)| *index);
+    let findings: Vec<(PathBuf, Finding)> = findings.into_iter().map(|(_, d, f)| (d, f)).collect();
+    let mut found = 0;
+    for (device, finding) in &findings {
+        match finding {
+            Finding::Modem(info) => {
+                found += 1;
+                println!(
+                    "{}: {} at {} bit/s",
+                    device.display(),
+                    info.description(),
+                    info.baud
+                );
+            }
+            Finding::Silent => println!("{}: no modem answered", device.display()),
+            Finding::Skipped(why) => println!("{}: skipped ({why})", device.display()),
+        }
+    }
+    for (device, finding) in &findings {
+        if let Finding::Modem(info) = finding {
+            println!();
+            print!("{}", stanza(device, info));
+        }
+    }
+    if found == 0 {
+        eprintln!("eqlplus-dialer probe: no modem found");
+        return 1;
+    }
+    0
+}
+
+fn default_candidates() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/dev")
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        ["ttyS", "ttyUSB", "ttyACM"].iter().any(|prefix| {
+                            n.strip_prefix(prefix).is_some_and(|rest| {
+                                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+                            })
+                        })
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    // ttyS2 before ttyS10.
+    found.sort_by_key(|p| {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string();
+        let digits = name.trim_start_matches(|c: char| !c.is_ascii_digit());
+        let prefix = name[..name.len() - digits.len()].to_string();
+        (prefix, digits.parse::<u32>().unwrap_or(0))
+    });
+    found
+}
+
+async fn probe_port(device: &Path, args: &ProbeArgs) -> Finding {
+    let port = match SerialPort::open(device, &args.port.serial_config()) {
+        Ok(p) => p,
+        Err(SerialError::Lock(e)) => return Finding::Skipped(e.to_string()),
+        Err(e) => return Finding::Skipped(e.to_string()),
+    };
+    if port.uart_absent() {
+        return Finding::Skipped("no UART behind this port".into());
+    }
+    let wait = Duration::from_millis(args.answer_timeout);
+    for baud in BAUD_RATES {
+        if port.set_baud(baud, args.port.flow).is_err() {
+            continue;
+        }
+        let _ = port.flush_input();
+        // Some modems need a first AT to auto-detect the rate: try twice.
+        let mut answered = false;
+        for _ in 0..2 {
+            if matches!(at(&port, "AT", wait).await, Some(r) if r.ok) {
+                answered = true;
+                break;
+            }
+        }
+        if !answered {
+            continue;
+        }
+        let mut info = ModemInfo {
+            baud,
+            ..ModemInfo::default()
+        };
+        // Verbose results and echo on, as wvdialconf does, before asking who it is.
+        at(&port, "ATQ0 V1 E1", wait).await;
+        if let Some(r) = at(&port, "ATI", wait).await.filter(|r| r.ok) {
+            info.identity = r.lines;
+        }
+        info.manufacturer = at(&port, "AT+CGMI", wait)
+            .await
+            .filter(|r| r.ok)
+            .and_then(|r| r.lines.into_iter().next());
+        info.model = at(&port, "AT+CGMM", wait)
+            .await
+            .filter(|r| r.ok)
+            .and_then(|r| r.lines.into_iter().next());
+        return Finding::Modem(info);
+    }
+    Finding::Silent
+}
+
+/// Sends one command and waits for its final result.
+async fn at(port: &SerialPort, command: &str, wait: Duration) -> Option<AtReply> {
+    port.write_all(format!("{command}\r").as_bytes())
+        .await
+        .ok()?;
+    let deadline = Instant::now() + wait;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        let n = timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            port.read(&mut buf),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        received.extend_from_slice(&buf[..n]);
+        if let Some(reply) = parse_at_reply(&received, command) {
+            return Some(reply);
+        }
+        if received.len() > 64 * 1024 {
+            return None;
+        }
+    }
+}
+
+/// A `[[line]]` configuration stanza for a found modem.
+pub fn stanza(device: &Path, info: &ModemInfo) -> String {
+    let name = device
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "modem".into());
+    let mut s = format!("# {}: {}\n[[line]]\n", device.display(), info.description());
+    s += &format!(
+        "name = \"{name}\"\ndevice = \"{}\"\nbaud = {}\n",
+        device.display(),
+        info.baud
+    );
+    if info.is_cellular() {
+        s += "dial_chat = \"/etc/eqlplus-dialer/chat/gsm-cellular.chat\"\n";
+        s += "apn = \"internet\"          # your provider's APN\n";
+    } else {
+        s += "dial_chat = \"/etc/eqlplus-dialer/chat/hayes-dialup.chat\"\n";
+        s += "phone = \"5551234\"         # your ISP's number\n";
+        s += "user = \"username\"\n";
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        assert_eq!(parse_at_reply(b"AT\r\r\nO", "AT"), None);
+        assert_eq!(
+            parse_at_reply(b"AT\r\r\nOK\r\n", "AT"),
+            Some(AtReply {
+                lines: vec![],
+                ok: true
+            })
+        );
+        assert_eq!(
+            parse_at_reply(b"\r\nSimModem 56K\r\n\r\nOK\r\n", "ATI"),
+            Some(AtReply {
+                lines: vec!["SimModem 56K".into()],
+                ok: true
+            })
+        );
+        assert_eq!(
+            parse_at_reply(b"AT+CGMI\r\r\nERROR\r\n", "AT+CGMI"),
+            Some(AtReply {
+                lines: vec![],
+                ok: false
+            })
+        );
+        assert_eq!(
+            parse_at_reply(b"0\r", "AT"),
+            Some(AtReply {
+                lines: vec![],
+                ok: true
+            })
+        );
+        assert_eq!(
+            parse_at_reply(b"\r\n+CME ERROR: 10\r\n", "AT+CPIN?"),
+            Some(AtReply {
+                lines: vec![],
+                ok: false
+            })
+        );
+    }
+
+    #[test]
+    fn stanzas_follow_the_modem_kind() {
+        let dialup = ModemInfo {
+            baud: 57600,
+            identity: vec!["56000".into()],
+            ..Default::default()
+        };
+        let s = stanza(Path::new("/dev/ttyS1"), &dialup);
+        assert!(
+            s.contains("name = \"ttyS1\"")
+                && s.contains("hayes-dialup.chat")
+                && s.contains("baud = 57600"),
+            "{s}"
+        );
+        let cell = ModemInfo {
+            baud: 115200,
+            manufacturer: Some("Quectel".into()),
+            model: Some("EC25".into()),
+            ..Default::default()
+        };
+        let s = stanza(Path::new("/dev/ttyUSB2"), &cell);
+        assert!(s.starts_with("# /dev/ttyUSB2: Quectel EC25\n"), "{s}");
+        assert!(
+            s.contains("gsm-cellular.chat") && s.contains("apn = "),
+            "{s}"
+        );
+    }
+}
