@@ -5,5 +5,6 @@
 //! emitting actions); the async drivers around them do the I/O.
 
 pub mod chat;
+pub mod ppp;
 pub mod serial;
 pub mod sim;

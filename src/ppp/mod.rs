@@ -1,0 +1,2 @@
+//! PPP engine (placeholder during development).
+pub mod hdlc;
