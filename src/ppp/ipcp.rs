@@ -188,7 +188,7 @@ impl Negotiator for IpcpOptions {
         self.want_addr = Some(self.cfg.local);
         self.want_dns = [ask(self.cfg.request_dns); 2];
         self.want_nbns = [ask(self.cfg.request_nbns); 2];
-        self.peer_addr = None;
+        // `peer_addr` belongs to the peer's request, reset by `begin_peer_request`.
     }
 
     fn write_request(&mut self, out: &mut Vec<u8>) {

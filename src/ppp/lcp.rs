@@ -303,7 +303,8 @@ impl Negotiator for LcpOptions {
             pfc: self.cfg.pfc,
             acfc: self.cfg.acfc,
         };
-        self.peer = PeerOptions::default();
+        // `peer` is left alone: when Opened gets a Configure-Request, the table
+        // runs scr (and this reset) after that request was checked and acked.
         self.auth_refused = false;
     }
 

@@ -73,3 +73,6 @@ impl Rng {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

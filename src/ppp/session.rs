@@ -669,6 +669,9 @@ impl Session {
     }
 
     fn lcp_signal(&mut self, sig: LayerSignal, now: Instant) {
+        if self.phase == Phase::Dead {
+            return; // the session is over; late signals from the teardown mean nothing
+        }
         match sig {
             LayerSignal::Up => self.lcp_up(now),
             LayerSignal::Down => self.lcp_down(now),
@@ -694,7 +697,7 @@ impl Session {
                 "LCP negotiation failed: no agreement after {} Configure-Requests",
                 self.cfg.fsm.max_configure
             ),
-            None => "link terminated".into(),
+            None => "LCP renegotiation failed".into(),
         }
     }
 
@@ -795,12 +798,16 @@ impl Session {
         self.tx_acfc = false;
         self.tx_pfc = false;
         self.ip_tx.clear();
-        if self.phase != Phase::Terminate {
+        // Renegotiation (the peer sent a new Configure-Request): back to Establish.
+        if matches!(self.phase, Phase::Authenticate | Phase::Network) {
             self.set_phase(Phase::Establish);
         }
     }
 
     fn ipcp_signal(&mut self, sig: LayerSignal, now: Instant) {
+        if self.phase == Phase::Dead {
+            return;
+        }
         match sig {
             LayerSignal::Up => {
                 let o = self.ipcp.negotiator();
