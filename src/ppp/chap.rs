@@ -264,7 +264,7 @@ impl ChapServer {
         else {
             return;
         };
-        *transmits += 1;
+        *transmits = transmits.saturating_add(1);
         let mut data = Vec::new();
         ChapValue {
             value: challenge,

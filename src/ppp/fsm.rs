@@ -727,7 +727,7 @@ impl<N: Negotiator> Fsm<N> {
             Action::Sca | Action::Scn => {
                 if let Some((code, reply)) = ctx.reply.take() {
                     if code == CONFIGURE_NAK {
-                        self.nak_loops += 1;
+                        self.nak_loops = self.nak_loops.saturating_add(1);
                     } else if code == CONFIGURE_ACK {
                         self.nak_loops = 0;
                     }

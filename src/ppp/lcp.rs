@@ -360,7 +360,7 @@ impl Negotiator for LcpOptions {
                 // looped-back line. Suggest a fresh number, as pppd does.
                 Some(m) if m == 0 || Some(m) == self.want.magic => {
                     if m != 0 {
-                        self.loops += 1;
+                        self.loops = self.loops.saturating_add(1);
                         debug!(loops = self.loops, "peer magic number equals ours");
                     }
                     let fresh = self.new_magic();
@@ -406,7 +406,7 @@ impl Negotiator for LcpOptions {
             }
             opt::MAGIC if self.want.magic.is_some() => {
                 // Either a collision or our own Nak looped back to us.
-                self.loops += 1;
+                self.loops = self.loops.saturating_add(1);
                 self.want.magic = Some(self.new_magic());
             }
             opt::PFC => self.want.pfc = false,
@@ -585,5 +585,267 @@ impl Lcp {
     /// Echo-Requests sent without any sign of life since.
     pub fn echos_pending(&self) -> u32 {
         self.echos_pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ppp::packet::{
+        CONFIGURE_ACK, CONFIGURE_NAK, CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket,
+    };
+
+    const BOTH: AuthMethods = AuthMethods {
+        pap: true,
+        chap: true,
+    };
+
+    /// pppd's usual first request: asyncmap 0, magic 0x12345678, pfc, acfc.
+    const PPPD_REQUEST: [u8; 20] = [
+        0x01, 0x01, 0x00, 0x14, 0x02, 0x06, 0x00, 0x00, 0x00, 0x00, 0x05, 0x06, 0x12, 0x34, 0x56,
+        0x78, 0x07, 0x02, 0x08, 0x02,
+    ];
+
+    fn lcp(can_auth: AuthMethods) -> Lcp {
+        let mut l = Lcp::new(
+            LcpConfig::default(),
+            FsmConfig::default(),
+            can_auth,
+            AuthMethods::NONE,
+            7,
+        );
+        let now = Instant::now();
+        l.fsm.open(now);
+        l.fsm.up(now);
+        let _ = l.fsm.poll_packet();
+        l
+    }
+
+    /// Feed `pkt`, return the single answer packet.
+    fn answer(l: &mut Lcp, pkt: &[u8]) -> Vec<u8> {
+        l.input(pkt, Instant::now()).unwrap();
+        let out = l.fsm.poll_packet().expect("an answer");
+        assert!(l.fsm.poll_packet().is_none());
+        out
+    }
+
+    fn request(id: u8, opts: &[u8]) -> Vec<u8> {
+        ControlPacket::to_vec(CONFIGURE_REQUEST, id, opts)
+    }
+
+    fn open(l: &mut Lcp) {
+        let now = Instant::now();
+        l.input(&PPPD_REQUEST, now).unwrap();
+        let mut ours = Vec::new();
+        l.fsm.negotiator_mut().write_request(&mut ours);
+        // Our request went out with id 1 (first identifier).
+        l.input(&ControlPacket::to_vec(CONFIGURE_ACK, 1, &ours), now)
+            .unwrap();
+        assert_eq!(l.fsm.state(), State::Opened);
+        while l.fsm.poll_packet().is_some() {}
+    }
+
+    #[test]
+    fn our_first_request_matches_pppd_defaults() {
+        let mut o = LcpOptions::new(LcpConfig::default(), BOTH, AuthMethods::NONE, 1);
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        let magic = o.our_magic().unwrap().to_be_bytes();
+        assert_eq!(
+            out,
+            [
+                2, 6, 0, 0, 0, 0, 5, 6, magic[0], magic[1], magic[2], magic[3], 7, 2, 8, 2
+            ]
+        );
+        // As authenticator we also ask for CHAP-MD5 (preferred over PAP, as pppd).
+        let mut o = LcpOptions::new(LcpConfig::default(), AuthMethods::NONE, BOTH, 1);
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        assert_eq!(&out[6..11], &[3, 5, 0xc2, 0x23, 5]);
+    }
+
+    #[test]
+    fn pppd_request_is_acked_verbatim() {
+        let mut l = lcp(AuthMethods::NONE);
+        let ack = answer(&mut l, &PPPD_REQUEST);
+        assert_eq!(ack[0], CONFIGURE_ACK);
+        assert_eq!(&ack[1..], &PPPD_REQUEST[1..]);
+        let p = l.fsm.negotiator().peer();
+        assert_eq!(
+            (p.accm, p.magic, p.pfc, p.acfc),
+            (0, Some(0x1234_5678), true, true)
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_options_are_rejected_not_misparsed() {
+        let mut l = lcp(AuthMethods::NONE);
+        // MRRU (17), callback (13), an MRU with a bad length, ACFC with a value.
+        let opts = [0x11, 4, 0x05, 0xdc, 0x0d, 3, 6, 1, 3, 5, 8, 3, 0, 7, 2];
+        let rej = answer(&mut l, &request(2, &opts));
+        assert_eq!(rej[0], CONFIGURE_REJECT);
+        assert_eq!(
+            &rej[4..],
+            &[0x11, 4, 0x05, 0xdc, 0x0d, 3, 6, 1, 3, 5, 8, 3, 0]
+        );
+        // An option running past the end: the packet is dropped, nothing answered.
+        assert!(
+            l.input(&request(3, &[1, 4, 5, 0xdc, 2, 9, 0]), Instant::now())
+                .is_err()
+        );
+        assert!(l.fsm.poll_packet().is_none());
+    }
+
+    #[test]
+    fn small_mru_is_naked_to_minimum() {
+        let mut l = lcp(AuthMethods::NONE);
+        let nak = answer(&mut l, &request(2, &[1, 4, 0, 64]));
+        assert_eq!(nak[0], CONFIGURE_NAK);
+        assert_eq!(&nak[4..], &[1, 4, 0, 128]);
+    }
+
+    #[test]
+    fn auth_protocol_negotiation() {
+        // MS-CHAPv2 and EAP are Naked to CHAP-MD5 when we have credentials.
+        let mut l = lcp(BOTH);
+        for opt in [&[3u8, 5, 0xc2, 0x23, 0x81][..], &[3, 4, 0xc2, 0x27]] {
+            let nak = answer(&mut l, &request(2, opt));
+            assert_eq!(nak[0], CONFIGURE_NAK);
+            assert_eq!(&nak[4..], &[3, 5, 0xc2, 0x23, 5]);
+        }
+        let ack = answer(&mut l, &request(3, &[3, 4, 0xc0, 0x23]));
+        assert_eq!(ack[0], CONFIGURE_ACK);
+        assert_eq!(l.fsm.negotiator().peer().auth, Some(AuthProtocol::Pap));
+        // Without credentials the option is rejected.
+        let mut l = lcp(AuthMethods::NONE);
+        let rej = answer(&mut l, &request(2, &[3, 5, 0xc2, 0x23, 5]));
+        assert_eq!(rej[0], CONFIGURE_REJECT);
+    }
+
+    #[test]
+    fn own_magic_number_is_naked_as_loopback() {
+        let mut l = lcp(AuthMethods::NONE);
+        let ours = l.fsm.negotiator().our_magic().unwrap().to_be_bytes();
+        let nak = answer(
+            &mut l,
+            &request(2, &[5, 6, ours[0], ours[1], ours[2], ours[3]]),
+        );
+        assert_eq!(nak[0], CONFIGURE_NAK);
+        assert_eq!(&nak[4..6], &[5, 6]);
+        assert_ne!(&nak[6..10], &ours);
+        assert_eq!(l.fsm.negotiator().loops, 1);
+    }
+
+    #[test]
+    fn echo_request_is_answered_with_our_magic() {
+        let mut l = lcp(AuthMethods::NONE);
+        // Not answered before LCP is open.
+        l.input(
+            &ControlPacket::to_vec(ECHO_REQUEST, 5, &[0, 0, 0, 0]),
+            Instant::now(),
+        )
+        .unwrap();
+        assert!(l.fsm.poll_packet().is_none());
+        open(&mut l);
+        let magic = l.fsm.negotiator().our_magic().unwrap().to_be_bytes();
+        let reply = answer(
+            &mut l,
+            &ControlPacket::to_vec(ECHO_REQUEST, 9, &[0x12, 0x34, 0x56, 0x78, b'h', b'i']),
+        );
+        let mut want = vec![ECHO_REPLY, 9, 0, 10];
+        want.extend_from_slice(&magic);
+        want.extend_from_slice(b"hi");
+        assert_eq!(reply, want);
+    }
+
+    #[test]
+    fn keepalive_counts_unanswered_echoes_and_ignores_own_replies() {
+        let mut l = lcp(AuthMethods::NONE);
+        open(&mut l);
+        let t0 = Instant::now();
+        l.start_keepalive(t0);
+        let s = Duration::from_secs(1);
+        for i in 1..=3u32 {
+            assert_eq!(l.handle_timeout(t0 + s * i), None);
+            let req = l.fsm.poll_packet().unwrap();
+            assert_eq!(req[0], ECHO_REQUEST);
+            // Our own request looped back as a "reply" proves nothing.
+            let mut fake = req.clone();
+            fake[0] = ECHO_REPLY;
+            l.input(&fake, t0).unwrap();
+            assert_eq!(l.echos_pending(), i);
+        }
+        assert_eq!(l.handle_timeout(t0 + s * 4), Some(LcpNotice::LinkDead));
+
+        // A real reply resets the count.
+        let mut l = lcp(AuthMethods::NONE);
+        open(&mut l);
+        l.start_keepalive(t0);
+        l.handle_timeout(t0 + s);
+        let req = l.fsm.poll_packet().unwrap();
+        l.input(
+            &ControlPacket::to_vec(ECHO_REPLY, req[1], &[0x12, 0x34, 0x56, 0x78]),
+            t0,
+        )
+        .unwrap();
+        assert_eq!(l.echos_pending(), 0);
+    }
+
+    #[test]
+    fn protocol_reject_is_reported() {
+        let mut l = lcp(AuthMethods::NONE);
+        open(&mut l);
+        let n = l
+            .input(
+                &ControlPacket::to_vec(PROTOCOL_REJECT, 3, &[0x80, 0x21, 1, 1, 0, 4]),
+                Instant::now(),
+            )
+            .unwrap();
+        assert_eq!(n, Some(LcpNotice::ProtocolRejected(0x8021)));
+        assert_eq!(l.fsm.state(), State::Opened);
+        assert!(
+            l.input(
+                &ControlPacket::to_vec(PROTOCOL_REJECT, 4, &[0x80]),
+                Instant::now()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn renegotiation_in_opened_keeps_the_new_peer_options() {
+        let mut l = lcp(AuthMethods::NONE);
+        open(&mut l);
+        // The peer renegotiates with a different magic number and no PFC.
+        l.input(&request(9, &[5, 6, 0, 0, 0, 9]), Instant::now())
+            .unwrap();
+        assert_eq!(l.fsm.state(), State::AckSent);
+        let p = l.fsm.negotiator().peer();
+        assert_eq!((p.magic, p.pfc, p.accm), (Some(9), false, ACCM_ALL));
+    }
+
+    #[test]
+    fn naks_and_rejects_adjust_our_request() {
+        let mut o = LcpOptions::new(LcpConfig::default(), BOTH, BOTH, 3);
+        let first_magic = o.our_magic();
+        let mut buf = Vec::new();
+        o.write_request(&mut buf);
+        for opt in crate::ppp::packet::Options::new(&[
+            2, 6, 0, 0x0a, 0, 0, 5, 6, 1, 2, 3, 4, 3, 4, 0xc0, 0x23,
+        ])
+        .flatten()
+        {
+            o.apply_nak(opt);
+        }
+        assert_eq!(o.our_accm(), 0x000a_0000);
+        assert_ne!(o.our_magic(), first_magic);
+        assert_eq!(o.auth_peer_with(), Some(AuthProtocol::Pap));
+        for opt in crate::ppp::packet::Options::new(&[7, 2, 8, 2, 3, 4, 0xc0, 0x23]).flatten() {
+            o.apply_reject(opt);
+        }
+        assert!(o.auth_refused());
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        assert!(!out.windows(2).any(|w| w == [7, 2] || w == [8, 2]));
     }
 }

@@ -26,6 +26,8 @@
 //! the caller asks; the session asks only for what the peer acknowledged, never
 //! for LCP. The decoder accepts both forms at all times.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod chap;
 pub mod fsm;

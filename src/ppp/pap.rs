@@ -107,7 +107,7 @@ impl PapClient {
         .emit(&mut data);
         self.out
             .push_back(ControlPacket::to_vec(AUTH_REQUEST, self.id, &data));
-        self.transmits += 1;
+        self.transmits = self.transmits.saturating_add(1);
         self.deadline = Some(now + self.restart);
     }
 
