@@ -394,20 +394,19 @@ mod tests {
         ChapServer::new(cfg, Secrets::new().with("alice", "s3cret"), 42)
     }
 
-    /// RFC 1994 MD5 response checked against an independent computation:
-    /// MD5(0x01 || "secret" || 0x00..0x0f) from the `md5sum` of those 23 bytes.
+    /// RFC 1994 MD5 response, value computed independently (Python hashlib:
+    /// `md5(bytes([1]) + b"secret" + bytes(range(16)))`).
     #[test]
     fn golden_md5_response() {
         let challenge: Vec<u8> = (0..16).collect();
         let r = md5_response(1, b"secret", &challenge);
-        let mut input = vec![1u8];
-        input.extend_from_slice(b"secret");
-        input.extend_from_slice(&challenge);
-        let expect: [u8; 16] = Md5::digest(&input).into();
-        assert_eq!(r, expect);
-        // MD5("") sanity of the primitive itself (RFC 1321 test suite).
-        let empty: [u8; 16] = Md5::digest(b"").into();
-        assert_eq!(empty[..4], [0xd4, 0x1d, 0x8c, 0xd9]);
+        assert_eq!(
+            r,
+            [
+                0x74, 0x0e, 0x86, 0x46, 0x3b, 0xda, 0x3a, 0x4d, 0x70, 0x17, 0xd6, 0xe0, 0xfb, 0xa0,
+                0x69, 0x9d
+            ]
+        );
     }
 
     #[test]
@@ -425,7 +424,14 @@ mod tests {
         let parsed = ControlPacket::parse(&resp).unwrap();
         assert_eq!((parsed.code, parsed.id), (RESPONSE, 9));
         let v = ChapValue::parse(parsed.data).unwrap();
-        assert_eq!(v.value, md5_response(9, b"s3cret", &[1, 2, 3, 4]));
+        // md5(bytes([9]) + b"s3cret" + bytes([1, 2, 3, 4])), from Python hashlib.
+        assert_eq!(
+            v.value,
+            [
+                0xf2, 0xbe, 0xe4, 0x63, 0xa7, 0xf9, 0x70, 0x65, 0xfc, 0x34, 0xf4, 0xfa, 0xf4, 0x18,
+                0x45, 0x9d
+            ]
+        );
         assert_eq!(v.name, b"alice");
         p.input(ControlPacket::parse(&[SUCCESS, 9, 0, 4]).unwrap(), now);
         assert!(matches!(

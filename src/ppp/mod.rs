@@ -48,8 +48,15 @@ pub use session::{Config, Event, Phase, Role, SendError, Session, Stats};
 ///
 /// Seeded from [`session::Config::seed`] so tests are reproducible; the driver
 /// should seed it from the OS (e.g. `getrandom`) in production.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Rng(u64);
+
+/// The state would let anyone predict magic numbers and CHAP challenges.
+impl std::fmt::Debug for Rng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rng(<redacted>)")
+    }
+}
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {

@@ -353,11 +353,16 @@ impl Session {
             if let Some(frame) = frame {
                 self.handle_frame(frame, now);
                 self.pump(now);
+                // LCP may have opened or gone down: the next frame in this same
+                // chunk must already be read with the new ACCM and MRU.
+                let (accm, mru) = self.rx_settings();
+                if decoder.accm() != accm {
+                    decoder.set_accm(accm);
+                }
+                decoder.set_mru(mru);
             }
         }
         self.decoder = decoder;
-        // LCP may have gone up or down meanwhile, while the real decoder was out.
-        self.sync_decoder();
     }
 
     /// Run timers that are due.
@@ -456,14 +461,19 @@ impl Session {
     // ----- input -----
 
     /// Receive ACCM and MRU follow LCP: negotiated values while open, defaults otherwise.
-    fn sync_decoder(&mut self) {
+    fn rx_settings(&self) -> (u32, usize) {
         let accm = if self.lcp.fsm.state() == State::Opened {
             self.lcp.fsm.negotiator().our_accm()
         } else {
             ACCM_ALL
         };
+        (accm, self.rx_mru())
+    }
+
+    fn sync_decoder(&mut self) {
+        let (accm, mru) = self.rx_settings();
         self.decoder.set_accm(accm);
-        self.decoder.set_mru(self.rx_mru());
+        self.decoder.set_mru(mru);
     }
 
     fn rx_mru(&self) -> usize {

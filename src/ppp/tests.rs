@@ -92,6 +92,9 @@ struct Pair {
     cut_b_to_a: bool,
     /// Drop every LCP frame from b (its Echo-Requests and Echo-Replies).
     drop_lcp_from_b: bool,
+    /// Deliver everything a side sent in one `handle_input` call, as a serial
+    /// read returning several frames at once would.
+    coalesce: bool,
 }
 
 impl Pair {
@@ -108,11 +111,15 @@ impl Pair {
             b_to_a: Tap::new(),
             cut_b_to_a: false,
             drop_lcp_from_b: false,
+            coalesce: false,
         }
     }
 
     /// Move every queued frame across once; true if anything moved.
     fn exchange(&mut self) -> bool {
+        if self.coalesce {
+            return self.exchange_coalesced();
+        }
         let mut moved = false;
         while let Some(f) = self.a.poll_transmit() {
             moved = true;
@@ -137,6 +144,24 @@ impl Pair {
         self.b_events
             .extend(std::iter::from_fn(|| self.b.poll_event()));
         moved
+    }
+
+    fn exchange_coalesced(&mut self) -> bool {
+        let a_out: Vec<u8> = std::iter::from_fn(|| self.a.poll_transmit())
+            .flatten()
+            .collect();
+        let b_out: Vec<u8> = std::iter::from_fn(|| self.b.poll_transmit())
+            .flatten()
+            .collect();
+        self.a_to_b.feed(&a_out);
+        self.b_to_a.feed(&b_out);
+        self.b.handle_input(&a_out, self.now);
+        self.a.handle_input(&b_out, self.now);
+        self.a_events
+            .extend(std::iter::from_fn(|| self.a.poll_event()));
+        self.b_events
+            .extend(std::iter::from_fn(|| self.b.poll_event()));
+        !a_out.is_empty() || !b_out.is_empty()
     }
 
     /// Run until `done` or until `limit` of simulated time has passed.
@@ -255,6 +280,35 @@ fn no_auth_up_and_ip_both_ways() {
     assert!(p.a_to_b.seen.iter().any(|(proto, _)| *proto == ipcp::IPV4));
     assert!(p.a.stats().rx_ip_packets == 5 && p.a.stats().rx_bad_fcs == 0);
     assert_eq!(p.elapsed(), Duration::ZERO, "no retransmission needed");
+}
+
+/// Several frames per read: the frames right after LCP opens are already
+/// sent with ACCM 0 (unescaped control characters) and must not be dropped.
+#[test]
+fn coalesced_reads_with_accm_switch() {
+    for require in [AuthMethods::NONE, PAP_ONLY, CHAP_ONLY] {
+        let mut p = Pair::new(
+            dialer(Some(("alice", "wonderland"))),
+            answer(require, &[("alice", "wonderland")]),
+        );
+        p.coalesce = true;
+        // b reads a's Configure-Request before sending anything, so its
+        // Configure-Request and its Ack go out together; a then answers with
+        // its Ack *and* the first post-LCP frame (ACCM 0) in one read for b.
+        let first: Vec<u8> = std::iter::from_fn(|| p.a.poll_transmit())
+            .flatten()
+            .collect();
+        p.b.handle_input(&first, p.now);
+        p.run_until_up();
+        assert_eq!(p.a.stats().rx_bad_fcs + p.b.stats().rx_bad_fcs, 0);
+        assert_eq!(p.elapsed(), Duration::ZERO, "no retransmission needed");
+        let pkt = ip_packet(3, 300); // contains control characters
+        p.a.send_ip(&pkt).unwrap();
+        p.a.send_ip(&pkt).unwrap();
+        p.exchange();
+        assert_eq!(p.b.poll_ip(), Some(pkt.clone()));
+        assert_eq!(p.b.poll_ip(), Some(pkt));
+    }
 }
 
 #[test]
