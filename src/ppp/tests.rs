@@ -826,3 +826,44 @@ fn secrets_do_not_leak_into_debug_output() {
     assert!(!dbg.contains("hunter2"), "secret in Debug output");
     let _ = Secrets::new();
 }
+
+#[test]
+fn server_without_dns_rejects_dns_options() {
+    let mut b = answer(AuthMethods::NONE, &[]);
+    b.ipcp.dns = [None, None];
+    let mut p = Pair::new(dialer(None), b);
+    p.run_until_up();
+    let Some(Event::Up { dns, local, .. }) = up_event(&p.a_events) else {
+        panic!()
+    };
+    assert!(dns.is_empty());
+    assert_eq!(*local, REMOTE);
+    // The answer side sent exactly one Configure-Reject (the two DNS options).
+    assert_eq!(
+        p.b_to_a
+            .codes(ipcp::PROTOCOL)
+            .iter()
+            .filter(|&&c| c == 4)
+            .count(),
+        1
+    );
+}
+
+/// Like pppd: the server Naks a wrong static address Max-Failure (5) times,
+/// then Configure-Rejects it; the dialer drops the option and comes up with
+/// its configured address (pppd's ipcp_up does the same).
+#[test]
+fn static_address_conflict_ends_like_pppd() {
+    let mut a = dialer(None);
+    let static_ip = Ipv4Addr::new(172, 16, 0, 9);
+    a.ipcp.local = static_ip; // an address the server will not give
+    let mut p = Pair::new(a, answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let Some(Event::Up { local, .. }) = up_event(&p.a_events) else {
+        panic!()
+    };
+    assert_eq!(*local, static_ip);
+    let codes = p.b_to_a.codes(ipcp::PROTOCOL);
+    assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 4).count(), 1, "{codes:?}");
+}
