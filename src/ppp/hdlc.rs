@@ -365,23 +365,16 @@ impl std::fmt::Debug for Encoder {
 impl Encoder {
     /// An encoder escaping the control characters selected by `accm` (the
     /// peer's receive ACCM) plus, always, the flag and escape bytes.
-    pub fn new(accm: u32) -> Self {
-        let mut e = Encoder {
+    pub const fn new(accm: u32) -> Self {
+        Encoder {
             accm,
-            escape: [false; 256],
-        };
-        e.set_accm(accm);
-        e
+            escape: escape_table(accm),
+        }
     }
 
     /// Change the transmit ACCM.
     pub fn set_accm(&mut self, accm: u32) {
-        self.accm = accm;
-        for c in 0..32u8 {
-            self.escape[usize::from(c)] = accm & (1 << c) != 0;
-        }
-        self.escape[usize::from(FLAG)] = true;
-        self.escape[usize::from(ESCAPE)] = true;
+        *self = Encoder::new(accm);
     }
 
     /// The current transmit ACCM.
@@ -409,7 +402,7 @@ impl Encoder {
     /// Like [`Encoder::encode`] but escaping with the all-ones ACCM regardless of
     /// the negotiated one: used for LCP negotiation packets (RFC 1662 §7.1).
     pub fn encode_default_accm(header: &[u8], payload: &[u8], out: &mut Vec<u8>) {
-        DEFAULT_ENCODER.with(|e| e.encode(header, payload, out));
+        DEFAULT_ENCODER.encode(header, payload, out);
     }
 
     fn escape_into(&self, mut data: &[u8], out: &mut Vec<u8>) {
@@ -430,8 +423,19 @@ impl Encoder {
     }
 }
 
-thread_local! {
-    static DEFAULT_ENCODER: Encoder = Encoder::new(ACCM_ALL);
+static DEFAULT_ENCODER: Encoder = Encoder::new(ACCM_ALL);
+
+/// Which bytes the encoder escapes: ACCM-selected control characters, flag, escape.
+const fn escape_table(accm: u32) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 32 {
+        t[c] = accm & (1 << c) != 0;
+        c += 1;
+    }
+    t[FLAG as usize] = true;
+    t[ESCAPE as usize] = true;
+    t
 }
 
 /// Why a frame's address/control/protocol header could not be parsed.

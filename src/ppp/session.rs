@@ -619,24 +619,15 @@ impl Session {
     }
 
     fn pump_auth(&mut self, now: Instant) -> bool {
-        let mut progress = false;
+        let mut packets = Vec::new();
         let mut outcomes = Vec::new();
         for slot in [&mut self.auth_us, &mut self.auth_them]
             .into_iter()
             .flatten()
         {
-            while let Some(pkt) = slot.role.poll_packet() {
-                progress = true;
-                let (h, n) = Header {
-                    protocol: slot.protocol,
-                }
-                .emit(self.tx_acfc, self.tx_pfc);
-                let mut frame = Vec::new();
-                self.encoder.encode(&h[..n], &pkt, &mut frame);
-                self.ctrl_tx.push_back(frame);
-            }
+            packets
+                .extend(std::iter::from_fn(|| slot.role.poll_packet()).map(|p| (slot.protocol, p)));
             if let Some(o) = slot.role.poll_outcome() {
-                progress = true;
                 if let AuthOutcome::Success { peer_name } = &o {
                     slot.done = true;
                     if !peer_name.is_empty() {
@@ -645,6 +636,10 @@ impl Session {
                 }
                 outcomes.push(o);
             }
+        }
+        let progress = !packets.is_empty() || !outcomes.is_empty();
+        for (protocol, pkt) in packets {
+            self.queue_control(protocol, &pkt);
         }
         for o in outcomes {
             self.auth_outcome(o, now);
