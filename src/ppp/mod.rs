@@ -22,9 +22,32 @@
 //! returns, and read [`Session::poll_event`] / [`Session::poll_ip`]. Time is
 //! always an `Instant` passed in, so tests run on a fake clock.
 //!
-//! Header compression: [`hdlc::Header`] emits ACFC/PFC-compressed headers when
-//! the caller asks; the session asks only for what the peer acknowledged, never
-//! for LCP. The decoder accepts both forms at all times.
+//! # Behaviour the driver must know
+//!
+//! - One [`Session`] per connection. After [`Event::Down`] it is dead (ignores
+//!   input, no timers); redial with a new one.
+//! - [`Session::poll_transmit`] returns one complete frame per call (control
+//!   frames before queued IP); write them in order.
+//! - Set [`Config::seed`] from the OS RNG: it feeds magic numbers and CHAP
+//!   challenges. `Config::dialer`/`Config::answer` fill it from std's hasher
+//!   keys and the clock, which is fine for magic numbers only.
+//! - Header compression: [`hdlc::Header`] emits ACFC/PFC-compressed headers
+//!   when asked; the session asks only for what the peer acknowledged, and
+//!   never for LCP. LCP negotiation packets (codes 1–7) always go out with the
+//!   all-ones ACCM. The decoder accepts compressed and uncompressed headers and
+//!   always frames of at least 1500 bytes of information.
+//! - Keepalive is pppd's `lcp-echo-adaptive`: no Echo-Request is sent in an
+//!   interval in which any valid frame arrived, and any valid frame clears the
+//!   failure count. A dead link is reported after at most
+//!   `(echo_failure + 2) × echo_interval` (5 s with the defaults); the session
+//!   then sends one Terminate-Request as a courtesy and goes Down at once.
+//! - Ending: our `close` or an authentication failure sends Terminate-Request
+//!   and reports Down on Terminate-Ack (or after Max-Terminate × restart = 6 s);
+//!   a peer's Terminate-Request is acknowledged and Down follows one restart
+//!   interval later (RFC 1661 zrc), as in pppd.
+//! - A peer that renegotiates LCP while we are up (e.g. it restarted) gives
+//!   [`Event::NetworkDown`], then authentication and IPCP run again and a new
+//!   [`Event::Up`] follows.
 
 #![warn(missing_docs)]
 

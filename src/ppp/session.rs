@@ -53,7 +53,9 @@ pub enum Phase {
 /// Everything a session needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Our role.
+    /// Our role. It chose the defaults (see [`Config::dialer`],
+    /// [`Config::answer`]); behaviour follows the fields below, so a dialer can
+    /// also demand authentication and an answering end can also authenticate.
     pub role: Role,
     /// LCP options and keepalive.
     pub lcp: LcpConfig,

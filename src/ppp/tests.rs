@@ -867,3 +867,37 @@ fn static_address_conflict_ends_like_pppd() {
     assert_eq!(codes.iter().filter(|&&c| c == 3).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|&&c| c == 4).count(), 1, "{codes:?}");
 }
+
+/// The peer restarts PPP from scratch while we are up: its Configure-Request
+/// takes LCP down and renegotiates (RFC 1661 RCR in Opened), IP comes back.
+#[test]
+fn peer_restart_renegotiates_and_comes_back_up() {
+    let mut p = Pair::new(
+        dialer(Some(("alice", "pw"))),
+        answer(CHAP_ONLY, &[("alice", "pw")]),
+    );
+    p.run_until_up();
+    let mut cfg = answer(CHAP_ONLY, &[("alice", "pw")]);
+    cfg.seed = 99;
+    p.b = Session::new(cfg, p.now);
+    p.b_events.clear();
+    p.run(Duration::from_secs(60), |p| p.a.is_up() && p.b.is_up());
+    assert!(p.a.is_up() && p.b.is_up(), "{:?}", p.a_events);
+    let tail: Vec<_> = p
+        .a_events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::NetworkDown { .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                Event::NetworkDown { .. }
+                    | Event::Up { .. }
+                    | Event::Authenticated { .. }
+                    | Event::LinkUp { .. }
+            )
+        })
+        .map(|e| std::mem::discriminant(e))
+        .collect();
+    assert_eq!(tail.len(), 4, "{:?}", p.a_events);
+    check_ip_both_ways(&mut p);
+}
