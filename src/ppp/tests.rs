@@ -896,7 +896,7 @@ fn peer_restart_renegotiates_and_comes_back_up() {
                     | Event::LinkUp { .. }
             )
         })
-        .map(|e| std::mem::discriminant(e))
+        .map(std::mem::discriminant)
         .collect();
     assert_eq!(tail.len(), 4, "{:?}", p.a_events);
     check_ip_both_ways(&mut p);
