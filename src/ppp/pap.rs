@@ -83,13 +83,18 @@ pub struct PapClient {
 }
 
 impl PapClient {
-    /// A client sending `creds`, retransmitting every `restart` up to `max_transmits` times.
-    pub fn new(creds: Credentials, restart: Duration, max_transmits: u32) -> Self {
+    /// A client sending `creds`, retransmitting every `restart` up to
+    /// `max_transmits` times, with identifier `id`.
+    ///
+    /// The caller picks a different `id` for every instance, so that a late
+    /// Authenticate-Ack from an earlier LCP negotiation cannot be mistaken for
+    /// the answer to this one.
+    pub fn new(creds: Credentials, restart: Duration, max_transmits: u32, id: u8) -> Self {
         PapClient {
             creds,
             restart,
             max_transmits: max_transmits.max(1),
-            id: 0,
+            id,
             transmits: 0,
             deadline: None,
             done: false,
@@ -120,7 +125,6 @@ impl PapClient {
 
 impl AuthRole for PapClient {
     fn start(&mut self, now: Instant) {
-        self.id = self.id.wrapping_add(1);
         self.transmits = 0;
         self.done = false;
         debug!(user = %self.creds.user, "PAP: sending Authenticate-Request");
@@ -177,8 +181,8 @@ pub struct PapServer {
     secrets: Secrets,
     timeout: Duration,
     deadline: Option<Instant>,
-    /// After a decision, the id and answer to repeat if the request is retransmitted.
-    answered: Option<(u8, u8, Vec<u8>)>,
+    /// After a decision, the answer (code, data) to repeat if the request is retransmitted.
+    answered: Option<(u8, Vec<u8>)>,
     out: VecDeque<Vec<u8>>,
     outcome: Option<AuthOutcome>,
 }
@@ -223,11 +227,11 @@ impl AuthRole for PapServer {
         if pkt.code != AUTH_REQUEST {
             return;
         }
-        if let Some((id, code, msg)) = &self.answered {
-            // A retransmitted request: our answer was lost, repeat it (as pppd does).
-            if *id == pkt.id {
-                self.out.push_back(ControlPacket::to_vec(*code, *id, msg));
-            }
+        if let Some((code, msg)) = &self.answered {
+            // A retransmitted request: our answer was lost, repeat it for this
+            // identifier (pppd answers any request once it has decided).
+            self.out
+                .push_back(ControlPacket::to_vec(*code, pkt.id, msg));
             return;
         }
         if self.deadline.is_none() {
@@ -251,7 +255,7 @@ impl AuthRole for PapServer {
         let msg = message_data(msg);
         self.out
             .push_back(ControlPacket::to_vec(code, pkt.id, &msg));
-        self.answered = Some((pkt.id, code, msg));
+        self.answered = Some((code, msg));
         self.deadline = None;
         self.outcome = Some(outcome);
     }
@@ -289,7 +293,12 @@ mod tests {
 
     #[test]
     fn golden_auth_request() {
-        let mut c = PapClient::new(Credentials::new("user", "pw"), Duration::from_secs(3), 10);
+        let mut c = PapClient::new(
+            Credentials::new("user", "pw"),
+            Duration::from_secs(3),
+            10,
+            1,
+        );
         c.start(t0());
         let pkt = c.poll_packet().unwrap();
         assert_eq!(pkt, [1, 1, 0, 12, 4, b'u', b's', b'e', b'r', 2, b'p', b'w']);
@@ -338,7 +347,7 @@ mod tests {
     #[test]
     fn client_reports_nak_message_and_timeouts() {
         let now = t0();
-        let mut c = PapClient::new(Credentials::new("u", "p"), Duration::from_secs(3), 2);
+        let mut c = PapClient::new(Credentials::new("u", "p"), Duration::from_secs(3), 2, 1);
         c.start(now);
         let _ = c.poll_packet();
         let nak = [3u8, 1, 0, 10, 5, b'n', b'o', b'p', b'e', b'!'];
@@ -350,7 +359,7 @@ mod tests {
             ))
         );
 
-        let mut c = PapClient::new(Credentials::new("u", "p"), Duration::from_secs(3), 2);
+        let mut c = PapClient::new(Credentials::new("u", "p"), Duration::from_secs(3), 2, 1);
         c.start(now);
         c.handle_timeout(now + Duration::from_secs(3));
         assert_eq!(c.poll_outcome(), None);

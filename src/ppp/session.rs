@@ -251,6 +251,8 @@ pub struct Session {
     lcp_was_up: bool,
     /// Name the peer authenticated with, until reported.
     peer_name: Option<String>,
+    /// Identifier of our latest PAP Authenticate-Request series.
+    pap_id: u8,
 }
 
 impl Session {
@@ -273,6 +275,7 @@ impl Session {
             rng.next_u64(),
         );
         let ipcp = Fsm::new(IpcpOptions::new(cfg.ipcp.clone()), cfg.fsm);
+        let pap_id = rng.next_u32() as u8;
         let mut s = Session {
             decoder: Decoder::new(usize::from(lcp::DEFAULT_MRU)),
             encoder: Encoder::new(ACCM_ALL),
@@ -292,6 +295,7 @@ impl Session {
             ip_up: false,
             lcp_was_up: false,
             peer_name: None,
+            pap_id,
             phase: Phase::Dead,
             cfg,
         };
@@ -771,13 +775,16 @@ impl Session {
         }
     }
 
-    fn authenticatee(&self, p: AuthProtocol) -> Option<AuthSlot> {
+    fn authenticatee(&mut self, p: AuthProtocol) -> Option<AuthSlot> {
         let creds = self.cfg.credentials.clone()?;
+        // A fresh PAP identifier per negotiation: stale Acks must not match.
+        self.pap_id = self.pap_id.wrapping_add(1);
         let role: Box<dyn AuthRole> = match p {
             AuthProtocol::Pap => Box::new(PapClient::new(
                 creds,
                 self.cfg.fsm.restart,
                 self.cfg.fsm.max_configure,
+                self.pap_id,
             )),
             AuthProtocol::ChapMd5 => Box::new(ChapPeer::new(creds, self.cfg.auth_timeout)),
         };

@@ -702,7 +702,123 @@ fn auth_case() -> impl Strategy<Value = AuthCase> {
     ]
 }
 
+/// One run of Dialer vs Answer through a [`Lossy`] channel (see the proptest).
+fn simulate_lossy(
+    seed: u64,
+    loss: u32,
+    dup: u32,
+    corrupt: u32,
+    case: AuthCase,
+) -> Result<(), TestCaseError> {
+    let (ca, cb) = configs(case, seed);
+    let start = Instant::now();
+    let mut now = start;
+    let mut a = Session::new(ca, now);
+    let mut b = Session::new(cb, now);
+    let mut ch = Lossy {
+        rng: super::Rng::new(seed),
+        loss,
+        dup,
+        corrupt,
+        a_to_b: Vec::new(),
+        b_to_a: Vec::new(),
+    };
+    let limit = start + Duration::from_secs(600);
+    let mut steps = 0u32;
+    let mut ups = [false, false];
+    let mut both_up_since: Option<Instant> = None;
+    while now < limit {
+        steps += 1;
+        prop_assert!(steps < 500_000, "no progress");
+        while let Some(f) = a.poll_transmit() {
+            ch.send(true, f, now);
+        }
+        while let Some(f) = b.poll_transmit() {
+            ch.send(false, f, now);
+        }
+        for f in Lossy::due(&mut ch.a_to_b, now) {
+            b.handle_input(&f, now);
+        }
+        for f in Lossy::due(&mut ch.b_to_a, now) {
+            a.handle_input(&f, now);
+        }
+        for (i, s) in [&mut a, &mut b].into_iter().enumerate() {
+            while let Some(e) = s.poll_event() {
+                if matches!(e, Event::Up { .. }) {
+                    ups[i] = true;
+                    prop_assert!(
+                        !matches!(case, AuthCase::WrongPassword),
+                        "wrong password got Up"
+                    );
+                }
+            }
+        }
+        if a.is_dead() && b.is_dead() {
+            break;
+        }
+        // Once both are up, keep them running a while (keepalive, re-challenges).
+        if a.is_up() && b.is_up() {
+            let since = *both_up_since.get_or_insert(now);
+            if now - since > Duration::from_secs(30) {
+                break;
+            }
+        } else {
+            both_up_since = None;
+        }
+        let next = [a.poll_timeout(), b.poll_timeout(), ch.next_delivery()]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(t) => {
+                now = now.max(t);
+                a.handle_timeout(now);
+                b.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    // Never stuck in between: each end is up or has given up.
+    prop_assert!(
+        a.is_dead() || a.is_up(),
+        "dialer stuck in {:?} (lcp {:?}, ipcp {:?})",
+        a.phase(),
+        a.lcp_state(),
+        a.ipcp_state()
+    );
+    prop_assert!(
+        b.is_dead() || b.is_up(),
+        "answer stuck in {:?} (lcp {:?}, ipcp {:?})",
+        b.phase(),
+        b.lcp_state(),
+        b.ipcp_state()
+    );
+    // A dead session asks for no more timers.
+    prop_assert!(!a.is_dead() || a.poll_timeout().is_none());
+    // Without loss or corruption, the right credentials always get through.
+    if loss == 0 && corrupt == 0 && !matches!(case, AuthCase::WrongPassword) {
+        prop_assert!(
+            ups == [true, true],
+            "clean channel (dup {}%) did not reach Up",
+            dup
+        );
+    }
+    Ok(())
+}
+
+/// Cases the proptest once found (stale PAP Acks and Configure-Requests
+/// duplicated across LCP renegotiations).
+#[test]
+fn lossy_channel_regressions() {
+    for (seed, dup) in [(8514056233526867077, 26), (17006082119639691812, 27)] {
+        simulate_lossy(seed, 0, dup, 0, AuthCase::Pap).unwrap();
+    }
+}
+
 proptest! {
+    // Failures are turned into explicit regression tests instead of files.
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
     /// Under loss, duplication, corruption and reordering, both ends end up Up or
     /// Dead within bounded simulated time: never stuck in between, never a panic.
     #[test]
@@ -713,62 +829,7 @@ proptest! {
         corrupt in prop_oneof![Just(0u32), 0u32..30],
         case in auth_case(),
     ) {
-        let (ca, cb) = configs(case, seed);
-        let start = Instant::now();
-        let mut now = start;
-        let mut a = Session::new(ca, now);
-        let mut b = Session::new(cb, now);
-        let mut ch = Lossy { rng: super::Rng::new(seed), loss, dup, corrupt, a_to_b: Vec::new(), b_to_a: Vec::new() };
-        let limit = start + Duration::from_secs(600);
-        let mut steps = 0u32;
-        let mut ups = [false, false];
-        let mut both_up_since: Option<Instant> = None;
-        while now < limit {
-            steps += 1;
-            prop_assert!(steps < 500_000, "no progress");
-            while let Some(f) = a.poll_transmit() { ch.send(true, f, now); }
-            while let Some(f) = b.poll_transmit() { ch.send(false, f, now); }
-            for f in Lossy::due(&mut ch.a_to_b, now) { b.handle_input(&f, now); }
-            for f in Lossy::due(&mut ch.b_to_a, now) { a.handle_input(&f, now); }
-            for (i, s) in [&mut a, &mut b].into_iter().enumerate() {
-                while let Some(e) = s.poll_event() {
-                    if matches!(e, Event::Up { .. }) {
-                        ups[i] = true;
-                        prop_assert!(!matches!(case, AuthCase::WrongPassword), "wrong password got Up");
-                    }
-                }
-            }
-            if a.is_dead() && b.is_dead() {
-                break;
-            }
-            // Once both are up, keep them running a while (keepalive, re-challenges).
-            if a.is_up() && b.is_up() {
-                let since = *both_up_since.get_or_insert(now);
-                if now - since > Duration::from_secs(30) {
-                    break;
-                }
-            } else {
-                both_up_since = None;
-            }
-            let next = [a.poll_timeout(), b.poll_timeout(), ch.next_delivery()].into_iter().flatten().min();
-            match next {
-                Some(t) => {
-                    now = now.max(t);
-                    a.handle_timeout(now);
-                    b.handle_timeout(now);
-                }
-                None => break,
-            }
-        }
-        // Never stuck in between: each end is up or has given up.
-        prop_assert!(a.is_dead() || a.is_up(), "dialer stuck in {:?} (lcp {:?}, ipcp {:?})", a.phase(), a.lcp_state(), a.ipcp_state());
-        prop_assert!(b.is_dead() || b.is_up(), "answer stuck in {:?} (lcp {:?}, ipcp {:?})", b.phase(), b.lcp_state(), b.ipcp_state());
-        // A dead session asks for no more timers.
-        prop_assert!(!a.is_dead() || a.poll_timeout().is_none());
-        // Without loss or corruption, the right credentials always get through.
-        if loss == 0 && corrupt == 0 && !matches!(case, AuthCase::WrongPassword) {
-            prop_assert!(ups == [true, true], "clean channel (dup {}%) did not reach Up", dup);
-        }
+        simulate_lossy(seed, loss, dup, corrupt, case)?;
     }
 
     /// Arbitrary bytes never panic the session, in any phase.
