@@ -709,6 +709,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn fcs_tables_equal_bitwise(data in proptest::collection::vec(any::<u8>(), 0..100)) {
             prop_assert_eq!(fcs16(FCS_INIT, &data), fcs_bitwise(&data));

@@ -69,7 +69,8 @@ fn message_data(msg: &str) -> Vec<u8> {
 }
 
 /// We authenticate ourselves with PAP.
-#[derive(Debug)]
+///
+/// `Debug` leaves out the queued packets: they carry the password.
 pub struct PapClient {
     creds: Credentials,
     restart: Duration,
@@ -80,6 +81,17 @@ pub struct PapClient {
     done: bool,
     out: VecDeque<Vec<u8>>,
     outcome: Option<AuthOutcome>,
+}
+
+impl std::fmt::Debug for PapClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PapClient")
+            .field("user", &self.creds.user)
+            .field("id", &self.id)
+            .field("transmits", &self.transmits)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PapClient {

@@ -226,7 +226,8 @@ struct AuthSlot {
 }
 
 /// A PPP session over one serial line.
-#[derive(Debug)]
+///
+/// `Debug` shows a summary only: the transmit queues may hold a PAP password.
 pub struct Session {
     cfg: Config,
     phase: Phase,
@@ -253,6 +254,21 @@ pub struct Session {
     peer_name: Option<String>,
     /// Identifier of our latest PAP Authenticate-Request series.
     pap_id: u8,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.cfg.role)
+            .field("phase", &self.phase)
+            .field("lcp", &self.lcp.fsm.state())
+            .field("ipcp", &self.ipcp.state())
+            .field("ip_up", &self.ip_up)
+            .field("queued_control", &self.ctrl_tx.len())
+            .field("queued_ip", &self.ip_tx.len())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {

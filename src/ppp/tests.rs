@@ -878,14 +878,28 @@ proptest! {
 
 #[test]
 fn secrets_do_not_leak_into_debug_output() {
-    let mut p = Pair::new(
-        dialer(Some(("alice", "hunter2-secret"))),
-        answer(CHAP_ONLY, &[("alice", "hunter2-secret")]),
-    );
-    p.run_until_up();
-    let dbg = format!("{:?} {:?}", p.a, p.b);
-    assert!(!dbg.contains("hunter2"), "secret in Debug output");
-    let _ = Secrets::new();
+    for require in [PAP_ONLY, CHAP_ONLY] {
+        let mut p = Pair::new(
+            dialer(Some(("alice", "hunter2-secret"))),
+            answer(require, &[("alice", "hunter2-secret")]),
+        );
+        // Look while the PAP request (with the password) sits in the queue too.
+        p.run(Duration::from_secs(10), |p| {
+            p.a.phase() == Phase::Authenticate
+        });
+        let early = format!("{:?} {:?}", p.a, p.b);
+        p.run_until_up();
+        let dbg = format!(
+            "{early} {:?} {:?} {:?}",
+            p.a,
+            p.b,
+            Secrets::new().with("x", "hunter2")
+        );
+        assert!(!dbg.contains("hunter2"), "secret in Debug output");
+        // Nor as the list of byte values a derived Debug of a Vec<u8> prints.
+        let as_bytes = format!("{:?}", b"hunter2".to_vec());
+        assert!(!dbg.contains(&as_bytes[1..as_bytes.len() - 1]));
+    }
 }
 
 #[test]
