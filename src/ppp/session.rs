@@ -63,6 +63,9 @@ pub struct Config {
     pub fsm: FsmConfig,
     /// Credentials to authenticate ourselves with when the peer asks (PAP or CHAP).
     pub credentials: Option<Credentials>,
+    /// Protocols we agree to authenticate ourselves with, when we have
+    /// `credentials` (default: both; CHAP is offered first in a Nak).
+    pub accept_auth: AuthMethods,
     /// Protocols we demand from the peer (empty: no authentication required).
     pub require_auth: AuthMethods,
     /// The authenticator's user → secret table.
@@ -91,6 +94,10 @@ impl Config {
             lcp: LcpConfig::default(),
             fsm: FsmConfig::default(),
             credentials,
+            accept_auth: AuthMethods {
+                pap: true,
+                chap: true,
+            },
             require_auth: AuthMethods::NONE,
             secrets: Secrets::new(),
             auth_timeout: Duration::from_secs(30),
@@ -276,10 +283,7 @@ impl Session {
     pub fn new(cfg: Config, now: Instant) -> Self {
         let mut rng = Rng::new(cfg.seed);
         let can_auth = if cfg.credentials.is_some() {
-            AuthMethods {
-                pap: true,
-                chap: true,
-            }
+            cfg.accept_auth
         } else {
             AuthMethods::NONE
         };

@@ -374,9 +374,10 @@ fn chap_both_roles_with_rechallenges() {
     check_ip_both_ways(&mut p);
 }
 
+/// The answer side allows both and asks for CHAP first (as pppd); a dialer
+/// that only accepts PAP Naks with PAP and the answer side switches.
 #[test]
 fn chap_preferred_pap_fallback_by_nak() {
-    // Answer allows both: it asks for CHAP first; the dialer accepts CHAP.
     let both = AuthMethods {
         pap: true,
         chap: true,
@@ -386,7 +387,25 @@ fn chap_preferred_pap_fallback_by_nak() {
         answer(both, &[("alice", "wonderland")]),
     );
     p.run_until_up();
-    assert!(!p.b_to_a.codes(chap::PROTOCOL).is_empty());
+    assert_eq!(
+        p.b_to_a.codes(chap::PROTOCOL),
+        [chap::CHALLENGE, chap::SUCCESS]
+    );
+
+    let mut a = dialer(Some(("alice", "wonderland")));
+    a.accept_auth = PAP_ONLY;
+    let mut p = Pair::new(a, answer(both, &[("alice", "wonderland")]));
+    p.run_until_up();
+    assert!(p.b_to_a.codes(chap::PROTOCOL).is_empty());
+    assert_eq!(p.a_to_b.codes(pap::PROTOCOL), [pap::AUTH_REQUEST]);
+    // The dialer's Configure-Nak carried the PAP suggestion.
+    let nak = p
+        .a_to_b
+        .seen
+        .iter()
+        .find(|(proto, info)| *proto == lcp::PROTOCOL && info[0] == 3)
+        .expect("a Configure-Nak");
+    assert_eq!(&nak.1[4..], &[3, 4, 0xc0, 0x23]);
 }
 
 #[test]
