@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod cmd;
+pub mod ppp;
 pub mod serial;
 pub mod sim;
 mod sys;
