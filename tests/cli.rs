@@ -1,0 +1,219 @@
+//! The command line as a user runs it: `simulate modem` in one process, `chat` and `probe`
+//! against it from others, exit codes as chat(8).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eqlplus-dialer");
+
+/// A `simulate modem` process, stopped with SIGINT (Ctrl-C) on drop.
+struct Simulator {
+    child: Child,
+    link: PathBuf,
+}
+
+impl Simulator {
+    fn start(dir: &Path, answers: &str) -> Simulator {
+        let link = dir.join("ttySIM0");
+        let child = Command::new(BIN)
+            .args(["simulate", "modem", "--dial-delay", "50", "--link"])
+            .arg(&link)
+            .args(["--answer", answers])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::fs::symlink_metadata(&link).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "simulator did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Simulator { child, link }
+    }
+
+    fn stop(mut self) -> Output {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let child = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap());
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str], locks: &Path) -> Output {
+    let mut cmd = Command::new(BIN);
+    // Options go before a `--` script: right after the subcommand.
+    cmd.arg(args[0])
+        .arg("--lock-dir")
+        .arg(locks)
+        .args(&args[1..]);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn chat_busy_then_connect_with_chat_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), "busy,connect:57600");
+    let link = sim.link.to_str().unwrap().to_string();
+    let script = [
+        "chat",
+        "--device",
+        &link,
+        "-f",
+        "chat-scripts/hayes-dialup.chat",
+        "-T",
+        "5551234",
+    ];
+
+    let out = run(&script, dir.path());
+    assert_eq!(out.status.code(), Some(4), "BUSY is the first ABORT string");
+    assert!(
+        text(&out.stderr).contains("modem said BUSY (exit 4)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut verbose = script.to_vec();
+    verbose.push("-v");
+    let out = run(&verbose, dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{link}: CONNECT 57600 (57600 bit/s)\n")
+    );
+    let log = text(&out.stderr);
+    assert!(log.contains("chat: send (ATDT5551234^M)"), "{log}");
+    assert!(log.contains("chat: expect (CONNECT)"), "{log}");
+
+    let out = sim.stop();
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("call 1: dialed '5551234', CONNECT 57600"),
+        "{said}"
+    );
+    assert!(
+        !dir.path().join("ttySIM0").exists(),
+        "the link is removed on Ctrl-C"
+    );
+}
+
+#[test]
+fn chat_script_on_the_command_line_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), "no-carrier");
+    let link = sim.link.to_str().unwrap().to_string();
+
+    let out = run(
+        &[
+            "chat",
+            "-d",
+            &link,
+            "--",
+            "ABORT",
+            "BUSY",
+            "ABORT",
+            "NO CARRIER",
+            "",
+            "ATZ",
+            "OK",
+            "ATD1",
+            "CONNECT",
+            "",
+        ],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "second ABORT string: {}",
+        text(&out.stderr)
+    );
+
+    // A missing \T value is a usage error (1), before anything is sent.
+    let out = run(
+        &["chat", "-d", &link, "-f", "chat-scripts/hayes-dialup.chat"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no phone number was given (-T)"));
+
+    // A broken script names file:line:column.
+    let bad = dir.path().join("bad.chat");
+    std::fs::write(&bad, "'' ATZ\nOK 'ATDT\n").unwrap();
+    let out = run(
+        &["chat", "-d", &link, "-f", bad.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains(&format!("{}:2:4: unterminated quote", bad.display())),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Timeout: exit 3.
+    let out = run(
+        &["chat", "-d", &link, "-t", "1", "--", "", "AT", "NEVER", ""],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("timed out waiting for 'NEVER'"));
+
+    // A port locked by a live process: exit 2, naming the PID.
+    let lock = dir
+        .path()
+        .join(eqlplus_dialer::serial::lock_file_name(&sim.link));
+    let mut holder = Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(&lock, format!("{:10}\n", holder.id())).unwrap();
+    let out = run(&["chat", "-d", &link, "--", "", "AT", "OK", ""], dir.path());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!("in use by process {}", holder.id())),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn probe_finds_the_simulated_modem_and_prints_a_stanza() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), "connect");
+    let link = sim.link.to_str().unwrap().to_string();
+    let missing = dir.path().join("ttyUSB9");
+    let out = run(&["probe", &link, missing.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{link}: eqlplus SimModem 56K at 115200 bit/s")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{}: skipped (cannot open", missing.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[[line]]\nname = \"ttySIM0\""), "{stdout}");
+
+    let out = run(&["probe", missing.to_str().unwrap()], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no modem found"));
+}
