@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run a pppd chat(8) script against a modem port and print the outcome.
     Chat(cmd::chat::ChatArgs),
+    /// Try the whole program on simulated modems and ISPs, no hardware needed.
+    Demo(cmd::demo::DemoArgs),
     /// Find modems on serial ports and print a [[line]] stanza for each (like wvdialconf).
     Probe(cmd::probe::ProbeArgs),
     /// Run simulated equipment (a modem on a pty) to try things without hardware.
@@ -45,6 +47,7 @@ fn main() {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Chat(args) => cmd::chat::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,
         }

@@ -16,7 +16,7 @@ const CARRIER_POLL: Duration = Duration::from_millis(250);
 pub async fn run_chat(
     port: &SerialPort,
     engine: &mut ChatEngine,
-    show: &mut dyn FnMut(&Action),
+    show: &mut (dyn FnMut(&Action) + Send),
 ) -> Outcome {
     let mut buf = [0u8; 1024];
     let mut carrier_was_up = port.carrier() == Some(true);

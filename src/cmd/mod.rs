@@ -2,6 +2,7 @@
 //! (clap) and a `run` that returns the process exit code.
 
 pub mod chat;
+pub mod demo;
 pub mod probe;
 pub mod simulate;
 
