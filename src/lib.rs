@@ -4,8 +4,10 @@
 //! Protocol and policy cores are sans-IO state machines (fed bytes, events and time,
 //! emitting actions); the async drivers around them do the I/O.
 
+pub mod balancer;
 pub mod chat;
 pub mod cmd;
+pub mod net;
 pub mod ppp;
 pub mod serial;
 pub mod sim;

@@ -1,0 +1,324 @@
+//! The balancer's kernel state, kept in step with the set of enslaved lines.
+//!
+//! Per line: a slot (1..=255) giving its firewall mark (`MARK_BASE | slot`), its routing table
+//! (`table_base + slot`, holding `default dev SLAVE`) and its rule (`fwmark → table`). Shared:
+//! the nftables table `inet eqlplus`, the "main first" rule, and a default route in the main
+//! table (via a live line, or `unreachable` when none is up). On enslave the line's routes and
+//! rule exist before the policy can pick it; on emancipate the policy drops it first, then its
+//! connections, routes and rule go.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::conntrack;
+use super::nft::{self, MARK_BASE, NftError, Selection};
+use super::policy::{LineLoad, Policy, dns_pins, pick_table};
+use crate::net::{Netlink, NetlinkError, RoutingConfig};
+
+/// Balancer settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BalancerConfig {
+    pub policy: Policy,
+    pub routing: RoutingConfig,
+}
+
+/// A line to put into the balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enslave {
+    /// The line's name (`ttyS1`).
+    pub line: String,
+    /// Its slave interface (`eq-ttyS1`), already up with its addresses.
+    pub device: String,
+    pub local: Ipv4Addr,
+    pub peer: Ipv4Addr,
+    /// Configured weight; `None` derives it from `speed`.
+    pub weight: Option<u32>,
+    /// CONNECT speed in bit/s.
+    pub speed: Option<u32>,
+    /// The peer's DNS servers, reachable only through this line.
+    pub dns: Vec<Ipv4Addr>,
+}
+
+/// Why the balancer could not do something. Nothing already up is lost by a failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("cannot delete the conntrack entries of line {line}: {source}")]
+    Conntrack {
+        line: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no interface named {0}")]
+    NoSuchDevice(String),
+    #[error("invalid interface name '{0}': 1-15 characters of A-Z a-z 0-9 . _ -")]
+    InvalidDevice(String),
+    #[error("line {0} is already enslaved")]
+    AlreadyEnslaved(String),
+    #[error("all 255 slots are in use")]
+    NoSlot,
+    #[error("cannot reach the kernel's netlink: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One enslaved line.
+#[derive(Debug, Clone)]
+struct Slot {
+    slot: u8,
+    index: u32,
+    spec: Enslave,
+    queued_bytes: u64,
+}
+
+impl Slot {
+    fn mark(&self) -> u32 {
+        MARK_BASE | u32::from(self.slot)
+    }
+}
+
+/// The kernel side of the balancer.
+pub struct Balancer {
+    config: BalancerConfig,
+    netlink: Netlink,
+    lines: BTreeMap<String, Slot>,
+    /// The pick table last applied (least-loaded re-applies only on change).
+    applied: Vec<u32>,
+}
+
+/// How long the sticky policy keeps a client→destination pair on its line by default.
+const DEFAULT_STICKY_HOLD: Duration = Duration::from_secs(600);
+
+impl Balancer {
+    /// Removes whatever an earlier run left behind, then sets up an empty balance. Must run
+    /// inside a tokio runtime, on a thread in the network namespace to manage.
+    pub async fn start(config: BalancerConfig) -> Result<Balancer, BalancerError> {
+        let netlink = Netlink::new()?;
+        remove_kernel_state(&netlink, &config.routing).await?;
+        let hold = match config.policy {
+            Policy::Sticky { hold } => hold,
+            _ => DEFAULT_STICKY_HOLD,
+        };
+        nft::apply(&nft::render_create(hold), "balancer table").await?;
+        netlink
+            .add_main_first_rule(config.routing.rule_base)
+            .await?;
+        let mut balancer = Balancer {
+            config,
+            netlink,
+            lines: BTreeMap::new(),
+            applied: Vec::new(),
+        };
+        balancer.reselect(true).await?;
+        balancer.update_main_default().await?;
+        tracing::info!(policy = ?config.policy, "balancer started");
+        Ok(balancer)
+    }
+
+    /// Puts a line into the balance.
+    pub async fn enslave(&mut self, spec: Enslave) -> Result<(), BalancerError> {
+        if !valid_ifname(&spec.device) {
+            return Err(BalancerError::InvalidDevice(spec.device));
+        }
+        if self.lines.contains_key(&spec.line) {
+            return Err(BalancerError::AlreadyEnslaved(spec.line));
+        }
+        let slot = (1..=255u8)
+            .find(|s| !self.lines.values().any(|l| l.slot == *s))
+            .ok_or(BalancerError::NoSlot)?;
+        let index = self
+            .netlink
+            .link_index(&spec.device)
+            .await?
+            .ok_or_else(|| BalancerError::NoSuchDevice(spec.device.clone()))?;
+        let routing = self.config.routing;
+        let table = routing.table_base + u32::from(slot);
+        let line = Slot {
+            slot,
+            index,
+            spec,
+            queued_bytes: 0,
+        };
+        // Routes and rule first: the policy must never pick a line its packets cannot take.
+        self.netlink
+            .add_default_route(table, index, line.spec.peer)
+            .await?;
+        self.netlink
+            .add_mark_rule(routing.rule_base + u32::from(slot), line.mark(), table)
+            .await?;
+        let name = line.spec.line.clone();
+        tracing::info!(line = %name, device = %line.spec.device, mark = format!("{:#x}", line.mark()), table, "enslaved");
+        self.lines.insert(name.clone(), line);
+        if let Err(e) = self.reselect(true).await {
+            // Leave the kernel as it was before this call.
+            let _ = self.remove_line_state(&name).await;
+            self.lines.remove(&name);
+            return Err(e);
+        }
+        self.update_main_default().await
+    }
+
+    /// Takes a line out of the balance at once: no new connection picks it, its existing
+    /// connections are dropped from conntrack, its routes and rule go. Others are untouched.
+    pub async fn emancipate(&mut self, line: &str) -> Result<(), BalancerError> {
+        let Some(gone) = self.lines.remove(line) else {
+            return Ok(());
+        };
+        self.reselect(true).await?;
+        self.update_main_default().await?;
+        self.remove_line_state_of(&gone).await?;
+        conntrack::delete_by_mark(gone.mark()).map_err(|source| BalancerError::Conntrack {
+            line: line.to_string(),
+            source,
+        })?;
+        if matches!(self.config.policy, Policy::Sticky { .. }) {
+            let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = nft::sticky_pairs()
+                .await?
+                .into_iter()
+                .filter(|(_, _, m)| *m == gone.mark())
+                .map(|(s, d, _)| (s, d))
+                .collect();
+            nft::apply(&nft::render_forget(&pairs), "sticky cleanup").await?;
+        }
+        tracing::info!(line, "emancipated");
+        Ok(())
+    }
+
+    /// Records a line's transmit queue depth (for `least-loaded`); call [`refresh`] to apply.
+    pub fn set_queued_bytes(&mut self, line: &str, bytes: u64) {
+        if let Some(l) = self.lines.get_mut(line) {
+            l.queued_bytes = bytes;
+        }
+    }
+
+    /// Re-applies the policy if its slot table changed (queue depths moved).
+    pub async fn refresh(&mut self) -> Result<(), BalancerError> {
+        self.reselect(false).await
+    }
+
+    /// The mark of a line's connections.
+    pub fn mark_of(&self, line: &str) -> Option<u32> {
+        self.lines.get(line).map(Slot::mark)
+    }
+
+    /// Names of the enslaved lines.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.keys().cloned().collect()
+    }
+
+    /// Removes all kernel state and ends the balancer.
+    pub async fn shutdown(self) -> Result<(), BalancerError> {
+        let marks: Vec<u32> = self.lines.values().map(Slot::mark).collect();
+        remove_kernel_state(&self.netlink, &self.config.routing).await?;
+        for mark in marks {
+            let _ = conntrack::delete_by_mark(mark);
+        }
+        tracing::info!("balancer stopped, kernel state removed");
+        Ok(())
+    }
+
+    /// Applies the selection for the current lines (always, or only if the table changed).
+    async fn reselect(&mut self, always: bool) -> Result<(), BalancerError> {
+        let loads: Vec<LineLoad> = self
+            .lines
+            .values()
+            .map(|l| LineLoad {
+                mark: l.mark(),
+                weight: l.spec.weight,
+                speed: l.spec.speed,
+                queued_bytes: l.queued_bytes,
+            })
+            .collect();
+        let pick = pick_table(self.config.policy, &loads);
+        if !always && pick == self.applied {
+            return Ok(());
+        }
+        let dns: Vec<(u32, Vec<Ipv4Addr>)> = self
+            .lines
+            .values()
+            .map(|l| (l.mark(), l.spec.dns.clone()))
+            .collect();
+        let selection = Selection {
+            slaves: self.lines.values().map(|l| l.spec.device.clone()).collect(),
+            pick: pick.clone(),
+            dns: dns_pins(&dns),
+            sticky: match self.config.policy {
+                Policy::Sticky { hold } => Some(hold),
+                _ => None,
+            },
+        };
+        nft::apply(&nft::render_select(&selection), "balancer selection").await?;
+        self.applied = pick;
+        Ok(())
+    }
+
+    /// The main table's default: via the first live line, or unreachable when none is up.
+    async fn update_main_default(&self) -> Result<(), BalancerError> {
+        let first = self.lines.values().next().map(|l| (l.index, l.spec.peer));
+        self.netlink
+            .set_main_default(first, self.config.routing.default_metric)
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_line_state(&self, line: &str) -> Result<(), BalancerError> {
+        match self.lines.get(line) {
+            Some(l) => self.remove_line_state_of(l).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn remove_line_state_of(&self, l: &Slot) -> Result<(), BalancerError> {
+        let routing = self.config.routing;
+        let priority = routing.rule_base + u32::from(l.slot);
+        self.netlink.delete_rules(priority..=priority).await?;
+        self.netlink
+            .delete_our_routes(routing.table_base + u32::from(l.slot))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Removes every trace of a balancer from this network namespace: the nftables table, the
+/// rules in our priority range, our routes in our tables and in main.
+pub async fn remove_kernel_state(
+    netlink: &Netlink,
+    routing: &RoutingConfig,
+) -> Result<(), BalancerError> {
+    nft::apply(&nft::render_delete(), "table removal").await?;
+    netlink
+        .delete_rules(routing.rule_base..=routing.rule_base + 255)
+        .await?;
+    let tables = routing.table_base + 1..=routing.table_base + 255;
+    let main = u32::from(rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN);
+    netlink
+        .delete_our_routes_where(|t| t == main || tables.contains(&t))
+        .await?;
+    Ok(())
+}
+
+/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
+pub fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert!(valid_ifname("eq-ttyS1"));
+        assert!(valid_ifname("eq-ttyUSB12.x_1"));
+        assert!(!valid_ifname(""));
+        assert!(!valid_ifname("a-name-longer-than-15"));
+        assert!(!valid_ifname("eq\"; flush"));
+        assert!(!valid_ifname("eq ttyS1"));
+    }
+}
