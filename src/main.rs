@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Balance new connections over links that are already up (no dialing).
+    Balance(cmd::balance::BalanceArgs),
     /// Run a pppd chat(8) script against a modem port and print the outcome.
     Chat(cmd::chat::ChatArgs),
     /// Try the whole program on simulated modems and ISPs, no hardware needed.
@@ -46,6 +48,7 @@ fn main() {
     };
     let code = runtime.block_on(async {
         match cli.command {
+            Command::Balance(args) => cmd::balance::run(args).await,
             Command::Chat(args) => cmd::chat::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,

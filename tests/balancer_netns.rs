@@ -16,6 +16,7 @@ use support::{Netns, require_root, veth};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 const PORT: u16 = 8080;
+const ECHO_PORT: u16 = 8081;
 
 fn line_local(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, i as u8, 2)
@@ -48,7 +49,8 @@ impl World {
         lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
         router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
         router.sysctl("net.ipv4.ip_forward=1");
-        internet.ip(&["addr", "add", &format!("{SERVER}/32"), "dev", "lo"]);
+        // The server, ten more "sites" and a DNS server address: all on the internet's loopback.
+        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
         let mut isps = Vec::new();
         for i in 1..=lines {
             let isp = Netns::new(&format!("isp{i}"));
@@ -133,21 +135,37 @@ impl World {
     /// Opens `n` new TCP connections from the LAN to the server, one after the other;
     /// returns how many succeeded.
     fn connect_burst(&self, n: usize) -> usize {
-        self.lan.run(move || {
-            let addr = SocketAddr::from((SERVER, PORT));
-            (0..n)
-                .filter(|_| {
-                    TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-                        .map(|mut s| {
-                            let mut b = [0u8; 1];
-                            let _ = s.read(&mut b);
-                        })
-                        .is_ok()
-                })
-                .count()
-        })
+        self.connect_to(SERVER, n)
     }
 
+    /// Like [`connect_burst`](Self::connect_burst), to `site`.
+    fn connect_to(&self, site: Ipv4Addr, n: usize) -> usize {
+        self.lan.run(move || connect_many(site, n))
+    }
+}
+
+/// `n` connections to `site`, one after the other; how many succeeded.
+fn connect_many(site: Ipv4Addr, n: usize) -> usize {
+    connect_within(site, n, Duration::from_secs(2))
+}
+
+/// `n` connections to `site`, each given `limit` to connect; how many succeeded. Each waits
+/// for the server's byte, so the server has counted it when this returns.
+fn connect_within(site: Ipv4Addr, n: usize, limit: Duration) -> usize {
+    let addr = SocketAddr::from((site, PORT));
+    (0..n)
+        .filter(|_| {
+            TcpStream::connect_timeout(&addr, limit)
+                .map(|mut s| {
+                    let mut b = [0u8; 1];
+                    let _ = s.read(&mut b);
+                })
+                .is_ok()
+        })
+        .count()
+}
+
+impl World {
     fn take_hits(&self) -> HashMap<Ipv4Addr, usize> {
         std::mem::take(&mut *self.hits.lock().unwrap())
     }
@@ -163,18 +181,36 @@ impl Drop for World {
 }
 
 /// Accepts connections, counts them by source, answers one byte and closes.
+/// On PORT: counts connections by source, answers one byte and closes. On ECHO_PORT: echoes
+/// until the client closes (long-lived connections).
 fn serve(hits: Hits, stop: Arc<AtomicBool>) {
-    let listener = TcpListener::bind((SERVER, PORT)).expect("bind server");
+    let listener = TcpListener::bind(("0.0.0.0", PORT)).expect("bind server");
+    let echo = TcpListener::bind(("0.0.0.0", ECHO_PORT)).expect("bind echo");
     listener.set_nonblocking(true).unwrap();
+    echo.set_nonblocking(true).unwrap();
     while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((mut stream, peer)) => {
-                if let SocketAddr::V4(v4) = peer {
-                    *hits.lock().unwrap().entry(*v4.ip()).or_default() += 1;
-                }
-                let _ = std::io::Write::write_all(&mut stream, b"x");
+        let mut idle = true;
+        if let Ok((mut stream, peer)) = listener.accept() {
+            idle = false;
+            if let SocketAddr::V4(v4) = peer {
+                *hits.lock().unwrap().entry(*v4.ip()).or_default() += 1;
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            let _ = std::io::Write::write_all(&mut stream, b"x");
+        }
+        if let Ok((mut stream, _)) = echo.accept() {
+            idle = false;
+            std::thread::spawn(move || {
+                let _ = stream.set_nonblocking(false);
+                let mut buf = [0u8; 256];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 || std::io::Write::write_all(&mut stream, &buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -190,37 +226,96 @@ fn within(count: usize, expected: f64, tolerance: f64) -> bool {
     (count as f64 - expected).abs() <= expected * tolerance
 }
 
-/// Balances 1000 connections under `policy` over lines with `weights`; returns the hits.
-fn distribute(lines: usize, policy: Policy, weights: &[Option<u32>]) -> Vec<usize> {
-    let world = World::new(lines);
-    let specs: Vec<Enslave> = (1..=lines)
-        .map(|i| world.enslave(i, weights[i - 1]))
-        .collect();
-    let config = BalancerConfig {
-        policy,
-        ..BalancerConfig::default()
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let balancer = world.router.spawn(move || {
-        runtime().block_on(async move {
-            let mut b = Balancer::start(config).await.expect("start");
-            for s in specs {
-                b.enslave(s).await.expect("enslave");
-            }
-            tx.send(()).unwrap();
-            let _ = done_rx.recv();
-            b.shutdown().await.expect("shutdown");
-        })
-    });
-    rx.recv().unwrap();
-    assert_eq!(world.connect_burst(1000), 1000, "every connection succeeds");
-    let hits = world.take_hits();
-    done_tx.send(()).unwrap();
-    balancer.join().unwrap();
+/// What the test asks the balancer, which runs on a thread inside the router namespace.
+enum Cmd {
+    Enslave(Enslave),
+    Emancipate(String),
+    Load(String, u64),
+    Mark(String),
+    Shutdown,
+}
+
+struct RouterBalancer {
+    tx: std::sync::mpsc::Sender<(Cmd, std::sync::mpsc::Sender<Result<Option<u32>, String>>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RouterBalancer {
+    fn start(world: &World, policy: Policy) -> RouterBalancer {
+        let (tx, rx) = std::sync::mpsc::channel::<(Cmd, std::sync::mpsc::Sender<_>)>();
+        let config = BalancerConfig {
+            policy,
+            ..BalancerConfig::default()
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = world.router.spawn(move || {
+            runtime().block_on(async move {
+                let mut b = match Balancer::start(config).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        ready_tx.send(Err(e.to_string())).unwrap();
+                        return;
+                    }
+                };
+                ready_tx.send(Ok(())).unwrap();
+                while let Ok((cmd, reply)) = rx.recv() {
+                    let result = match cmd {
+                        Cmd::Enslave(e) => b.enslave(e).await.map(|_| None),
+                        Cmd::Emancipate(l) => b.emancipate(&l).await.map(|_| None),
+                        Cmd::Load(l, bytes) => {
+                            b.set_queued_bytes(&l, bytes);
+                            b.refresh().await.map(|_| None)
+                        }
+                        Cmd::Mark(l) => Ok(b.mark_of(&l)),
+                        Cmd::Shutdown => {
+                            let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
+                            let _ = reply.send(r);
+                            return;
+                        }
+                    };
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+            })
+        });
+        ready_rx.recv().unwrap().expect("balancer starts");
+        RouterBalancer {
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    fn call(&self, cmd: Cmd) -> Result<Option<u32>, String> {
+        let (reply_tx, reply_rx) = std::sync::mpsc::channel();
+        self.tx.send((cmd, reply_tx)).unwrap();
+        reply_rx.recv().unwrap()
+    }
+
+    fn shutdown(mut self) {
+        self.call(Cmd::Shutdown).expect("shutdown");
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// Hits per line, in line order.
+fn per_line(hits: &HashMap<Ipv4Addr, usize>, lines: usize) -> Vec<usize> {
     (1..=lines)
         .map(|i| hits.get(&line_local(i)).copied().unwrap_or(0))
         .collect()
+}
+
+/// Balances 1000 connections under `policy` over lines with `weights`; returns the hits.
+fn distribute(lines: usize, policy: Policy, weights: &[Option<u32>]) -> Vec<usize> {
+    let world = World::new(lines);
+    let b = RouterBalancer::start(&world, policy);
+    for i in 1..=lines {
+        b.call(Cmd::Enslave(world.enslave(i, weights[i - 1])))
+            .unwrap();
+    }
+    assert_eq!(world.connect_burst(1000), 1000, "every connection succeeds");
+    b.shutdown();
+    per_line(&world.take_hits(), lines)
 }
 
 #[test]
@@ -245,4 +340,333 @@ fn weighted_three_to_one() {
     let counts = distribute(2, Policy::Weighted, &[Some(3), Some(1)]);
     assert!(within(counts[0], 750.0, 0.05), "{counts:?}");
     assert!(within(counts[1], 250.0, 0.05), "{counts:?}");
+}
+
+#[test]
+fn sticky_keeps_a_pair_on_one_line_and_spreads_sites() {
+    if !require_root("sticky_keeps_a_pair_on_one_line_and_spreads_sites") {
+        return;
+    }
+    let world = World::new(2);
+    let b = RouterBalancer::start(
+        &world,
+        Policy::Sticky {
+            hold: Duration::from_secs(60),
+        },
+    );
+    for i in 1..=2 {
+        b.call(Cmd::Enslave(world.enslave(i, None))).unwrap();
+    }
+    assert_eq!(world.connect_to(SERVER, 50), 50);
+    let hits = per_line(&world.take_hits(), 2);
+    assert!(
+        hits == vec![50, 0] || hits == vec![0, 50],
+        "one pair, one line: {hits:?}"
+    );
+    let mut used = [0usize; 2];
+    for site in 11..=20u8 {
+        assert_eq!(world.connect_to(Ipv4Addr::new(198, 51, 100, site), 10), 10);
+        let hits = per_line(&world.take_hits(), 2);
+        assert!(
+            hits.contains(&10),
+            "site .{site} stayed on one line: {hits:?}"
+        );
+        used[if hits[0] == 10 { 0 } else { 1 }] += 1;
+    }
+    assert!(
+        used[0] >= 3 && used[1] >= 3,
+        "sites spread over both lines: {used:?}"
+    );
+    b.shutdown();
+}
+
+#[test]
+fn least_loaded_avoids_a_line_with_a_full_queue() {
+    if !require_root("least_loaded_avoids_a_line_with_a_full_queue") {
+        return;
+    }
+    let world = World::new(2);
+    let b = RouterBalancer::start(&world, Policy::LeastLoaded);
+    for i in 1..=2 {
+        b.call(Cmd::Enslave(world.enslave(i, None))).unwrap();
+    }
+    assert_eq!(world.connect_burst(100), 100);
+    let even = per_line(&world.take_hits(), 2);
+    assert!(even[0] >= 40 && even[1] >= 40, "idle lines share: {even:?}");
+    b.call(Cmd::Load("line1".into(), 256 * 1024)).unwrap();
+    assert_eq!(world.connect_burst(100), 100);
+    assert_eq!(per_line(&world.take_hits(), 2), vec![0, 100]);
+    b.call(Cmd::Load("line1".into(), 0)).unwrap();
+    assert_eq!(world.connect_burst(100), 100);
+    let back = per_line(&world.take_hits(), 2);
+    assert!(back[0] >= 40, "the drained line is used again: {back:?}");
+    b.shutdown();
+}
+
+/// Source ports of the router's conntrack entries with `mark` towards the echo port.
+fn conntrack_sports(world: &World, mark: u32) -> Vec<u16> {
+    let out = world.router.try_exec(&[
+        "conntrack",
+        "-L",
+        "-p",
+        "tcp",
+        "--dport",
+        &ECHO_PORT.to_string(),
+        "-m",
+        &mark.to_string(),
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("sport="))
+                .and_then(|p| p.parse().ok())
+        })
+        .collect()
+}
+
+fn echoes(stream: &mut TcpStream) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    std::io::Write::write_all(stream, b"ping").is_ok()
+        && stream.read_exact(&mut buf).is_ok()
+        && &buf == b"ping"
+}
+
+#[test]
+fn emancipate_moves_new_connections_and_drops_only_that_lines_conntrack() {
+    if !require_root("emancipate_moves_new_connections_and_drops_only_that_lines_conntrack") {
+        return;
+    }
+    let world = World::new(2);
+    let b = RouterBalancer::start(&world, Policy::RoundRobin);
+    for i in 1..=2 {
+        b.call(Cmd::Enslave(world.enslave(i, None))).unwrap();
+    }
+    let mark1 = b.call(Cmd::Mark("line1".into())).unwrap().unwrap();
+    let mark2 = b.call(Cmd::Mark("line2".into())).unwrap().unwrap();
+    // Ten long-lived connections, spread over both lines.
+    let mut streams: Vec<TcpStream> = world.lan.run(|| {
+        (0..10)
+            .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
+            .collect()
+    });
+    assert!(streams.iter_mut().all(echoes));
+    let on_line1 = conntrack_sports(&world, mark1);
+    let on_line2 = conntrack_sports(&world, mark2);
+    assert_eq!(
+        (on_line1.len(), on_line2.len()),
+        (5, 5),
+        "{on_line1:?} {on_line2:?}"
+    );
+
+    b.call(Cmd::Emancipate("line1".into())).unwrap();
+    assert!(
+        conntrack_sports(&world, mark1).is_empty(),
+        "line 1's entries are gone"
+    );
+    let mut kept = conntrack_sports(&world, mark2);
+    kept.sort();
+    let mut before = on_line2.clone();
+    before.sort();
+    assert_eq!(kept, before, "line 2's entries are intact");
+    for s in streams.iter_mut() {
+        if on_line2.contains(&s.local_addr().unwrap().port()) {
+            assert!(echoes(s), "an established connection on line 2 still works");
+        }
+    }
+    // New connections succeed at once, all via line 2.
+    let ok = world
+        .lan
+        .run(|| connect_within(SERVER, 20, Duration::from_secs(1)));
+    assert_eq!(ok, 20);
+    assert_eq!(per_line(&world.take_hits(), 2), vec![0, 20]);
+
+    // With no line at all, connections fail fast (unreachable), not by timeout.
+    b.call(Cmd::Emancipate("line2".into())).unwrap();
+    let err = world
+        .lan
+        .run(|| {
+            TcpStream::connect_timeout(&SocketAddr::from((SERVER, PORT)), Duration::from_secs(5))
+        })
+        .expect_err("no line is up");
+    assert_ne!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    let route = world
+        .router
+        .try_exec(&["ip", "route", "get", &SERVER.to_string()]);
+    let said = String::from_utf8_lossy(&route.stderr);
+    assert!(
+        said.contains("No route to host"),
+        "the main table says unreachable: {said}"
+    );
+    b.shutdown();
+}
+
+#[test]
+fn dns_servers_are_pinned_and_local_traffic_is_balanced() {
+    if !require_root("dns_servers_are_pinned_and_local_traffic_is_balanced") {
+        return;
+    }
+    let world = World::new(2);
+    let b = RouterBalancer::start(&world, Policy::RoundRobin);
+    let dns = Ipv4Addr::new(198, 51, 100, 53);
+    b.call(Cmd::Enslave(world.enslave(1, None))).unwrap();
+    let mut second = world.enslave(2, None);
+    second.dns = vec![dns];
+    b.call(Cmd::Enslave(second)).unwrap();
+    assert_eq!(world.connect_to(dns, 20), 20);
+    assert_eq!(
+        per_line(&world.take_hits(), 2),
+        vec![0, 20],
+        "DNS only via its line"
+    );
+    // Connections the router itself starts are balanced too.
+    assert_eq!(world.router.run(|| connect_many(SERVER, 100)), 100);
+    let local = per_line(&world.take_hits(), 2);
+    assert!(local[0] >= 45 && local[1] >= 45, "{local:?}");
+    b.shutdown();
+}
+
+/// What a user's own firewall and routing look like, for comparison.
+fn user_state(world: &World) -> (String, String, String) {
+    let table = world
+        .router
+        .exec(&["nft", "list", "table", "inet", "userfw"]);
+    let rules = world.router.exec(&["ip", "rule", "list"]);
+    let rules: String = rules
+        .lines()
+        .filter(|l| !l.starts_with("77"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let routes = world.router.exec(&["ip", "route", "show", "table", "100"]);
+    (table, rules, routes)
+}
+
+#[test]
+fn a_users_own_nftables_table_rules_and_routes_survive() {
+    if !require_root("a_users_own_nftables_table_rules_and_routes_survive") {
+        return;
+    }
+    let world = World::new(2);
+    let script = "table inet userfw {\n chain input {\n  type filter hook input priority 0; policy accept;\n  tcp dport 22 counter accept\n }\n}\n";
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &world.router.name, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            std::io::Write::write_all(c.stdin.as_mut().unwrap(), script.as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(out.success());
+    world.router.ip(&[
+        "rule",
+        "add",
+        "pref",
+        "100",
+        "to",
+        "192.0.2.0/24",
+        "lookup",
+        "100",
+    ]);
+    world.router.ip(&[
+        "route",
+        "add",
+        "192.0.2.0/24",
+        "dev",
+        "r-lan",
+        "table",
+        "100",
+    ]);
+    let before = user_state(&world);
+
+    let b = RouterBalancer::start(&world, Policy::RoundRobin);
+    for i in 1..=2 {
+        b.call(Cmd::Enslave(world.enslave(i, None))).unwrap();
+    }
+    assert_eq!(world.connect_burst(10), 10);
+    assert_eq!(user_state(&world), before, "after enslave");
+    b.call(Cmd::Emancipate("line1".into())).unwrap();
+    assert_eq!(user_state(&world), before, "after emancipate");
+    b.shutdown();
+    assert_eq!(user_state(&world), before, "after shutdown");
+    assert_no_balancer_state(&world.router);
+}
+
+/// No table, rule in our range, or route of ours is left in `ns`.
+fn assert_no_balancer_state(ns: &Netns) {
+    let tables = ns.exec(&["nft", "list", "tables"]);
+    assert!(!tables.contains("eqlplus"), "{tables}");
+    let rules = ns.exec(&["ip", "rule", "list"]);
+    assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
+    let routes = ns.exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+}
+
+#[test]
+fn kill_9_then_restart_leaves_nothing_stale() {
+    if !require_root("kill_9_then_restart_leaves_nothing_stale") {
+        return;
+    }
+    let world = World::new(2);
+    let spec = |i: usize| format!("line{i}:eq-l{i}:{}:{}", line_local(i), line_peer(i));
+    let start = || {
+        let mut child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &world.router.name,
+                env!("CARGO_BIN_EXE_eqlplus-dialer"),
+            ])
+            .args(["balance", "--line", &spec(1), "--line", &spec(2)])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(line.starts_with("balancing 2 line(s)"), "{line}");
+        child
+    };
+    let mut first = start();
+    assert_eq!(world.connect_burst(20), 20);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let rules = world.router.exec(&["ip", "rule", "list"]);
+    assert_eq!(
+        rules.lines().filter(|l| l.starts_with("77")).count(),
+        3,
+        "{rules}"
+    );
+
+    // The restarted balancer replaces the stale state instead of adding to it.
+    let second = start();
+    let rules = world.router.exec(&["ip", "rule", "list"]);
+    assert_eq!(
+        rules.lines().filter(|l| l.starts_with("77")).count(),
+        3,
+        "{rules}"
+    );
+    let routes = world
+        .router
+        .exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+    assert_eq!(
+        routes.lines().count(),
+        3,
+        "two line tables and main: {routes}"
+    );
+    assert_eq!(world.connect_burst(100), 100);
+    let hits = per_line(&world.take_hits(), 2);
+    assert!(hits[0] >= 45 && hits[1] >= 45, "{hits:?}");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = second.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_no_balancer_state(&world.router);
 }

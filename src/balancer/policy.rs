@@ -16,9 +16,10 @@ pub const MAX_SLOTS: usize = 64;
 const FULL_QUEUE: Duration = Duration::from_millis(500);
 
 /// How new connections are spread over the live lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     /// Each line in turn: eqlplus classic.
+    #[default]
     RoundRobin,
     /// In proportion to each line's weight (from config, or its CONNECT speed).
     Weighted,
@@ -26,12 +27,6 @@ pub enum Policy {
     LeastLoaded,
     /// Weighted, but a client's connections to one destination stay on one line for `hold`.
     Sticky { hold: Duration },
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy::RoundRobin
-    }
 }
 
 impl FromStr for Policy {

@@ -1,6 +1,7 @@
 //! The command-line subcommands, each a thin layer over the library: argument structs
 //! (clap) and a `run` that returns the process exit code.
 
+pub mod balance;
 pub mod chat;
 pub mod demo;
 pub mod probe;
