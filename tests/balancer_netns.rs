@@ -235,14 +235,17 @@ enum Cmd {
     Shutdown,
 }
 
+/// A command's answer: a mark (for `Mark`) or an error.
+type Reply = std::sync::mpsc::Sender<Result<Option<u32>, String>>;
+
 struct RouterBalancer {
-    tx: std::sync::mpsc::Sender<(Cmd, std::sync::mpsc::Sender<Result<Option<u32>, String>>)>,
+    tx: std::sync::mpsc::Sender<(Cmd, Reply)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RouterBalancer {
     fn start(world: &World, policy: Policy) -> RouterBalancer {
-        let (tx, rx) = std::sync::mpsc::channel::<(Cmd, std::sync::mpsc::Sender<_>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(Cmd, Reply)>();
         let config = BalancerConfig {
             policy,
             ..BalancerConfig::default()
