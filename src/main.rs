@@ -24,6 +24,8 @@ enum Command {
     Balance(cmd::balance::BalanceArgs),
     /// Run a pppd chat(8) script against a modem port and print the outcome.
     Chat(cmd::chat::ChatArgs),
+    /// Check the configuration, secrets and chat scripts; errors name file:line.
+    CheckConfig(cmd::check_config::CheckConfigArgs),
     /// Try the whole program on simulated modems and ISPs, no hardware needed.
     Demo(cmd::demo::DemoArgs),
     /// Find modems on serial ports and print a [[line]] stanza for each (like wvdialconf).
@@ -50,6 +52,7 @@ fn main() {
         match cli.command {
             Command::Balance(args) => cmd::balance::run(args).await,
             Command::Chat(args) => cmd::chat::run(args).await,
+            Command::CheckConfig(args) => cmd::check_config::run(args),
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,

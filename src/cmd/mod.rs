@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod chat;
+pub mod check_config;
 pub mod demo;
 pub mod probe;
 pub mod simulate;
