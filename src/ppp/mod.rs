@@ -21,11 +21,14 @@
 //! [`Session::poll_timeout`], write out whatever [`Session::poll_transmit`]
 //! returns, and read [`Session::poll_event`] / [`Session::poll_ip`]. Time is
 //! always an `Instant` passed in, so tests run on a fake clock.
+//! [`driver::run`] (and [`driver::spawn`]) is that async driver over any
+//! `AsyncRead + AsyncWrite` line, with channels for IP packets and events.
 //!
 //! # Behaviour the driver must know
 //!
 //! - One [`Session`] per connection. After [`Event::Down`] it is dead (ignores
-//!   input, no timers); redial with a new one.
+//!   input, no timers); redial with a new one. When the line itself fails,
+//!   [`Session::lower_down`] ends the session at once.
 //! - [`Session::poll_transmit`] returns one complete frame per call (control
 //!   frames before queued IP); write them in order.
 //! - Set [`Config::seed`] from the OS RNG: it feeds magic numbers and CHAP
@@ -53,6 +56,7 @@
 
 pub mod auth;
 pub mod chap;
+pub mod driver;
 pub mod fsm;
 pub mod hdlc;
 pub mod ipcp;
@@ -62,6 +66,7 @@ pub mod pap;
 pub mod session;
 
 pub use auth::{Credentials, Secret, Secrets};
+pub use driver::{DriverConfig, Ended};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};

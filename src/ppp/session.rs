@@ -484,6 +484,22 @@ impl Session {
         self.pump(now);
     }
 
+    /// The line under the link is gone (the port failed, the far end closed it,
+    /// carrier lost): RFC 1661's Down event from the lower layer. Nothing can be
+    /// sent any more, so queued frames are discarded and [`Event::Down`] with
+    /// `reason` follows at once (after [`Event::NetworkDown`] if IP was up).
+    pub fn lower_down(&mut self, reason: &str, now: Instant) {
+        if self.phase == Phase::Dead {
+            return;
+        }
+        self.lcp.fsm.down(now);
+        while self.lcp.fsm.poll_packet().is_some() {}
+        self.ctrl_tx.clear();
+        self.ip_tx.clear();
+        self.down_reason = None;
+        self.finish(reason.to_string());
+    }
+
     // ----- input -----
 
     /// Receive ACCM and MRU follow LCP: negotiated values while open, defaults otherwise.

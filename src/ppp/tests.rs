@@ -487,6 +487,43 @@ fn close_terminates_both_sides_with_reasons() {
     assert!(p.elapsed() <= Duration::from_secs(3));
 }
 
+/// The driver reports a lost line: Down at once, nothing more to send, dead.
+#[test]
+fn lower_down_ends_the_session_at_once() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    p.a.send_ip(&ip_packet(1, 40)).unwrap();
+    let now = p.now;
+    p.a.lower_down("line closed: end of file", now);
+    p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
+    assert!(p.a.is_dead());
+    assert_eq!(p.a.poll_transmit(), None, "queued frames are dropped");
+    assert_eq!(p.a.poll_timeout(), None);
+    assert_eq!(down_reason(&p.a_events), Some("line closed: end of file"));
+    assert!(
+        matches!(p.a_events.last(), Some(Event::Down { .. })),
+        "{:?}",
+        p.a_events
+    );
+    assert!(
+        p.a_events
+            .iter()
+            .any(|e| matches!(e, Event::NetworkDown { .. }))
+    );
+    // A pending close keeps the line's reason; a second call changes nothing.
+    let mut s = Session::new(dialer(None), now);
+    s.close("user request", now);
+    s.lower_down("line closed: EIO", now);
+    s.lower_down("again", now);
+    let downs: Vec<_> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            Event::Down { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs, ["line closed: EIO"]);
+}
+
 #[test]
 fn dead_peer_detected_by_echo() {
     let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
