@@ -880,7 +880,11 @@ impl Session {
                     mru,
                 });
             }
-            LayerSignal::Down => self.ip_down("IPCP renegotiating"),
+            LayerSignal::Down => self.ip_down(match self.phase {
+                Phase::Terminate => "link closing",
+                Phase::Establish => "LCP renegotiating",
+                _ => "IPCP renegotiating",
+            }),
             LayerSignal::Finished => {
                 self.ip_down("IPCP finished");
                 // pppd closes the link when its last network protocol is gone.

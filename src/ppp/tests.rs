@@ -478,10 +478,13 @@ fn close_terminates_both_sides_with_reasons() {
         down_reason(&p.b_events),
         Some("peer closed the link: user hung up")
     );
+    // IP goes down because we close, not because anything renegotiates.
     assert!(
+        p.a_events.contains(&Event::NetworkDown {
+            reason: "link closing".into()
+        }),
+        "{:?}",
         p.a_events
-            .iter()
-            .any(|e| matches!(e, Event::NetworkDown { .. }))
     );
     // The answer side waits one restart interval in Stopping, as pppd does.
     assert!(p.elapsed() <= Duration::from_secs(3));
@@ -1030,5 +1033,12 @@ fn peer_restart_renegotiates_and_comes_back_up() {
         .map(std::mem::discriminant)
         .collect();
     assert_eq!(tail.len(), 4, "{:?}", p.a_events);
+    assert!(
+        p.a_events.contains(&Event::NetworkDown {
+            reason: "LCP renegotiating".into()
+        }),
+        "{:?}",
+        p.a_events
+    );
     check_ip_both_ways(&mut p);
 }
