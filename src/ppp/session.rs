@@ -532,8 +532,11 @@ impl Session {
             self.stats.rx_malformed += 1;
             return;
         };
-        // Any intact frame proves the peer is alive (lcp-echo-adaptive).
-        self.lcp.note_traffic();
+        // Any intact frame proves the peer is alive (lcp-echo-adaptive), except
+        // our own echoes coming back from a looped line.
+        if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
+            self.lcp.note_traffic();
+        }
         match header.protocol {
             lcp::PROTOCOL => match self.lcp.input(info, now) {
                 Ok(Some(notice)) => self.lcp_notice(notice, now),

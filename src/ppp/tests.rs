@@ -563,6 +563,34 @@ fn any_traffic_counts_as_proof_of_life() {
     assert!(p.a.is_dead());
 }
 
+/// After a carrier loss a modem in command mode with echo on sends back every
+/// byte we write: our own Echo-Requests (and our Replies to them) must not
+/// count as proof of life, or the dead link is never noticed.
+#[test]
+fn looped_back_echoes_are_no_proof_of_life() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let t0 = p.now;
+    let mut now = t0;
+    while !p.a.is_dead() && now - t0 < Duration::from_secs(30) {
+        now = p.a.poll_timeout().expect("keepalive running").max(now);
+        p.a.handle_timeout(now);
+        // Everything a sends comes straight back to it, twice over.
+        for _ in 0..2 {
+            let back: Vec<u8> = std::iter::from_fn(|| p.a.poll_transmit())
+                .flatten()
+                .collect();
+            p.a.handle_input(&back, now);
+        }
+    }
+    p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
+    assert_eq!(
+        down_reason(&p.a_events),
+        Some("link dead: no reply to 3 LCP Echo-Requests")
+    );
+    assert!(now - t0 <= Duration::from_secs(5), "took {:?}", now - t0);
+}
+
 #[test]
 fn unknown_protocols_are_protocol_rejected() {
     let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
