@@ -40,6 +40,12 @@ struct Args {
     /// Echo requests per host.
     #[arg(long, default_value_t = 3)]
     count: u16,
+    /// ICMP payload bytes (1472 makes 1500-byte IP packets).
+    #[arg(long, default_value_t = 56)]
+    size: usize,
+    /// Stay up this many seconds after the pings (printing events) before closing.
+    #[arg(long, default_value_t = 0)]
+    hold: u64,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -108,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
             .collect();
         for (i, &dst) in targets.iter().enumerate() {
             for seq in 1..=args.count {
-                let payload: Vec<u8> = (0..56u8).collect();
+                let payload: Vec<u8> = (0..args.size).map(|i| i as u8).collect();
                 let id = 0x4500 + i as u16;
                 let sent = Instant::now();
                 ppp.link
@@ -140,6 +146,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    // Hold the link: the peer may close it or go silent meanwhile.
+    let hold = tokio::time::sleep(Duration::from_secs(args.hold));
+    tokio::pin!(hold);
+    loop {
+        tokio::select! {
+            () = &mut hold => break,
+            ev = ppp.link.events.recv() => match ev {
+                Some(Event::Down { reason }) => {
+                    println!("ppp: down: {reason}");
+                    break;
+                }
+                Some(ev) => println!("ppp: {ev:?}"),
+                None => break,
+            },
+        }
+    }
     ppp.closer.close();
     while let Some(ev) = ppp.link.events.recv().await {
         if let Event::Down { reason } = ev {

@@ -851,9 +851,15 @@ impl Session {
         self.tx_acfc = false;
         self.tx_pfc = false;
         self.ip_tx.clear();
-        // Renegotiation (the peer sent a new Configure-Request): back to Establish.
+        // The peer's Terminate-Request (LCP now Stopping): Terminate, as for our
+        // own close. Renegotiation (a new Configure-Request): back to Establish.
         if matches!(self.phase, Phase::Authenticate | Phase::Network) {
-            self.set_phase(Phase::Establish);
+            let terminating = matches!(self.lcp.fsm.state(), State::Stopping | State::Closing);
+            self.set_phase(if terminating {
+                Phase::Terminate
+            } else {
+                Phase::Establish
+            });
         }
     }
 

@@ -486,6 +486,24 @@ fn close_terminates_both_sides_with_reasons() {
         "{:?}",
         p.a_events
     );
+    // The peer's Terminate-Request takes b to Terminate, not to renegotiation.
+    let b_after_up: Vec<_> = p
+        .b_events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::Up { .. }))
+        .filter(|e| matches!(e, Event::Phase(_) | Event::NetworkDown { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        b_after_up,
+        [
+            Event::Phase(Phase::Terminate),
+            Event::NetworkDown {
+                reason: "link closing".into()
+            },
+            Event::Phase(Phase::Dead)
+        ]
+    );
     // The answer side waits one restart interval in Stopping, as pppd does.
     assert!(p.elapsed() <= Duration::from_secs(3));
 }
