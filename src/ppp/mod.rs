@@ -1,9 +1,12 @@
 //! A sans-IO PPP engine: async HDLC framing, LCP, PAP/CHAP, IPCP, in both the
-//! dialing and the answering role. No I/O, no async, no panics on any input.
+//! dialing and the answering role. No I/O, no async, no panics on any input
+//! (except in [`driver`], the thin tokio driver around it).
 //!
 //! # Layering
 //!
 //! ```text
+//!  driver.rs              tokio: line bytes ⇄ Session ⇄ IP/event channels
+//!     │
 //!  Session (session.rs)   phases Dead→Establish→Authenticate→Network→Terminate,
 //!     │                   queues, events, timers (deadlines), counters
 //!     ├── LCP (lcp.rs)    link options, echo keepalive, Protocol-Reject
