@@ -16,8 +16,8 @@ use super::Rng;
 use super::fsm::{Fsm, FsmConfig, Negotiator, State, Verdict};
 use super::hdlc::ACCM_ALL;
 use super::packet::{
-    ConfigOption, DISCARD_REQUEST, ECHO_REPLY, ECHO_REQUEST, PROTOCOL_REJECT, PacketError,
-    emit_option,
+    ConfigOption, ControlPacket, DISCARD_REQUEST, ECHO_REPLY, ECHO_REQUEST, PROTOCOL_REJECT,
+    PacketError, emit_option,
 };
 
 /// LCP protocol number.
@@ -527,6 +527,19 @@ impl Lcp {
         d.extend_from_slice(&magic.to_be_bytes());
         d.extend_from_slice(payload);
         self.fsm.send(ECHO_REPLY, id, &d);
+    }
+
+    /// True for an Echo-Request, Echo-Reply or Discard-Request carrying our own
+    /// magic number: our own packet come back (a modem that dropped to command
+    /// mode with echo on returns everything we send), not a sign of the peer.
+    pub fn is_own_echo(&self, info: &[u8]) -> bool {
+        let Ok(pkt) = ControlPacket::parse(info) else {
+            return false;
+        };
+        let magic = pkt.data.first_chunk::<4>().map(|m| u32::from_be_bytes(*m));
+        matches!(pkt.code, ECHO_REQUEST | ECHO_REPLY | DISCARD_REQUEST)
+            && magic.is_some()
+            && magic == self.fsm.negotiator().our_magic()
     }
 
     /// A valid frame of any protocol arrived: proof the peer is alive

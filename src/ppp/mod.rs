@@ -1,9 +1,12 @@
 //! A sans-IO PPP engine: async HDLC framing, LCP, PAP/CHAP, IPCP, in both the
-//! dialing and the answering role. No I/O, no async, no panics on any input.
+//! dialing and the answering role. No I/O, no async, no panics on any input
+//! (except in [`driver`], the thin tokio driver around it).
 //!
 //! # Layering
 //!
 //! ```text
+//!  driver.rs              tokio: line bytes ⇄ Session ⇄ IP/event channels
+//!     │
 //!  Session (session.rs)   phases Dead→Establish→Authenticate→Network→Terminate,
 //!     │                   queues, events, timers (deadlines), counters
 //!     ├── LCP (lcp.rs)    link options, echo keepalive, Protocol-Reject
@@ -21,11 +24,14 @@
 //! [`Session::poll_timeout`], write out whatever [`Session::poll_transmit`]
 //! returns, and read [`Session::poll_event`] / [`Session::poll_ip`]. Time is
 //! always an `Instant` passed in, so tests run on a fake clock.
+//! [`driver::run`] (and [`driver::spawn`]) is that async driver over any
+//! `AsyncRead + AsyncWrite` line, with channels for IP packets and events.
 //!
 //! # Behaviour the driver must know
 //!
 //! - One [`Session`] per connection. After [`Event::Down`] it is dead (ignores
-//!   input, no timers); redial with a new one.
+//!   input, no timers); redial with a new one. When the line itself fails,
+//!   [`Session::lower_down`] ends the session at once.
 //! - [`Session::poll_transmit`] returns one complete frame per call (control
 //!   frames before queued IP); write them in order.
 //! - Set [`Config::seed`] from the OS RNG: it feeds magic numbers and CHAP
@@ -53,6 +59,7 @@
 
 pub mod auth;
 pub mod chap;
+pub mod driver;
 pub mod fsm;
 pub mod hdlc;
 pub mod ipcp;
@@ -62,6 +69,7 @@ pub mod pap;
 pub mod session;
 
 pub use auth::{Credentials, Secret, Secrets};
+pub use driver::{DriverConfig, Ended};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};

@@ -484,6 +484,22 @@ impl Session {
         self.pump(now);
     }
 
+    /// The line under the link is gone (the port failed, the far end closed it,
+    /// carrier lost): RFC 1661's Down event from the lower layer. Nothing can be
+    /// sent any more, so queued frames are discarded and [`Event::Down`] with
+    /// `reason` follows at once (after [`Event::NetworkDown`] if IP was up).
+    pub fn lower_down(&mut self, reason: &str, now: Instant) {
+        if self.phase == Phase::Dead {
+            return;
+        }
+        self.lcp.fsm.down(now);
+        while self.lcp.fsm.poll_packet().is_some() {}
+        self.ctrl_tx.clear();
+        self.ip_tx.clear();
+        self.down_reason = None;
+        self.finish(reason.to_string());
+    }
+
     // ----- input -----
 
     /// Receive ACCM and MRU follow LCP: negotiated values while open, defaults otherwise.
@@ -516,8 +532,11 @@ impl Session {
             self.stats.rx_malformed += 1;
             return;
         };
-        // Any intact frame proves the peer is alive (lcp-echo-adaptive).
-        self.lcp.note_traffic();
+        // Any intact frame proves the peer is alive (lcp-echo-adaptive), except
+        // our own echoes coming back from a looped line.
+        if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
+            self.lcp.note_traffic();
+        }
         match header.protocol {
             lcp::PROTOCOL => match self.lcp.input(info, now) {
                 Ok(Some(notice)) => self.lcp_notice(notice, now),
@@ -832,9 +851,15 @@ impl Session {
         self.tx_acfc = false;
         self.tx_pfc = false;
         self.ip_tx.clear();
-        // Renegotiation (the peer sent a new Configure-Request): back to Establish.
+        // The peer's Terminate-Request (LCP now Stopping): Terminate, as for our
+        // own close. Renegotiation (a new Configure-Request): back to Establish.
         if matches!(self.phase, Phase::Authenticate | Phase::Network) {
-            self.set_phase(Phase::Establish);
+            let terminating = matches!(self.lcp.fsm.state(), State::Stopping | State::Closing);
+            self.set_phase(if terminating {
+                Phase::Terminate
+            } else {
+                Phase::Establish
+            });
         }
     }
 
@@ -864,7 +889,11 @@ impl Session {
                     mru,
                 });
             }
-            LayerSignal::Down => self.ip_down("IPCP renegotiating"),
+            LayerSignal::Down => self.ip_down(match self.phase {
+                Phase::Terminate => "link closing",
+                Phase::Establish => "LCP renegotiating",
+                _ => "IPCP renegotiating",
+            }),
             LayerSignal::Finished => {
                 self.ip_down("IPCP finished");
                 // pppd closes the link when its last network protocol is gone.

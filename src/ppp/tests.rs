@@ -478,13 +478,71 @@ fn close_terminates_both_sides_with_reasons() {
         down_reason(&p.b_events),
         Some("peer closed the link: user hung up")
     );
+    // IP goes down because we close, not because anything renegotiates.
+    assert!(
+        p.a_events.contains(&Event::NetworkDown {
+            reason: "link closing".into()
+        }),
+        "{:?}",
+        p.a_events
+    );
+    // The peer's Terminate-Request takes b to Terminate, not to renegotiation.
+    let b_after_up: Vec<_> = p
+        .b_events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::Up { .. }))
+        .filter(|e| matches!(e, Event::Phase(_) | Event::NetworkDown { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        b_after_up,
+        [
+            Event::Phase(Phase::Terminate),
+            Event::NetworkDown {
+                reason: "link closing".into()
+            },
+            Event::Phase(Phase::Dead)
+        ]
+    );
+    // The answer side waits one restart interval in Stopping, as pppd does.
+    assert!(p.elapsed() <= Duration::from_secs(3));
+}
+
+/// The driver reports a lost line: Down at once, nothing more to send, dead.
+#[test]
+fn lower_down_ends_the_session_at_once() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    p.a.send_ip(&ip_packet(1, 40)).unwrap();
+    let now = p.now;
+    p.a.lower_down("line closed: end of file", now);
+    p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
+    assert!(p.a.is_dead());
+    assert_eq!(p.a.poll_transmit(), None, "queued frames are dropped");
+    assert_eq!(p.a.poll_timeout(), None);
+    assert_eq!(down_reason(&p.a_events), Some("line closed: end of file"));
+    assert!(
+        matches!(p.a_events.last(), Some(Event::Down { .. })),
+        "{:?}",
+        p.a_events
+    );
     assert!(
         p.a_events
             .iter()
             .any(|e| matches!(e, Event::NetworkDown { .. }))
     );
-    // The answer side waits one restart interval in Stopping, as pppd does.
-    assert!(p.elapsed() <= Duration::from_secs(3));
+    // A pending close keeps the line's reason; a second call changes nothing.
+    let mut s = Session::new(dialer(None), now);
+    s.close("user request", now);
+    s.lower_down("line closed: EIO", now);
+    s.lower_down("again", now);
+    let downs: Vec<_> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            Event::Down { reason } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(downs, ["line closed: EIO"]);
 }
 
 #[test]
@@ -521,6 +579,34 @@ fn any_traffic_counts_as_proof_of_life() {
     // Without the stream, the link is declared dead quickly.
     p.run(Duration::from_secs(10), |p| p.a.is_dead());
     assert!(p.a.is_dead());
+}
+
+/// After a carrier loss a modem in command mode with echo on sends back every
+/// byte we write: our own Echo-Requests (and our Replies to them) must not
+/// count as proof of life, or the dead link is never noticed.
+#[test]
+fn looped_back_echoes_are_no_proof_of_life() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let t0 = p.now;
+    let mut now = t0;
+    while !p.a.is_dead() && now - t0 < Duration::from_secs(30) {
+        now = p.a.poll_timeout().expect("keepalive running").max(now);
+        p.a.handle_timeout(now);
+        // Everything a sends comes straight back to it, twice over.
+        for _ in 0..2 {
+            let back: Vec<u8> = std::iter::from_fn(|| p.a.poll_transmit())
+                .flatten()
+                .collect();
+            p.a.handle_input(&back, now);
+        }
+    }
+    p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
+    assert_eq!(
+        down_reason(&p.a_events),
+        Some("link dead: no reply to 3 LCP Echo-Requests")
+    );
+    assert!(now - t0 <= Duration::from_secs(5), "took {:?}", now - t0);
 }
 
 #[test]
@@ -993,5 +1079,12 @@ fn peer_restart_renegotiates_and_comes_back_up() {
         .map(std::mem::discriminant)
         .collect();
     assert_eq!(tail.len(), 4, "{:?}", p.a_events);
+    assert!(
+        p.a_events.contains(&Event::NetworkDown {
+            reason: "LCP renegotiating".into()
+        }),
+        "{:?}",
+        p.a_events
+    );
     check_ip_both_ways(&mut p);
 }

@@ -4,13 +4,16 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, sleep, timeout};
 
 use super::lock::{DEFAULT_LOCK_DIR, LockError, UucpLock};
-use crate::sys::{cvt, read_fd, register};
+use crate::sys::{cvt, read_fd, register, write_fd};
 
 /// Hardware handshake on the serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -306,6 +309,102 @@ async fn wait_for(port: &SerialPort, needle: &[u8], limit: Duration) -> io::Resu
                 }
             }
         }
+    }
+}
+
+/// Non-blocking read(2) once the reactor says the descriptor is readable.
+fn poll_read_fd(
+    fd: &AsyncFd<OwnedFd>,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    loop {
+        let mut guard = ready!(fd.poll_read_ready(cx))?;
+        let unfilled = buf.initialize_unfilled();
+        match guard.try_io(|fd| read_fd(fd.as_raw_fd(), unfilled)) {
+            Ok(Ok(n)) => {
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            Ok(Err(e)) => return Poll::Ready(Err(e)),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Non-blocking write(2) once the reactor says the descriptor is writable.
+fn poll_write_fd(
+    fd: &AsyncFd<OwnedFd>,
+    cx: &mut Context<'_>,
+    data: &[u8],
+) -> Poll<io::Result<usize>> {
+    loop {
+        let mut guard = ready!(fd.poll_write_ready(cx))?;
+        match guard.try_io(|fd| write_fd(fd.as_raw_fd(), data)) {
+            Ok(result) => return Poll::Ready(result),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+/// Reads as [`SerialPort::read`] does: an error (EIO on a pty whose far end closed) means the
+/// line is gone.
+impl AsyncRead for SerialPort {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_fd(&self.fd, cx, buf)
+    }
+}
+
+/// Writes go straight to the tty: flushing and shutting down have nothing to do (the kernel
+/// drains its output buffer by itself; [`SerialPort::hangup`] ends the line).
+impl AsyncWrite for SerialPort {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_fd(&self.fd, cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A shared port reads and writes as well (one reader and one writer at a time make sense).
+impl AsyncRead for &SerialPort {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        poll_read_fd(&self.fd, cx, buf)
+    }
+}
+
+impl AsyncWrite for &SerialPort {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        poll_write_fd(&self.fd, cx, data)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Simulated equipment for tests, the demo and trying scripts without hardware: a Hayes-style
 //! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]).
 
+pub mod icmp;
 pub mod modem;
 pub mod pty;
 

@@ -1,0 +1,162 @@
+//! Hand-built IPv4 + ICMP echo packets, for tests and demos that ping through a
+//! PPP session without any kernel networking (no TUN, no sockets).
+
+use std::net::Ipv4Addr;
+
+/// IP protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
+const ECHO_REPLY: u8 = 0;
+const ECHO_REQUEST: u8 = 8;
+const IP_HEADER: usize = 20;
+
+/// An ICMP echo request or reply, parsed from an IPv4 packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Echo {
+    /// IPv4 source.
+    pub src: Ipv4Addr,
+    /// IPv4 destination.
+    pub dst: Ipv4Addr,
+    /// Time to live as received.
+    pub ttl: u8,
+    /// True for a reply (type 0), false for a request (type 8).
+    pub reply: bool,
+    /// Echo identifier.
+    pub id: u16,
+    /// Echo sequence number.
+    pub seq: u16,
+    /// Echo data.
+    pub payload: Vec<u8>,
+}
+
+/// The Internet checksum (RFC 1071) of `data`.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 packet (no options, TTL 64) carrying an ICMP echo request.
+pub fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+    build(src, dst, 64, ECHO_REQUEST, id, seq, payload)
+}
+
+/// The reply a host would send to `packet`, if it is an echo request.
+pub fn reply_to(packet: &[u8]) -> Option<Vec<u8>> {
+    let e = parse(packet)?;
+    (!e.reply).then(|| build(e.dst, e.src, 64, ECHO_REPLY, e.id, e.seq, &e.payload))
+}
+
+fn build(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    kind: u8,
+    id: u16,
+    seq: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = IP_HEADER + 8 + payload.len();
+    let mut p = Vec::with_capacity(total);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes()); // identification
+    p.extend_from_slice(&[0x40, 0, ttl, PROTO_ICMP, 0, 0]); // DF, checksum later
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let sum = checksum(&p[..IP_HEADER]);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(&[kind, 0, 0, 0]);
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(payload);
+    let sum = checksum(&p[IP_HEADER..]);
+    p[IP_HEADER + 2..IP_HEADER + 4].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// Parses an IPv4 ICMP echo request or reply, checking both checksums.
+pub fn parse(packet: &[u8]) -> Option<Echo> {
+    let ihl = usize::from(*packet.first()? & 0x0f) * 4;
+    if packet[0] >> 4 != 4 || ihl < IP_HEADER || packet.len() < ihl + 8 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+    if total < ihl + 8 || total > packet.len() || packet[9] != PROTO_ICMP {
+        return None;
+    }
+    if checksum(&packet[..ihl]) != 0 || checksum(&packet[ihl..total]) != 0 {
+        return None;
+    }
+    let icmp = &packet[ihl..total];
+    let reply = match (icmp[0], icmp[1]) {
+        (ECHO_REPLY, 0) => true,
+        (ECHO_REQUEST, 0) => false,
+        _ => return None,
+    };
+    let addr =
+        |at: usize| Ipv4Addr::new(packet[at], packet[at + 1], packet[at + 2], packet[at + 3]);
+    Some(Echo {
+        src: addr(12),
+        dst: addr(16),
+        ttl: packet[8],
+        reply,
+        id: u16::from_be_bytes([icmp[4], icmp[5]]),
+        seq: u16::from_be_bytes([icmp[6], icmp[7]]),
+        payload: icmp[8..].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 2);
+    const B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the one's complement sum of these words is 0xddf2.
+        assert_eq!(
+            checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]),
+            !0xddf2
+        );
+        assert_eq!(checksum(&[0xff]), !0xff00);
+    }
+
+    #[test]
+    fn request_reply_round_trip() {
+        let req = echo_request(A, B, 0x1234, 7, b"hello, odd length");
+        assert_eq!(req.len(), 20 + 8 + 17);
+        let e = parse(&req).unwrap();
+        assert_eq!((e.src, e.dst, e.ttl, e.reply), (A, B, 64, false));
+        assert_eq!(
+            (e.id, e.seq, e.payload.as_slice()),
+            (0x1234, 7, &b"hello, odd length"[..])
+        );
+        let rep = reply_to(&req).unwrap();
+        let r = parse(&rep).unwrap();
+        assert_eq!(
+            (r.src, r.dst, r.reply, r.id, r.seq),
+            (B, A, true, 0x1234, 7)
+        );
+        assert_eq!(r.payload, e.payload);
+        assert_eq!(reply_to(&rep), None, "replies are not answered");
+    }
+
+    #[test]
+    fn damaged_packets_are_refused() {
+        let req = echo_request(A, B, 1, 1, &[0u8; 8]);
+        for i in 0..req.len() {
+            let mut bad = req.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(parse(&bad), None, "byte {i}");
+        }
+        assert_eq!(parse(&req[..27]), None);
+        assert_eq!(parse(&[]), None);
+    }
+}

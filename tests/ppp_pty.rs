@@ -1,0 +1,317 @@
+//! PPP over a real pty: the simulated modem answers, our chat script dials, our dialer
+//! session runs over the `SerialPort` while our answer session plays the ISP on the far
+//! end of the call. Addresses are data only: nothing is routed, no TUN exists.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eqlplus_dialer::chat::{ChatEngine, ChatOptions, Outcome, Script, run_chat};
+use eqlplus_dialer::ppp::driver::{self, DriverConfig, Link, Spawned};
+use eqlplus_dialer::ppp::{AuthMethods, Config, Credentials, Event, Session};
+use eqlplus_dialer::serial::{HangupTiming, SerialConfig, SerialPort};
+use eqlplus_dialer::sim::{ModemConfig, SimModem, icmp, parse_answers};
+use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::time::timeout;
+
+const ISP: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 1);
+const CUSTOMER: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 2);
+const DNS1: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 53);
+const DNS2: Ipv4Addr = Ipv4Addr::new(10, 64, 0, 54);
+const GUARD: Duration = Duration::from_millis(200);
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Auth {
+    None,
+    Pap,
+    Chap,
+}
+
+fn serial_config(lock_dir: &Path) -> SerialConfig {
+    SerialConfig {
+        lock_dir: Some(lock_dir.to_path_buf()),
+        hangup: HangupTiming {
+            dtr_drop: Duration::from_millis(500),
+            guard: GUARD,
+        },
+        ..SerialConfig::default()
+    }
+}
+
+fn isp_config(auth: Auth) -> Config {
+    let mut c = Config::answer(ISP, CUSTOMER, &[DNS1, DNS2]);
+    c.require_auth = AuthMethods {
+        pap: auth == Auth::Pap,
+        chap: auth == Auth::Chap,
+    };
+    c.secrets.insert("alice", "s3cret");
+    c
+}
+
+/// A dialled line with PPP running on both ends.
+struct Call {
+    _sim: SimModem,
+    _locks: tempfile::TempDir,
+    dialer: Spawned<SerialPort>,
+    isp: Spawned<DuplexStream>,
+}
+
+async fn dial(auth: Auth, password: &str) -> Call {
+    let locks = tempfile::tempdir().unwrap();
+    let (sim, mut calls) = SimModem::spawn(ModemConfig {
+        answers: parse_answers("connect:57600").unwrap(),
+        guard: GUARD,
+        dial_delay: Duration::from_millis(50),
+        ..ModemConfig::default()
+    })
+    .unwrap();
+    let port = SerialPort::open(sim.tty(), &serial_config(locks.path())).unwrap();
+    let script = Script::parse("'' ATZ OK ATDT123 CONNECT ''", "test").unwrap();
+    let mut engine = ChatEngine::new(script, ChatOptions::default(), Instant::now());
+    let outcome = timeout(LIMIT, run_chat(&port, &mut engine, &mut |_| {}))
+        .await
+        .expect("chat in time");
+    let Outcome::Success(connected) = outcome else {
+        panic!("chat failed: {outcome:?}")
+    };
+    assert_eq!(connected.speed, Some(57600));
+    let call = timeout(LIMIT, calls.recv()).await.unwrap().unwrap();
+    assert_eq!(call.number, "123");
+
+    let isp = driver::spawn(
+        Session::new(isp_config(auth), Instant::now()),
+        call.stream,
+        Vec::new(),
+        DriverConfig::default(),
+    );
+    let creds = (auth != Auth::None).then(|| Credentials::new("alice", password));
+    let dialer = driver::spawn(
+        Session::new(Config::dialer(creds), Instant::now()),
+        port,
+        connected.leftover,
+        DriverConfig::default(),
+    );
+    Call {
+        _sim: sim,
+        _locks: locks,
+        dialer,
+        isp,
+    }
+}
+
+/// Events up to and including the first Up (or the end, if it never comes up).
+async fn until_up(link: &mut Link) -> Vec<Event> {
+    let mut seen = Vec::new();
+    while let Some(ev) = timeout(LIMIT, link.events.recv())
+        .await
+        .expect("event in time")
+    {
+        let up = matches!(ev, Event::Up { .. });
+        seen.push(ev);
+        if up {
+            break;
+        }
+    }
+    seen
+}
+
+/// Every remaining event; the channel closes after the final Down.
+async fn until_end(link: &mut Link) -> Vec<Event> {
+    let mut seen = Vec::new();
+    while let Some(ev) = timeout(LIMIT, link.events.recv())
+        .await
+        .expect("event in time")
+    {
+        seen.push(ev);
+    }
+    assert!(matches!(seen.last(), Some(Event::Down { .. })), "{seen:?}");
+    seen
+}
+
+async fn recv_ip(link: &mut Link) -> Vec<u8> {
+    timeout(LIMIT, link.incoming.recv())
+        .await
+        .expect("packet in time")
+        .expect("link alive")
+}
+
+/// Pings in both directions: each side receives exactly the bytes the other sent.
+async fn ping_both_ways(call: &mut Call) {
+    for seq in 1..=3u16 {
+        // Customer pings the ISP; the ISP answers like a host would.
+        let payload: Vec<u8> = (0..56u8).map(|b| b ^ seq as u8).collect();
+        let request = icmp::echo_request(CUSTOMER, ISP, 0x4242, seq, &payload);
+        call.dialer
+            .link
+            .outgoing
+            .send(request.clone())
+            .await
+            .unwrap();
+        let at_isp = recv_ip(&mut call.isp.link).await;
+        assert_eq!(at_isp, request);
+        let reply = icmp::reply_to(&at_isp).unwrap();
+        call.isp.link.outgoing.send(reply.clone()).await.unwrap();
+        let back = recv_ip(&mut call.dialer.link).await;
+        assert_eq!(back, reply);
+        let echo = icmp::parse(&back).unwrap();
+        assert!(echo.reply && echo.src == ISP && echo.dst == CUSTOMER && echo.seq == seq);
+
+        // And the ISP's side pings the customer, with all 256 byte values inside
+        // (flags, escapes and control characters through the HDLC framing).
+        let payload: Vec<u8> = (0..=255u8).collect();
+        let request = icmp::echo_request(DNS1, CUSTOMER, 7, seq, &payload);
+        call.isp.link.outgoing.send(request.clone()).await.unwrap();
+        assert_eq!(recv_ip(&mut call.dialer.link).await, request);
+    }
+}
+
+fn expect_up_as_assigned(dialer: &[Event], isp: &[Event]) {
+    assert_eq!(
+        dialer.last(),
+        Some(&Event::Up {
+            local: CUSTOMER,
+            peer: ISP,
+            dns: vec![DNS1, DNS2],
+            mru: 1500
+        }),
+        "{dialer:?}"
+    );
+    assert!(
+        matches!(isp.last(), Some(Event::Up { local, peer, .. }) if *local == ISP && *peer == CUSTOMER),
+        "{isp:?}"
+    );
+}
+
+/// Close from the dialer (LCP Terminate), check both Downs, hang the modem up.
+async fn close_and_hang_up(mut call: Call) {
+    call.dialer.closer.close();
+    let dialer_rest = until_end(&mut call.dialer.link).await;
+    let isp_rest = until_end(&mut call.isp.link).await;
+    assert!(
+        dialer_rest.contains(&Event::NetworkDown {
+            reason: "link closing".into()
+        }),
+        "{dialer_rest:?}"
+    );
+    assert_eq!(
+        dialer_rest.last(),
+        Some(&Event::Down {
+            reason: "User request".into()
+        })
+    );
+    assert_eq!(
+        isp_rest.last(),
+        Some(&Event::Down {
+            reason: "peer closed the link: User request".into()
+        })
+    );
+    let dialer = timeout(LIMIT, call.dialer.task).await.unwrap().unwrap();
+    let isp = timeout(LIMIT, call.isp.task).await.unwrap().unwrap();
+    assert!(dialer.ended.line_error.is_none() && isp.ended.line_error.is_none());
+    let stats = dialer.session.stats();
+    assert_eq!((stats.rx_bad_fcs, stats.rx_ip_packets), (0, 6));
+    assert_eq!(isp.session.stats().rx_ip_packets, 3);
+
+    // The modem hangs up (+++, ATH0): the ISP's end of the call ends.
+    timeout(LIMIT, dialer.line.hangup()).await.unwrap();
+    let mut far_end = isp.line;
+    let mut rest = Vec::new();
+    timeout(LIMIT, far_end.read_to_end(&mut rest))
+        .await
+        .expect("far end sees the hangup")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pap_dial_up_ping_both_ways_close_and_hang_up() {
+    let mut call = dial(Auth::Pap, "s3cret").await;
+    let dialer = until_up(&mut call.dialer.link).await;
+    let isp = until_up(&mut call.isp.link).await;
+    expect_up_as_assigned(&dialer, &isp);
+    assert!(
+        isp.contains(&Event::Authenticated {
+            peer_name: Some("alice".into())
+        }),
+        "{isp:?}"
+    );
+    ping_both_ways(&mut call).await;
+    close_and_hang_up(call).await;
+}
+
+#[tokio::test]
+async fn chap_dial_up_ping_both_ways_close_and_hang_up() {
+    let mut call = dial(Auth::Chap, "s3cret").await;
+    let dialer = until_up(&mut call.dialer.link).await;
+    let isp = until_up(&mut call.isp.link).await;
+    expect_up_as_assigned(&dialer, &isp);
+    assert!(dialer.contains(&Event::Authenticated { peer_name: None }));
+    ping_both_ways(&mut call).await;
+    close_and_hang_up(call).await;
+}
+
+#[tokio::test]
+async fn no_auth_dial_up() {
+    let mut call = dial(Auth::None, "").await;
+    let dialer = until_up(&mut call.dialer.link).await;
+    let isp = until_up(&mut call.isp.link).await;
+    expect_up_as_assigned(&dialer, &isp);
+    ping_both_ways(&mut call).await;
+    close_and_hang_up(call).await;
+}
+
+async fn wrong_password_fails(auth: Auth, expected: &str) {
+    let mut call = dial(auth, "wrong").await;
+    let dialer = until_end(&mut call.dialer.link).await;
+    let isp = until_end(&mut call.isp.link).await;
+    let failed = |events: &[Event]| {
+        events.iter().find_map(|e| match e {
+            Event::AuthFailed { reason } => Some(reason.clone()),
+            _ => None,
+        })
+    };
+    let reason = failed(&dialer).unwrap_or_else(|| panic!("no AuthFailed: {dialer:?}"));
+    assert!(reason.contains(expected), "{reason}");
+    assert!(failed(&isp).is_some(), "{isp:?}");
+    for events in [&dialer, &isp] {
+        assert!(!events.iter().any(|e| matches!(e, Event::Up { .. })));
+    }
+    let dialer = timeout(LIMIT, call.dialer.task).await.unwrap().unwrap();
+    assert!(dialer.ended.line_error.is_none());
+    timeout(LIMIT, dialer.line.hangup()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chap_wrong_password_reports_auth_failed() {
+    wrong_password_fails(Auth::Chap, "CHAP").await;
+}
+
+#[tokio::test]
+async fn pap_wrong_password_reports_auth_failed() {
+    wrong_password_fails(Auth::Pap, "PAP").await;
+}
+
+/// The ISP vanishes mid-call (the modem says NO CARRIER into the data stream):
+/// the dialer's LCP echo notices within the keepalive bound.
+#[tokio::test]
+async fn vanished_peer_is_detected_by_lcp_echo() {
+    let mut call = dial(Auth::None, "").await;
+    until_up(&mut call.dialer.link).await;
+    until_up(&mut call.isp.link).await;
+    call.isp.task.abort();
+    let started = Instant::now();
+    let rest = until_end(&mut call.dialer.link).await;
+    assert_eq!(
+        rest.last(),
+        Some(&Event::Down {
+            reason: "link dead: no reply to 3 LCP Echo-Requests".into()
+        })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    let dialer = timeout(LIMIT, call.dialer.task).await.unwrap().unwrap();
+    timeout(LIMIT, dialer.line.hangup()).await.unwrap();
+}
