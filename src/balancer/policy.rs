@@ -60,11 +60,12 @@ pub struct LineLoad {
 }
 
 impl LineLoad {
-    /// The weight used for `weighted`: configured, else the CONNECT speed in kbit/s, else 1.
+    /// The weight used for `weighted`: configured, else the CONNECT speed in bit/s (modem
+    /// speeds share large factors, so 57600:28800 stays exactly 2:1), else 1.
     pub fn effective_weight(&self) -> u32 {
         match (self.weight, self.speed) {
             (Some(w), _) => w,
-            (None, Some(speed)) => (speed / 1000).max(1),
+            (None, Some(speed)) => speed.max(1),
             (None, None) => 1,
         }
     }
@@ -241,7 +242,8 @@ mod tests {
         let t = pick_table(Policy::Weighted, &lines);
         assert_eq!((share(&t, 1), share(&t, 2)), (2, 1));
         assert_eq!(line(1, None, None, 0).effective_weight(), 1);
-        assert_eq!(line(1, None, Some(300), 0).effective_weight(), 1);
+        assert_eq!(line(1, None, Some(300), 0).effective_weight(), 300);
+        assert_eq!(line(1, None, Some(0), 0).effective_weight(), 1);
     }
 
     #[test]
