@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod chat;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod net;
 pub mod ppp;
 pub mod serial;
