@@ -9,6 +9,7 @@ pub mod chat;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod link;
 pub mod net;
 pub mod ppp;
 pub mod serial;

@@ -1,0 +1,470 @@
+//! One line's life as a sans-IO state machine:
+//!
+//! ```text
+//! disabled                    down (held by `hangup`)        failed (max_failures)
+//!     │ up                        │ up                              │ up
+//!     ▼                           ▼                                 ▼
+//!  locking ──► init-chat ──► dial-chat ──► ppp ──► up ──► hanging-up ──► holdoff ──► locking …
+//!     │ (no port)                 │ (chat failed)   │ (line lost)        ▲
+//!     └──────────► holdoff        └─────────────────┴────────────────────┘
+//! ```
+//!
+//! The driver tells it what happened ([`LineEvent`]) and it answers with the next [`Step`]
+//! to carry out. It also keeps what `status` shows: since when, redials, the last error, when
+//! the next attempt is due.
+
+use std::time::Instant;
+
+use super::redial::{FailureKind, RedialPolicy};
+
+/// Where a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineState {
+    Disabled,
+    Down,
+    Locking,
+    InitChat,
+    DialChat,
+    Ppp,
+    Up,
+    HangingUp,
+    Holdoff,
+    Failed,
+}
+
+impl LineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineState::Disabled => "disabled",
+            LineState::Down => "down",
+            LineState::Locking => "locking",
+            LineState::InitChat => "init-chat",
+            LineState::DialChat => "dial-chat",
+            LineState::Ppp => "ppp",
+            LineState::Up => "up",
+            LineState::HangingUp => "hanging-up",
+            LineState::Holdoff => "holdoff",
+            LineState::Failed => "failed",
+        }
+    }
+
+    /// Whether the port may be open in this state (a hangup is needed to leave it).
+    pub fn holds_port(self) -> bool {
+        matches!(
+            self,
+            LineState::InitChat | LineState::DialChat | LineState::Ppp | LineState::Up
+        )
+    }
+}
+
+/// What the driver does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Lock and open the port.
+    Open,
+    /// Run the init chat script.
+    InitChat,
+    /// Run the dial chat script.
+    DialChat,
+    /// Run PPP over the connected line (enslaving it once up).
+    Ppp,
+    /// Hang up and close the port.
+    HangUp,
+    /// Wait until then (holdoff).
+    WaitUntil(Instant),
+    /// Nothing until an administrative command.
+    Idle,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineEvent {
+    Opened,
+    OpenFailed(String),
+    InitDone,
+    Connected,
+    ChatFailed {
+        message: String,
+        kind: FailureKind,
+    },
+    PppUp,
+    /// PPP ended (or never came up): why, and what kind of failure it was.
+    PppEnded {
+        message: String,
+        kind: FailureKind,
+    },
+    HungUp,
+    TimerFired,
+}
+
+/// The state machine of one line.
+#[derive(Debug, Clone)]
+pub struct LineMachine {
+    state: LineState,
+    since: Instant,
+    admin_up: bool,
+    has_init_chat: bool,
+    /// Consecutive failures since the line was last up.
+    failures: u32,
+    /// Dial attempts since the line was last up.
+    redials: u32,
+    last_kind: FailureKind,
+    last_error: Option<String>,
+    next_attempt: Option<Instant>,
+    policy: RedialPolicy,
+}
+
+impl LineMachine {
+    /// A line that starts dialing at once if `enabled`, else stays disabled until `up`.
+    pub fn new(
+        enabled: bool,
+        has_init_chat: bool,
+        policy: RedialPolicy,
+        now: Instant,
+    ) -> (LineMachine, Step) {
+        let mut m = LineMachine {
+            state: LineState::Disabled,
+            since: now,
+            admin_up: enabled,
+            has_init_chat,
+            failures: 0,
+            redials: 0,
+            last_kind: FailureKind::Other,
+            last_error: None,
+            next_attempt: None,
+            policy,
+        };
+        let step = if enabled { m.attempt(now) } else { Step::Idle };
+        (m, step)
+    }
+
+    pub fn state(&self) -> LineState {
+        self.state
+    }
+
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    pub fn admin_up(&self) -> bool {
+        self.admin_up
+    }
+
+    pub fn redials(&self) -> u32 {
+        self.redials
+    }
+
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    pub fn next_attempt(&self) -> Option<Instant> {
+        self.next_attempt
+    }
+
+    /// `up LINE`: dial now (also from `failed` or `disabled`), resetting the backoff.
+    pub fn admin_up_now(&mut self, now: Instant) -> Step {
+        self.admin_up = true;
+        match self.state {
+            LineState::Disabled | LineState::Down | LineState::Failed | LineState::Holdoff => {
+                self.failures = 0;
+                self.attempt(now)
+            }
+            // Already on its way up (or going down, after which it redials).
+            _ => Step::Idle,
+        }
+    }
+
+    /// `hangup LINE`: down now, and kept down until `up`.
+    pub fn admin_down_now(&mut self, now: Instant) -> Step {
+        self.admin_up = false;
+        self.next_attempt = None;
+        if self.state.holds_port() || self.state == LineState::Locking {
+            self.enter(LineState::HangingUp, now);
+            Step::HangUp
+        } else if self.state == LineState::HangingUp {
+            Step::HangUp
+        } else {
+            self.enter(LineState::Down, now);
+            Step::Idle
+        }
+    }
+
+    /// Feeds an event; returns the next step.
+    pub fn on(&mut self, event: LineEvent, now: Instant) -> Step {
+        match (self.state, event) {
+            (LineState::Locking, LineEvent::Opened) => {
+                if self.has_init_chat {
+                    self.enter(LineState::InitChat, now);
+                    Step::InitChat
+                } else {
+                    self.enter(LineState::DialChat, now);
+                    Step::DialChat
+                }
+            }
+            (LineState::Locking, LineEvent::OpenFailed(message)) => {
+                // Nothing was opened: straight to the holdoff.
+                self.fail(message, FailureKind::Other);
+                self.after_hangup(now)
+            }
+            (LineState::InitChat, LineEvent::InitDone) => {
+                self.enter(LineState::DialChat, now);
+                Step::DialChat
+            }
+            (
+                LineState::InitChat | LineState::DialChat,
+                LineEvent::ChatFailed { message, kind },
+            ) => {
+                self.fail(message, kind);
+                self.enter(LineState::HangingUp, now);
+                Step::HangUp
+            }
+            (LineState::DialChat, LineEvent::Connected) => {
+                self.enter(LineState::Ppp, now);
+                Step::Ppp
+            }
+            (LineState::Ppp, LineEvent::PppUp) => {
+                self.failures = 0;
+                self.redials = 0;
+                self.enter(LineState::Up, now);
+                Step::Ppp
+            }
+            (LineState::Ppp | LineState::Up, LineEvent::PppEnded { message, kind }) => {
+                let was_up = self.state == LineState::Up;
+                self.fail(message, kind);
+                if was_up {
+                    // A line that was up and dropped is redialed at once, as after one failure.
+                    self.failures = 1;
+                }
+                self.enter(LineState::HangingUp, now);
+                Step::HangUp
+            }
+            (LineState::HangingUp, LineEvent::HungUp) => self.after_hangup(now),
+            (LineState::Holdoff, LineEvent::TimerFired) => self.attempt(now),
+            // Late or duplicate events (an administrative command raced them): nothing to do
+            // but carry on with what the current state needs.
+            (state, _) => self.step_for(state),
+        }
+    }
+
+    /// The step that the current state is waiting on.
+    fn step_for(&self, state: LineState) -> Step {
+        match state {
+            LineState::Locking => Step::Open,
+            LineState::InitChat => Step::InitChat,
+            LineState::DialChat => Step::DialChat,
+            LineState::Ppp | LineState::Up => Step::Ppp,
+            LineState::HangingUp => Step::HangUp,
+            LineState::Holdoff => self.next_attempt.map_or(Step::Idle, Step::WaitUntil),
+            LineState::Disabled | LineState::Down | LineState::Failed => Step::Idle,
+        }
+    }
+
+    fn attempt(&mut self, now: Instant) -> Step {
+        self.redials += 1;
+        self.next_attempt = None;
+        self.enter(LineState::Locking, now);
+        Step::Open
+    }
+
+    fn fail(&mut self, message: String, kind: FailureKind) {
+        self.failures += 1;
+        self.last_kind = kind;
+        self.last_error = Some(message);
+    }
+
+    fn after_hangup(&mut self, now: Instant) -> Step {
+        if !self.admin_up {
+            self.enter(LineState::Down, now);
+            return Step::Idle;
+        }
+        if self.policy.gives_up(self.failures) {
+            self.enter(LineState::Failed, now);
+            return Step::Idle;
+        }
+        let wait = self.policy.delay(self.failures.max(1), self.last_kind);
+        let at = now + wait;
+        self.next_attempt = Some(at);
+        self.enter(LineState::Holdoff, now);
+        Step::WaitUntil(at)
+    }
+
+    fn enter(&mut self, state: LineState, now: Instant) {
+        if self.state != state {
+            self.state = state;
+            self.since = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::RedialConfig;
+
+    fn machine(enabled: bool, init: bool, max_failures: u32) -> (LineMachine, Step, Instant) {
+        let now = Instant::now();
+        let policy = RedialPolicy::new(
+            RedialConfig {
+                holdoff: Duration::from_secs(2),
+                backoff_factor: 2.0,
+                max_delay: Duration::from_secs(60),
+                max_failures,
+            },
+            7,
+        );
+        let (m, s) = LineMachine::new(enabled, init, policy, now);
+        (m, s, now)
+    }
+
+    fn chat_failed(kind: FailureKind) -> LineEvent {
+        LineEvent::ChatFailed {
+            message: "modem said BUSY".into(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn dials_up_and_redials_after_a_drop() {
+        let (mut m, s, now) = machine(true, true, 0);
+        assert_eq!((s, m.state()), (Step::Open, LineState::Locking));
+        assert_eq!(m.on(LineEvent::Opened, now), Step::InitChat);
+        assert_eq!(m.on(LineEvent::InitDone, now), Step::DialChat);
+        assert_eq!(m.on(LineEvent::Connected, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::Ppp);
+        assert_eq!(m.on(LineEvent::PppUp, now), Step::Ppp);
+        assert_eq!((m.state(), m.redials()), (LineState::Up, 0));
+        let later = now + Duration::from_secs(100);
+        let s = m.on(
+            LineEvent::PppEnded {
+                message: "link dead: no reply to 3 LCP Echo-Requests".into(),
+                kind: FailureKind::Transient,
+            },
+            later,
+        );
+        assert_eq!((s, m.state()), (Step::HangUp, LineState::HangingUp));
+        assert_eq!(m.since(), later);
+        let Step::WaitUntil(at) = m.on(LineEvent::HungUp, later) else {
+            panic!()
+        };
+        assert!(
+            at - later <= Duration::from_millis(2400),
+            "quick redial after a drop"
+        );
+        assert_eq!(m.state(), LineState::Holdoff);
+        assert_eq!(
+            m.last_error(),
+            Some("link dead: no reply to 3 LCP Echo-Requests")
+        );
+        assert_eq!(m.on(LineEvent::TimerFired, at), Step::Open);
+        assert_eq!(m.redials(), 1);
+    }
+
+    #[test]
+    fn busy_twice_then_connect() {
+        let (mut m, _, now) = machine(true, false, 0);
+        for attempt in 1..=2 {
+            assert_eq!(m.on(LineEvent::Opened, now), Step::DialChat);
+            assert_eq!(m.on(chat_failed(FailureKind::Transient), now), Step::HangUp);
+            let Step::WaitUntil(at) = m.on(LineEvent::HungUp, now) else {
+                panic!()
+            };
+            assert!(at - now < Duration::from_secs(4), "attempt {attempt}");
+            assert_eq!(m.on(LineEvent::TimerFired, at), Step::Open);
+        }
+        assert_eq!(m.redials(), 3);
+        assert_eq!(m.on(LineEvent::Opened, now), Step::DialChat);
+        assert_eq!(m.on(LineEvent::Connected, now), Step::Ppp);
+        assert_eq!(m.on(LineEvent::PppUp, now), Step::Ppp);
+        assert_eq!(m.redials(), 0);
+    }
+
+    #[test]
+    fn auth_failures_back_off_hard_and_growing() {
+        let (mut m, _, now) = machine(true, false, 0);
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            m.on(LineEvent::Opened, now);
+            m.on(LineEvent::Connected, now);
+            m.on(
+                LineEvent::PppEnded {
+                    message: "peer rejected our PAP credentials: Login incorrect".into(),
+                    kind: FailureKind::Auth,
+                },
+                now,
+            );
+            let Step::WaitUntil(at) = m.on(LineEvent::HungUp, now) else {
+                panic!()
+            };
+            waits.push(at - now);
+            m.on(LineEvent::TimerFired, at);
+        }
+        assert!(waits[0] >= Duration::from_secs(24), "{waits:?}");
+        assert!(waits[1] > waits[0] && waits[2] >= waits[1], "{waits:?}");
+        assert!(m.last_error().unwrap().contains("Login incorrect"));
+    }
+
+    #[test]
+    fn hangup_holds_down_until_up() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        m.on(LineEvent::PppUp, now);
+        assert_eq!(m.admin_down_now(now), Step::HangUp);
+        // The session's end arrives after the command: still going down.
+        assert_eq!(
+            m.on(
+                LineEvent::PppEnded {
+                    message: "User request".into(),
+                    kind: FailureKind::Transient
+                },
+                now
+            ),
+            Step::HangUp
+        );
+        assert_eq!(m.on(LineEvent::HungUp, now), Step::Idle);
+        assert_eq!(m.state(), LineState::Down);
+        assert!(!m.admin_up());
+        // A stray timer does not redial.
+        assert_eq!(m.on(LineEvent::TimerFired, now), Step::Idle);
+        assert_eq!(m.admin_up_now(now), Step::Open);
+        assert_eq!(m.state(), LineState::Locking);
+    }
+
+    #[test]
+    fn hangup_during_holdoff_and_disabled_lines() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::OpenFailed("cannot open /dev/ttyS1".into()), now);
+        assert_eq!(m.state(), LineState::Holdoff);
+        assert!(m.next_attempt().is_some());
+        assert_eq!(m.admin_down_now(now), Step::Idle);
+        assert_eq!((m.state(), m.next_attempt()), (LineState::Down, None));
+        let (mut d, s, now) = machine(false, false, 0);
+        assert_eq!((s, d.state()), (Step::Idle, LineState::Disabled));
+        assert_eq!(d.admin_up_now(now), Step::Open);
+    }
+
+    #[test]
+    fn gives_up_after_max_failures_until_up() {
+        let (mut m, _, now) = machine(true, false, 2);
+        m.on(LineEvent::Opened, now);
+        m.on(chat_failed(FailureKind::Other), now);
+        let Step::WaitUntil(at) = m.on(LineEvent::HungUp, now) else {
+            panic!()
+        };
+        m.on(LineEvent::TimerFired, at);
+        m.on(LineEvent::Opened, now);
+        m.on(chat_failed(FailureKind::Other), now);
+        assert_eq!(m.on(LineEvent::HungUp, now), Step::Idle);
+        assert_eq!(m.state(), LineState::Failed);
+        assert_eq!(m.admin_up_now(now), Step::Open);
+    }
+
+    #[test]
+    fn states_have_names() {
+        assert_eq!(LineState::HangingUp.as_str(), "hanging-up");
+        assert!(LineState::Up.holds_port() && !LineState::Holdoff.holds_port());
+    }
+}
