@@ -1,6 +1,7 @@
 //! The per-connection balancer: policies (sans-IO, [`policy`]) and the kernel state that
 //! carries them out ([`nft`], [`conntrack`], routes and rules via [`crate::net`]).
 
+pub mod actor;
 pub mod conntrack;
 pub mod kernel;
 pub mod nft;

@@ -1,8 +1,14 @@
 //! One modem line end to end: its life as a sans-IO state machine ([`machine`]), the redial
-//! policy ([`redial`]), and the async driver that carries the steps out ([`driver`]).
+//! policy ([`redial`]), the async driver that carries the steps out ([`driver`]), the status it
+//! shares ([`status`]) and the pppd-style hooks ([`hooks`]).
 
+pub mod driver;
+pub mod hooks;
 pub mod machine;
 pub mod redial;
+pub mod status;
 
+pub use driver::{LineCommand, LineContext, run_line};
 pub use machine::{LineEvent, LineMachine, LineState, Step};
 pub use redial::{FailureKind, RedialPolicy};
+pub use status::{LineInfo, LineShared};

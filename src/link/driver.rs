@@ -1,0 +1,662 @@
+//! The async driver of one line: carries out the [`LineMachine`]'s steps — open the port, run
+//! the chat scripts, run PPP, make the TUN slave and enslave it once up, pump packets, hang up,
+//! wait out the holdoff — and answers administrative commands at every await point.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::hooks::{HookEvent, Hooks};
+use super::machine::{LineEvent, LineMachine, LineState, Step};
+use super::redial::{FailureKind, RedialPolicy};
+use super::status::LineShared;
+use crate::balancer::Enslave;
+use crate::balancer::actor::BalancerHandle;
+use crate::chat::{ChatEngine, ChatOptions, Failure, Outcome, Script, run_chat};
+use crate::config::{LineConfig, Weight};
+use crate::net::{Netlink, SharedTxQueue, Slave, TunSlave};
+use crate::ppp::auth::Secret;
+use crate::ppp::{Config as PppConfig, Credentials, Event, Session, driver as ppp_driver};
+use crate::serial::{HangupTiming, SerialConfig, SerialPort};
+
+/// Administrative commands to a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineCommand {
+    Up,
+    Down,
+    /// Hang up cleanly and end the task (daemon shutdown, line removed by a reload).
+    Shutdown,
+}
+
+/// Everything a line's driver needs.
+pub struct LineContext {
+    pub config: LineConfig,
+    pub init_script: Option<Script>,
+    pub dial_script: Option<Script>,
+    /// The PAP/CHAP secret of `config.user`.
+    pub secret: Option<String>,
+    pub lock_dir: PathBuf,
+    pub hangup: HangupTiming,
+    pub netlink: Netlink,
+    pub balancer: BalancerHandle,
+    pub hooks: Hooks,
+    pub shared: Arc<LineShared>,
+    /// Seed for the redial jitter and PPP's magic numbers.
+    pub seed: u64,
+}
+
+/// How often a live line reports its queue depth to the balancer.
+const LOAD_REPORT: Duration = Duration::from_millis(100);
+
+/// Runs a line until it receives [`LineCommand::Shutdown`] (or the command channel closes).
+pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand>) {
+    let span = tracing::info_span!("line", line = %ctx.config.name);
+    let _guard = span.enter();
+    drop(_guard);
+    let now = Instant::now();
+    let policy = RedialPolicy::new(ctx.config.redial, ctx.seed);
+    let has_init = ctx.init_script.is_some();
+    let (mut machine, mut step) = LineMachine::new(ctx.config.enabled, has_init, policy, now);
+    let mut line = Line {
+        ctx,
+        port: None,
+        leftover: Vec::new(),
+        shutting_down: false,
+    };
+    line.publish(&machine);
+    loop {
+        let next = {
+            let fut = line.perform(step, &mut machine, &mut commands);
+            tracing::Instrument::instrument(fut, span.clone()).await
+        };
+        line.publish(&machine);
+        match next {
+            Some(s) => step = s,
+            None => break,
+        }
+        if line.shutting_down && step == Step::Idle {
+            break;
+        }
+    }
+    if let Some(port) = line.port.take() {
+        port.hangup().await;
+    }
+    line.ctx.shared.update_from(&machine);
+}
+
+struct Line {
+    ctx: LineContext,
+    port: Option<SerialPort>,
+    /// Bytes received after CONNECT: the first PPP bytes.
+    leftover: Vec<u8>,
+    shutting_down: bool,
+}
+
+/// What a command means for the step in progress.
+enum Interrupt {
+    /// Keep going with this step.
+    Continue,
+    /// Abandon the step; go on with this one.
+    Goto(Step),
+}
+
+impl Line {
+    fn publish(&self, m: &LineMachine) {
+        self.ctx.shared.update_from(m);
+    }
+
+    /// Applies an administrative command to the machine.
+    fn command(&mut self, cmd: Option<LineCommand>, m: &mut LineMachine) -> Interrupt {
+        let now = Instant::now();
+        let before = m.state();
+        let step = match cmd {
+            Some(LineCommand::Up) => m.admin_up_now(now),
+            Some(LineCommand::Down) => m.admin_down_now(now),
+            Some(LineCommand::Shutdown) | None => {
+                self.shutting_down = true;
+                m.admin_down_now(now)
+            }
+        };
+        self.publish(m);
+        if m.state() != before {
+            tracing::info!(
+                from = before.as_str(),
+                to = m.state().as_str(),
+                "administrative {:?}",
+                cmd.unwrap_or(LineCommand::Shutdown)
+            );
+        }
+        match step {
+            Step::Idle if m.state() != LineState::Down && !self.shutting_down => {
+                Interrupt::Continue
+            }
+            s => Interrupt::Goto(s),
+        }
+    }
+
+    /// Carries out one step; returns the next (None: the task ends).
+    async fn perform(
+        &mut self,
+        step: Step,
+        m: &mut LineMachine,
+        commands: &mut mpsc::Receiver<LineCommand>,
+    ) -> Option<Step> {
+        let before = m.state();
+        let next = match step {
+            Step::Open => {
+                let event = self.open();
+                Some(self.feed(m, event))
+            }
+            Step::InitChat | Step::DialChat => {
+                let is_init = step == Step::InitChat;
+                let script = if is_init {
+                    self.ctx.init_script.clone()
+                } else {
+                    self.ctx.dial_script.clone()
+                };
+                let port = self.port.take()?;
+                let c = &self.ctx.config;
+                let options = ChatOptions {
+                    phone: c.phone.clone(),
+                    // \U: the APN for cellular scripts, else the secret (login scripts).
+                    phone2: c.apn.clone().or_else(|| self.ctx.secret.clone()),
+                    ..ChatOptions::default()
+                };
+                let shared = self.ctx.shared.clone();
+                let result = {
+                    let chat = chat(&port, script, options, shared);
+                    tokio::pin!(chat);
+                    loop {
+                        tokio::select! {
+                            event = &mut chat => break Ok(event),
+                            cmd = commands.recv() => match self.command(cmd, m) {
+                                Interrupt::Continue => continue,
+                                Interrupt::Goto(s) => break Err(s),
+                            },
+                        }
+                    }
+                };
+                self.port = Some(port);
+                match result {
+                    Ok((event, leftover)) => {
+                        self.leftover = leftover;
+                        let event = match (is_init, event) {
+                            (true, LineEvent::Connected) => LineEvent::InitDone,
+                            (_, e) => e,
+                        };
+                        Some(self.feed(m, event))
+                    }
+                    Err(s) => Some(s),
+                }
+            }
+            Step::Ppp => self.ppp(m, commands).await,
+            Step::HangUp => {
+                if let Some(port) = self.port.take() {
+                    port.hangup().await;
+                }
+                self.leftover.clear();
+                Some(self.feed(m, LineEvent::HungUp))
+            }
+            Step::WaitUntil(at) => {
+                let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        _ = &mut sleep => break Some(self.feed(m, LineEvent::TimerFired)),
+                        cmd = commands.recv() => match self.command(cmd, m) {
+                            Interrupt::Continue => continue,
+                            Interrupt::Goto(s) => break Some(s),
+                        },
+                    }
+                }
+            }
+            Step::Idle => {
+                if self.shutting_down {
+                    return None;
+                }
+                let cmd = commands.recv().await;
+                match self.command(cmd, m) {
+                    Interrupt::Continue => Some(Step::Idle),
+                    Interrupt::Goto(s) => Some(s),
+                }
+            }
+        };
+        if m.state() != before {
+            match m.last_error() {
+                Some(e)
+                    if matches!(
+                        m.state(),
+                        LineState::HangingUp | LineState::Holdoff | LineState::Failed
+                    ) =>
+                {
+                    tracing::info!(
+                        from = before.as_str(),
+                        to = m.state().as_str(),
+                        reason = e,
+                        "line state"
+                    )
+                }
+                _ => tracing::info!(
+                    from = before.as_str(),
+                    to = m.state().as_str(),
+                    "line state"
+                ),
+            }
+        }
+        next
+    }
+
+    fn feed(&mut self, m: &mut LineMachine, event: LineEvent) -> Step {
+        m.on(event, Instant::now())
+    }
+
+    fn open(&mut self) -> LineEvent {
+        let c = &self.ctx.config;
+        let serial = SerialConfig {
+            baud: c.baud,
+            flow: c.flow,
+            lock_dir: Some(self.ctx.lock_dir.clone()),
+            hangup: self.ctx.hangup,
+        };
+        match SerialPort::open(&c.device, &serial) {
+            Ok(port) => {
+                self.port = Some(port);
+                LineEvent::Opened
+            }
+            Err(e) => LineEvent::OpenFailed(e.to_string()),
+        }
+    }
+
+    /// PPP over the connected line: up to the session's end.
+    async fn ppp(
+        &mut self,
+        m: &mut LineMachine,
+        commands: &mut mpsc::Receiver<LineCommand>,
+    ) -> Option<Step> {
+        let port = self.port.take()?;
+        let c = &self.ctx.config;
+        let credentials = c
+            .user
+            .clone()
+            .map(|u| Credentials::new(u, Secret::new(self.ctx.secret.clone().unwrap_or_default())));
+        let mut config = PppConfig::dialer(credentials);
+        config.lcp.echo_interval = Some(c.lcp_echo_interval);
+        config.lcp.echo_failure = c.lcp_echo_failure;
+        config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15;
+        let session = Session::new(config, Instant::now());
+        let spawned = ppp_driver::spawn(
+            session,
+            port,
+            std::mem::take(&mut self.leftover),
+            ppp_driver::DriverConfig {
+                channel_capacity: 4,
+                ..ppp_driver::DriverConfig::default()
+            },
+        );
+        let ppp_driver::Spawned {
+            link,
+            mut closer,
+            task,
+        } = spawned;
+        let ppp_driver::Link {
+            outgoing,
+            incoming,
+            mut events,
+        } = link;
+        let mut incoming = Some(incoming);
+        let mut up: Option<UpLine> = None;
+        let mut auth_failure = None;
+        let mut closing = false;
+        let mut load = tokio::time::interval(LOAD_REPORT);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(Event::Up { local, peer, dns, mru }) => {
+                        match self.bring_up(local, peer, dns, mru, &outgoing, &mut incoming).await {
+                            Ok(u) => {
+                                up = Some(u);
+                                self.feed(m, LineEvent::PppUp);
+                                self.publish(m);
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot bring the slave up: {e}");
+                                closer.close();
+                                closing = true;
+                                self.feed(m, LineEvent::PppEnded { message: e, kind: FailureKind::Other });
+                                self.publish(m);
+                            }
+                        }
+                    }
+                    Some(Event::NetworkDown { reason }) => {
+                        tracing::info!("IP down: {reason}");
+                        if let Some(u) = up.take() {
+                            self.bring_down(u, &mut incoming).await;
+                        }
+                    }
+                    Some(Event::AuthFailed { reason }) => {
+                        tracing::warn!("authentication failed: {reason}");
+                        auth_failure = Some(reason);
+                    }
+                    Some(Event::Down { .. }) | None => break,
+                    Some(_) => {}
+                },
+                cmd = commands.recv(), if !closing => {
+                    if let Interrupt::Goto(_) = self.command(cmd, m) {
+                        closer.close();
+                        closing = true;
+                    }
+                }
+                _ = load.tick(), if up.is_some() => {
+                    if let Some(u) = &up {
+                        self.ctx.balancer.set_load(&self.ctx.config.name, u.queue.depth());
+                    }
+                }
+            }
+        }
+        if let Some(u) = up.take() {
+            self.bring_down(u, &mut incoming).await;
+        }
+        drop(closer);
+        let finished = match task.await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!("PPP task failed: {e}");
+                return Some(self.feed(
+                    m,
+                    LineEvent::PppEnded {
+                        message: format!("PPP task failed: {e}"),
+                        kind: FailureKind::Other,
+                    },
+                ));
+            }
+        };
+        self.port = Some(finished.line);
+        let reason = finished.ended.reason;
+        // After a hangup/shutdown command the machine is already hanging up and ignores this.
+        let (message, kind) = match auth_failure {
+            Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
+            None if m.state() == LineState::Up => (reason, FailureKind::Transient),
+            None => (reason, FailureKind::Other),
+        };
+        Some(self.feed(m, LineEvent::PppEnded { message, kind }))
+    }
+
+    /// IPCP is up: make the slave, start the pumps, enslave, run ip-up.
+    async fn bring_up(
+        &mut self,
+        local: Ipv4Addr,
+        peer: Ipv4Addr,
+        dns: Vec<Ipv4Addr>,
+        mru: u16,
+        outgoing: &mpsc::Sender<Vec<u8>>,
+        incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
+    ) -> Result<UpLine, String> {
+        let c = self.ctx.config.clone();
+        let mtu = mru.clamp(576, 1500);
+        let slave = TunSlave::create(&self.ctx.netlink, &c.slave, local, peer, mtu)
+            .await
+            .map_err(|e| e.to_string())?;
+        let slave = Arc::new(slave);
+        let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
+        let from_line = incoming
+            .take()
+            .ok_or("PPP came up twice without going down")?;
+        let pumps = start_pumps(
+            slave.clone(),
+            queue.clone(),
+            outgoing.clone(),
+            from_line,
+            self.ctx.shared.clone(),
+        );
+        self.ctx.shared.set_queue(Some(queue.clone()));
+        let speed = self.ctx.shared.info().connect_speed;
+        let weight = match c.weight {
+            Weight::Fixed(w) => Some(w),
+            Weight::Auto => None,
+        };
+        let spec = Enslave {
+            line: c.name.clone(),
+            device: c.slave.clone(),
+            local,
+            peer,
+            weight,
+            speed,
+            dns: dns.clone(),
+        };
+        self.ctx.shared.edit(|i| {
+            i.local = Some(local);
+            i.peer = Some(peer);
+            i.dns = dns.clone();
+            i.mru = Some(mru);
+        });
+        if let Err(e) = self.ctx.balancer.enslave(spec).await {
+            let u = UpLine {
+                slave,
+                queue,
+                pumps,
+                enslaved: false,
+                local,
+                peer,
+                dns,
+            };
+            let mut none = None;
+            self.bring_down(u, &mut none).await;
+            return Err(format!("cannot enslave {}: {e}", c.slave));
+        }
+        tracing::info!(%local, %peer, ?dns, mtu, "up and enslaved");
+        self.ctx
+            .hooks
+            .run(HookEvent::Up, &c, local, peer, &dns, speed);
+        Ok(UpLine {
+            slave,
+            queue,
+            pumps,
+            enslaved: true,
+            local,
+            peer,
+            dns,
+        })
+    }
+
+    /// IP went down: out of the balance at once, then the slave goes.
+    async fn bring_down(&mut self, u: UpLine, incoming: &mut Option<mpsc::Receiver<Vec<u8>>>) {
+        let c = self.ctx.config.clone();
+        if u.enslaved {
+            self.ctx.balancer.emancipate(&c.name).await;
+            let speed = self.ctx.shared.info().connect_speed;
+            self.ctx
+                .hooks
+                .run(HookEvent::Down, &c, u.local, u.peer, &u.dns, speed);
+        }
+        let from_line = u.pumps.stop().await;
+        if incoming.is_none() {
+            *incoming = from_line;
+        }
+        self.ctx.shared.set_queue(None);
+        drop(u.queue);
+        drop(u.slave);
+        tracing::info!("emancipated; slave {} removed", c.slave);
+    }
+}
+
+/// What exists while a line is up.
+struct UpLine {
+    slave: Arc<TunSlave>,
+    queue: Arc<SharedTxQueue>,
+    pumps: Pumps,
+    enslaved: bool,
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+    dns: Vec<Ipv4Addr>,
+}
+
+/// The packet pumps between the slave and the PPP session.
+struct Pumps {
+    to_queue: JoinHandle<()>,
+    to_line: JoinHandle<()>,
+    to_kernel: JoinHandle<mpsc::Receiver<Vec<u8>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Pumps {
+    /// Stops the pumps; gives back the PPP receive channel (the session may come up again).
+    async fn stop(self) -> Option<mpsc::Receiver<Vec<u8>>> {
+        let _ = self.stop.send(true);
+        self.to_queue.abort();
+        self.to_line.abort();
+        self.to_kernel.await.ok()
+    }
+}
+
+fn start_pumps<S: Slave + 'static>(
+    slave: Arc<S>,
+    queue: Arc<SharedTxQueue>,
+    outgoing: mpsc::Sender<Vec<u8>>,
+    mut from_line: mpsc::Receiver<Vec<u8>>,
+    shared: Arc<LineShared>,
+) -> Pumps {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    // Kernel → queue (drop-tail). Only IPv4 goes on the line: IPv6CP is not negotiated.
+    let to_queue = {
+        let slave = slave.clone();
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                match slave.recv(&mut buf).await {
+                    Ok(n) if n > 0 && buf[0] >> 4 == 4 => {
+                        queue.push(buf[..n].to_vec());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!("slave read: {e}");
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    // Queue → PPP session.
+    let to_line = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let packet = queue.pop().await;
+                let len = packet.len();
+                if outgoing.send(packet).await.is_err() {
+                    return;
+                }
+                shared.count_tx(len);
+            }
+        })
+    };
+    // PPP session → kernel. Hands the channel back when stopped.
+    let to_kernel = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                p = from_line.recv() => match p {
+                    Some(packet) => {
+                        shared.count_rx(packet.len());
+                        if let Err(e) = slave.send(&packet).await {
+                            tracing::debug!("slave write: {e}");
+                        }
+                    }
+                    None => return from_line,
+                },
+                _ = stopped.changed() => return from_line,
+            }
+        }
+    });
+    Pumps {
+        to_queue,
+        to_line,
+        to_kernel,
+        stop,
+    }
+}
+
+/// Runs a chat script: `Connected` and the bytes after the CONNECT line on success (the
+/// caller maps it for the init script).
+async fn chat(
+    port: &SerialPort,
+    script: Option<Script>,
+    options: ChatOptions,
+    shared: Arc<LineShared>,
+) -> (LineEvent, Vec<u8>) {
+    let Some(script) = script else {
+        return (LineEvent::Connected, Vec::new());
+    };
+    let mut engine = ChatEngine::new(script, options, Instant::now());
+    let mut show = |a: &crate::chat::Action| {
+        if let crate::chat::Action::Log(l) = a {
+            tracing::debug!("chat: {l}");
+        }
+    };
+    match run_chat(port, &mut engine, &mut show).await {
+        Outcome::Success(s) => {
+            if let Some(speed) = s.speed {
+                shared.edit(|i| i.connect_speed = Some(speed));
+            }
+            if let Some(connect) = &s.connect {
+                tracing::info!("{connect}");
+            }
+            (LineEvent::Connected, s.leftover)
+        }
+        Outcome::Failure(f) => (
+            LineEvent::ChatFailed {
+                kind: chat_failure_kind(&f),
+                message: f.to_string(),
+            },
+            Vec::new(),
+        ),
+    }
+}
+
+/// BUSY, NO CARRIER, NO ANSWER, NO DIALTONE are everyday: redial soon. The rest backs off.
+fn chat_failure_kind(f: &Failure) -> FailureKind {
+    match f {
+        Failure::Aborted { string, .. }
+            if [
+                "BUSY",
+                "NO CARRIER",
+                "NO ANSWER",
+                "NO DIALTONE",
+                "NO DIAL TONE",
+            ]
+            .iter()
+            .any(|s| string.contains(s)) =>
+        {
+            FailureKind::Transient
+        }
+        _ => FailureKind::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_failures_by_kind() {
+        let busy = Failure::Aborted {
+            index: 0,
+            string: "BUSY".into(),
+        };
+        assert_eq!(chat_failure_kind(&busy), FailureKind::Transient);
+        let err = Failure::Aborted {
+            index: 4,
+            string: "ERROR".into(),
+        };
+        assert_eq!(chat_failure_kind(&err), FailureKind::Other);
+        assert_eq!(
+            chat_failure_kind(&Failure::Timeout {
+                expected: "CONNECT".into()
+            }),
+            FailureKind::Other
+        );
+    }
+}
