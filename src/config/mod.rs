@@ -146,6 +146,8 @@ pub struct LineConfig {
     pub lcp_echo_interval: Duration,
     pub lcp_echo_failure: u32,
     pub redial: RedialConfig,
+    /// Silence around the `+++` escape when hanging up a modem without DTR (Hayes S12).
+    pub escape_guard: Duration,
     pub slave: String,
     pub enabled: bool,
 }
@@ -223,6 +225,7 @@ struct RawLine {
     backoff_factor: Option<Spanned<f64>>,
     max_delay: Option<Spanned<f64>>,
     max_failures: Option<Spanned<i64>>,
+    escape_guard: Option<Spanned<f64>>,
     slave: Option<Spanned<String>>,
     enabled: Option<bool>,
 }
@@ -240,6 +243,7 @@ pub mod defaults {
     pub const HOLDOFF_SECS: f64 = 2.0;
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
+    pub const ESCAPE_GUARD_SECS: f64 = 1.0;
 }
 
 /// Turns byte offsets into line/column and collects errors.
@@ -574,6 +578,11 @@ impl Config {
                     1,
                 ),
                 redial,
+                escape_guard: c.seconds(
+                    &l.escape_guard,
+                    &at("escape_guard"),
+                    defaults::ESCAPE_GUARD_SECS,
+                ),
                 slave,
                 enabled: l.enabled.unwrap_or(true),
             });

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::hooks::{HookEvent, Hooks};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
@@ -18,7 +17,8 @@ use crate::balancer::Enslave;
 use crate::balancer::actor::BalancerHandle;
 use crate::chat::{ChatEngine, ChatOptions, Failure, Outcome, Script, run_chat};
 use crate::config::{LineConfig, Weight};
-use crate::net::{Netlink, SharedTxQueue, Slave, TunSlave};
+use crate::net::pump::{Pumps, start_pumps};
+use crate::net::{Netlink, SharedTxQueue, TunSlave};
 use crate::ppp::auth::Secret;
 use crate::ppp::{Config as PppConfig, Credentials, Event, Session, driver as ppp_driver};
 use crate::serial::{HangupTiming, SerialConfig, SerialPort};
@@ -492,91 +492,6 @@ struct UpLine {
     local: Ipv4Addr,
     peer: Ipv4Addr,
     dns: Vec<Ipv4Addr>,
-}
-
-/// The packet pumps between the slave and the PPP session.
-struct Pumps {
-    to_queue: JoinHandle<()>,
-    to_line: JoinHandle<()>,
-    to_kernel: JoinHandle<mpsc::Receiver<Vec<u8>>>,
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Pumps {
-    /// Stops the pumps; gives back the PPP receive channel (the session may come up again).
-    async fn stop(self) -> Option<mpsc::Receiver<Vec<u8>>> {
-        let _ = self.stop.send(true);
-        self.to_queue.abort();
-        self.to_line.abort();
-        self.to_kernel.await.ok()
-    }
-}
-
-fn start_pumps<S: Slave + 'static>(
-    slave: Arc<S>,
-    queue: Arc<SharedTxQueue>,
-    outgoing: mpsc::Sender<Vec<u8>>,
-    mut from_line: mpsc::Receiver<Vec<u8>>,
-    shared: Arc<LineShared>,
-) -> Pumps {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    // Kernel → queue (drop-tail). Only IPv4 goes on the line: IPv6CP is not negotiated.
-    let to_queue = {
-        let slave = slave.clone();
-        let queue = queue.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            loop {
-                match slave.recv(&mut buf).await {
-                    Ok(n) if n > 0 && buf[0] >> 4 == 4 => {
-                        queue.push(buf[..n].to_vec());
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!("slave read: {e}");
-                        return;
-                    }
-                }
-            }
-        })
-    };
-    // Queue → PPP session.
-    let to_line = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                let packet = queue.pop().await;
-                let len = packet.len();
-                if outgoing.send(packet).await.is_err() {
-                    return;
-                }
-                shared.count_tx(len);
-            }
-        })
-    };
-    // PPP session → kernel. Hands the channel back when stopped.
-    let to_kernel = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                p = from_line.recv() => match p {
-                    Some(packet) => {
-                        shared.count_rx(packet.len());
-                        if let Err(e) = slave.send(&packet).await {
-                            tracing::debug!("slave write: {e}");
-                        }
-                    }
-                    None => return from_line,
-                },
-                _ = stopped.changed() => return from_line,
-            }
-        }
-    });
-    Pumps {
-        to_queue,
-        to_line,
-        to_kernel,
-        stop,
-    }
 }
 
 /// Runs a chat script: `Connected` and the bytes after the CONNECT line on success (the

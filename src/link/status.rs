@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use super::machine::{LineMachine, LineState};
 use crate::net::SharedTxQueue;
+use crate::net::pump::TrafficCounter;
 
 /// The facts of a line at one moment.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,15 +109,17 @@ impl LineShared {
         }
     }
 
-    pub fn count_rx(&self, bytes: usize) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LineInfo> {
+        self.info.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl TrafficCounter for LineShared {
+    fn count_rx(&self, bytes: usize) {
         self.rx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn count_tx(&self, bytes: usize) {
+    fn count_tx(&self, bytes: usize) {
         self.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LineInfo> {
-        self.info.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

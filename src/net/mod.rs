@@ -1,6 +1,7 @@
 //! Kernel networking state: slave devices, their transmit queues, addresses, routes and
 //! policy rules over netlink.
 
+pub mod pump;
 pub mod queue;
 pub mod routes;
 pub mod slave;

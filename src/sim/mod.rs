@@ -2,6 +2,7 @@
 //! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]).
 
 pub mod icmp;
+pub mod isp;
 pub mod modem;
 pub mod pty;
 
