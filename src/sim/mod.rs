@@ -8,6 +8,8 @@ pub mod pty;
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -36,6 +38,8 @@ pub struct SimModem {
     tty: PathBuf,
     link: Option<PathBuf>,
     task: JoinHandle<()>,
+    drop_call: mpsc::UnboundedSender<()>,
+    attempts: Arc<AtomicUsize>,
 }
 
 impl SimModem {
@@ -45,12 +49,22 @@ impl SimModem {
         let pty = PtyMaster::open()?;
         let tty = pty.slave_path().to_path_buf();
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(pty, ModemCore::new(config), calls_tx));
+        let (drop_tx, drop_rx) = mpsc::unbounded_channel();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(run(
+            pty,
+            ModemCore::new(config),
+            calls_tx,
+            drop_rx,
+            attempts.clone(),
+        ));
         Ok((
             SimModem {
                 tty,
                 link: None,
                 task,
+                drop_call: drop_tx,
+                attempts,
             },
             calls_rx,
         ))
@@ -71,6 +85,17 @@ impl SimModem {
         &self.tty
     }
 
+    /// Drops the call in progress, as if the remote end hung up: the far end's stream ends and
+    /// the DTE sees `NO CARRIER` (a pty has no DCD line to drop).
+    pub fn drop_call(&self) {
+        let _ = self.drop_call.send(());
+    }
+
+    /// How many `ATD`s the modem has answered.
+    pub fn dial_attempts(&self) -> usize {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
     /// The symlink, if one was made.
     pub fn link_path(&self) -> Option<&Path> {
         self.link.as_deref()
@@ -87,7 +112,13 @@ impl Drop for SimModem {
 }
 
 /// The driver: pty bytes and peer bytes into the core, its outputs out again.
-async fn run(mut pty: PtyMaster, mut core: ModemCore, calls: mpsc::UnboundedSender<SimCall>) {
+async fn run(
+    mut pty: PtyMaster,
+    mut core: ModemCore,
+    calls: mpsc::UnboundedSender<SimCall>,
+    mut drop_calls: mpsc::UnboundedReceiver<()>,
+    attempts: Arc<AtomicUsize>,
+) {
     let mut buf = vec![0u8; 4096];
     let mut peer_buf = vec![0u8; 4096];
     let mut peer: Option<DuplexStream> = None;
@@ -152,7 +183,12 @@ async fn run(mut pty: PtyMaster, mut core: ModemCore, calls: mpsc::UnboundedSend
                 }
             },
             _ = sleep_opt(deadline) => core.handle_timeout(Instant::now()),
+            Some(()) = drop_calls.recv() => {
+                peer = None;
+                core.handle_peer_closed();
+            }
         }
+        attempts.store(core.dial_attempts(), Ordering::Relaxed);
     }
 }
 

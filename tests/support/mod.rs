@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod inet;
+
 use std::fs::File;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
