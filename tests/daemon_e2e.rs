@@ -1,0 +1,441 @@
+//! The daemon end to end, as a user runs it: `eqlplus-dialer daemon` in a router namespace
+//! dials simulated modems (ptys) whose far ends are our PPP engine in answer role, each in its
+//! own ISP namespace with a TUN device routing to "the internet". The CLI talks to it over the
+//! control socket. Root only.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use eqlplus_dialer::sim::isp::{IspConfig, serve_calls};
+use eqlplus_dialer::sim::{DialAnswer, ModemConfig, SimModem};
+use support::inet::{Hits, PORT, SERVER, connect_within, serve};
+use support::{Netns, require_root, veth};
+
+const BIN: &str = env!("CARGO_BIN_EXE_eqlplus-dialer");
+
+fn line_local(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, i as u8, 2)
+}
+
+fn line_peer(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, i as u8, 1)
+}
+
+/// One simulated line: the modem on a pty, and its ISP in a namespace of its own.
+struct SimLine {
+    modem: SimModem,
+    _isp: Netns,
+    _isp_thread: std::thread::JoinHandle<()>,
+}
+
+/// lan ↔ router ↔ (pty) ↔ isp1..N ↔ internet, plus the daemon's files.
+struct World {
+    dir: tempfile::TempDir,
+    lan: Netns,
+    router: Netns,
+    internet: Netns,
+    lines: Vec<SimLine>,
+    hits: Hits,
+    stop: Arc<AtomicBool>,
+    server: Option<std::thread::JoinHandle<()>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl World {
+    /// `answers[i]` are line i+1's modem answers; `users` the ISP's accounts.
+    fn new(answers: &[Vec<DialAnswer>], users: &[(&str, &str)]) -> World {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let lan = Netns::new("lan");
+        let router = Netns::new("rtr");
+        let internet = Netns::new("inet");
+        veth(&lan, "lan0", &router, "r-lan");
+        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
+        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
+        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
+        router.sysctl("net.ipv4.ip_forward=1");
+        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let mut lines = Vec::new();
+        for (index, answers) in answers.iter().enumerate() {
+            let i = index + 1;
+            let isp = Netns::new(&format!("isp{i}"));
+            isp.sysctl("net.ipv4.ip_forward=1");
+            veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
+            isp.ip(&["addr", "add", &format!("10.200.{i}.1/24"), "dev", &format!("tx{i}")]);
+            internet.ip(&["addr", "add", &format!("10.200.{i}.2/24"), "dev", &format!("ix{i}")]);
+            isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
+            internet.ip(&["route", "add", &format!("10.64.{i}.0/24"), "via", &format!("10.200.{i}.1")]);
+            let (modem, calls) = runtime
+                .block_on(async {
+                    SimModem::spawn(ModemConfig {
+                        answers: answers.clone(),
+                        dial_delay: Duration::from_millis(50),
+                        guard: Duration::from_millis(200),
+                        ..ModemConfig::default()
+                    })
+                })
+                .unwrap();
+            let config = IspConfig {
+                local: line_peer(i),
+                peer: line_local(i),
+                dns: vec![Ipv4Addr::new(198, 51, 100, 53)],
+                users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+                device: format!("isp-l{i}"),
+            };
+            let isp_thread = isp.spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(serve_calls(calls, config))
+            });
+            lines.push(SimLine {
+                modem,
+                _isp: isp,
+                _isp_thread: isp_thread,
+            });
+        }
+        let hits: Hits = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = {
+            let (hits, stop) = (hits.clone(), stop.clone());
+            internet.spawn(move || serve(hits, stop))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        World {
+            dir: tempfile::tempdir().unwrap(),
+            lan,
+            router,
+            internet,
+            lines,
+            hits,
+            stop,
+            server: Some(server),
+            runtime,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn socket(&self) -> String {
+        self.path("control.sock").display().to_string()
+    }
+
+    /// Writes the daemon's configuration: line i dials `phones[i]` as `users[i]`; `secrets` is
+    /// the secrets file's text.
+    fn write_config(&self, phones: &[&str], users: &[Option<&str>], secrets: &str) {
+        std::fs::create_dir_all(self.path("locks")).unwrap();
+        std::fs::write(
+            self.path("dial.chat"),
+            "ABORT BUSY ABORT 'NO CARRIER' TIMEOUT 5 '' ATZ OK ATDT\\T CONNECT ''\n",
+        )
+        .unwrap();
+        std::fs::write(
+            self.path("ip-up"),
+            format!(
+                "#!/bin/sh\necho \"$@ IFNAME=$IFNAME DNS1=$DNS1\" >> {}\n",
+                self.path("ip-up.log").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.path("ip-up"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut text = format!(
+            "[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
+            self.socket(),
+            self.path("locks").display(),
+            self.path("resolv.conf").display(),
+            self.path("ip-up").display(),
+        );
+        if !secrets.is_empty() {
+            let path = self.path("secrets");
+            std::fs::write(&path, secrets).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            text += &format!("secrets = \"{}\"\n", path.display());
+        }
+        for (index, line) in self.lines.iter().enumerate() {
+            let i = index + 1;
+            text += &format!(
+                "[[line]]\nname = \"ttyS{i}\"\ndevice = \"{}\"\ndial_chat = \"dial.chat\"\nphone = \"{}\"\nlcp_echo_interval = 0.3\nlcp_echo_failure = 3\nholdoff = 0.3\nescape_guard = 0.2\nslave = \"eq-ttyS{i}\"\n",
+                line.modem.tty().display(),
+                phones[index],
+            );
+            if let Some(u) = users[index] {
+                text += &format!("user = \"{u}\"\n");
+            }
+        }
+        std::fs::write(self.path("eqlplus-dialer.toml"), text).unwrap();
+    }
+
+    fn start_daemon(&self) -> Child {
+        let log = std::fs::File::create(self.path("daemon.log")).unwrap();
+        Command::new("ip")
+            .args(["netns", "exec", &self.router.name, BIN, "daemon", "--config"])
+            .arg(self.path("eqlplus-dialer.toml"))
+            .env("EQLPLUS_LOG", "eqlplus_dialer=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(args[0]).arg("--socket").arg(self.socket()).args(&args[1..]);
+        cmd.output().unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status --json is JSON")
+    }
+
+    fn states(&self) -> Vec<String> {
+        let s = self.status();
+        s["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["state"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Waits until `check(states)` holds, or panics with the daemon's log.
+    fn wait_for(&self, what: &str, limit: Duration, check: impl Fn(&[String]) -> bool) {
+        let start = Instant::now();
+        loop {
+            let out = self.cli(&["status", "--json"]);
+            if out.status.success()
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            {
+                let states: Vec<String> = v["lines"]
+                    .as_array()
+                    .map(|a| a.iter().map(|l| l["state"].as_str().unwrap_or("").to_string()).collect())
+                    .unwrap_or_default();
+                if check(&states) {
+                    return;
+                }
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{what}: not within {limit:?}; last status: {}\ndaemon log:\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    std::fs::read_to_string(self.path("daemon.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn connect(&self, n: usize) -> usize {
+        self.lan.run(move || connect_within(SERVER, n, Duration::from_secs(2)))
+    }
+
+    fn take_hits(&self, lines: usize) -> Vec<usize> {
+        let hits: HashMap<Ipv4Addr, usize> = std::mem::take(&mut *self.hits.lock().unwrap());
+        (1..=lines).map(|i| hits.get(&line_local(i)).copied().unwrap_or(0)).collect()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.server.take() {
+            let _ = s.join();
+        }
+        let _ = &self.internet;
+    }
+}
+
+fn all(states: &[String], state: &str, n: usize) -> bool {
+    states.len() == n && states.iter().all(|s| s == state)
+}
+
+fn sigterm(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+fn sighup(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < limit, "the daemon did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Nothing of the daemon is left in the router namespace.
+fn assert_clean(world: &World) {
+    let links = world.router.exec(&["ip", "link", "show"]);
+    assert!(!links.contains("eq-ttyS"), "{links}");
+    let rules = world.router.exec(&["ip", "rule", "list"]);
+    assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
+    let routes = world.router.exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+    let tables = world.router.exec(&["nft", "list", "tables"]);
+    assert!(!tables.contains("eqlplus"), "{tables}");
+    assert!(!Path::new(&world.socket()).exists(), "control socket removed");
+    let locks: Vec<_> = std::fs::read_dir(world.path("locks")).unwrap().collect();
+    assert!(locks.is_empty(), "lock files removed: {locks:?}");
+}
+
+fn connect_answer() -> Vec<DialAnswer> {
+    vec![DialAnswer::Connect(Some(57_600))]
+}
+
+#[test]
+fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
+    if !require_root("daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up") {
+        return;
+    }
+    let world = World::new(&[connect_answer(), connect_answer()], &[("alice", "s3cret")]);
+    let alice = [Some("alice"), Some("alice")];
+    world.write_config(&["5551001", "5551002"], &alice, "alice * s3cret\n");
+    let mut daemon = world.start_daemon();
+    world.wait_for("both lines up", Duration::from_secs(20), |s| all(s, "up", 2));
+
+    // Status: the getpppinfo successor.
+    let status = world.status();
+    let l1 = &status["lines"][0];
+    assert_eq!(l1["name"], "ttyS1");
+    assert_eq!(l1["local"], "10.64.1.2");
+    assert_eq!(l1["peer"], "10.64.1.1");
+    assert_eq!(l1["dns"][0], "198.51.100.53");
+    assert_eq!(l1["connect_speed"], 57600);
+    assert_eq!(l1["admin"], "up");
+    assert!(l1["mru"].as_u64().is_some());
+    let resolv = std::fs::read_to_string(world.path("resolv.conf")).unwrap();
+    assert!(resolv.contains("nameserver 198.51.100.53"), "{resolv}");
+    std::thread::sleep(Duration::from_millis(300));
+    let hooks = std::fs::read_to_string(world.path("ip-up.log")).unwrap_or_default();
+    assert!(
+        hooks.contains("eq-ttyS1 ") && hooks.contains(" 57600 10.64.1.2 10.64.1.1 ttyS1 IFNAME=eq-ttyS1 DNS1=198.51.100.53"),
+        "ip-up ran with pppd's arguments: {hooks}"
+    );
+
+    // Traffic from the LAN is balanced over both lines, through TUN, PPP and the ISPs.
+    assert_eq!(world.connect(200), 200);
+    let hits = world.take_hits(2);
+    assert!(hits[0] >= 90 && hits[1] >= 90, "{hits:?}");
+
+    // watch --json: pipe-friendly JSON lines.
+    let out = world.cli(&["watch", "--json", "--interval", "200ms", "--count", "2"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0]["lines"].as_array().unwrap().len(), 2);
+
+    // The far end drops line 1: it leaves the balance, traffic goes on via line 2, and line 1
+    // redials and comes back.
+    world.lines[0].modem.drop_call();
+    world.wait_for("line 1 leaves", Duration::from_secs(5), |s| s[0] != "up" && s[1] == "up");
+    assert_eq!(world.connect(20), 20);
+    assert_eq!(world.take_hits(2), vec![0, 20]);
+    world.wait_for("line 1 redialed", Duration::from_secs(15), |s| all(s, "up", 2));
+    let status = world.status();
+    assert!(status["lines"][0]["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(world.lines[0].modem.dial_attempts() >= 2);
+
+    // hangup keeps a line down though its peer would answer; up brings it back.
+    let out = world.cli(&["hangup", "ttyS1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    world.wait_for("line 1 held down", Duration::from_secs(10), |s| s[0] == "down" && s[1] == "up");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(world.states()[0], "down", "stays down");
+    assert_eq!(world.status()["lines"][0]["admin"], "down");
+    let out = world.cli(&["hangup", "ttyS9"]);
+    assert_eq!(out.status.code(), Some(1), "unknown line");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no line named ttyS9") || String::from_utf8_lossy(&out.stdout).contains("no line named ttyS9"));
+    let out = world.cli(&["up", "ttyS1"]);
+    assert!(out.status.success());
+    world.wait_for("line 1 back up", Duration::from_secs(10), |s| all(s, "up", 2));
+
+    // Reload with line 2 changed restarts only line 2.
+    let since_1 = world.status()["lines"][0]["since"].as_f64().unwrap();
+    world.write_config(&["5551001", "5559999"], &alice, "alice * s3cret\n");
+    let out = world.cli(&["reload"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("unchanged ttyS1") && said.contains("restarted ttyS2"), "{said}");
+    world.wait_for("line 2 back after reload", Duration::from_secs(15), |s| all(s, "up", 2));
+    assert_eq!(world.status()["lines"][0]["since"].as_f64().unwrap(), since_1, "line 1 untouched");
+
+    // A broken file is refused; everything stays up.
+    std::fs::write(world.path("eqlplus-dialer.toml"), "[[line]]\ndevice = \"/dev/ttyS1\"\nbuad = 1\n").unwrap();
+    let out = world.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("buad") && said.contains(":3:1"), "{said}");
+    sighup(&daemon);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(all(&world.states(), "up", 2), "SIGHUP with a broken file changes nothing");
+
+    // SIGTERM: every line hung up, all kernel state removed, exit 0.
+    sigterm(&daemon);
+    let status = wait_exit(&mut daemon, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    assert_clean(&world);
+}
+
+#[test]
+fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
+    if !require_root("busy_twice_then_connect_and_a_wrong_password_backs_off") {
+        return;
+    }
+    let world = World::new(
+        &[
+            vec![DialAnswer::Busy, DialAnswer::Busy, DialAnswer::Connect(Some(33_600))],
+            connect_answer(),
+        ],
+        &[("alice", "s3cret")],
+    );
+    // Line 1 authenticates as alice; line 2 as bob, whom the ISP does not know.
+    world.write_config(
+        &["5551001", "5551002"],
+        &[Some("alice"), Some("bob")],
+        "alice * s3cret\nbob * wrong\n",
+    );
+    let mut daemon = world.start_daemon();
+    world.wait_for("line 1 up after two BUSY", Duration::from_secs(20), |s| s.first().is_some_and(|s| s == "up"));
+    assert_eq!(world.lines[0].modem.dial_attempts(), 3);
+    world.wait_for("line 2 failed auth", Duration::from_secs(20), |s| s.get(1).is_some_and(|s| s == "holdoff"));
+    let status = world.status();
+    let l2 = &status["lines"][1];
+    let error = l2["last_error"].as_str().unwrap();
+    assert!(error.contains("authentication failed") && error.contains("rejected"), "{error}");
+    let wait = l2["next_attempt"].as_f64().unwrap() - status["time"].as_f64().unwrap();
+    assert!(wait > 20.0, "auth failures back off hard: {wait} s");
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    assert_clean(&world);
+}
