@@ -1,7 +1,7 @@
 //! The `eqlplus-dialer` command: argument parsing and dispatch only; the work is in the
 //! library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use eqlplus_dialer::cmd;
 
 #[derive(Debug, Parser)]
@@ -33,6 +33,23 @@ enum Command {
     /// Run simulated equipment (a modem on a pty) to try things without hardware.
     #[command(subcommand)]
     Simulate(cmd::simulate::SimulateCommand),
+    /// Ask the daemon to bring lines up (all enabled lines if none are named).
+    Up(cmd::ctl::UpArgs),
+    /// Ask the daemon to hang lines up and keep them down until `up`.
+    Hangup(cmd::ctl::HangupArgs),
+    /// Ask the daemon to re-read its configuration.
+    Reload(cmd::ctl::ReloadArgs),
+    /// Show the daemon's lines: state, addresses, speed, traffic, redials, last error.
+    Status(cmd::status::StatusArgs),
+    /// Follow the lines' traffic and state, one line per interval (checklinks.sh successor).
+    Watch(cmd::watch::WatchArgs),
+    /// Print a shell completion script.
+    Completions(cmd::completions::CompletionsArgs),
+    /// Print the man page (roff).
+    Man(cmd::completions::ManArgs),
+    /// Serve canned status reports on a control socket (for tests and trying the CLI).
+    #[command(hide = true)]
+    ControlTestServer(cmd::control_test_server::ControlTestServerArgs),
 }
 
 fn main() {
@@ -56,6 +73,14 @@ fn main() {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,
+            Command::Up(args) => cmd::ctl::up(args).await,
+            Command::Hangup(args) => cmd::ctl::hangup(args).await,
+            Command::Reload(args) => cmd::ctl::reload(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Watch(args) => cmd::watch::run(args).await,
+            Command::Completions(args) => cmd::completions::completions(args, Cli::command()),
+            Command::Man(args) => cmd::completions::man(args, Cli::command()),
+            Command::ControlTestServer(args) => cmd::control_test_server::run(args).await,
         }
     });
     std::process::exit(code);

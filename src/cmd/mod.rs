@@ -4,9 +4,15 @@
 pub mod balance;
 pub mod chat;
 pub mod check_config;
+pub mod completions;
+pub mod control_test_server;
+pub mod ctl;
 pub mod demo;
+pub mod format;
 pub mod probe;
 pub mod simulate;
+pub mod status;
+pub mod watch;
 
 use std::path::PathBuf;
 

@@ -1,5 +1,13 @@
-//! The control socket: protocol types ([`protocol`]); server and client come next.
+//! The control socket between the CLI and the daemon: the versioned JSON-lines protocol
+//! ([`protocol`]), the daemon's side ([`server`]: implement [`ControlHandler`], call
+//! [`serve`]), the CLI's side ([`client`]), and a canned daemon for tests and trials
+//! ([`canned`]).
 
+pub mod canned;
+pub mod client;
 pub mod protocol;
+pub mod server;
 
+pub use client::{Client, ClientError, Subscription};
 pub use protocol::{Envelope, LineStatus, PROTOCOL_VERSION, Request, Response, StatusReport};
+pub use server::{ControlHandler, ControlServer, ServerOptions, serve, serve_with};
