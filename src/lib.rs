@@ -9,7 +9,7 @@ pub mod chat;
 pub mod cmd;
 pub mod config;
 pub mod control;
-// pub mod daemon; (needs the control server: merged next)
+pub mod daemon;
 pub mod link;
 pub mod net;
 pub mod ppp;

@@ -12,8 +12,9 @@ use eqlplus_dialer::cmd;
 )]
 struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. info or eqlplus_dialer=debug.
-    #[arg(long, global = true, env = "EQLPLUS_LOG", default_value = "warn")]
-    log: String,
+    /// Default: info for the daemon, warn otherwise.
+    #[arg(long, global = true, env = "EQLPLUS_LOG")]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,6 +25,8 @@ enum Command {
     Balance(cmd::balance::BalanceArgs),
     /// Run a pppd chat(8) script against a modem port and print the outcome.
     Chat(cmd::chat::ChatArgs),
+    /// Run the supervisor in the foreground: dial every line, keep them up, answer the CLI.
+    Daemon(cmd::daemon::DaemonArgs),
     /// Check the configuration, secrets and chat scripts; errors name file:line.
     CheckConfig(cmd::check_config::CheckConfigArgs),
     /// Try the whole program on simulated modems and ISPs, no hardware needed.
@@ -55,7 +58,15 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            cli.log
+                .as_deref()
+                .unwrap_or(if matches!(cli.command, Command::Daemon(_)) {
+                    "info"
+                } else {
+                    "warn"
+                }),
+        ))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -70,6 +81,7 @@ fn main() {
             Command::Balance(args) => cmd::balance::run(args).await,
             Command::Chat(args) => cmd::chat::run(args).await,
             Command::CheckConfig(args) => cmd::check_config::run(args),
+            Command::Daemon(args) => cmd::daemon::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,

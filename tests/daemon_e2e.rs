@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use eqlplus_dialer::sim::isp::{IspConfig, serve_calls};
 use eqlplus_dialer::sim::{DialAnswer, ModemConfig, SimModem};
-use support::inet::{Hits, PORT, SERVER, connect_within, serve};
+use support::inet::{Hits, SERVER, connect_within, serve};
 use support::{Netns, require_root, veth};
 
 const BIN: &str = env!("CARGO_BIN_EXE_eqlplus-dialer");
@@ -45,7 +45,8 @@ struct World {
     hits: Hits,
     stop: Arc<AtomicBool>,
     server: Option<std::thread::JoinHandle<()>>,
-    runtime: tokio::runtime::Runtime,
+    /// Runs the simulated modems.
+    _runtime: tokio::runtime::Runtime,
 }
 
 impl World {
@@ -71,10 +72,28 @@ impl World {
             let isp = Netns::new(&format!("isp{i}"));
             isp.sysctl("net.ipv4.ip_forward=1");
             veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
-            isp.ip(&["addr", "add", &format!("10.200.{i}.1/24"), "dev", &format!("tx{i}")]);
-            internet.ip(&["addr", "add", &format!("10.200.{i}.2/24"), "dev", &format!("ix{i}")]);
+            isp.ip(&[
+                "addr",
+                "add",
+                &format!("10.200.{i}.1/24"),
+                "dev",
+                &format!("tx{i}"),
+            ]);
+            internet.ip(&[
+                "addr",
+                "add",
+                &format!("10.200.{i}.2/24"),
+                "dev",
+                &format!("ix{i}"),
+            ]);
             isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
-            internet.ip(&["route", "add", &format!("10.64.{i}.0/24"), "via", &format!("10.200.{i}.1")]);
+            internet.ip(&[
+                "route",
+                "add",
+                &format!("10.64.{i}.0/24"),
+                "via",
+                &format!("10.200.{i}.1"),
+            ]);
             let (modem, calls) = runtime
                 .block_on(async {
                     SimModem::spawn(ModemConfig {
@@ -89,7 +108,10 @@ impl World {
                 local: line_peer(i),
                 peer: line_local(i),
                 dns: vec![Ipv4Addr::new(198, 51, 100, 53)],
-                users: users.iter().map(|(u, p)| (u.to_string(), p.to_string())).collect(),
+                users: users
+                    .iter()
+                    .map(|(u, p)| (u.to_string(), p.to_string()))
+                    .collect(),
                 device: format!("isp-l{i}"),
             };
             let isp_thread = isp.spawn(move || {
@@ -121,7 +143,7 @@ impl World {
             hits,
             stop,
             server: Some(server),
-            runtime,
+            _runtime: runtime,
         }
     }
 
@@ -151,7 +173,8 @@ impl World {
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.path("ip-up"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(self.path("ip-up"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
         let mut text = format!(
             "[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
             self.socket(),
@@ -182,7 +205,14 @@ impl World {
     fn start_daemon(&self) -> Child {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         Command::new("ip")
-            .args(["netns", "exec", &self.router.name, BIN, "daemon", "--config"])
+            .args([
+                "netns",
+                "exec",
+                &self.router.name,
+                BIN,
+                "daemon",
+                "--config",
+            ])
             .arg(self.path("eqlplus-dialer.toml"))
             .env("EQLPLUS_LOG", "eqlplus_dialer=debug")
             .stdout(Stdio::null())
@@ -193,13 +223,20 @@ impl World {
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
         let mut cmd = Command::new(BIN);
-        cmd.arg(args[0]).arg("--socket").arg(self.socket()).args(&args[1..]);
+        cmd.arg(args[0])
+            .arg("--socket")
+            .arg(self.socket())
+            .args(&args[1..]);
         cmd.output().unwrap()
     }
 
     fn status(&self) -> serde_json::Value {
         let out = self.cli(&["status", "--json"]);
-        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "status: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("status --json is JSON")
     }
 
@@ -223,7 +260,11 @@ impl World {
             {
                 let states: Vec<String> = v["lines"]
                     .as_array()
-                    .map(|a| a.iter().map(|l| l["state"].as_str().unwrap_or("").to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|l| l["state"].as_str().unwrap_or("").to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if check(&states) {
                     return;
@@ -241,12 +282,15 @@ impl World {
     }
 
     fn connect(&self, n: usize) -> usize {
-        self.lan.run(move || connect_within(SERVER, n, Duration::from_secs(2)))
+        self.lan
+            .run(move || connect_within(SERVER, n, Duration::from_secs(2)))
     }
 
     fn take_hits(&self, lines: usize) -> Vec<usize> {
         let hits: HashMap<Ipv4Addr, usize> = std::mem::take(&mut *self.hits.lock().unwrap());
-        (1..=lines).map(|i| hits.get(&line_local(i)).copied().unwrap_or(0)).collect()
+        (1..=lines)
+            .map(|i| hits.get(&line_local(i)).copied().unwrap_or(0))
+            .collect()
     }
 }
 
@@ -286,7 +330,10 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(start.elapsed() < limit, "the daemon did not exit within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "the daemon did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -297,11 +344,16 @@ fn assert_clean(world: &World) {
     assert!(!links.contains("eq-ttyS"), "{links}");
     let rules = world.router.exec(&["ip", "rule", "list"]);
     assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
-    let routes = world.router.exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+    let routes = world
+        .router
+        .exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
     assert!(routes.trim().is_empty(), "{routes}");
     let tables = world.router.exec(&["nft", "list", "tables"]);
     assert!(!tables.contains("eqlplus"), "{tables}");
-    assert!(!Path::new(&world.socket()).exists(), "control socket removed");
+    assert!(
+        !Path::new(&world.socket()).exists(),
+        "control socket removed"
+    );
     let locks: Vec<_> = std::fs::read_dir(world.path("locks")).unwrap().collect();
     assert!(locks.is_empty(), "lock files removed: {locks:?}");
 }
@@ -315,11 +367,16 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
     if !require_root("daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up") {
         return;
     }
-    let world = World::new(&[connect_answer(), connect_answer()], &[("alice", "s3cret")]);
+    let world = World::new(
+        &[connect_answer(), connect_answer()],
+        &[("alice", "s3cret")],
+    );
     let alice = [Some("alice"), Some("alice")];
     world.write_config(&["5551001", "5551002"], &alice, "alice * s3cret\n");
     let mut daemon = world.start_daemon();
-    world.wait_for("both lines up", Duration::from_secs(20), |s| all(s, "up", 2));
+    world.wait_for("both lines up", Duration::from_secs(20), |s| {
+        all(s, "up", 2)
+    });
 
     // Status: the getpppinfo successor.
     let status = world.status();
@@ -336,7 +393,9 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
     std::thread::sleep(Duration::from_millis(300));
     let hooks = std::fs::read_to_string(world.path("ip-up.log")).unwrap_or_default();
     assert!(
-        hooks.contains("eq-ttyS1 ") && hooks.contains(" 57600 10.64.1.2 10.64.1.1 ttyS1 IFNAME=eq-ttyS1 DNS1=198.51.100.53"),
+        hooks.contains("eq-ttyS1 ")
+            && hooks
+                .contains(" 57600 10.64.1.2 10.64.1.1 ttyS1 IFNAME=eq-ttyS1 DNS1=198.51.100.53"),
         "ip-up ran with pppd's arguments: {hooks}"
     );
 
@@ -347,7 +406,11 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
 
     // watch --json: pipe-friendly JSON lines.
     let out = world.cli(&["watch", "--json", "--interval", "200ms", "--count", "2"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
@@ -358,47 +421,90 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
     // The far end drops line 1: it leaves the balance, traffic goes on via line 2, and line 1
     // redials and comes back.
     world.lines[0].modem.drop_call();
-    world.wait_for("line 1 leaves", Duration::from_secs(5), |s| s[0] != "up" && s[1] == "up");
+    world.wait_for("line 1 leaves", Duration::from_secs(5), |s| {
+        s[0] != "up" && s[1] == "up"
+    });
     assert_eq!(world.connect(20), 20);
     assert_eq!(world.take_hits(2), vec![0, 20]);
-    world.wait_for("line 1 redialed", Duration::from_secs(15), |s| all(s, "up", 2));
+    world.wait_for("line 1 redialed", Duration::from_secs(15), |s| {
+        all(s, "up", 2)
+    });
     let status = world.status();
-    assert!(status["lines"][0]["last_error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert!(
+        status["lines"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
     assert!(world.lines[0].modem.dial_attempts() >= 2);
 
     // hangup keeps a line down though its peer would answer; up brings it back.
     let out = world.cli(&["hangup", "ttyS1"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    world.wait_for("line 1 held down", Duration::from_secs(10), |s| s[0] == "down" && s[1] == "up");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    world.wait_for("line 1 held down", Duration::from_secs(10), |s| {
+        s[0] == "down" && s[1] == "up"
+    });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(world.states()[0], "down", "stays down");
     assert_eq!(world.status()["lines"][0]["admin"], "down");
     let out = world.cli(&["hangup", "ttyS9"]);
     assert_eq!(out.status.code(), Some(1), "unknown line");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no line named ttyS9") || String::from_utf8_lossy(&out.stdout).contains("no line named ttyS9"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no line named ttyS9")
+            || String::from_utf8_lossy(&out.stdout).contains("no line named ttyS9")
+    );
     let out = world.cli(&["up", "ttyS1"]);
     assert!(out.status.success());
-    world.wait_for("line 1 back up", Duration::from_secs(10), |s| all(s, "up", 2));
+    world.wait_for("line 1 back up", Duration::from_secs(10), |s| {
+        all(s, "up", 2)
+    });
 
     // Reload with line 2 changed restarts only line 2.
     let since_1 = world.status()["lines"][0]["since"].as_f64().unwrap();
     world.write_config(&["5551001", "5559999"], &alice, "alice * s3cret\n");
     let out = world.cli(&["reload"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("unchanged ttyS1") && said.contains("restarted ttyS2"), "{said}");
-    world.wait_for("line 2 back after reload", Duration::from_secs(15), |s| all(s, "up", 2));
-    assert_eq!(world.status()["lines"][0]["since"].as_f64().unwrap(), since_1, "line 1 untouched");
+    assert!(
+        said.contains("unchanged ttyS1") && said.contains("restarted ttyS2"),
+        "{said}"
+    );
+    world.wait_for("line 2 back after reload", Duration::from_secs(15), |s| {
+        all(s, "up", 2)
+    });
+    assert_eq!(
+        world.status()["lines"][0]["since"].as_f64().unwrap(),
+        since_1,
+        "line 1 untouched"
+    );
 
     // A broken file is refused; everything stays up.
-    std::fs::write(world.path("eqlplus-dialer.toml"), "[[line]]\ndevice = \"/dev/ttyS1\"\nbuad = 1\n").unwrap();
+    std::fs::write(
+        world.path("eqlplus-dialer.toml"),
+        "[[line]]\ndevice = \"/dev/ttyS1\"\nbuad = 1\n",
+    )
+    .unwrap();
     let out = world.cli(&["reload"]);
     assert_eq!(out.status.code(), Some(1));
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(said.contains("buad") && said.contains(":3:1"), "{said}");
     sighup(&daemon);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(all(&world.states(), "up", 2), "SIGHUP with a broken file changes nothing");
+    assert!(
+        all(&world.states(), "up", 2),
+        "SIGHUP with a broken file changes nothing"
+    );
 
     // SIGTERM: every line hung up, all kernel state removed, exit 0.
     sigterm(&daemon);
@@ -414,7 +520,11 @@ fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
     }
     let world = World::new(
         &[
-            vec![DialAnswer::Busy, DialAnswer::Busy, DialAnswer::Connect(Some(33_600))],
+            vec![
+                DialAnswer::Busy,
+                DialAnswer::Busy,
+                DialAnswer::Connect(Some(33_600)),
+            ],
             connect_answer(),
         ],
         &[("alice", "s3cret")],
@@ -426,13 +536,20 @@ fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
         "alice * s3cret\nbob * wrong\n",
     );
     let mut daemon = world.start_daemon();
-    world.wait_for("line 1 up after two BUSY", Duration::from_secs(20), |s| s.first().is_some_and(|s| s == "up"));
+    world.wait_for("line 1 up after two BUSY", Duration::from_secs(20), |s| {
+        s.first().is_some_and(|s| s == "up")
+    });
     assert_eq!(world.lines[0].modem.dial_attempts(), 3);
-    world.wait_for("line 2 failed auth", Duration::from_secs(20), |s| s.get(1).is_some_and(|s| s == "holdoff"));
+    world.wait_for("line 2 failed auth", Duration::from_secs(20), |s| {
+        s.get(1).is_some_and(|s| s == "holdoff")
+    });
     let status = world.status();
     let l2 = &status["lines"][1];
     let error = l2["last_error"].as_str().unwrap();
-    assert!(error.contains("authentication failed") && error.contains("rejected"), "{error}");
+    assert!(
+        error.contains("authentication failed") && error.contains("rejected"),
+        "{error}"
+    );
     let wait = l2["next_attempt"].as_f64().unwrap() - status["time"].as_f64().unwrap();
     assert!(wait > 20.0, "auth failures back off hard: {wait} s");
     sigterm(&daemon);

@@ -7,6 +7,7 @@ pub mod check_config;
 pub mod completions;
 pub mod control_test_server;
 pub mod ctl;
+pub mod daemon;
 pub mod demo;
 pub mod format;
 pub mod probe;

@@ -99,7 +99,10 @@ impl Supervisor {
     }
 
     fn start_line(&mut self, name: String, fp: LineFingerprint) {
-        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.seed = self
+            .seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let shared = Arc::new(LineShared::default());
         let d = &self.config.daemon;
         let ctx = LineContext {
@@ -177,7 +180,10 @@ impl Supervisor {
         };
         if let Some(unknown) = targets.iter().find(|n| !self.lines.contains_key(*n)) {
             return Response::Error {
-                message: format!("no line named {unknown} (lines: {})", self.names().join(", ")),
+                message: format!(
+                    "no line named {unknown} (lines: {})",
+                    self.names().join(", ")
+                ),
             };
         }
         for name in &targets {
@@ -253,7 +259,13 @@ impl Supervisor {
                 }
             }
         }
-        let list = |v: &Vec<String>| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let list = |v: &Vec<String>| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
         let mut message = format!(
             "reloaded: unchanged {}; restarted {}; removed {}; added {}",
             list(&kept),
@@ -379,7 +391,9 @@ impl Supervisor {
 }
 
 fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn policy_name(p: Policy) -> &'static str {
@@ -424,7 +438,11 @@ fn fingerprints(config: &Config) -> Result<BTreeMap<String, LineFingerprint>, Ve
         };
         out.insert(line.name.clone(), fp);
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Loads and checks the configuration at `path` (as the daemon does at start).
