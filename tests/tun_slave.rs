@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use eqlplus_dialer::net::{Netlink, Slave, TunSlave};
-use support::{Netns, icmp_echo, require_root};
+use eqlplus_dialer::sim::icmp::echo_request;
+use support::{Netns, require_root};
 
 #[test]
 fn tun_slave_is_configured_and_carries_packets() {
@@ -37,7 +38,7 @@ fn tun_slave_is_configured_and_carries_packets() {
             assert!(shown.contains(",UP"), "{shown}");
             // The far end pings us: the kernel answers through the slave.
             slave
-                .send(&icmp_echo(8, peer, local, 77, 1, b"eqlplus"))
+                .send(&echo_request(peer, local, 77, 1, b"eqlplus"))
                 .await
                 .unwrap();
             // The kernel may also send IPv6 (router solicitations) on a new link: skip it.

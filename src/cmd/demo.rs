@@ -1,17 +1,23 @@
 //! `eqlplus-dialer demo`: the whole program on simulated equipment, no hardware needed.
 //!
-//! Today it dials every simulated line with the shipped Hayes chat script (one line answers
-//! BUSY first, as real ones do) and shows each line's outcome. It grows with the project:
-//! PPP, slaves and the balancer join as they land.
+//! It builds a little world (see [`crate::sim::world`]): per line a simulated modem on a pty
+//! whose data is paced to the line rate, an ISP namespace whose PPP peer is our answer role,
+//! "the internet" with a web server, and a LAN. It starts the real daemon in the router
+//! namespace with a generated configuration, loads a browser-like page from the LAN once over
+//! one line and once over all of them, prints the speedup and each line's share, and removes
+//! every namespace and device again — on Ctrl-C too.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::chat::{ChatEngine, ChatOptions, Outcome, Script, run_chat};
-use crate::serial::{HangupTiming, SerialConfig, SerialPort};
-use crate::sim::{DialAnswer, ModemConfig, SimModem};
+use crate::control::client;
+use crate::control::{Request, Response, StatusReport};
+use crate::sim::DialAnswer;
+use crate::sim::web::{PageLoad, page};
+use crate::sim::world::{World, WorldConfig, line_local};
 
-/// The Hayes script the demo dials with (the same text as chat-scripts/hayes-dialup.chat).
+/// The Hayes script the demo dials with (the shipped chat-scripts/hayes-dialup.chat).
 const HAYES_SCRIPT: &str = include_str!("../../chat-scripts/hayes-dialup.chat");
 
 #[derive(Debug, clap::Args)]
@@ -19,94 +25,362 @@ pub struct DemoArgs {
     /// Number of simulated modem lines.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub lines: u8,
+    /// Each line's rate, e.g. 512kbit, 56kbit, 1mbit.
+    #[arg(long, default_value = "512kbit", value_parser = parse_rate)]
+    pub rate: u32,
+    /// Objects on the page (mixed sizes, 2 to 32 KiB), each fetched on a new connection.
+    #[arg(long, default_value_t = 64)]
+    pub objects: usize,
+    /// Don't offer the monitor at the end; just print the figures and clean up.
+    #[arg(long)]
+    pub non_interactive: bool,
+}
+
+/// `256kbit`, `1mbit`, `56000` (bit/s).
+pub fn parse_rate(s: &str) -> Result<u32, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, scale) = if let Some(d) = lower.strip_suffix("mbit") {
+        (d, 1_000_000)
+    } else if let Some(d) = lower.strip_suffix("kbit") {
+        (d, 1000)
+    } else if let Some(d) = lower.strip_suffix("bit") {
+        (d, 1)
+    } else {
+        (lower.as_str(), 1)
+    };
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate (e.g. 256kbit, 1mbit)"))?;
+    let rate = n * f64::from(scale);
+    if (1000.0..=100e6).contains(&rate) {
+        Ok(rate as u32)
+    } else {
+        Err(format!("'{s}' is outside 1kbit..100mbit"))
+    }
 }
 
 pub async fn run(args: DemoArgs) -> i32 {
-    let script = match Script::parse(HAYES_SCRIPT, "hayes-dialup.chat") {
-        Ok(s) => s,
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!(
+            "eqlplus-dialer demo: needs root (it builds network namespaces, TUN devices and an \
+             nftables table inside them; nothing touches this machine's own network)"
+        );
+        return 1;
+    }
+    for tool in ["ip", "nft"] {
+        if !on_path(tool) {
+            eprintln!(
+                "eqlplus-dialer demo: '{tool}' is missing: apt-get install iproute2 nftables"
+            );
+            return 1;
+        }
+    }
+    let work = match tempfile::Builder::new().prefix("eqlplus-demo").tempdir() {
+        Ok(d) => d,
         Err(e) => {
             eprintln!("eqlplus-dialer demo: {e}");
             return 1;
         }
     };
-    let locks = std::env::temp_dir().join(format!("eqlplus-demo-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&locks) {
-        eprintln!(
-            "eqlplus-dialer demo: cannot create {}: {e}",
-            locks.display()
-        );
-        return 1;
-    }
-    println!("eqlplus-dialer demo: {} simulated modem lines", args.lines);
-    let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..args.lines {
-        let script = script.clone();
-        let locks = locks.clone();
-        tasks.spawn(async move { (index, dial_line(index, script, locks).await) });
-    }
-    let mut results = tasks.join_all().await;
-    results.sort_by_key(|(i, _)| *i);
-    let mut up = 0;
-    for (index, result) in &results {
-        match result {
-            Ok(line) => {
-                up += 1;
-                println!("  line {index}: {line}");
-            }
-            Err(e) => println!("  line {index}: failed: {e}"),
+    let outcome = tokio::select! {
+        r = demo(&args, work.path()) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+    };
+    match outcome {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("eqlplus-dialer demo: {e}");
+            eprintln!("(everything it built has been removed)");
+            1
         }
     }
-    let _ = std::fs::remove_dir_all(&locks);
-    println!("{up} of {} lines connected", args.lines);
-    if up == results.len() { 0 } else { 1 }
 }
 
-/// Dials one simulated line, redialing once after BUSY, and hangs up.
-async fn dial_line(index: u8, script: Script, locks: PathBuf) -> Result<String, String> {
-    // Line 1 is busy on the first attempt, to show a redial.
-    let answers = if index == 1 {
-        vec![DialAnswer::Busy, DialAnswer::Connect(Some(33_600))]
-    } else {
-        vec![DialAnswer::Connect(Some(57_600 - u32::from(index) * 4_800))]
-    };
-    let guard = Duration::from_millis(200);
-    let (sim, _calls) = SimModem::spawn(ModemConfig {
-        answers,
-        guard,
-        ..ModemConfig::default()
-    })
-    .map_err(|e| e.to_string())?;
-    let config = SerialConfig {
-        lock_dir: Some(locks),
-        hangup: HangupTiming {
-            guard,
-            ..HangupTiming::default()
-        },
-        ..SerialConfig::default()
-    };
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let port = SerialPort::open(sim.tty(), &config).map_err(|e| e.to_string())?;
-        let options = ChatOptions {
-            phone: Some(format!("555{index:04}")),
-            ..ChatOptions::default()
-        };
-        let mut engine = ChatEngine::new(script.clone(), options, Instant::now());
-        let outcome = run_chat(&port, &mut engine, &mut |_| {}).await;
-        port.hangup().await;
-        match outcome {
-            Outcome::Success(s) => {
-                return Ok(format!(
-                    "{} on {} after {attempts} attempt(s)",
-                    s.connect.unwrap_or_else(|| "connected".into()),
-                    sim.tty().display()
-                ));
+/// A running daemon; SIGTERM and a bounded wait when dropped.
+struct Daemon {
+    child: std::process::Child,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
             }
-            Outcome::Failure(f) if attempts < 3 => {
-                println!("  line {index}: {f}, redialing");
-            }
-            Outcome::Failure(f) => return Err(f.to_string()),
+            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
+    let n = usize::from(args.lines);
+    say(&format!(
+        "building the world: {n} simulated modem line(s) at {} kbit/s each, ISPs, internet, LAN",
+        args.rate / 1000
+    ));
+    let config = WorldConfig {
+        lines: vec![vec![DialAnswer::Connect(Some(args.rate))]; n],
+        rate: Some(args.rate),
+        users: vec![("demo".into(), "demo-secret".into())],
+        prefix: "eqdemo".into(),
+    };
+    let world = tokio::task::block_in_place(|| World::build(&config))
+        .map_err(|e| format!("cannot build the world: {e}"))?;
+    let socket = work.join("control.sock");
+    let config_path = write_config(work, &world, &socket)
+        .map_err(|e| format!("cannot write the configuration: {e}"))?;
+    say(&format!(
+        "starting the daemon in namespace {} ({})",
+        world.router.name,
+        config_path.display()
+    ));
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(work.join("daemon.log")).map_err(|e| e.to_string())?;
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &world.router.name])
+        .arg(&exe)
+        .arg("daemon")
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the daemon: {e}"))?;
+    let daemon = Daemon { child };
+    let result = scenario(args, &world, &socket, work).await;
+    if result.is_err() {
+        let log = std::fs::read_to_string(work.join("daemon.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        eprintln!("last daemon log lines:");
+        for l in tail.iter().rev() {
+            eprintln!("  {l}");
+        }
+    }
+    say("stopping: the daemon hangs up every line and removes its kernel state");
+    drop(daemon);
+    // The world owns a runtime (the modems'): it must be dropped where blocking is allowed.
+    tokio::task::block_in_place(|| drop(world));
+    say("cleaned up: namespaces, devices and the daemon are gone");
+    result
+}
+
+async fn scenario(
+    args: &DemoArgs,
+    world: &World,
+    socket: &Path,
+    work: &Path,
+) -> Result<(), String> {
+    let n = usize::from(args.lines);
+    let all: Vec<String> = (1..=n).map(|i| format!("ttyS{i}")).collect();
+    wait_for(socket, "every line up", Duration::from_secs(60), |s| {
+        s.lines.len() == n && s.lines.iter().all(|l| l.state == "up")
+    })
+    .await?;
+    let status = status(socket).await?;
+    for l in &status.lines {
+        say(&format!(
+            "  {} up: {} ↔ {}, CONNECT {}",
+            l.name,
+            l.local.map(|a| a.to_string()).unwrap_or_default(),
+            l.peer.map(|a| a.to_string()).unwrap_or_default(),
+            l.connect_speed.unwrap_or(0)
+        ));
+    }
+    let sizes = page(args.objects, 2, 32, 7);
+    let total: u64 = sizes.iter().sum();
+    say(&format!(
+        "the page: {} objects, {} KiB, fetched over 6 parallel connections",
+        sizes.len(),
+        total / 1024
+    ));
+
+    // Once over one line.
+    let single = if n > 1 {
+        control(
+            socket,
+            Request::Hangup {
+                lines: all[1..].to_vec(),
+            },
+        )
+        .await?;
+        wait_for(socket, "one line left", Duration::from_secs(30), |s| {
+            s.lines.iter().filter(|l| l.state == "up").count() == 1
+        })
+        .await?;
+        say("loading the page over 1 line…");
+        let one = load(world, &sizes).await?;
+        report(&one, 1);
+        control(socket, Request::Up { lines: vec![] }).await?;
+        wait_for(socket, "every line back up", Duration::from_secs(60), |s| {
+            s.lines.iter().all(|l| l.state == "up")
+        })
+        .await?;
+        Some(one)
+    } else {
+        None
+    };
+
+    say(&format!("loading the page over all {n} lines…"));
+    let many = load(world, &sizes).await?;
+    report(&many, n);
+    if let Some(one) = single {
+        let speedup = one.elapsed.as_secs_f64() / many.elapsed.as_secs_f64().max(1e-6);
+        println!(
+            "speedup: {speedup:.2}x with {n} lines ({:.1} s → {:.1} s)",
+            one.elapsed.as_secs_f64(),
+            many.elapsed.as_secs_f64()
+        );
+    }
+    if !args.non_interactive && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        println!();
+        println!("The daemon is still running. In another terminal:");
+        println!("  eqlplus-dialer monitor --socket {}", socket.display());
+        println!("  eqlplus-dialer status --socket {}", socket.display());
+        println!("(files in {}) — press Enter to finish.", work.display());
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await;
+    }
+    Ok(())
+}
+
+async fn load(world: &World, sizes: &[u64]) -> Result<PageLoad, String> {
+    let result = tokio::task::block_in_place(|| world.load_page(sizes, 6));
+    if result.failed > 0 {
+        return Err(format!("{} object(s) failed to load", result.failed));
+    }
+    Ok(result)
+}
+
+fn report(load: &PageLoad, lines: usize) {
+    println!(
+        "  {} KiB in {:.1} s = {:.0} kbit/s",
+        load.bytes / 1024,
+        load.elapsed.as_secs_f64(),
+        load.goodput() / 1000.0
+    );
+    let shares: Vec<String> = (1..=lines)
+        .map(|i| {
+            let bytes = load.by_source.get(&line_local(i)).copied().unwrap_or(0);
+            format!(
+                "ttyS{i} {:.0}%",
+                100.0 * bytes as f64 / load.bytes.max(1) as f64
+            )
+        })
+        .collect();
+    println!("  share: {}", shares.join(", "));
+}
+
+fn say(text: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+fn write_config(work: &Path, world: &World, socket: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(work.join("locks"))?;
+    std::fs::write(work.join("hayes-dialup.chat"), HAYES_SCRIPT)?;
+    let secrets = work.join("secrets");
+    std::fs::write(&secrets, "demo * demo-secret\n")?;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600))?;
+    let mut text = format!(
+        "[balancer]\npolicy = \"least-loaded\"\n[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"locks\"\nsecrets = \"secrets\"\nresolv_conf = \"resolv.conf\"\n",
+        socket.display()
+    );
+    for (index, line) in world.lines.iter().enumerate() {
+        let i = index + 1;
+        text += &format!(
+            "[[line]]\nname = \"ttyS{i}\"\ndevice = \"{}\"\ndial_chat = \"hayes-dialup.chat\"\nphone = \"555000{i}\"\nuser = \"demo\"\nholdoff = 1\nescape_guard = 0.2\nslave = \"eq-ttyS{i}\"\n",
+            line.modem.tty().display()
+        );
+    }
+    let path = work.join("eqlplus-dialer.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+async fn control(socket: &Path, request: Request) -> Result<String, String> {
+    match client::request(socket, request).await {
+        Ok(Response::Ok { message }) => Ok(message),
+        Ok(Response::Error { message }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn status(socket: &Path) -> Result<StatusReport, String> {
+    match client::request(socket, Request::Status { line: None }).await {
+        Ok(Response::Status(s)) => Ok(s),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Polls the daemon's status until `check` holds.
+async fn wait_for(
+    socket: &Path,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&StatusReport) -> bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let mut last = None;
+    while start.elapsed() < limit {
+        if let Ok(s) = status(socket).await {
+            if check(&s) {
+                return Ok(());
+            }
+            last = Some(s);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let states: Vec<String> = last
+        .map(|s| {
+            s.lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} {} {}",
+                        l.name,
+                        l.state,
+                        l.last_error.clone().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Err(format!(
+        "{what}: not within {}s ({})",
+        limit.as_secs(),
+        states.join("; ")
+    ))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("256kbit"), Ok(256_000));
+        assert_eq!(parse_rate("1mbit"), Ok(1_000_000));
+        assert_eq!(parse_rate("56000"), Ok(56_000));
+        assert_eq!(parse_rate("1.5Mbit"), Ok(1_500_000));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("10bit").is_err());
     }
 }

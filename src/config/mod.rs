@@ -394,11 +394,12 @@ impl Config {
             },
         };
         let control = ControlSection {
-            socket: raw
-                .control
-                .socket
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(defaults::SOCKET)),
+            socket: resolve(
+                raw.control
+                    .socket
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(defaults::SOCKET)),
+            ),
             group: raw.control.group.clone(),
         };
         let d = &raw.daemon;
@@ -407,15 +408,17 @@ impl Config {
                 .log_level
                 .clone()
                 .unwrap_or_else(|| defaults::LOG_LEVEL.into()),
-            lock_dir: d
-                .lock_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(crate::serial::DEFAULT_LOCK_DIR)),
+            lock_dir: resolve(
+                d.lock_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(crate::serial::DEFAULT_LOCK_DIR)),
+            ),
             secrets: d.secrets.clone().map(resolve),
-            resolv_conf: d
-                .resolv_conf
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(defaults::RESOLV_CONF)),
+            resolv_conf: resolve(
+                d.resolv_conf
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(defaults::RESOLV_CONF)),
+            ),
             ip_up: d.ip_up.clone().map(resolve),
             ip_down: d.ip_down.clone().map(resolve),
             hook_timeout: c.seconds(

@@ -4,7 +4,10 @@
 pub mod icmp;
 pub mod isp;
 pub mod modem;
+pub mod netns;
 pub mod pty;
+pub mod web;
+pub mod world;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -122,6 +125,14 @@ async fn run(
     let mut buf = vec![0u8; 4096];
     let mut peer_buf = vec![0u8; 4096];
     let mut peer: Option<DuplexStream> = None;
+    // Small chunks when paced, so one direction never holds the other up for long.
+    let chunk = if core.line_rate().is_some() {
+        256
+    } else {
+        4096
+    };
+    let mut up = Pacer::new(core.line_rate());
+    let mut down = Pacer::new(core.line_rate());
     loop {
         while let Some(out) = core.poll_output() {
             match out {
@@ -131,6 +142,7 @@ async fn run(
                     }
                 }
                 ModemOutput::ToPeer(bytes) => {
+                    up.pace(bytes.len()).await;
                     let ok = match &mut peer {
                         Some(p) => p.write_all(&bytes).await.is_ok(),
                         None => true,
@@ -158,7 +170,7 @@ async fn run(
         }
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
-            read = pty.read(&mut buf) => match read {
+            read = pty.read(&mut buf[..chunk]) => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
                 Ok(MasterRead::Closed) => {
                     tracing::debug!("sim modem: the DTE closed the port");
@@ -169,8 +181,9 @@ async fn run(
                     return;
                 }
             },
-            read = read_peer(&mut peer, &mut peer_buf) => match read {
+            read = read_peer(&mut peer, &mut peer_buf[..chunk]) => match read {
                 Ok(n) if n > 0 => {
+                    down.pace(n).await;
                     if core.is_online()
                         && let Err(e) = pty.write_all(&peer_buf[..n]).await
                     {
@@ -189,6 +202,32 @@ async fn run(
             }
         }
         attempts.store(core.dial_attempts(), Ordering::Relaxed);
+    }
+}
+
+/// Paces data to a line rate: each chunk is delivered once it would have been transmitted.
+struct Pacer {
+    rate: Option<u32>,
+    free_at: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<u32>) -> Pacer {
+        Pacer {
+            rate,
+            free_at: tokio::time::Instant::now(),
+        }
+    }
+
+    async fn pace(&mut self, bytes: usize) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let now = tokio::time::Instant::now();
+        let start = self.free_at.max(now);
+        self.free_at =
+            start + std::time::Duration::from_secs_f64(bytes as f64 * 8.0 / f64::from(rate));
+        tokio::time::sleep_until(self.free_at).await;
     }
 }
 

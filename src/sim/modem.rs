@@ -93,6 +93,9 @@ pub struct ModemConfig {
     pub revision: String,
     /// Signal quality reported by `AT+CSQ` (0-31, 99 unknown).
     pub signal: u8,
+    /// Data-mode line rate in bit/s, both ways, as a real modem's carrier limits it;
+    /// `None` passes data as fast as it comes.
+    pub line_rate: Option<u32>,
 }
 
 impl Default for ModemConfig {
@@ -106,6 +109,7 @@ impl Default for ModemConfig {
             model: "SimModem 56K".into(),
             revision: env!("CARGO_PKG_VERSION").into(),
             signal: 21,
+            line_rate: None,
         }
     }
 }
@@ -234,6 +238,11 @@ impl ModemCore {
     /// Whether a call is up (online or escaped to command mode).
     pub fn in_call(&self) -> bool {
         matches!(self.mode, Mode::Online | Mode::OnlineCommand)
+    }
+
+    /// The configured data-mode line rate.
+    pub fn line_rate(&self) -> Option<u32> {
+        self.config.line_rate
     }
 
     /// How many `ATD`s were answered so far.

@@ -1,0 +1,195 @@
+//! A complete little world to dial into, built from the project's own parts:
+//!
+//! ```text
+//!  lan (10.99.0.2) ── router (10.99.0.1; the daemon runs here)
+//!                        │ ttyS1..N: simulated modems on ptys
+//!                        ▼
+//!  isp1..N: our PPP engine in answer role (10.64.i.1, gives the caller 10.64.i.2), a TUN
+//!           device, forwarding ── internet (198.51.100.0/24 on loopback; a web server on
+//!                                            198.51.100.10:80)
+//! ```
+//!
+//! Used by `eqlplus-dialer demo` and the end-to-end tests. Needs root (network namespaces).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::isp::{IspConfig, serve_calls};
+use super::netns::{Netns, veth};
+use super::web::{self, PageLoad};
+use super::{DialAnswer, ModemConfig, SimModem};
+
+/// The web server of "the internet".
+pub const WEB_SERVER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    Ipv4Addr::new(198, 51, 100, 10),
+    80,
+));
+/// The DNS address the ISPs hand out (nothing answers there; it is pinned to its line).
+pub const ISP_DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+
+/// How to build the world.
+#[derive(Clone)]
+pub struct WorldConfig {
+    /// Per line: the modem's answers to successive dials.
+    pub lines: Vec<Vec<DialAnswer>>,
+    /// Each line's data rate in bit/s (the modems pace data to it), if limited.
+    pub rate: Option<u32>,
+    /// PAP/CHAP accounts the ISPs accept; empty: no authentication.
+    pub users: Vec<(String, String)>,
+    /// Prefix of the namespaces' names.
+    pub prefix: String,
+}
+
+/// One simulated line.
+pub struct SimLine {
+    pub modem: SimModem,
+    pub isp: Netns,
+    _isp_thread: std::thread::JoinHandle<()>,
+}
+
+/// The world; dropping it stops everything and deletes its namespaces.
+pub struct World {
+    pub lan: Netns,
+    pub router: Netns,
+    pub internet: Netns,
+    pub lines: Vec<SimLine>,
+    stop: Arc<AtomicBool>,
+    web: Option<std::thread::JoinHandle<()>>,
+    // Last: the modems' tasks end with it.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Line `i`'s (1-based) address on the dialer's side.
+pub fn line_local(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, i as u8, 2)
+}
+
+/// Line `i`'s ISP end.
+pub fn line_peer(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, i as u8, 1)
+}
+
+impl World {
+    /// Builds the namespaces, links, modems, ISPs and the web server.
+    pub fn build(config: &WorldConfig) -> io::Result<World> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sim-modems")
+            .enable_all()
+            .build()?;
+        let ns = |role: &str| Netns::named(&config.prefix, role);
+        let lan = ns("lan");
+        let router = ns("rtr");
+        let internet = ns("inet");
+        veth(&lan, "lan0", &router, "r-lan");
+        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
+        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
+        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
+        router.sysctl("net.ipv4.ip_forward=1");
+        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let mut lines = Vec::new();
+        for (index, answers) in config.lines.iter().enumerate() {
+            let i = index + 1;
+            let isp = ns(&format!("isp{i}"));
+            isp.sysctl("net.ipv4.ip_forward=1");
+            veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
+            isp.ip(&[
+                "addr",
+                "add",
+                &format!("10.200.{i}.1/24"),
+                "dev",
+                &format!("tx{i}"),
+            ]);
+            internet.ip(&[
+                "addr",
+                "add",
+                &format!("10.200.{i}.2/24"),
+                "dev",
+                &format!("ix{i}"),
+            ]);
+            isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
+            internet.ip(&[
+                "route",
+                "add",
+                &format!("10.64.{i}.0/24"),
+                "via",
+                &format!("10.200.{i}.1"),
+            ]);
+            let modem_config = ModemConfig {
+                answers: answers.clone(),
+                dial_delay: Duration::from_millis(50),
+                guard: Duration::from_millis(200),
+                line_rate: config.rate,
+                ..ModemConfig::default()
+            };
+            let (modem, calls) = {
+                let _inside = runtime.enter();
+                SimModem::spawn(modem_config)?
+            };
+            let isp_config = IspConfig {
+                local: line_peer(i),
+                peer: line_local(i),
+                dns: vec![ISP_DNS],
+                users: config.users.clone(),
+                device: format!("isp-l{i}"),
+            };
+            let isp_thread = isp.spawn(move || match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve_calls(calls, isp_config)),
+                Err(e) => tracing::error!("sim ISP runtime: {e}"),
+            });
+            lines.push(SimLine {
+                modem,
+                isp,
+                _isp_thread: isp_thread,
+            });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (listener_tx, listener_rx) = std::sync::mpsc::channel();
+        let web = {
+            let stop = stop.clone();
+            internet.spawn(move || match TcpListener::bind(WEB_SERVER) {
+                Ok(l) => {
+                    let _ = listener_tx.send(Ok(()));
+                    web::serve(l, stop);
+                }
+                Err(e) => {
+                    let _ = listener_tx.send(Err(e));
+                }
+            })
+        };
+        listener_rx
+            .recv()
+            .map_err(|_| io::Error::other("web server thread died"))??;
+        Ok(World {
+            lan,
+            router,
+            internet,
+            lines,
+            stop,
+            web: Some(web),
+            _runtime: runtime,
+        })
+    }
+
+    /// Loads a page from the LAN through the router.
+    pub fn load_page(&self, sizes: &[u64], slots: usize) -> PageLoad {
+        let sizes = sizes.to_vec();
+        self.lan
+            .run(move || web::load_page(WEB_SERVER, &sizes, slots))
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(w) = self.web.take() {
+            let _ = w.join();
+        }
+    }
+}

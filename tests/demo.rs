@@ -1,0 +1,46 @@
+//! The README's main command, as CI runs it: `demo --lines 2 --non-interactive` builds its
+//! world, shows more than 1.6x speedup over two lines, and leaves nothing behind. Root only.
+
+mod support;
+
+use std::process::Command;
+
+use support::require_root;
+
+#[test]
+fn demo_with_two_lines_speeds_up_and_cleans_up() {
+    if !require_root("demo_with_two_lines_speeds_up_and_cleans_up") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
+        .args(["demo", "--lines", "2", "--non-interactive"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let speedup: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("speedup: "))
+        .and_then(|rest| rest.split('x').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("no speedup line in:\n{stdout}"));
+    assert!(speedup > 1.6, "speedup {speedup} with 2 lines:\n{stdout}");
+    assert!(stdout.contains("share: ttyS1"), "{stdout}");
+    assert!(stdout.contains("cleaned up"), "{stdout}");
+    let namespaces = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !namespaces.contains("eqdemo"),
+        "namespaces left: {namespaces}"
+    );
+}
