@@ -83,9 +83,19 @@ pub async fn run(args: DemoArgs) -> i32 {
             return 1;
         }
     };
+    crate::sim::netns::remove_stale("eqdemo");
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("eqlplus-dialer demo: {e}");
+                return 1;
+            }
+        };
     let outcome = tokio::select! {
         r = demo(&args, work.path()) => r,
         _ = tokio::signal::ctrl_c() => Err("interrupted".to_string()),
+        _ = terminate.recv() => Err("terminated".to_string()),
     };
     match outcome {
         Ok(()) => 0,
@@ -164,8 +174,7 @@ async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
     }
     say("stopping: the daemon hangs up every line and removes its kernel state");
     drop(daemon);
-    // The world owns a runtime (the modems'): it must be dropped where blocking is allowed.
-    tokio::task::block_in_place(|| drop(world));
+    drop(world);
     say("cleaned up: namespaces, devices and the daemon are gone");
     result
 }
@@ -253,7 +262,7 @@ async fn scenario(
 }
 
 async fn load(world: &World, sizes: &[u64]) -> Result<PageLoad, String> {
-    let result = tokio::task::block_in_place(|| world.load_page(sizes, 6));
+    let result = world.load_page(sizes, 6).await.map_err(|e| e.to_string())?;
     if result.failed > 0 {
         return Err(format!("{} object(s) failed to load", result.failed));
     }

@@ -125,3 +125,28 @@ pub fn sh(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Deletes namespaces `<prefix><pid>-…` whose creating process is gone (a run that was killed
+/// before it could clean up).
+pub fn remove_stale(prefix: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            tracing::info!(namespace = name, "removing a stale namespace");
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}

@@ -58,8 +58,8 @@ pub struct World {
     pub lines: Vec<SimLine>,
     stop: Arc<AtomicBool>,
     web: Option<std::thread::JoinHandle<()>>,
-    // Last: the modems' tasks end with it.
-    _runtime: tokio::runtime::Runtime,
+    /// Runs the modems; shut down without blocking, so a world may be dropped anywhere.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// Line `i`'s (1-based) address on the dialer's side.
@@ -173,15 +173,20 @@ impl World {
             lines,
             stop,
             web: Some(web),
-            _runtime: runtime,
+            runtime: Some(runtime),
         })
     }
 
-    /// Loads a page from the LAN through the router.
-    pub fn load_page(&self, sizes: &[u64], slots: usize) -> PageLoad {
+    /// Loads a page from the LAN through the router, on a thread of its own: the caller can
+    /// stop waiting (Ctrl-C) at any time.
+    pub async fn load_page(&self, sizes: &[u64], slots: usize) -> io::Result<PageLoad> {
         let sizes = sizes.to_vec();
-        self.lan
-            .run(move || web::load_page(WEB_SERVER, &sizes, slots))
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.lan.spawn(move || {
+            let _ = tx.send(web::load_page(WEB_SERVER, &sizes, slots));
+        });
+        rx.await
+            .map_err(|_| io::Error::other("the page load thread died"))
     }
 }
 
@@ -190,6 +195,9 @@ impl Drop for World {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(w) = self.web.take() {
             let _ = w.join();
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
         }
     }
 }
