@@ -13,137 +13,49 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use eqlplus_dialer::sim::isp::{IspConfig, serve_calls};
-use eqlplus_dialer::sim::{DialAnswer, ModemConfig, SimModem};
+use eqlplus_dialer::sim::DialAnswer;
+use eqlplus_dialer::sim::world::{World as SimWorld, WorldConfig, line_local};
 use support::inet::{Hits, SERVER, connect_within, serve};
-use support::{Netns, require_root, veth};
+use support::require_root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eqlplus-dialer");
 
-fn line_local(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 64, i as u8, 2)
-}
-
-fn line_peer(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(10, 64, i as u8, 1)
-}
-
-/// One simulated line: the modem on a pty, and its ISP in a namespace of its own.
-struct SimLine {
-    modem: SimModem,
-    _isp: Netns,
-    _isp_thread: std::thread::JoinHandle<()>,
-}
-
-/// lan ↔ router ↔ (pty) ↔ isp1..N ↔ internet, plus the daemon's files.
+/// The simulated world (see `eqlplus_dialer::sim::world`), a counting server in its
+/// internet, and the daemon's files.
 struct World {
     dir: tempfile::TempDir,
-    lan: Netns,
-    router: Netns,
-    internet: Netns,
-    lines: Vec<SimLine>,
+    sim: SimWorld,
     hits: Hits,
     stop: Arc<AtomicBool>,
     server: Option<std::thread::JoinHandle<()>>,
-    /// Runs the simulated modems.
-    _runtime: tokio::runtime::Runtime,
 }
 
 impl World {
     /// `answers[i]` are line i+1's modem answers; `users` the ISP's accounts.
     fn new(answers: &[Vec<DialAnswer>], users: &[(&str, &str)]) -> World {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let lan = Netns::new("lan");
-        let router = Netns::new("rtr");
-        let internet = Netns::new("inet");
-        veth(&lan, "lan0", &router, "r-lan");
-        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
-        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
-        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
-        router.sysctl("net.ipv4.ip_forward=1");
-        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
-        let mut lines = Vec::new();
-        for (index, answers) in answers.iter().enumerate() {
-            let i = index + 1;
-            let isp = Netns::new(&format!("isp{i}"));
-            isp.sysctl("net.ipv4.ip_forward=1");
-            veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
-            isp.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.1/24"),
-                "dev",
-                &format!("tx{i}"),
-            ]);
-            internet.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.2/24"),
-                "dev",
-                &format!("ix{i}"),
-            ]);
-            isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
-            internet.ip(&[
-                "route",
-                "add",
-                &format!("10.64.{i}.0/24"),
-                "via",
-                &format!("10.200.{i}.1"),
-            ]);
-            let (modem, calls) = runtime
-                .block_on(async {
-                    SimModem::spawn(ModemConfig {
-                        answers: answers.clone(),
-                        dial_delay: Duration::from_millis(50),
-                        guard: Duration::from_millis(200),
-                        ..ModemConfig::default()
-                    })
-                })
-                .unwrap();
-            let config = IspConfig {
-                local: line_peer(i),
-                peer: line_local(i),
-                dns: vec![Ipv4Addr::new(198, 51, 100, 53)],
-                users: users
-                    .iter()
-                    .map(|(u, p)| (u.to_string(), p.to_string()))
-                    .collect(),
-                device: format!("isp-l{i}"),
-            };
-            let isp_thread = isp.spawn(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(serve_calls(calls, config))
-            });
-            lines.push(SimLine {
-                modem,
-                _isp: isp,
-                _isp_thread: isp_thread,
-            });
-        }
+        let sim = SimWorld::build(&WorldConfig {
+            lines: answers.to_vec(),
+            rate: None,
+            users: users
+                .iter()
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+                .collect(),
+            prefix: "eqt".into(),
+        })
+        .expect("build the world");
         let hits: Hits = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let server = {
             let (hits, stop) = (hits.clone(), stop.clone());
-            internet.spawn(move || serve(hits, stop))
+            sim.internet.spawn(move || serve(hits, stop))
         };
         std::thread::sleep(Duration::from_millis(100));
         World {
             dir: tempfile::tempdir().unwrap(),
-            lan,
-            router,
-            internet,
-            lines,
+            sim,
             hits,
             stop,
             server: Some(server),
-            _runtime: runtime,
         }
     }
 
@@ -188,7 +100,7 @@ impl World {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
             text += &format!("secrets = \"{}\"\n", path.display());
         }
-        for (index, line) in self.lines.iter().enumerate() {
+        for (index, line) in self.sim.lines.iter().enumerate() {
             let i = index + 1;
             text += &format!(
                 "[[line]]\nname = \"ttyS{i}\"\ndevice = \"{}\"\ndial_chat = \"dial.chat\"\nphone = \"{}\"\nlcp_echo_interval = 0.3\nlcp_echo_failure = 3\nholdoff = 0.3\nescape_guard = 0.2\nslave = \"eq-ttyS{i}\"\n",
@@ -208,7 +120,7 @@ impl World {
             .args([
                 "netns",
                 "exec",
-                &self.router.name,
+                &self.sim.router.name,
                 BIN,
                 "daemon",
                 "--config",
@@ -282,7 +194,8 @@ impl World {
     }
 
     fn connect(&self, n: usize) -> usize {
-        self.lan
+        self.sim
+            .lan
             .run(move || connect_within(SERVER, n, Duration::from_secs(2)))
     }
 
@@ -300,7 +213,6 @@ impl Drop for World {
         if let Some(s) = self.server.take() {
             let _ = s.join();
         }
-        let _ = &self.internet;
     }
 }
 
@@ -340,15 +252,16 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 /// Nothing of the daemon is left in the router namespace.
 fn assert_clean(world: &World) {
-    let links = world.router.exec(&["ip", "link", "show"]);
+    let links = world.sim.router.exec(&["ip", "link", "show"]);
     assert!(!links.contains("eq-ttyS"), "{links}");
-    let rules = world.router.exec(&["ip", "rule", "list"]);
+    let rules = world.sim.router.exec(&["ip", "rule", "list"]);
     assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
     let routes = world
+        .sim
         .router
         .exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
     assert!(routes.trim().is_empty(), "{routes}");
-    let tables = world.router.exec(&["nft", "list", "tables"]);
+    let tables = world.sim.router.exec(&["nft", "list", "tables"]);
     assert!(!tables.contains("eqlplus"), "{tables}");
     assert!(
         !Path::new(&world.socket()).exists(),
@@ -420,7 +333,7 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
 
     // The far end drops line 1: it leaves the balance, traffic goes on via line 2, and line 1
     // redials and comes back.
-    world.lines[0].modem.drop_call();
+    world.sim.lines[0].modem.drop_call();
     world.wait_for("line 1 leaves", Duration::from_secs(5), |s| {
         s[0] != "up" && s[1] == "up"
     });
@@ -435,7 +348,7 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
             .as_str()
             .is_some_and(|e| !e.is_empty())
     );
-    assert!(world.lines[0].modem.dial_attempts() >= 2);
+    assert!(world.sim.lines[0].modem.dial_attempts() >= 2);
 
     // hangup keeps a line down though its peer would answer; up brings it back.
     let out = world.cli(&["hangup", "ttyS1"]);
@@ -539,7 +452,7 @@ fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
     world.wait_for("line 1 up after two BUSY", Duration::from_secs(20), |s| {
         s.first().is_some_and(|s| s == "up")
     });
-    assert_eq!(world.lines[0].modem.dial_attempts(), 3);
+    assert_eq!(world.sim.lines[0].modem.dial_attempts(), 3);
     world.wait_for("line 2 failed auth", Duration::from_secs(20), |s| {
         s.get(1).is_some_and(|s| s == "holdoff")
     });
