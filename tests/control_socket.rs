@@ -980,3 +980,57 @@ async fn permissions_by_peer_credentials() {
     let out = cli_async(&path, &["reload"], None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// A daemon with bugs: `reload` panics, `up` never answers.
+struct Buggy;
+
+impl ControlHandler for Buggy {
+    async fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Reload => panic!("reload exploded"),
+            Request::Up { .. } => std::future::pending().await,
+            _ => Response::Status(StatusReport::default()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_buggy_handler_is_answered_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = socket_in(&dir);
+    let options = ServerOptions {
+        handler_timeout: Duration::from_millis(200),
+        ..ServerOptions::default()
+    };
+    let _server = serve_with(&path, options, Arc::new(Buggy)).await.unwrap();
+    let mut c = eqlplus_dialer::control::Client::connect(&path)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.request(Request::Reload).await.unwrap(),
+        Response::Error {
+            message: "internal error: the daemon failed while handling this request".into()
+        }
+    );
+    assert_eq!(
+        c.request(Request::Up { lines: vec![] }).await.unwrap(),
+        Response::Error {
+            message: "internal error: the daemon did not answer within 0.2s".into()
+        }
+    );
+    // The same connection still works.
+    assert!(matches!(
+        c.request(Request::Status { line: None }).await.unwrap(),
+        Response::Status(_)
+    ));
+    // An absurd interval is clamped, not a crash.
+    let mut sub = c.subscribe(Duration::from_millis(u64::MAX)).await.unwrap();
+    assert!(matches!(sub.next().await, Some(Ok(Response::Status(_)))));
+    drop(sub);
+    assert!(matches!(
+        client::request(&path, Request::Status { line: None })
+            .await
+            .unwrap(),
+        Response::Status(_)
+    ));
+}

@@ -167,7 +167,10 @@ impl Client {
         self.send(Request::Subscribe { interval_ms }).await?;
         Ok(Subscription {
             client: self,
-            patience: interval.max(Duration::from_millis(100)) * 3 + Duration::from_secs(10),
+            patience: interval
+                .max(Duration::from_millis(100))
+                .saturating_mul(3)
+                .saturating_add(Duration::from_secs(10)),
         })
     }
 }
