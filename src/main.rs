@@ -8,7 +8,8 @@ use eqlplus_dialer::cmd;
 #[command(
     name = "eqlplus-dialer",
     version,
-    about = "Several modem lines, one faster, self-healing Internet connection"
+    about = "Several modem lines, one faster, self-healing Internet connection",
+    after_help = cmd::ctl::EXIT_CODES_TOP_HELP
 )]
 struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. info or eqlplus_dialer=debug.
@@ -50,33 +51,65 @@ enum Command {
     Completions(cmd::completions::CompletionsArgs),
     /// Print the man page (roff).
     Man(cmd::completions::ManArgs),
+}
+
+/// Commands for tests and trials, kept out of `--help`, completions and the man page (they
+/// are parsed only when the first argument names one).
+#[derive(Debug, Parser)]
+#[command(name = "eqlplus-dialer")]
+struct HiddenCli {
+    #[arg(long, global = true, env = "EQLPLUS_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Hidden,
+}
+
+#[derive(Debug, Subcommand)]
+enum Hidden {
     /// Serve canned status reports on a control socket (for tests and trying the CLI).
-    #[command(hide = true)]
     ControlTestServer(cmd::control_test_server::ControlTestServerArgs),
 }
 
-fn main() {
-    let cli = Cli::parse();
+const HIDDEN: &[&str] = &["control-test-server"];
+
+fn logging(filter: &str) {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            cli.log
-                .as_deref()
-                .unwrap_or(if matches!(cli.command, Command::Daemon(_)) {
-                    "info"
-                } else {
-                    "warn"
-                }),
-        ))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("eqlplus-dialer: cannot start the async runtime: {e}");
             std::process::exit(2);
         }
+    }
+}
+
+fn main() {
+    let first = std::env::args().nth(1).unwrap_or_default();
+    if HIDDEN.contains(&first.as_str()) {
+        let cli = HiddenCli::parse();
+        logging(&cli.log);
+        let code = runtime().block_on(async {
+            match cli.command {
+                Hidden::ControlTestServer(args) => cmd::control_test_server::run(args).await,
+            }
+        });
+        std::process::exit(code);
+    }
+    let cli = Cli::parse();
+    let default_filter = if matches!(cli.command, Command::Daemon(_)) {
+        "info"
+    } else {
+        "warn"
     };
+    logging(cli.log.as_deref().unwrap_or(default_filter));
+    let runtime = runtime();
     let code = runtime.block_on(async {
         match cli.command {
             Command::Balance(args) => cmd::balance::run(args).await,
@@ -93,7 +126,6 @@ fn main() {
             Command::Watch(args) => cmd::watch::run(args).await,
             Command::Completions(args) => cmd::completions::completions(args, Cli::command()),
             Command::Man(args) => cmd::completions::man(args, Cli::command()),
-            Command::ControlTestServer(args) => cmd::control_test_server::run(args).await,
         }
     });
     std::process::exit(code);

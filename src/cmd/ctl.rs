@@ -31,6 +31,13 @@ Exit status:
   3  the daemon is not running (no control socket)
   4  permission denied (only root and members of the [control] group may)";
 
+/// The exit codes, for the top-level `--help`.
+pub const EXIT_CODES_TOP_HELP: &str = "\
+Exit status of up, hangup, reload, status and watch:
+  0 done, 1 the daemon refused or failed, 2 usage error or the daemon could not be talked to,
+  3 the daemon is not running, 4 permission denied.
+Other commands document their own (chat: chat(8)'s).";
+
 /// Where the daemon's control socket is.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SocketArgs {

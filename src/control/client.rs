@@ -144,8 +144,16 @@ impl Client {
     /// `Subscribe` is better sent with [`Client::subscribe`]; here it returns the first report.
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
         let exchange = async {
-            self.send(request).await?;
-            self.receive().await?.ok_or(ClientError::Closed)
+            match self.send(request).await {
+                Ok(()) => self.receive().await?.ok_or(ClientError::Closed),
+                // A daemon that refuses a client (busy) may answer and close before the
+                // request is written: its answer is still there to read.
+                Err(ClientError::Closed) => match self.receive().await {
+                    Ok(Some(response)) => Ok(response),
+                    _ => Err(ClientError::Closed),
+                },
+                Err(e) => Err(e),
+            }
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
@@ -159,7 +167,10 @@ impl Client {
         self.send(Request::Subscribe { interval_ms }).await?;
         Ok(Subscription {
             client: self,
-            patience: interval.max(Duration::from_millis(100)) * 3 + Duration::from_secs(10),
+            patience: interval
+                .max(Duration::from_millis(100))
+                .saturating_mul(3)
+                .saturating_add(Duration::from_secs(10)),
         })
     }
 }

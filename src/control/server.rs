@@ -31,7 +31,8 @@
 //! [`ServerOptions::idle_timeout`] is told so and dropped; a write that does not complete
 //! within [`ServerOptions::write_timeout`] (a client that stopped reading) drops the client.
 //! At most [`ServerOptions::max_clients`] clients are served at once; further ones are told
-//! the daemon is busy. A panicking handler is answered with an internal error.
+//! the daemon is busy. A handler that panics, or does not answer within
+//! [`ServerOptions::handler_timeout`], is answered with an internal error.
 
 use std::fmt;
 use std::future::Future;
@@ -66,6 +67,9 @@ pub trait ControlHandler: Send + Sync + 'static {
 /// Shortest interval a `subscribe` may ask for; shorter ones are raised to it.
 pub const MIN_SUBSCRIBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Longest interval a `subscribe` may ask for; longer ones are lowered to it.
+pub const MAX_SUBSCRIBE_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// Tunables of [`serve_with`]; [`Default`] has the daemon's values.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -79,6 +83,8 @@ pub struct ServerOptions {
     /// A response that cannot be written within this long (the client stopped reading) drops
     /// the client.
     pub write_timeout: Duration,
+    /// A handler that takes longer than this to answer is abandoned and the client told so.
+    pub handler_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +94,7 @@ impl Default for ServerOptions {
             max_clients: 64,
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(5),
+            handler_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -213,6 +220,7 @@ pub async fn serve_with<H: ControlHandler>(
     let limits = Limits {
         idle_timeout: options.idle_timeout,
         write_timeout: options.write_timeout,
+        handler_timeout: options.handler_timeout,
     };
     let max_clients = options.max_clients.max(1);
     server.task = Some(tokio::spawn(accept_loop(
@@ -296,6 +304,7 @@ async fn remove_stale_socket(path: &Path) -> io::Result<()> {
 struct Limits {
     idle_timeout: Duration,
     write_timeout: Duration,
+    handler_timeout: Duration,
 }
 
 async fn accept_loop<H: ControlHandler>(
@@ -595,16 +604,23 @@ fn command_name(request: &Request) -> &'static str {
     }
 }
 
-async fn call<H: ControlHandler>(handler: &H, request: Request) -> Response {
-    match AssertUnwindSafe(handler.handle(request))
-        .catch_unwind()
-        .await
-    {
-        Ok(response) => sanitize(response),
-        Err(_) => {
+async fn call<H: ControlHandler>(handler: &H, request: Request, limit: Duration) -> Response {
+    let answer = AssertUnwindSafe(handler.handle(request)).catch_unwind();
+    match tokio::time::timeout(limit, answer).await {
+        Ok(Ok(response)) => sanitize(response),
+        Ok(Err(_)) => {
             tracing::error!("control handler panicked");
             Response::Error {
                 message: "internal error: the daemon failed while handling this request".into(),
+            }
+        }
+        Err(_) => {
+            tracing::error!("control handler did not answer within {limit:?}");
+            Response::Error {
+                message: format!(
+                    "internal error: the daemon did not answer within {}s",
+                    limit.as_secs_f64()
+                ),
             }
         }
     }
@@ -734,11 +750,12 @@ async fn serve_client<H: ControlHandler>(
             tracing::debug!("control: {peer} asked {:?}", request);
         }
         if let Request::Subscribe { interval_ms } = request {
-            let interval = Duration::from_millis(interval_ms).max(MIN_SUBSCRIBE_INTERVAL);
+            let interval = Duration::from_millis(interval_ms)
+                .clamp(MIN_SUBSCRIBE_INTERVAL, MAX_SUBSCRIBE_INTERVAL);
             subscription(&mut reader.inner, &mut write, &*handler, interval, limits).await;
             return;
         }
-        let response = call(&*handler, request).await;
+        let response = call(&*handler, request, limits.handler_timeout).await;
         if !send(&mut write, &response, limits.write_timeout).await {
             return;
         }
@@ -766,7 +783,8 @@ async fn subscription<R, W, H>(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                let response = call(handler, Request::Status { line: None }).await;
+                let response =
+                    call(handler, Request::Status { line: None }, limits.handler_timeout).await;
                 let stop = !matches!(response, Response::Status(_));
                 if !send(writer, &response, limits.write_timeout).await || stop {
                     return;
