@@ -6,19 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(procps coreutils)
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-    if [[ $EUID -eq 0 ]]; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    else
-        echo "note: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
-    fi
-fi
+. scripts/packages.sh
+ensure_packages procps coreutils iproute2 nftables conntrack tmux
 
 cargo test --locked --all-targets
 cargo test --locked --doc
