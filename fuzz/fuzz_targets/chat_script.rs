@@ -32,7 +32,10 @@ fn drain(engine: &mut ChatEngine, check_secret: bool) {
                 let _ = visible(&bytes);
             }
             Action::Log(line) => {
-                assert!(!check_secret || !line.contains(SECRET), "secret in log: {line}")
+                assert!(
+                    !check_secret || !line.contains(SECRET),
+                    "secret in log: {line}"
+                )
             }
             Action::Break | Action::Say(_) => {}
         }
@@ -95,7 +98,10 @@ fuzz_target!(|data: &[u8]| {
     let bound = 16 + 4 * text.len() + modem.len();
     let mut ticks = 0;
     while engine.outcome().is_none() {
-        assert!(tick(&mut engine, &mut now, check_secret), "engine waits forever without a deadline");
+        assert!(
+            tick(&mut engine, &mut now, check_secret),
+            "engine waits forever without a deadline"
+        );
         ticks += 1;
         assert!(ticks <= bound, "no outcome after {ticks} deadlines");
     }

@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     // The `--answers` list parser sees the same bytes as text.
     if let Ok(list) = parse_answers(&String::from_utf8_lossy(rest)) {
         assert!(!list.is_empty());
-        let again = list.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let again = list
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(parse_answers(&again), Ok(list), "Display/FromStr roundtrip");
     }
     let answers = vec![

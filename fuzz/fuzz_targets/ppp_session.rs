@@ -52,7 +52,10 @@ impl End {
             assert!(frame.len() >= 4, "frame too short: {frame:02x?}");
             assert_eq!(frame[0], FLAG);
             assert_eq!(frame[frame.len() - 1], FLAG);
-            assert!(!frame[1..frame.len() - 1].contains(&FLAG), "unescaped flag inside a frame");
+            assert!(
+                !frame[1..frame.len() - 1].contains(&FLAG),
+                "unescaped flag inside a frame"
+            );
             if self.sent.len() == MAX_QUEUE {
                 self.sent.pop_front();
             }
@@ -75,7 +78,10 @@ impl End {
             let _ = packet;
         }
         if self.session.is_dead() {
-            assert!(self.session.poll_timeout().is_none(), "a dead session keeps a timer");
+            assert!(
+                self.session.poll_timeout().is_none(),
+                "a dead session keeps a timer"
+            );
         }
     }
 
@@ -97,14 +103,27 @@ fn configs(selector: u8, seed: u64) -> (Config, Config, bool) {
     let local = Ipv4Addr::new(10, 0, 0, 1);
     let peer = Ipv4Addr::new(10, 0, 0, 2);
     let dns = [Ipv4Addr::new(10, 0, 0, 53), Ipv4Addr::new(10, 0, 1, 53)];
-    let password = if selector & 0x08 == 0 { "right" } else { "wrong" };
+    let password = if selector & 0x08 == 0 {
+        "right"
+    } else {
+        "wrong"
+    };
     let mut dialer = Config::dialer(Some(Credentials::new("user", password)));
     let mut answer = Config::answer(local, peer, &dns);
     answer.require_auth = match selector >> 1 & 3 {
         0 => AuthMethods::NONE,
-        1 => AuthMethods { pap: true, chap: false },
-        2 => AuthMethods { pap: false, chap: true },
-        _ => AuthMethods { pap: true, chap: true },
+        1 => AuthMethods {
+            pap: true,
+            chap: false,
+        },
+        2 => AuthMethods {
+            pap: false,
+            chap: true,
+        },
+        _ => AuthMethods {
+            pap: true,
+            chap: true,
+        },
     };
     answer.secrets = Secrets::new().with("user", "right");
     if selector & 0x10 != 0 {
@@ -223,7 +242,8 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 match arg {
                     0..=13 => {
-                        let len = usize::from(take(&mut input, 1).first().copied().unwrap_or(0)) * 8;
+                        let len =
+                            usize::from(take(&mut input, 1).first().copied().unwrap_or(0)) * 8;
                         let packet = take(&mut input, len).to_vec();
                         let end = if arg & 1 == 0 { &mut us } else { &mut them };
                         let up = end.session.is_up();
@@ -248,14 +268,23 @@ fuzz_target!(|data: &[u8]| {
         us.timeout(now);
         ticks += 1;
         if ticks > 200 {
-            assert!(!keepalive, "session still {:?} after {ticks} deadlines with a silent line", us.session.phase());
+            assert!(
+                !keepalive,
+                "session still {:?} after {ticks} deadlines with a silent line",
+                us.session.phase()
+            );
             break;
         }
     }
     if keepalive {
-        assert!(us.session.is_dead(), "no deadline left but not dead: {:?}", us.session.phase());
+        assert!(
+            us.session.is_dead(),
+            "no deadline left but not dead: {:?}",
+            us.session.phase()
+        );
         assert!(us.saw_down, "dead without an Event::Down");
     }
-    us.session.handle_input(&[FLAG, 0xff, 0x03, 0xc0, 0x21, FLAG], now);
+    us.session
+        .handle_input(&[FLAG, 0xff, 0x03, 0xc0, 0x21, FLAG], now);
     let _ = us.session.stats();
 });
