@@ -138,6 +138,48 @@ mod swar {
         below(x ^ (LO * u64::from(b)), 1)
     }
 
+    /// Bit 7 of each byte of the result is set exactly where that byte of `x`
+    /// equals `b` (no borrow between bytes, unlike [`equal`]).
+    #[inline(always)]
+    pub(super) fn equal_exact(x: u64, b: u8) -> u64 {
+        let y = x ^ (LO * u64::from(b));
+        !(((y & !HI).wrapping_add(!HI)) | y | !HI)
+    }
+
+    /// Non-zero if some byte of the word stops the branch-free decoder: a
+    /// flag, a control character (possibly one to drop), or an escape that
+    /// follows an escape (`escapes` from [`equal_exact`]; `after_escape` for
+    /// the byte before the word). False alarms are fine: the caller then takes
+    /// the word byte by byte.
+    #[inline(always)]
+    pub(super) fn decode_stop(x: u64, escapes: u64, after_escape: bool) -> u64 {
+        let previous = (escapes << 8) | (u64::from(after_escape) << 7);
+        equal(x, super::FLAG) | below(x, 0x20) | (escapes & previous)
+    }
+
+    /// Unescapes a word with no flag, control character or double escape in it
+    /// (`escapes` from [`equal_exact`]): returns the word with every byte after
+    /// an escape XORed with 0x20, for each byte how many kept (non-escape) bytes
+    /// precede it in the word, and how many bytes are kept.
+    #[inline(always)]
+    pub(super) fn unescape(x: u64, escapes: u64, after_escape: bool) -> (u64, u64, usize) {
+        let previous = (escapes << 8) | (u64::from(after_escape) << 7);
+        // Bit 7 of the byte after an escape, moved to bit 5: 0x20.
+        let unescaped = x ^ (previous >> 2);
+        let keep = (!escapes & HI) >> 7;
+        // Byte k of `keep * LO` is the number of kept bytes in 0..=k (at most 8: no carry).
+        let inclusive = keep.wrapping_mul(LO);
+        (unescaped, inclusive << 8, (inclusive >> 56) as usize)
+    }
+
+    /// The eight bytes at `data[at..]` as a little-endian word.
+    #[inline(always)]
+    pub(super) fn word(data: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&data[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+
     /// Flags 0x7d and 0x7e, and with `controls` also every byte below 0x20: the
     /// candidates for escaping. The lowest flagged byte is always a true candidate.
     #[inline(always)]
@@ -156,17 +198,7 @@ mod swar {
         hit: impl Fn(u8) -> bool,
     ) -> usize {
         while from + 8 <= data.len() {
-            let w = u64::from_le_bytes([
-                data[from],
-                data[from + 1],
-                data[from + 2],
-                data[from + 3],
-                data[from + 4],
-                data[from + 5],
-                data[from + 6],
-                data[from + 7],
-            ]);
-            let m = candidates(w, controls);
+            let m = candidates(word(data, from), controls);
             if m == 0 {
                 from += 8;
                 continue;
@@ -411,18 +443,43 @@ impl Decoder {
         let mut after_escape = self.escaped;
         let mut len = 0;
         let mut used = 0;
-        for (k, &b) in input.iter().enumerate() {
-            let c = class[usize::from(b)];
-            let is_escape = c == CLASS_ESCAPE;
-            // Non-short-circuit operators: a branch on the byte's class would be
-            // mispredicted on every escape.
-            if (c == CLASS_FLAG) | (c == CLASS_DROP) | (is_escape & after_escape) {
+        'words: loop {
+            // Eight bytes at a time while no byte in the word needs a decision.
+            while used + 8 <= n {
+                let w = swar::word(input, used);
+                let escapes = swar::equal_exact(w, ESCAPE);
+                if swar::decode_stop(w, escapes, after_escape) != 0 {
+                    break;
+                }
+                let (unescaped, positions, kept) = swar::unescape(w, escapes, after_escape);
+                // Each byte is stored at its position among the kept bytes; an
+                // escape byte's store is overwritten by the byte after it.
+                let out8: &mut [u8; 8] = (&mut out[len..len + 8]).try_into().expect("8 bytes");
+                for k in 0..8 {
+                    out8[(positions >> (8 * k)) as usize & 7] = (unescaped >> (8 * k)) as u8;
+                }
+                after_escape = escapes >> 63 != 0;
+                len += kept;
+                used += 8;
+            }
+            // Byte by byte through the word that stopped (or the tail).
+            let end = (used + 8).min(n);
+            for &b in &input[used..end] {
+                let c = class[usize::from(b)];
+                let is_escape = c == CLASS_ESCAPE;
+                // Non-short-circuit operators: a branch on the byte's class would be
+                // mispredicted on every escape.
+                if (c == CLASS_FLAG) | (c == CLASS_DROP) | (is_escape & after_escape) {
+                    break 'words;
+                }
+                out[len] = b ^ (u8::from(after_escape) * ESCAPE_XOR);
+                len += usize::from(!is_escape);
+                after_escape = is_escape;
+                used += 1;
+            }
+            if used == n {
                 break;
             }
-            out[len] = b ^ (u8::from(after_escape) * ESCAPE_XOR);
-            len += usize::from(!is_escape);
-            after_escape = is_escape;
-            used = k + 1;
         }
         self.escaped = after_escape;
         self.buf.truncate(start + len);
@@ -484,8 +541,9 @@ impl Decoder {
 pub struct Encoder {
     accm: u32,
     escape: [bool; 256],
-    /// For the branch-free loop: the one or two bytes each byte becomes, low byte first.
-    expand: [u16; 256],
+    /// For the branch-free loop: the one or two bytes each byte becomes (low
+    /// byte first) in bits 0-15, bit 16 set when it is escaped (two bytes).
+    expand: [u32; 256],
 }
 
 impl Default for Encoder {
@@ -507,11 +565,15 @@ impl Encoder {
     /// peer's receive ACCM) plus, always, the flag and escape bytes.
     pub const fn new(accm: u32) -> Self {
         let escape = escape_table(accm);
-        let mut expand = [0u16; 256];
+        let mut expand = [0u32; 256];
         let mut b = 0;
         while b < 256 {
-            let second = (b as u16 ^ ESCAPE_XOR as u16) << 8;
-            expand[b] = if escape[b] { ESCAPE as u16 } else { b as u16 } | second;
+            let second = (b as u32 ^ ESCAPE_XOR as u32) << 8;
+            expand[b] = if escape[b] {
+                ESCAPE as u32 | 1 << 16
+            } else {
+                b as u32
+            } | second;
             b += 1;
         }
         Encoder {
@@ -579,16 +641,37 @@ impl Encoder {
 
     /// Every byte the same way, no branch on its value: store the two bytes
     /// `ESCAPE, b ^ 0x20` (or `b` and a byte the next store overwrites) and
-    /// advance by two or one.
+    /// advance by two or one. Four bytes per step, so the output position, the
+    /// only state carried along, is updated once per step.
     fn escape_dense(&self, data: &[u8], out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + 2 * data.len(), 0);
         let buf = &mut out[start..];
+        let t = &self.expand;
         let mut len = 0;
-        for &b in data {
-            let pair = self.expand[usize::from(b)];
-            buf[len..len + 2].copy_from_slice(&pair.to_le_bytes());
-            len += 1 + usize::from(self.escape[usize::from(b)]);
+        let mut quads = data.chunks_exact(4);
+        for q in &mut quads {
+            let e = [
+                t[usize::from(q[0])],
+                t[usize::from(q[1])],
+                t[usize::from(q[2])],
+                t[usize::from(q[3])],
+            ];
+            let step = |x: u32| 1 + (x >> 16 & 1) as usize;
+            let o1 = step(e[0]);
+            let o2 = o1 + step(e[1]);
+            let o3 = o2 + step(e[2]);
+            let w = &mut buf[len..len + 8];
+            w[0..2].copy_from_slice(&(e[0] as u16).to_le_bytes());
+            w[o1..o1 + 2].copy_from_slice(&(e[1] as u16).to_le_bytes());
+            w[o2..o2 + 2].copy_from_slice(&(e[2] as u16).to_le_bytes());
+            w[o3..o3 + 2].copy_from_slice(&(e[3] as u16).to_le_bytes());
+            len += o3 + step(e[3]);
+        }
+        for &b in quads.remainder() {
+            let e = t[usize::from(b)];
+            buf[len..len + 2].copy_from_slice(&(e as u16).to_le_bytes());
+            len += 1 + (e >> 16 & 1) as usize;
         }
         out.truncate(start + len);
     }
