@@ -20,6 +20,13 @@ use eqlplus_dialer::ppp::hdlc::{ACCM_ALL, Encoder, FLAG};
 use eqlplus_dialer::ppp::{AuthMethods, Config, Credentials, Event, Phase, Secrets, Session};
 use libfuzzer_sys::fuzz_target;
 
+/// `PPP_FUZZ_TRACE=1` prints the events of the session under test (to check
+/// how deep an input gets, e.g. with `-runs=1 INPUT`).
+fn trace() -> bool {
+    static TRACE: OnceLock<bool> = OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("PPP_FUZZ_TRACE").is_some())
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -62,6 +69,9 @@ impl End {
             self.sent.push_back(frame);
         }
         while let Some(event) = self.session.poll_event() {
+            if trace() {
+                eprintln!("{:?}: {event:?}", self.session.phase());
+            }
             assert!(!self.saw_down, "event after Down: {event:?}");
             match event {
                 Event::Down { .. } => {
