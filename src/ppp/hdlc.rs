@@ -14,9 +14,15 @@
 //!   session knows what LCP negotiated); the decoder side always accepts both the
 //!   compressed and the uncompressed forms, as RFC 1661 §6.5/§6.6 recommend.
 //!
-//! Speed matters (the target is over 1 GB/s per direction): the FCS is computed
-//! slice-by-8 with const-built tables, and both directions copy runs of bytes
-//! that need no (un)escaping in bulk, found with a 256-entry class table.
+//! Speed matters (the target is over 1 GB/s per direction on one core, see
+//! `benches/hdlc.rs`): the FCS is computed slice-by-16 with const-built tables.
+//! How bytes are (un)escaped depends on the ACCM:
+//! - few escaped characters (the negotiated ACCM 0: only 0x7d and 0x7e) — runs of
+//!   plain bytes are found eight at a time with word-wide (SWAR) compares and
+//!   copied in bulk;
+//! - many (the default all-ones ACCM: about one random byte in seven) — a
+//!   branch-free loop handles every byte the same way, so the scattered escapes
+//!   cost no mispredicted branches.
 
 use thiserror::Error;
 
@@ -41,13 +47,16 @@ pub const FCS_LEN: usize = 2;
 /// Largest header: address, control and a two-byte protocol.
 pub const MAX_HEADER_LEN: usize = 4;
 
-/// `FCS_TABLES[k][b]` is the FCS contribution of byte `b` followed by `k` zero
-/// bytes; table 0 is the classic RFC 1662 table. Eight tables let [`fcs16`]
-/// consume eight bytes per step (slice-by-8).
-static FCS_TABLES: [[u16; 256]; 8] = build_fcs_tables();
+/// Bytes [`fcs16`] consumes per step.
+const FCS_SLICE: usize = 16;
 
-const fn build_fcs_tables() -> [[u16; 256]; 8] {
-    let mut t = [[0u16; 256]; 8];
+/// `FCS_TABLES[k][b]` is the FCS contribution of byte `b` followed by `k` zero
+/// bytes; table 0 is the classic RFC 1662 table. Sixteen tables (8 KiB) let
+/// [`fcs16`] consume sixteen bytes per step (slice-by-16).
+static FCS_TABLES: [[u16; 256]; FCS_SLICE] = build_fcs_tables();
+
+const fn build_fcs_tables() -> [[u16; 256]; FCS_SLICE] {
+    let mut t = [[0u16; 256]; FCS_SLICE];
     let mut i = 0;
     while i < 256 {
         let mut v = i as u16;
@@ -64,7 +73,7 @@ const fn build_fcs_tables() -> [[u16; 256]; 8] {
         i += 1;
     }
     let mut k = 1;
-    while k < 8 {
+    while k < FCS_SLICE {
         let mut i = 0;
         while i < 256 {
             let prev = t[k - 1][i];
@@ -82,24 +91,136 @@ const fn build_fcs_tables() -> [[u16; 256]; 8] {
 /// frame including its FCS is intact when `fcs16(FCS_INIT, frame) == FCS_GOOD`.
 pub fn fcs16(mut fcs: u16, data: &[u8]) -> u16 {
     let t = &FCS_TABLES;
-    let mut chunks = data.chunks_exact(8);
+    let mut chunks = data.chunks_exact(FCS_SLICE);
     for c in &mut chunks {
-        let x =
-            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ u64::from(fcs);
-        let b = x.to_le_bytes();
-        fcs = t[7][usize::from(b[0])]
-            ^ t[6][usize::from(b[1])]
-            ^ t[5][usize::from(b[2])]
-            ^ t[4][usize::from(b[3])]
-            ^ t[3][usize::from(b[4])]
-            ^ t[2][usize::from(b[5])]
-            ^ t[1][usize::from(b[6])]
-            ^ t[0][usize::from(b[7])];
+        // The running FCS only overlaps the first two bytes; the other fourteen
+        // are looked up independently, so the chain per step is short.
+        let [f0, f1] = fcs.to_le_bytes();
+        fcs = t[15][usize::from(c[0] ^ f0)]
+            ^ t[14][usize::from(c[1] ^ f1)]
+            ^ t[13][usize::from(c[2])]
+            ^ t[12][usize::from(c[3])]
+            ^ t[11][usize::from(c[4])]
+            ^ t[10][usize::from(c[5])]
+            ^ t[9][usize::from(c[6])]
+            ^ t[8][usize::from(c[7])]
+            ^ t[7][usize::from(c[8])]
+            ^ t[6][usize::from(c[9])]
+            ^ t[5][usize::from(c[10])]
+            ^ t[4][usize::from(c[11])]
+            ^ t[3][usize::from(c[12])]
+            ^ t[2][usize::from(c[13])]
+            ^ t[1][usize::from(c[14])]
+            ^ t[0][usize::from(c[15])];
     }
     for &b in chunks.remainder() {
         fcs = (fcs >> 8) ^ t[0][usize::from((fcs as u8) ^ b)];
     }
     fcs
+}
+
+/// Word-at-a-time (SWAR) byte tests on eight bytes in a `u64`.
+mod swar {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+
+    /// Bit 7 of each byte of the result is set where that byte of `x` is below
+    /// `n` (n <= 0x80). Exact for the lowest flagged byte; bytes above a true
+    /// hit may be flagged falsely (borrow), which the callers never rely on.
+    #[inline(always)]
+    fn below(x: u64, n: u8) -> u64 {
+        x.wrapping_sub(LO * u64::from(n)) & !x & HI
+    }
+
+    /// Flags bytes equal to `b` (same exactness as [`below`]).
+    #[inline(always)]
+    fn equal(x: u64, b: u8) -> u64 {
+        below(x ^ (LO * u64::from(b)), 1)
+    }
+
+    /// Bit 7 of each byte of the result is set exactly where that byte of `x`
+    /// equals `b` (no borrow between bytes, unlike [`equal`]).
+    #[inline(always)]
+    pub(super) fn equal_exact(x: u64, b: u8) -> u64 {
+        let y = x ^ (LO * u64::from(b));
+        !(((y & !HI).wrapping_add(!HI)) | y | !HI)
+    }
+
+    /// Non-zero if some byte of the word stops the branch-free decoder: a
+    /// flag, a control character (possibly one to drop), or an escape that
+    /// follows an escape (`escapes` from [`equal_exact`]; `after_escape` for
+    /// the byte before the word). False alarms are fine: the caller then takes
+    /// the word byte by byte.
+    #[inline(always)]
+    pub(super) fn decode_stop(x: u64, escapes: u64, after_escape: bool) -> u64 {
+        let previous = (escapes << 8) | (u64::from(after_escape) << 7);
+        equal(x, super::FLAG) | below(x, 0x20) | (escapes & previous)
+    }
+
+    /// Unescapes a word with no flag, control character or double escape in it
+    /// (`escapes` from [`equal_exact`]): returns the word with every byte after
+    /// an escape XORed with 0x20, for each byte how many kept (non-escape) bytes
+    /// precede it in the word, and how many bytes are kept.
+    #[inline(always)]
+    pub(super) fn unescape(x: u64, escapes: u64, after_escape: bool) -> (u64, u64, usize) {
+        let previous = (escapes << 8) | (u64::from(after_escape) << 7);
+        // Bit 7 of the byte after an escape, moved to bit 5: 0x20.
+        let unescaped = x ^ (previous >> 2);
+        let keep = (!escapes & HI) >> 7;
+        // Byte k of `keep * LO` is the number of kept bytes in 0..=k (at most 8: no carry).
+        let inclusive = keep.wrapping_mul(LO);
+        (unescaped, inclusive << 8, (inclusive >> 56) as usize)
+    }
+
+    /// The eight bytes at `data[at..]` as a little-endian word.
+    #[inline(always)]
+    pub(super) fn word(data: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&data[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+
+    /// Flags 0x7d and 0x7e, and with `controls` also every byte below 0x20: the
+    /// candidates for escaping. The lowest flagged byte is always a true candidate.
+    #[inline(always)]
+    pub(super) fn candidates(x: u64, controls: bool) -> u64 {
+        let m = equal(x, super::ESCAPE) | equal(x, super::FLAG);
+        if controls { m | below(x, 0x20) } else { m }
+    }
+
+    /// Index of the first byte of `data[from..]` that `hit` accepts among the
+    /// candidates, or `data.len()`.
+    #[inline(always)]
+    pub(super) fn find(
+        data: &[u8],
+        mut from: usize,
+        controls: bool,
+        hit: impl Fn(u8) -> bool,
+    ) -> usize {
+        while from + 8 <= data.len() {
+            let m = candidates(word(data, from), controls);
+            if m == 0 {
+                from += 8;
+                continue;
+            }
+            let k = from + (m.trailing_zeros() / 8) as usize;
+            if hit(data[k]) {
+                return k;
+            }
+            from = k + 1;
+        }
+        data[from..]
+            .iter()
+            .position(|&b| hit(b))
+            .map_or(data.len(), |p| from + p)
+    }
+}
+
+/// Whether the branch-free per-byte loops beat run scanning: with this many
+/// control characters in the ACCM, escapes are too frequent (in random data,
+/// one byte in 26 or more) for copying runs to pay.
+fn dense(accm: u32) -> bool {
+    accm.count_ones() >= 8
 }
 
 /// Byte classes used by the decoder's scanning loop.
@@ -142,6 +263,8 @@ pub struct Decoder {
     max_len: usize,
     class: [u8; 256],
     accm: u32,
+    /// [`dense`] for `accm`: use the branch-free loop.
+    dense: bool,
     escaped: bool,
     /// Discarding until the next flag (start-up garbage, oversize frame).
     hunting: bool,
@@ -176,6 +299,7 @@ impl Decoder {
             max_len: mru + MAX_HEADER_LEN + FCS_LEN,
             class: [CLASS_DATA; 256],
             accm: 0,
+            dense: false,
             escaped: false,
             // Anything before the first flag (modem chatter) is not a frame.
             hunting: true,
@@ -194,6 +318,7 @@ impl Decoder {
     /// Change the receive ACCM: unescaped control characters whose bit is set are dropped.
     pub fn set_accm(&mut self, accm: u32) {
         self.accm = accm;
+        self.dense = dense(accm);
         for c in 0..32u8 {
             self.class[usize::from(c)] = if accm & (1 << c) != 0 {
                 CLASS_DROP
@@ -239,23 +364,29 @@ impl Decoder {
                     None => return (input.len(), None),
                 }
             }
-            if !self.escaped {
-                // Fast path: copy the run of plain data bytes in one go.
-                let rest = &input[i..];
-                let run = rest
-                    .iter()
-                    .position(|&b| self.class[usize::from(b)] != CLASS_DATA)
-                    .unwrap_or(rest.len());
+            if self.dense {
+                // Branch-free loop up to the next flag, abort or full buffer.
+                i += self.unescape_dense(&input[i..]);
+            } else if !self.escaped {
+                // Copy the run of plain data bytes in one go.
+                let class = &self.class;
+                let end = swar::find(input, i, self.accm != 0, |b| {
+                    class[usize::from(b)] != CLASS_DATA
+                });
+                let run = end - i;
                 if run > 0 {
                     if self.buf.len() + run > self.max_len {
                         self.oversize();
                         i += run;
                         continue;
                     }
-                    self.buf.extend_from_slice(&rest[..run]);
+                    self.buf.extend_from_slice(&input[i..end]);
                     i += run;
                     continue;
                 }
+            }
+            if i == input.len() {
+                break;
             }
             let b = input[i];
             i += 1;
@@ -289,6 +420,70 @@ impl Decoder {
             }
         }
         (input.len(), None)
+    }
+
+    /// Unescape `input` into `buf` without a branch per byte, stopping before a
+    /// flag, before a byte to drop (line noise: rare, and handled by the caller),
+    /// before an escape that follows an escape (an abort), or when `buf` could
+    /// overflow; returns the bytes consumed. The byte it stops at (if any) is
+    /// left to the caller's per-byte handling.
+    ///
+    /// With dropped bytes excluded, whether a byte is unescaped depends only on
+    /// the byte before it, so no state is carried from byte to byte but the
+    /// output length.
+    fn unescape_dense(&mut self, input: &[u8]) -> usize {
+        // Every input byte yields at most one output byte, so taking no more than
+        // the room left can never overflow; the caller handles a full buffer.
+        let n = input.len().min(self.max_len.saturating_sub(self.buf.len()));
+        let input = &input[..n];
+        let start = self.buf.len();
+        self.buf.resize(start + n, 0);
+        let out = &mut self.buf[start..];
+        let class = &self.class;
+        let mut after_escape = self.escaped;
+        let mut len = 0;
+        let mut used = 0;
+        'words: loop {
+            // Eight bytes at a time while no byte in the word needs a decision.
+            while used + 8 <= n {
+                let w = swar::word(input, used);
+                let escapes = swar::equal_exact(w, ESCAPE);
+                if swar::decode_stop(w, escapes, after_escape) != 0 {
+                    break;
+                }
+                let (unescaped, positions, kept) = swar::unescape(w, escapes, after_escape);
+                // Each byte is stored at its position among the kept bytes; an
+                // escape byte's store is overwritten by the byte after it.
+                let out8: &mut [u8; 8] = (&mut out[len..len + 8]).try_into().expect("8 bytes");
+                for k in 0..8 {
+                    out8[(positions >> (8 * k)) as usize & 7] = (unescaped >> (8 * k)) as u8;
+                }
+                after_escape = escapes >> 63 != 0;
+                len += kept;
+                used += 8;
+            }
+            // Byte by byte through the word that stopped (or the tail).
+            let end = (used + 8).min(n);
+            for &b in &input[used..end] {
+                let c = class[usize::from(b)];
+                let is_escape = c == CLASS_ESCAPE;
+                // Non-short-circuit operators: a branch on the byte's class would be
+                // mispredicted on every escape.
+                if (c == CLASS_FLAG) | (c == CLASS_DROP) | (is_escape & after_escape) {
+                    break 'words;
+                }
+                out[len] = b ^ (u8::from(after_escape) * ESCAPE_XOR);
+                len += usize::from(!is_escape);
+                after_escape = is_escape;
+                used += 1;
+            }
+            if used == n {
+                break;
+            }
+        }
+        self.escaped = after_escape;
+        self.buf.truncate(start + len);
+        used
     }
 
     /// A flag arrived: decide what the bytes since the previous flag were.
@@ -346,6 +541,9 @@ impl Decoder {
 pub struct Encoder {
     accm: u32,
     escape: [bool; 256],
+    /// For the branch-free loop: the one or two bytes each byte becomes (low
+    /// byte first) in bits 0-15, bit 16 set when it is escaped (two bytes).
+    expand: [u32; 256],
 }
 
 impl Default for Encoder {
@@ -366,9 +564,22 @@ impl Encoder {
     /// An encoder escaping the control characters selected by `accm` (the
     /// peer's receive ACCM) plus, always, the flag and escape bytes.
     pub const fn new(accm: u32) -> Self {
+        let escape = escape_table(accm);
+        let mut expand = [0u32; 256];
+        let mut b = 0;
+        while b < 256 {
+            let second = (b as u32 ^ ESCAPE_XOR as u32) << 8;
+            expand[b] = if escape[b] {
+                ESCAPE as u32 | 1 << 16
+            } else {
+                b as u32
+            } | second;
+            b += 1;
+        }
         Encoder {
             accm,
-            escape: escape_table(accm),
+            escape,
+            expand,
         }
     }
 
@@ -405,21 +616,64 @@ impl Encoder {
         DEFAULT_ENCODER.encode(header, payload, out);
     }
 
-    fn escape_into(&self, mut data: &[u8], out: &mut Vec<u8>) {
-        while !data.is_empty() {
-            let run = data
-                .iter()
-                .position(|&b| self.escape[usize::from(b)])
-                .unwrap_or(data.len());
-            out.extend_from_slice(&data[..run]);
-            if let Some(&b) = data.get(run) {
-                out.push(ESCAPE);
-                out.push(b ^ ESCAPE_XOR);
-                data = &data[run + 1..];
-            } else {
-                break;
-            }
+    fn escape_into(&self, data: &[u8], out: &mut Vec<u8>) {
+        if dense(self.accm) {
+            self.escape_dense(data, out);
+        } else {
+            self.escape_sparse(data, out);
         }
+    }
+
+    /// Runs of bytes that need no escape are found eight at a time and copied whole.
+    fn escape_sparse(&self, data: &[u8], out: &mut Vec<u8>) {
+        let mut from = 0;
+        loop {
+            let k = swar::find(data, from, self.accm != 0, |b| self.escape[usize::from(b)]);
+            out.extend_from_slice(&data[from..k]);
+            let Some(&b) = data.get(k) else {
+                return;
+            };
+            out.push(ESCAPE);
+            out.push(b ^ ESCAPE_XOR);
+            from = k + 1;
+        }
+    }
+
+    /// Every byte the same way, no branch on its value: store the two bytes
+    /// `ESCAPE, b ^ 0x20` (or `b` and a byte the next store overwrites) and
+    /// advance by two or one. Four bytes per step, so the output position, the
+    /// only state carried along, is updated once per step.
+    fn escape_dense(&self, data: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + 2 * data.len(), 0);
+        let buf = &mut out[start..];
+        let t = &self.expand;
+        let mut len = 0;
+        let mut quads = data.chunks_exact(4);
+        for q in &mut quads {
+            let e = [
+                t[usize::from(q[0])],
+                t[usize::from(q[1])],
+                t[usize::from(q[2])],
+                t[usize::from(q[3])],
+            ];
+            let step = |x: u32| 1 + (x >> 16 & 1) as usize;
+            let o1 = step(e[0]);
+            let o2 = o1 + step(e[1]);
+            let o3 = o2 + step(e[2]);
+            let w = &mut buf[len..len + 8];
+            w[0..2].copy_from_slice(&(e[0] as u16).to_le_bytes());
+            w[o1..o1 + 2].copy_from_slice(&(e[1] as u16).to_le_bytes());
+            w[o2..o2 + 2].copy_from_slice(&(e[2] as u16).to_le_bytes());
+            w[o3..o3 + 2].copy_from_slice(&(e[3] as u16).to_le_bytes());
+            len += o3 + step(e[3]);
+        }
+        for &b in quads.remainder() {
+            let e = t[usize::from(b)];
+            buf[len..len + 2].copy_from_slice(&(e as u16).to_le_bytes());
+            len += 1 + (e >> 16 & 1) as usize;
+        }
+        out.truncate(start + len);
     }
 }
 
@@ -526,6 +780,68 @@ mod tests {
             }
         }
         fcs
+    }
+
+    /// The decoder's behaviour one byte at a time, as RFC 1662 describes it: the
+    /// model the fast paths must match exactly (frames and counters).
+    fn reference_decode(input: &[u8], accm: u32, mru: usize) -> (Vec<Vec<u8>>, DecoderStats) {
+        let max_len = mru + MAX_HEADER_LEN + FCS_LEN;
+        let (mut hunting, mut escaped) = (true, false);
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        let mut stats = DecoderStats::default();
+        for &b in input {
+            if hunting {
+                if b == FLAG {
+                    (hunting, escaped) = (false, false);
+                    buf.clear();
+                }
+            } else if b == FLAG {
+                if escaped {
+                    stats.aborted += 1;
+                } else if buf.is_empty() {
+                    continue;
+                } else if buf.len() < 1 + FCS_LEN {
+                    stats.aborted += 1;
+                } else if fcs_bitwise(&buf) != FCS_GOOD {
+                    stats.bad_fcs += 1;
+                } else {
+                    stats.frames += 1;
+                    frames.push(buf[..buf.len() - FCS_LEN].to_vec());
+                }
+                buf.clear();
+                escaped = false;
+            } else if b == ESCAPE {
+                if escaped {
+                    stats.aborted += 1;
+                    (hunting, escaped) = (true, false);
+                    buf.clear();
+                } else {
+                    escaped = true;
+                }
+            } else if b < 0x20 && accm & (1 << b) != 0 {
+                // dropped
+            } else if buf.len() >= max_len {
+                stats.oversize += 1;
+                (hunting, escaped) = (true, false);
+                buf.clear();
+            } else {
+                buf.push(if escaped { b ^ ESCAPE_XOR } else { b });
+                escaped = false;
+            }
+        }
+        (frames, stats)
+    }
+
+    /// Bytes that exercise every class: flags, escapes, control characters, data.
+    fn wire_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            Just(FLAG),
+            Just(ESCAPE),
+            0u8..0x20,
+            any::<u8>(),
+            any::<u8>()
+        ]
     }
 
     fn decode_all(dec: &mut Decoder, mut input: &[u8]) -> Vec<Vec<u8>> {
@@ -712,8 +1028,10 @@ mod tests {
         #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
         #[test]
-        fn fcs_tables_equal_bitwise(data in proptest::collection::vec(any::<u8>(), 0..100)) {
+        fn fcs_tables_equal_bitwise(data in proptest::collection::vec(any::<u8>(), 0..100), split in 0usize..100) {
             prop_assert_eq!(fcs16(FCS_INIT, &data), fcs_bitwise(&data));
+            let (a, b) = data.split_at(split.min(data.len()));
+            prop_assert_eq!(fcs16(fcs16(FCS_INIT, a), b), fcs_bitwise(&data));
         }
 
         #[test]
@@ -739,6 +1057,55 @@ mod tests {
             }
             let want: Vec<Vec<u8>> = payloads.iter().map(|p| [&[0xff, 0x03][..], p].concat()).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn decoder_matches_bytewise_reference(
+            data in proptest::collection::vec(wire_byte(), 0..3000),
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..120), 0..6),
+            accm in prop_oneof![Just(ACCM_ALL), Just(0u32), any::<u32>()],
+            tx_accm in prop_oneof![Just(ACCM_ALL), Just(0u32), any::<u32>()],
+            mru in 0usize..160,
+            chunk in 1usize..200,
+        ) {
+            // Noise with good frames mixed in, so every path (good FCS too) is hit.
+            let mut wire = data.clone();
+            let enc = Encoder::new(tx_accm);
+            for (i, f) in frames.iter().enumerate() {
+                let mut framed = Vec::new();
+                enc.encode(&[0x21], f, &mut framed);
+                let at = (i * 997) % (wire.len() + 1);
+                wire.splice(at..at, framed);
+            }
+            let (want, want_stats) = reference_decode(&wire, accm, mru);
+            let mut dec = Decoder::new(mru);
+            dec.set_accm(accm);
+            let mut got = Vec::new();
+            for c in wire.chunks(chunk) {
+                got.extend(decode_all(&mut dec, c));
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(dec.stats(), want_stats);
+        }
+
+        #[test]
+        fn encoder_matches_bytewise_reference(
+            data in proptest::collection::vec(wire_byte(), 0..600),
+            accm in prop_oneof![Just(ACCM_ALL), Just(0u32), any::<u32>()],
+        ) {
+            let mut want = vec![FLAG];
+            let fcs = !fcs_bitwise(&data);
+            for &b in data.iter().chain(&fcs.to_le_bytes()) {
+                if b == FLAG || b == ESCAPE || (b < 0x20 && accm & (1 << b) != 0) {
+                    want.extend([ESCAPE, b ^ ESCAPE_XOR]);
+                } else {
+                    want.push(b);
+                }
+            }
+            want.push(FLAG);
+            let mut got = vec![0xaa]; // appends, keeping what is there
+            Encoder::new(accm).encode(&[], &data, &mut got);
+            prop_assert_eq!(&got[1..], &want[..]);
         }
 
         #[test]

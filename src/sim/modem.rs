@@ -323,6 +323,10 @@ impl ModemCore {
     }
 
     fn data_from_dte(&mut self, bytes: &[u8], now: Instant) {
+        // An empty read is no data: it neither goes to the peer nor breaks the guard time.
+        if bytes.is_empty() {
+            return;
+        }
         let guard = self.config.guard;
         let quiet_before = self
             .escape
@@ -816,6 +820,22 @@ mod tests {
         s.say(b"+++", guard / 2);
         s.say(b"x", guard * 2);
         assert!(s.core.is_online());
+    }
+
+    /// Found by the `modem_commands` fuzz target: an empty read in data mode sent an empty
+    /// chunk to the peer and counted as data, so a following `+++` was not an escape.
+    #[test]
+    fn empty_read_in_data_mode_is_no_data() {
+        let guard = Duration::from_secs(1);
+        let mut s = Sim::new(quiet_config());
+        s.say(b"ATD1\r", Duration::from_millis(100));
+        assert!(s.core.is_online());
+        s.now += guard;
+        let (text, events) = s.say(b"", Duration::ZERO);
+        assert_eq!((text.as_str(), events), ("", vec![]));
+        let (text, _) = s.say(b"+++", guard);
+        assert_eq!(text, "\r\nOK\r\n");
+        assert!(!s.core.is_online() && s.core.in_call());
     }
 
     #[test]
