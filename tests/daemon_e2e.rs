@@ -439,19 +439,27 @@ fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
                 DialAnswer::Connect(Some(33_600)),
             ],
             connect_answer(),
+            connect_answer(),
         ],
         &[("alice", "s3cret")],
     );
-    // Line 1 authenticates as alice; line 2 as bob, whom the ISP does not know.
+    // Lines 1 and 3 authenticate as alice; line 2 as bob, whom the ISP does not know.
     world.write_config(
-        &["5551001", "5551002"],
-        &[Some("alice"), Some("bob")],
+        &["5551001", "5551002", "5551003"],
+        &[Some("alice"), Some("bob"), Some("alice")],
         "alice * s3cret\nbob * wrong\n",
     );
     let mut daemon = world.start_daemon();
-    world.wait_for("line 1 up after two BUSY", Duration::from_secs(20), |s| {
-        s.first().is_some_and(|s| s == "up")
-    });
+    world.wait_for(
+        "lines 1 and 3 up, line 1 after two BUSY",
+        Duration::from_secs(20),
+        |s| s.len() == 3 && s[0] == "up" && s[2] == "up",
+    );
+    // Three lines: traffic uses the two that are up.
+    assert_eq!(world.connect(40), 40);
+    let hits = world.take_hits(3);
+    assert_eq!(hits[1], 0, "{hits:?}");
+    assert!(hits[0] >= 10 && hits[2] >= 10, "{hits:?}");
     assert_eq!(world.sim.lines[0].modem.dial_attempts(), 3);
     world.wait_for("line 2 failed auth", Duration::from_secs(20), |s| {
         s.get(1).is_some_and(|s| s == "holdoff")

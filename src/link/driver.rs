@@ -49,6 +49,9 @@ pub struct LineContext {
     pub seed: u64,
 }
 
+/// How often the carrier (DCD) is sampled during PPP, where the port has modem lines.
+const CARRIER_POLL: Duration = Duration::from_millis(250);
+
 /// How often a live line reports its queue depth to the balancer.
 const LOAD_REPORT: Duration = Duration::from_millis(100);
 
@@ -288,6 +291,10 @@ impl Line {
         config.lcp.echo_failure = c.lcp_echo_failure;
         config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15;
         let session = Session::new(config, Instant::now());
+        // The port goes to the PPP task; DCD stays readable through a duplicate.
+        let carrier = port.carrier_watch();
+        let mut carrier_was_up = carrier.as_ref().and_then(|c| c.carrier()) == Some(true);
+        let mut carrier_lost = false;
         let spawned = ppp_driver::spawn(
             session,
             port,
@@ -312,6 +319,7 @@ impl Line {
         let mut auth_failure = None;
         let mut closing = false;
         let mut load = tokio::time::interval(LOAD_REPORT);
+        let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
@@ -350,6 +358,16 @@ impl Line {
                         closing = true;
                     }
                 }
+                _ = carrier_tick.tick(), if carrier.is_some() && !closing => {
+                    let now_up = carrier.as_ref().and_then(|c| c.carrier()) == Some(true);
+                    if carrier_was_up && !now_up {
+                        tracing::warn!("carrier lost");
+                        carrier_lost = true;
+                        closer.close();
+                        closing = true;
+                    }
+                    carrier_was_up = now_up;
+                }
                 _ = load.tick(), if up.is_some() => {
                     if let Some(u) = &up {
                         self.ctx.balancer.set_load(&self.ctx.config.name, u.queue.depth());
@@ -378,6 +396,10 @@ impl Line {
         let reason = finished.ended.reason;
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
         let (message, kind) = match auth_failure {
+            _ if carrier_lost => (
+                "carrier lost (DCD dropped)".to_string(),
+                FailureKind::Transient,
+            ),
             Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
             None if m.state() == LineState::Up => (reason, FailureKind::Transient),
             None => (reason, FailureKind::Other),

@@ -8,4 +8,6 @@ mod lock;
 mod port;
 
 pub use lock::{DEFAULT_LOCK_DIR, LockError, UucpLock, lock_file_name};
-pub use port::{FlowControl, HangupTiming, ModemStatus, SerialConfig, SerialError, SerialPort};
+pub use port::{
+    CarrierWatch, FlowControl, HangupTiming, ModemStatus, SerialConfig, SerialError, SerialPort,
+};

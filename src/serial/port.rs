@@ -212,6 +212,19 @@ impl SerialPort {
         cvt(unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCIFLUSH) })
     }
 
+    /// A handle that reads the carrier (DCD) while the port itself is lent to another task
+    /// (the PPP driver); `None` where the device has no modem lines.
+    pub fn carrier_watch(&self) -> Option<CarrierWatch> {
+        if !self.has_modem_lines {
+            return None;
+        }
+        self.fd
+            .get_ref()
+            .try_clone()
+            .ok()
+            .map(|fd| CarrierWatch { fd })
+    }
+
     /// Modem status lines, or `None` where the device has none (a pty).
     pub fn modem_status(&self) -> Option<ModemStatus> {
         if !self.has_modem_lines {
@@ -289,6 +302,21 @@ impl SerialPort {
         if let Err(e) = steps.await {
             tracing::debug!(port = %self.path.display(), "escape hangup: {e}");
         }
+    }
+}
+
+/// Reads DCD through a duplicate of a port's descriptor.
+#[derive(Debug)]
+pub struct CarrierWatch {
+    fd: OwnedFd,
+}
+
+impl CarrierWatch {
+    /// Whether the carrier is up (`None` if the line cannot be read any more).
+    pub fn carrier(&self) -> Option<bool> {
+        get_modem_bits(self.fd.as_raw_fd())
+            .ok()
+            .map(|bits| bits & libc::TIOCM_CAR != 0)
     }
 }
 
