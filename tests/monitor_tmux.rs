@@ -88,7 +88,8 @@ impl Tmux {
     /// screen after the command ends (`remain-on-exit`).
     fn start(dir: &Path, name: &str, command: &str) -> Tmux {
         let tmux = Tmux {
-            socket: dir.join("tmux.sock"),
+            // A socket per session: a server just killed may still be going away.
+            socket: dir.join(format!("tmux-{name}.sock")),
             session: format!("{name}-{}", std::process::id()),
         };
         let out = tmux.run(&[
@@ -165,16 +166,42 @@ impl Tmux {
         }
     }
 
-    /// Waits until the pane's command has ended.
+    /// Waits until the pane's command has ended: tmux saw its terminal close (`pane_dead`).
+    ///
+    /// The exit status is read from the screen (the pane's shell echoes it), not from
+    /// `#{pane_dead_status}`: tmux 3.3 now and then fails to reap the pane's process, and then
+    /// never has a status.
     fn wait_dead(&self) {
         let deadline = Instant::now() + PATIENCE;
         while self.pane("#{pane_dead}") != "1" {
             if Instant::now() > deadline {
-                panic!("the pane's command did not end; screen:\n{}", self.screen());
+                panic!(
+                    "the pane's command did not end; screen:\n{}",
+                    self.everything()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Asserts that the monitor exited with `status` (the pane's shell printed it).
+    fn assert_exit_status(&self, status: i32) {
+        let screen = self.everything();
+        assert!(
+            screen
+                .lines()
+                .any(|l| l == format!("monitor exit={status}")),
+            "expected exit status {status}; screen:\n{screen}"
+        );
+    }
+}
+
+/// The shell command line of the pane: the monitor on `socket`, then its exit status.
+fn monitor_command(env: &str, socket: &Path, args: &str) -> String {
+    format!(
+        "{env} {BIN} monitor {args} --socket '{}'; echo \"monitor exit=$?\"",
+        socket.display()
+    )
 }
 
 impl Drop for Tmux {
@@ -200,10 +227,6 @@ fn state_of<'a>(screen: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn quoted(path: &Path) -> String {
-    format!("'{}'", path.display())
-}
-
 #[test]
 fn monitor_shows_the_lines_and_hangs_up_and_brings_up() {
     if !have_tmux() {
@@ -215,10 +238,7 @@ fn monitor_shows_the_lines_and_hangs_up_and_brings_up() {
     let tmux = Tmux::start(
         dir.path(),
         "monitor",
-        &format!(
-            "{BIN} monitor --interval 200ms --socket {}",
-            quoted(&socket)
-        ),
+        &monitor_command("", &socket, "--interval 200ms"),
     );
 
     // The rows, bars and states; sparklines once a few reports came in.
@@ -294,7 +314,7 @@ fn monitor_shows_the_lines_and_hangs_up_and_brings_up() {
     // Quit: the command ends, successfully, off the alternate screen.
     tmux.keys(&["q"]);
     tmux.wait_dead();
-    assert_eq!(tmux.pane("#{pane_dead_status}"), "0");
+    tmux.assert_exit_status(0);
     assert_eq!(
         tmux.pane("#{alternate_on}"),
         "0",
@@ -311,15 +331,14 @@ fn monitor_shows_the_lines_and_hangs_up_and_brings_up() {
 /// modes: raw mode must be off again (`icanon`, `echo`), whichever way the monitor ended.
 /// With `keys`, they are typed once the lines are on screen; without, the monitor is expected
 /// to end by itself.
-fn run_and_show_tty_modes(dir: &Path, socket: &Path, env: &str, keys: &[&str]) -> String {
-    let tmux = Tmux::start(
-        dir,
-        "monitor-tty",
-        &format!(
-            "{env} {BIN} monitor --socket {}; echo \"monitor exit=$?\"; stty -a",
-            quoted(socket)
-        ),
-    );
+fn run_and_show_tty_modes(
+    dir: &Path,
+    name: &str,
+    socket: &Path,
+    env: &str,
+    keys: &[&str],
+) -> String {
+    let tmux = Tmux::start(dir, name, &(monitor_command(env, socket, "") + "; stty -a"));
     if !keys.is_empty() {
         tmux.wait_for("the line rows", |s| state_of(s, "ttyS0") == Some("up"));
         tmux.keys(keys);
@@ -350,12 +369,18 @@ fn the_terminal_is_restored_on_quit_and_on_panic() {
     let socket = dir.path().join("control.sock");
     let _server = Server::start(&socket);
 
-    let screen = run_and_show_tty_modes(dir.path(), &socket, "", &["C-c"]);
+    let screen = run_and_show_tty_modes(dir.path(), "monitor-quit", &socket, "", &["C-c"]);
     assert!(screen.contains("monitor exit=0"), "{screen}");
 
     // A panic after the first report (a hidden test switch): the hook restores the terminal
     // before the message is printed, so the message is on the normal screen.
-    let screen = run_and_show_tty_modes(dir.path(), &socket, "EQLPLUS_MONITOR_TEST_PANIC=1", &[]);
+    let screen = run_and_show_tty_modes(
+        dir.path(),
+        "monitor-panic",
+        &socket,
+        "EQLPLUS_MONITOR_TEST_PANIC=1",
+        &[],
+    );
     assert!(screen.contains("monitor exit=101"), "{screen}");
     assert!(
         screen.contains("EQLPLUS_MONITOR_TEST_PANIC is set"),
@@ -374,10 +399,7 @@ fn the_monitor_waits_for_the_daemon_to_come_back() {
     let tmux = Tmux::start(
         dir.path(),
         "monitor-gone",
-        &format!(
-            "{BIN} monitor --interval 200ms --socket {}",
-            quoted(&socket)
-        ),
+        &monitor_command("", &socket, "--interval 200ms"),
     );
     tmux.wait_for("the line rows", |s| state_of(s, "ttyS0") == Some("up"));
     server.stop();
@@ -393,5 +415,5 @@ fn the_monitor_waits_for_the_daemon_to_come_back() {
     });
     tmux.keys(&["q"]);
     tmux.wait_dead();
-    assert_eq!(tmux.pane("#{pane_dead_status}"), "0");
+    tmux.assert_exit_status(0);
 }
