@@ -21,7 +21,7 @@ When the daemon is not running, or stops, the monitor says so in its header, kee
 report on screen and tries again every second (or every --interval if longer).
 
 Exit status:
-  0  quit (or ended by SIGTERM/SIGHUP)
+  0  quit (or ended by SIGTERM, SIGHUP or SIGINT)
   2  usage error, or not on a terminal, or a terminal error";
 
 #[derive(Debug, clap::Args)]

@@ -746,6 +746,12 @@ fn render_compact_row(
         format::rate(clean(l.rx_rate)),
         format::rate(clean(l.tx_rate))
     )));
+    if let Some(error) = &l.last_error {
+        spans.push(Span::styled(
+            format!("  {error}"),
+            Style::new().fg(Color::Red),
+        ));
+    }
     fill_row(area, spans, "", selected_style(selected), buf);
 }
 
@@ -835,12 +841,7 @@ fn render_traffic_row(
     let fixed = INDENT + 5 + 5 + RATE + 1 + 5 + RATE + 1;
     let room = width.saturating_sub(fixed);
     let (bar_width, spark_width) = if narrow || room < 20 {
-        (
-            width
-                .saturating_sub(INDENT + 5 + 10 + 2 * RATE)
-                .clamp(4, 40),
-            0,
-        )
+        (width.saturating_sub(fixed).clamp(4, 40), 0)
     } else {
         let bar = (room * 2 / 5).clamp(10, 40);
         (bar, ((room - bar) / 2).min(HISTORY))
@@ -913,7 +914,7 @@ pub fn retry_delay(interval: Duration) -> Duration {
 pub enum Exit {
     /// The user quit.
     Quit,
-    /// A signal (SIGTERM, SIGHUP) ended it.
+    /// A signal (SIGTERM, SIGHUP, SIGINT) ended it.
     Signal,
 }
 
@@ -923,8 +924,11 @@ pub async fn run(socket: &Path, interval: Duration) -> std::io::Result<Exit> {
     let mut state = MonitorState::new(socket);
     let mut events = EventStream::new();
     let (answer_tx, mut answers) = mpsc::unbounded_channel::<Result<Response, String>>();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Ctrl-C is a key in raw mode; these come from elsewhere (kill, a closed terminal).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let mut subscription: Option<client::Subscription> = None;
     // When to try to subscribe (now at first).
     let mut retry_at = Some(tokio::time::Instant::now());
@@ -976,6 +980,7 @@ pub async fn run(socket: &Path, interval: Duration) -> std::io::Result<Exit> {
             Some(answer) = answers.recv() => state.on_answer(answer),
             _ = term.recv() => return Ok(Exit::Signal),
             _ = hup.recv() => return Ok(Exit::Signal),
+            _ = int.recv() => return Ok(Exit::Signal),
         }
     }
 }
@@ -1348,6 +1353,13 @@ mod tests {
         assert!(bar.contains('█') && bar.contains("63%"), "{bar}");
         assert!(!bar.chars().any(|c| SPARKS[..7].contains(&c)), "{bar}");
         row_with(&rows, "TOTAL");
+        // At 55 columns the traffic row fits whole.
+        let (_, rows) = draw(&mut s, 55, 30);
+        let (_, y0) = position(&rows, "ttyS0");
+        assert!(
+            rows[usize::from(y0) + 1].ends_with("tx     600 B/s "),
+            "{rows:?}"
+        );
     }
 
     #[test]
@@ -1367,6 +1379,7 @@ mod tests {
             rows[2]
         );
         assert!(rows[3].contains("ttyUSB0") && rows[3].contains("holdoff"));
+        assert!(rows[3].contains("dial-chat: BUSY"), "{}", rows[3]);
         let text = rows.join("\n");
         assert!(!text.contains("LINE") && !text.contains("TOTAL"), "{text}");
         assert!(rows[7].contains("q quit"));
@@ -1576,5 +1589,54 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(retry_delay(Duration::from_secs(5)), Duration::from_secs(5));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any numbers, any number of lines, any keys, any terminal size: no panic, and the
+        /// selection stays on a line.
+        #[test]
+        fn never_panics(
+            lines in proptest::collection::vec(
+                (proptest::num::f64::ANY, proptest::num::f64::ANY, proptest::num::f64::ANY,
+                 proptest::option::of(proptest::num::u32::ANY), 0usize..4),
+                0..12,
+            ),
+            keys in proptest::collection::vec(0usize..9, 0..12),
+            width in 0u16..160,
+            height in 0u16..40,
+        ) {
+            const STATES: [&str; 4] = ["up", "down", "holdoff", "dial-chat"];
+            const KEYS: [char; 9] = ['j', 'k', 'h', 'u', 'y', 'n', 'G', 'g', 'x'];
+            let report = StatusReport {
+                time: lines.first().map_or(0.0, |l| l.0),
+                policy: "weighted".into(),
+                lines: lines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(rx, tx, share, speed, state))| LineStatus {
+                        name: format!("l{i}"),
+                        state: STATES[state].into(),
+                        since: tx,
+                        rx_rate: rx,
+                        tx_rate: tx,
+                        share,
+                        connect_speed: speed,
+                        next_attempt: Some(share),
+                        ..LineStatus::default()
+                    })
+                    .collect(),
+            };
+            let mut s = MonitorState::new(Path::new("/s"));
+            s.on_report(report.clone());
+            for k in keys {
+                let _ = s.handle_key(ch(KEYS[k]));
+                draw(&mut s, width, height);
+            }
+            s.on_report(report.clone());
+            draw(&mut s, width, height);
+            proptest::prop_assert!(s.selected() < report.lines.len().max(1));
+        }
     }
 }

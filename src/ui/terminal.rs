@@ -6,7 +6,7 @@
 //!   *before* the previous hook prints the panic message (so the message lands on the normal
 //!   screen, readable, and the shell is not left in raw mode), then unwinding drops the guard
 //!   (restoring twice is harmless: [`restore`] does its work only once per `enter`);
-//! - SIGTERM and SIGHUP are caught by the monitor's driver, which returns normally.
+//! - SIGTERM, SIGHUP and SIGINT are caught by the monitor's driver, which returns normally.
 
 use std::io::{self, Stdout, Write};
 use std::sync::Once;
