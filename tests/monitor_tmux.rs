@@ -4,6 +4,7 @@
 //! Each test has its own tmux server (`-S` a socket in its temporary directory, `-f
 //! /dev/null`: no user configuration), killed at the end whatever happens. Every wait is
 //! bounded. Without tmux the tests say so and pass (`scripts/test.sh` installs it).
+//! Last, without tmux: off a terminal the monitor refuses to start.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -416,4 +417,20 @@ fn the_monitor_waits_for_the_daemon_to_come_back() {
     tmux.keys(&["q"]);
     tmux.wait_dead();
     tmux.assert_exit_status(0);
+}
+
+#[test]
+fn the_monitor_needs_a_terminal() {
+    let out = Command::new(BIN)
+        .args(["monitor", "--socket", "/nonexistent/control.sock"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("monitor needs a terminal"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "no escape sequences on a pipe: {out:?}"
+    );
 }
