@@ -16,3 +16,4 @@ pub mod ppp;
 pub mod serial;
 pub mod sim;
 mod sys;
+pub mod ui;

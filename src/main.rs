@@ -47,6 +47,9 @@ enum Command {
     Status(cmd::status::StatusArgs),
     /// Follow the lines' traffic and state, one line per interval (checklinks.sh successor).
     Watch(cmd::watch::WatchArgs),
+    /// Full-screen view of the lines: state, share of traffic, rate history; hang up or bring
+    /// up the selected line (xeqlinfo successor).
+    Monitor(cmd::monitor::MonitorArgs),
     /// Print a shell completion script.
     Completions(cmd::completions::CompletionsArgs),
     /// Print the man page (roff).
@@ -124,6 +127,7 @@ fn main() {
             Command::Reload(args) => cmd::ctl::reload(args).await,
             Command::Status(args) => cmd::status::run(args).await,
             Command::Watch(args) => cmd::watch::run(args).await,
+            Command::Monitor(args) => cmd::monitor::run(args).await,
             Command::Completions(args) => cmd::completions::completions(args, Cli::command()),
             Command::Man(args) => cmd::completions::man(args, Cli::command()),
         }

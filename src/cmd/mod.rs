@@ -10,6 +10,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod demo;
 pub mod format;
+pub mod monitor;
 pub mod probe;
 pub mod simulate;
 pub mod status;

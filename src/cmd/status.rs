@@ -30,7 +30,7 @@ fn opt<T: ToString>(value: Option<T>) -> String {
 }
 
 /// The state, with the time to the next attempt in `holdoff`.
-fn state_text(line: &LineStatus, now: f64) -> String {
+pub fn state_text(line: &LineStatus, now: f64) -> String {
     match (line.state.as_str(), line.next_attempt) {
         ("holdoff", Some(next)) => format!("holdoff (next {})", format::duration(next - now)),
         _ => line.state.clone(),

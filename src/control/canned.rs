@@ -18,6 +18,8 @@ pub fn unix_now() -> f64 {
 }
 
 /// Three lines: `ttyS0` up at 57600, `ttyS1` up at 33600, `ttyUSB0` in holdoff after a BUSY.
+/// `hangup` puts a line `down` (admin `down`, no addresses, no traffic); `up` brings a hung-up
+/// line back as it was first made up (so `ttyS0` and `ttyS1` are `up` again).
 #[derive(Debug)]
 pub struct CannedHandler {
     state: Mutex<State>,
@@ -28,6 +30,8 @@ struct State {
     start: f64,
     reports: u64,
     lines: Vec<LineStatus>,
+    /// Each line as first made up: what `up` brings a hung-up line back to.
+    initial: Vec<LineStatus>,
     reloads: u32,
 }
 
@@ -66,11 +70,13 @@ impl CannedHandler {
             next_attempt: Some(start + 8.0),
             ..LineStatus::default()
         };
+        let lines = vec![up("ttyS0", 0, 57_600), up("ttyS1", 1, 33_600), holdoff];
         CannedHandler {
             state: Mutex::new(State {
                 start,
                 reports: 0,
-                lines: vec![up("ttyS0", 0, 57_600), up("ttyS1", 1, 33_600), holdoff],
+                initial: lines.clone(),
+                lines,
                 reloads: 0,
             }),
         }
@@ -131,26 +137,40 @@ impl CannedHandler {
         }
         let now = unix_now();
         let mut changed = Vec::new();
-        for l in s
-            .lines
+        let State { lines, initial, .. } = &mut *s;
+        for (l, first) in lines
             .iter_mut()
-            .filter(|l| names.is_empty() || names.contains(&l.name))
+            .zip(initial.iter())
+            .filter(|(l, _)| names.is_empty() || names.contains(&l.name))
         {
-            l.admin = if up { "up" } else { "down" }.into();
-            l.state = if up { "dial-chat" } else { "down" }.into();
-            l.since = now;
-            if !up {
+            if up {
+                // A hung-up line comes back as it was first made up (ttyS0 and ttyS1 `up`
+                // with their addresses, ttyUSB0 in holdoff); the traffic counters go on.
+                if l.admin == "down" {
+                    *l = LineStatus {
+                        since: now,
+                        rx_bytes: l.rx_bytes,
+                        tx_bytes: l.tx_bytes,
+                        next_attempt: first.next_attempt.map(|_| now + 8.0),
+                        ..first.clone()
+                    };
+                }
+            } else {
+                l.admin = "down".into();
+                l.state = "down".into();
+                l.since = now;
                 l.local = None;
                 l.peer = None;
                 l.dns.clear();
                 l.connect_speed = None;
                 l.mru = None;
+                l.next_attempt = None;
             }
             changed.push(l.name.clone());
         }
         Response::Ok {
             message: if up {
-                format!("dialing {}", changed.join(", "))
+                format!("brought up {}", changed.join(", "))
             } else {
                 format!("hung up {}", changed.join(", "))
             },
@@ -178,5 +198,61 @@ impl ControlHandler for CannedHandler {
                 message: "subscribe is handled by the server".into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(h: &CannedHandler) -> Vec<LineStatus> {
+        match h.report(None) {
+            Response::Status(r) => r.lines,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hangup_and_up_change_the_state() {
+        let h = CannedHandler::new();
+        let before = lines(&h);
+        assert_eq!(before[1].state, "up");
+        assert_eq!(
+            h.set_admin(&["ttyS1".into()], false),
+            Response::Ok {
+                message: "hung up ttyS1".into()
+            }
+        );
+        let after = lines(&h);
+        assert_eq!(
+            (after[1].state.as_str(), after[1].admin.as_str()),
+            ("down", "down")
+        );
+        assert_eq!(after[1].local, None);
+        assert_eq!((after[1].rx_rate, after[1].share), (0.0, 0.0));
+        assert_eq!(after[0].state, "up");
+        assert!((after[0].share + after[2].share - 1.0).abs() < 1e-9);
+        assert_eq!(
+            h.set_admin(&["ttyS1".into()], true),
+            Response::Ok {
+                message: "brought up ttyS1".into()
+            }
+        );
+        let again = lines(&h);
+        assert_eq!(
+            (again[1].state.as_str(), again[1].admin.as_str()),
+            ("up", "up")
+        );
+        assert_eq!(again[1].local, before[1].local);
+        assert_eq!(again[1].connect_speed, Some(33_600));
+        assert!(again[1].rx_rate > 0.0);
+        assert!(again[1].rx_bytes >= after[1].rx_bytes);
+        // `up` of a line that is not held down changes nothing.
+        h.set_admin(&[], true);
+        assert_eq!(lines(&h)[2].state, "holdoff");
+        assert!(matches!(
+            h.set_admin(&["ttyS9".into()], false),
+            Response::Error { .. }
+        ));
     }
 }
