@@ -17,6 +17,7 @@ use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::world::{World as SimWorld, WorldConfig, line_local};
 use support::inet::{Hits, SERVER, connect_within, serve};
 use support::require_root;
+use support::tmux::{Tmux, have_tmux, line_row, monitor_command, state_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_eqlplus-dialer");
 
@@ -330,6 +331,36 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
         .collect();
     assert_eq!(reports.len(), 2);
     assert_eq!(reports[0]["lines"].as_array().unwrap().len(), 2);
+
+    // The monitor in a real terminal, against this daemon: rows and bars, and a hangup from
+    // its keys takes line 2 down until it is brought up again.
+    if have_tmux() {
+        let tmux = Tmux::start(
+            world.dir.path(),
+            "e2e-monitor",
+            &monitor_command("", Path::new(&world.socket()), "--interval 300ms"),
+        );
+        let screen = tmux.wait_for("both lines up in the monitor", |s| {
+            state_of(s, "ttyS1") == Some("up") && state_of(s, "ttyS2") == Some("up")
+        });
+        assert!(screen.contains("TOTAL"), "{screen}");
+        assert!(
+            line_row(&screen, "ttyS1").is_some_and(|r| r.contains("10.64.1.2")),
+            "{screen}"
+        );
+        tmux.keys(&["j", "h"]);
+        tmux.wait_for("the confirmation", |s| s.contains("Hang up ttyS2?"));
+        tmux.keys(&["y"]);
+        tmux.wait_for("ttyS2 down", |s| state_of(s, "ttyS2") == Some("down"));
+        assert_eq!(world.status()["lines"][1]["admin"], "down");
+        tmux.keys(&["u", "y"]);
+        world.wait_for("ttyS2 back up", Duration::from_secs(15), |s| {
+            all(s, "up", 2)
+        });
+        tmux.keys(&["q"]);
+        tmux.wait_dead();
+        tmux.assert_exit_status(0);
+    }
 
     // The far end drops line 1: it leaves the balance, traffic goes on via line 2, and line 1
     // redials and comes back.

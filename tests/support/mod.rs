@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod inet;
+pub mod tmux;
 
 #[allow(unused_imports)]
 pub use eqlplus_dialer::sim::netns::{Netns, enter, sh, veth};
