@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
+use eqlplus_dialer::sim::world::connect_isp;
 use support::inet::{ECHO_PORT, Hits, PORT, SERVER, connect_many, connect_within, serve};
 use support::{Netns, require_root, veth};
 
@@ -68,30 +69,7 @@ impl World {
                 "dev",
                 &format!("up{i}"),
             ]);
-            isp.sysctl("net.ipv4.ip_forward=1");
-            veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
-            isp.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.1/24"),
-                "dev",
-                &format!("tx{i}"),
-            ]);
-            internet.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.2/24"),
-                "dev",
-                &format!("ix{i}"),
-            ]);
-            isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
-            internet.ip(&[
-                "route",
-                "add",
-                &format!("100.64.{i}.0/24"),
-                "via",
-                &format!("10.200.{i}.1"),
-            ]);
+            connect_isp(&isp, &internet, i, &format!("100.64.{i}.0/24"));
             isps.push(isp);
         }
         let hits: Hits = Arc::default();

@@ -72,6 +72,29 @@ pub fn line_peer(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 64, i as u8, 1)
 }
 
+/// Links ISP number `i` to the internet (10.200.i.1 ↔ 10.200.i.2): the ISP forwards and
+/// routes by default towards the internet, which routes `customers` back through the ISP.
+pub fn connect_isp(isp: &Netns, internet: &Netns, i: usize, customers: &str) {
+    isp.sysctl("net.ipv4.ip_forward=1");
+    veth(isp, &format!("tx{i}"), internet, &format!("ix{i}"));
+    isp.ip(&[
+        "addr",
+        "add",
+        &format!("10.200.{i}.1/24"),
+        "dev",
+        &format!("tx{i}"),
+    ]);
+    internet.ip(&[
+        "addr",
+        "add",
+        &format!("10.200.{i}.2/24"),
+        "dev",
+        &format!("ix{i}"),
+    ]);
+    isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
+    internet.ip(&["route", "add", customers, "via", &format!("10.200.{i}.1")]);
+}
+
 impl World {
     /// Builds the namespaces, links, modems, ISPs and the web server.
     pub fn build(config: &WorldConfig) -> io::Result<World> {
@@ -94,30 +117,7 @@ impl World {
         for (index, answers) in config.lines.iter().enumerate() {
             let i = index + 1;
             let isp = ns(&format!("isp{i}"));
-            isp.sysctl("net.ipv4.ip_forward=1");
-            veth(&isp, &format!("tx{i}"), &internet, &format!("ix{i}"));
-            isp.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.1/24"),
-                "dev",
-                &format!("tx{i}"),
-            ]);
-            internet.ip(&[
-                "addr",
-                "add",
-                &format!("10.200.{i}.2/24"),
-                "dev",
-                &format!("ix{i}"),
-            ]);
-            isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
-            internet.ip(&[
-                "route",
-                "add",
-                &format!("10.64.{i}.0/24"),
-                "via",
-                &format!("10.200.{i}.1"),
-            ]);
+            connect_isp(&isp, &internet, i, &format!("10.64.{i}.0/24"));
             let modem_config = ModemConfig {
                 answers: answers.clone(),
                 dial_delay: Duration::from_millis(50),
