@@ -29,6 +29,18 @@ pub enum Policy {
     Sticky { hold: Duration },
 }
 
+impl Policy {
+    /// The name used in configuration files and status reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round-robin",
+            Policy::Weighted => "weighted",
+            Policy::LeastLoaded => "least-loaded",
+            Policy::Sticky { .. } => "sticky",
+        }
+    }
+}
+
 impl FromStr for Policy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -114,7 +114,7 @@ async fn balance(args: BalanceArgs) -> anyhow::Result<()> {
         stdout,
         "balancing {} line(s) with {}: {}",
         balancer.lines().len(),
-        policy_name(policy),
+        policy.name(),
         balancer.lines().join(", ")
     );
     let _ = stdout.flush();
@@ -125,15 +125,6 @@ async fn balance(args: BalanceArgs) -> anyhow::Result<()> {
     balancer.shutdown().await?;
     let _ = writeln!(stdout, "stopped; kernel state removed");
     Ok(())
-}
-
-fn policy_name(p: Policy) -> &'static str {
-    match p {
-        Policy::RoundRobin => "round-robin",
-        Policy::Weighted => "weighted",
-        Policy::LeastLoaded => "least-loaded",
-        Policy::Sticky { .. } => "sticky",
-    }
 }
 
 #[cfg(test)]

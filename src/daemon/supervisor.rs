@@ -10,7 +10,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::balancer::actor::BalancerHandle;
-use crate::balancer::{Balancer, BalancerConfig, Policy};
+use crate::balancer::{Balancer, BalancerConfig};
 use crate::chat::Script;
 use crate::cmd::check_config;
 use crate::config::{Config, LineConfig, SecretsFile, line_secret};
@@ -376,7 +376,7 @@ impl Supervisor {
             .collect();
         StatusReport {
             time: epoch(SystemTime::now()),
-            policy: policy_name(self.config.balancer.policy).into(),
+            policy: self.config.balancer.policy.name().into(),
             lines,
         }
     }
@@ -394,15 +394,6 @@ fn epoch(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn policy_name(p: Policy) -> &'static str {
-    match p {
-        Policy::RoundRobin => "round-robin",
-        Policy::Weighted => "weighted",
-        Policy::LeastLoaded => "least-loaded",
-        Policy::Sticky { .. } => "sticky",
-    }
 }
 
 /// Loads every line's scripts and secret.
