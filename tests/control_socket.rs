@@ -973,7 +973,7 @@ async fn permissions_by_peer_credentials() {
     assert_eq!(text(&out.stdout), "hung up ttyS1\n");
     let out = cli_async(&path, &["up", "ttyS1"], Some((nobody, nobody, vec![users]))).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "dialing ttyS1\n");
+    assert_eq!(text(&out.stdout), "brought up ttyS1\n");
     // A non-member is refused at the socket, and (socket loosened) by the server.
     let out = cli_async(&path, &["reload"], Some((nobody, nobody, vec![]))).await;
     assert_eq!(out.status.code(), Some(4));
