@@ -106,12 +106,16 @@ fn main() {
         std::process::exit(code);
     }
     let cli = Cli::parse();
-    let default_filter = if matches!(cli.command, Command::Daemon(_)) {
-        "info"
-    } else {
-        "warn"
+    // The daemon logs at its configuration's `log_level` (default info), others at warn,
+    // unless --log or EQLPLUS_LOG says otherwise.
+    let default_filter = match &cli.command {
+        Command::Daemon(args) => std::fs::read_to_string(&args.config)
+            .ok()
+            .and_then(|text| eqlplus_dialer::config::log_level_from(&text))
+            .unwrap_or_else(|| "info".into()),
+        _ => "warn".into(),
     };
-    logging(cli.log.as_deref().unwrap_or(default_filter));
+    logging(cli.log.as_deref().unwrap_or(&default_filter));
     let runtime = runtime();
     let code = runtime.block_on(async {
         match cli.command {

@@ -12,10 +12,14 @@ fn demo_with_two_lines_speeds_up_and_cleans_up() {
     if !require_root("demo_with_two_lines_speeds_up_and_cleans_up") {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
+    let child = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
         .args(["demo", "--lines", "2", "--non-interactive"])
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

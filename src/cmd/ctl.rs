@@ -64,13 +64,25 @@ impl SocketArgs {
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
                 let socket =
                     socket_from_config(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-                Ok(socket.unwrap_or_else(|| PathBuf::from(defaults::SOCKET)))
+                Ok(relative_to(
+                    file,
+                    socket.unwrap_or_else(|| PathBuf::from(defaults::SOCKET)),
+                ))
             }
             None => Ok(std::fs::read_to_string(DEFAULT_CONFIG)
                 .ok()
                 .and_then(|text| socket_from_config(&text).ok().flatten())
+                .map(|s| relative_to(std::path::Path::new(DEFAULT_CONFIG), s))
                 .unwrap_or_else(|| PathBuf::from(defaults::SOCKET))),
         }
+    }
+}
+
+/// A path from a configuration file, relative to that file's directory (as the daemon reads it).
+fn relative_to(config: &std::path::Path, path: PathBuf) -> PathBuf {
+    match config.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
     }
 }
 

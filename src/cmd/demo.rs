@@ -246,19 +246,43 @@ async fn scenario(
             many.elapsed.as_secs_f64()
         );
     }
-    if !args.non_interactive && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        println!();
-        println!("The daemon is still running. In another terminal:");
-        println!("  eqlplus-dialer monitor --socket {}", socket.display());
-        println!("  eqlplus-dialer status --socket {}", socket.display());
-        println!("(files in {}) — press Enter to finish.", work.display());
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-        })
-        .await;
+    if !args.non_interactive
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+    {
+        offer_monitor(socket, work).await;
     }
     Ok(())
+}
+
+/// While the daemon still runs: the monitor on request, until the user is done.
+async fn offer_monitor(socket: &Path, work: &Path) {
+    loop {
+        println!();
+        println!(
+            "The daemon is still running (its files are in {}).",
+            work.display()
+        );
+        println!("  m + Enter: the monitor (h hangs a line up, u brings it up, q leaves it)");
+        println!("  Enter:     finish and clean up");
+        println!(
+            "  (or, in another terminal: eqlplus-dialer status --socket {})",
+            socket.display()
+        );
+        let answer = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await;
+        match answer {
+            Ok(Ok(line)) if line.trim() == "m" => {
+                if let Err(e) = crate::ui::monitor::run(socket, Duration::from_secs(1)).await {
+                    eprintln!("monitor: {e}");
+                }
+            }
+            _ => return,
+        }
+    }
 }
 
 async fn load(world: &World, sizes: &[u64]) -> Result<PageLoad, String> {

@@ -608,6 +608,17 @@ impl Config {
     }
 }
 
+/// `[daemon] log_level` of a configuration file's text, read on its own (logging starts before
+/// the whole file is checked).
+pub fn log_level_from(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    table
+        .get("daemon")?
+        .get("log_level")?
+        .as_str()
+        .map(str::to_string)
+}
+
 /// The dotted option at a byte offset: the nearest `[section]`/`[[line]]` header above it and
 /// the key on its line, for errors toml reports without naming the option.
 fn option_at(text: &str, offset: usize) -> String {

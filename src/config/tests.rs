@@ -151,3 +151,13 @@ proptest::proptest! {
         let _ = parse(&text);
     }
 }
+
+#[test]
+fn log_level_is_read_on_its_own() {
+    assert_eq!(
+        log_level_from("[daemon]\nlog_level = \"debug\"\n[[line]]\nbuad = 1\n").as_deref(),
+        Some("debug")
+    );
+    assert_eq!(log_level_from("[daemon]\n"), None);
+    assert_eq!(log_level_from("not toml ["), None);
+}
