@@ -13,7 +13,7 @@ use eqlplus_dialer::cmd;
 )]
 struct Cli {
     /// Log filter (tracing's env-filter syntax), e.g. info or eqlplus_dialer=debug.
-    /// Default: info for the daemon, warn otherwise.
+    /// Default: the configuration's [daemon] log_level (info) for the daemon, warn otherwise.
     #[arg(long, global = true, env = "EQLPLUS_LOG")]
     log: Option<String>,
     #[command(subcommand)]
