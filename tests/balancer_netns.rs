@@ -148,6 +148,9 @@ enum Cmd {
     Enslave(Enslave),
     Emancipate(String),
     Load(String, u64),
+    /// Count the lines' open connections (what the daemon's balancer task does 10 times a
+    /// second under least-loaded).
+    Sample,
     Mark(String),
     Shutdown,
 }
@@ -186,6 +189,7 @@ impl RouterBalancer {
                             b.set_queued_bytes(&l, bytes);
                             b.refresh().await.map(|_| None)
                         }
+                        Cmd::Sample => b.sample_load().await.map(|_| None),
                         Cmd::Mark(l) => Ok(b.mark_of(&l)),
                         Cmd::Shutdown => {
                             let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
@@ -320,6 +324,40 @@ fn least_loaded_avoids_a_line_with_a_full_queue() {
     assert_eq!(world.connect_burst(100), 100);
     let back = per_line(&world.take_hits(), 2);
     assert!(back[0] >= 40, "the drained line is used again: {back:?}");
+    b.shutdown();
+}
+
+#[test]
+fn least_loaded_steers_new_connections_away_from_a_line_busy_with_open_ones() {
+    if !require_root("least_loaded_steers_new_connections_away_from_a_line_busy_with_open_ones") {
+        return;
+    }
+    let world = World::new(2);
+    let b = RouterBalancer::start(&world, Policy::LeastLoaded);
+    b.call(Cmd::Enslave(world.enslave(1, None))).unwrap();
+    // Six long-lived connections (a download in progress, say), all on line 1.
+    let mut streams: Vec<TcpStream> = world.lan.run(|| {
+        (0..6)
+            .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
+            .collect()
+    });
+    assert!(streams.iter_mut().all(echoes));
+    b.call(Cmd::Enslave(world.enslave(2, None))).unwrap();
+    b.call(Cmd::Sample).unwrap();
+    // A new connection would get 1/7 of line 1 or all of line 2: 7 in 8 go to line 2.
+    assert_eq!(world.connect_burst(160), 160);
+    let busy = per_line(&world.take_hits(), 2);
+    assert!(
+        within(busy[1], 140.0, 0.05),
+        "towards the idle line: {busy:?}"
+    );
+    // The connections end (FIN, then TIME_WAIT: no longer open): the lines are even again.
+    drop(streams);
+    std::thread::sleep(Duration::from_millis(200));
+    b.call(Cmd::Sample).unwrap();
+    assert_eq!(world.connect_burst(100), 100);
+    let even = per_line(&world.take_hits(), 2);
+    assert!(even[0] >= 45 && even[1] >= 45, "even again: {even:?}");
     b.shutdown();
 }
 

@@ -12,7 +12,8 @@ use tokio::task::JoinHandle;
 
 use super::kernel::{Balancer, BalancerError, Enslave};
 
-/// How often queue depths are folded into the policy (least-loaded), at most.
+/// How often the lines' load (queue depths, open connections) is folded into the policy
+/// (least-loaded), at most: a page's objects take a fraction of a second on a modem line.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 enum Request {
@@ -83,15 +84,27 @@ async fn run(
 ) {
     let mut dns: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
     let mut dirty = false;
+    let mut failing = false;
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let request = tokio::select! {
             r = rx.recv() => r,
-            _ = tick.tick(), if dirty => {
+            _ = tick.tick(), if dirty || balancer.follows_load() => {
                 dirty = false;
-                if let Err(e) = balancer.refresh().await {
-                    tracing::warn!("balancer refresh: {e}");
+                let result = if balancer.follows_load() {
+                    balancer.sample_load().await
+                } else {
+                    balancer.refresh().await
+                };
+                match result {
+                    // Said once per streak of failures, not ten times a second.
+                    Err(e) if !failing => {
+                        tracing::warn!("balancer refresh: {e}");
+                        failing = true;
+                    }
+                    Err(e) => tracing::debug!("balancer refresh: {e}"),
+                    Ok(()) => failing = false,
                 }
                 continue;
             }

@@ -53,6 +53,8 @@ pub enum BalancerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot count the lines' connections in the conntrack table: {0}")]
+    CountConnections(#[source] std::io::Error),
     #[error("no interface named {0}")]
     NoSuchDevice(String),
     #[error("invalid interface name '{0}': 1-15 characters of A-Z a-z 0-9 . _ -")]
@@ -72,6 +74,7 @@ struct Slot {
     index: u32,
     spec: Enslave,
     queued_bytes: u64,
+    open_connections: u32,
 }
 
 impl Slot {
@@ -141,6 +144,7 @@ impl Balancer {
             index,
             spec,
             queued_bytes: 0,
+            open_connections: 0,
         };
         // Routes and rule first: the policy must never pick a line its packets cannot take.
         self.netlink
@@ -199,6 +203,22 @@ impl Balancer {
         self.reselect(false).await
     }
 
+    /// Whether the policy follows the lines' load (then call [`sample_load`] often).
+    pub fn follows_load(&self) -> bool {
+        self.config.policy == Policy::LeastLoaded
+    }
+
+    /// Counts each line's open TCP connections in the conntrack table, then re-applies the
+    /// policy if that changed its slot table.
+    pub async fn sample_load(&mut self) -> Result<(), BalancerError> {
+        let counts = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK)
+            .map_err(BalancerError::CountConnections)?;
+        for l in self.lines.values_mut() {
+            l.open_connections = counts.get(&l.mark()).copied().unwrap_or(0);
+        }
+        self.reselect(false).await
+    }
+
     /// The mark of a line's connections.
     pub fn mark_of(&self, line: &str) -> Option<u32> {
         self.lines.get(line).map(Slot::mark)
@@ -230,6 +250,7 @@ impl Balancer {
                 weight: l.spec.weight,
                 speed: l.spec.speed,
                 queued_bytes: l.queued_bytes,
+                open_connections: l.open_connections,
             })
             .collect();
         let pick = pick_table(self.config.policy, &loads);

@@ -69,6 +69,8 @@ pub struct LineLoad {
     pub speed: Option<u32>,
     /// Bytes waiting in the line's transmit queue.
     pub queued_bytes: u64,
+    /// The line's open TCP connections (conntrack), which share its speed.
+    pub open_connections: u32,
 }
 
 impl LineLoad {
@@ -108,10 +110,13 @@ pub fn pick_table(policy: Policy, lines: &[LineLoad]) -> Vec<u32> {
     interleave(&marks, &counts)
 }
 
-/// eql's choice as weights: each line's capacity (its speed) scaled down by how long its
-/// queue takes to drain; a full queue gets nothing unless every queue is full. Bursts of new
-/// connections (a browser opens six at once) then spread in proportion, instead of all going
-/// to the one line that was least loaded at the last update.
+/// eql's choice as weights: the bandwidth a new connection would get on each line — its
+/// speed shared with the connections already open there — scaled down by how long the line's
+/// transmit queue takes to drain; a full queue gets nothing unless every queue is full.
+/// The open connections are the signal for downloads, whose queue builds at the ISP's end
+/// where the router cannot see it; the transmit queue is eql's own signal for uploads.
+/// Bursts of new connections (a browser opens six at once) then spread in proportion,
+/// instead of all going to the one line that was least loaded at the last update.
 fn least_loaded_weights(lines: &[LineLoad]) -> Vec<u64> {
     let all_full = lines.iter().all(|l| l.queue_delay() >= FULL_QUEUE);
     lines
@@ -122,9 +127,10 @@ fn least_loaded_weights(lines: &[LineLoad]) -> Vec<u64> {
                 return 0;
             }
             let speed = u64::from(l.speed.unwrap_or(56_000).max(1));
-            // weight = speed / (1 + delay / 50 ms), in integer arithmetic.
+            // weight = speed / (1 + open) / (1 + delay / 50 ms), in integer arithmetic.
             let delay_ms = delay.as_millis() as u64;
-            (speed * 50 / (50 + delay_ms)).max(1)
+            let sharers = 1 + u64::from(l.open_connections);
+            (speed * 50 / (50 + delay_ms) / sharers).max(1)
         })
         .collect()
 }
@@ -216,6 +222,7 @@ mod tests {
             weight,
             speed,
             queued_bytes: queued,
+            open_connections: 0,
         }
     }
 
@@ -292,6 +299,25 @@ mod tests {
         ];
         let t = pick_table(Policy::LeastLoaded, &lines);
         assert!(share(&t, 1) >= 1 && share(&t, 1) < share(&t, 2), "{t:?}");
+    }
+
+    #[test]
+    fn least_loaded_steers_towards_lines_with_fewer_open_connections() {
+        let busy = LineLoad {
+            open_connections: 3,
+            ..line(1, None, Some(56_000), 0)
+        };
+        let idle = line(2, None, Some(56_000), 0);
+        let t = pick_table(Policy::LeastLoaded, &[busy.clone(), idle.clone()]);
+        // A new connection gets 1/4 of line 1 or all of line 2: 1 slot in 5 for line 1.
+        assert_eq!((share(&t, 1), share(&t, 2)), (1, 4), "{t:?}");
+        // A faster line carries more connections before it looks as loaded.
+        let fast = LineLoad {
+            open_connections: 1,
+            ..line(3, None, Some(112_000), 0)
+        };
+        let t = pick_table(Policy::LeastLoaded, &[fast, idle]);
+        assert_eq!((share(&t, 3), share(&t, 2)), (1, 1), "{t:?}");
     }
 
     #[test]

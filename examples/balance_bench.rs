@@ -1,0 +1,504 @@
+//! The balancer benchmark behind `bench/balance.sh` (root; network namespaces it creates).
+//!
+//! Topology per run, rebuilt for every (lines, mode) so no state carries over:
+//!
+//! ```text
+//!  lan ── router ══ eq-l1..N (veth slaves) ══ isp1..N ── internet (web server)
+//! ```
+//!
+//! Each line is shaped with tc tbf to `--rate` in both directions (on the ISP's side towards
+//! the router, and on the router's slave towards the ISP), optionally with `--delay` of netem
+//! on the internet's side of each ISP. The workload is the demo's browser-like page
+//! (`sim::web`): `--objects` objects of mixed sizes, each on a new TCP connection, over
+//! `--slots` parallel connections. Modes:
+//!
+//! - a policy name (`round-robin`, `least-loaded`, `weighted`, `sticky`): the project's own
+//!   kernel balancer (`balancer::Balancer`: nftables ct marks + policy routing + masquerade)
+//!   run by the daemon's balancer task (`least-loaded` samples each line's open connections
+//!   ten times a second);
+//! - `ecmp`: Linux multipath routing, one nexthop per line, per-flow L4 hash
+//!   (`fib_multipath_hash_policy=1`), with a plain masquerade on the slaves: the baseline.
+//!
+//! Goodput is payload bytes over wall time, as a percentage of the sum of the line rates.
+//! The tbf rate counts whole packets, so TCP/IP and Ethernet headers cap a single line at about
+//! 95.6 % (1448 payload bytes per 1514-byte frame).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use eqlplus_dialer::balancer::actor::BalancerHandle;
+use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
+use eqlplus_dialer::sim::netns::{Netns, remove_stale, veth};
+use eqlplus_dialer::sim::web::{self, PageLoad};
+use eqlplus_dialer::sim::world::{WEB_SERVER, connect_isp};
+
+const PREFIX: &str = "eqb";
+
+struct Options {
+    lines: Vec<usize>,
+    modes: Vec<Mode>,
+    rate_kbit: u32,
+    delay_ms: u32,
+    queue_ms: u32,
+    objects: usize,
+    min_kib: u64,
+    max_kib: u64,
+    slots: usize,
+    runs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            lines: vec![1, 2, 4],
+            modes: vec![
+                Mode::Eqlplus(Policy::RoundRobin),
+                Mode::Eqlplus(Policy::LeastLoaded),
+                Mode::Ecmp,
+            ],
+            rate_kbit: 1000,
+            delay_ms: 0,
+            queue_ms: 200,
+            objects: 64,
+            min_kib: 4,
+            max_kib: 128,
+            slots: 8,
+            runs: 3,
+        }
+    }
+}
+
+const USAGE: &str = "usage: balance_bench [--lines 1,2,4] [--modes round-robin,least-loaded,ecmp] [--rate-kbit 1000] \
+[--delay-ms 0] [--queue-ms 200] [--objects 64] [--min-kib 4] [--max-kib 128] [--slots 8] [--runs 3] ";
+
+fn parse_options() -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
+        let list = |v: &str| -> Result<Vec<usize>, String> {
+            v.split(',')
+                .map(|n| n.trim().parse::<usize>().map_err(|e| bad(&e)))
+                .collect()
+        };
+        match flag.as_str() {
+            "--lines" => o.lines = list(&value)?,
+            "--modes" => {
+                o.modes = value
+                    .split(',')
+                    .map(|m| match m {
+                        "ecmp" => Ok(Mode::Ecmp),
+                        policy => policy
+                            .parse()
+                            .map(Mode::Eqlplus)
+                            .map_err(|e: String| bad(&e)),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            "--rate-kbit" => o.rate_kbit = value.parse().map_err(|e| bad(&e))?,
+            "--delay-ms" => o.delay_ms = value.parse().map_err(|e| bad(&e))?,
+            "--queue-ms" => o.queue_ms = value.parse().map_err(|e| bad(&e))?,
+            "--objects" => o.objects = value.parse().map_err(|e| bad(&e))?,
+            "--min-kib" => o.min_kib = value.parse().map_err(|e| bad(&e))?,
+            "--max-kib" => o.max_kib = value.parse().map_err(|e| bad(&e))?,
+            "--slots" => o.slots = value.parse().map_err(|e| bad(&e))?,
+            "--runs" => o.runs = value.parse().map_err(|e| bad(&e))?,
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    if o.lines.iter().any(|&n| n == 0 || n > 200) || o.runs == 0 || o.slots == 0 {
+        return Err("--lines must be 1..=200 each, --runs and --slots at least 1".into());
+    }
+    Ok(o)
+}
+
+fn line_local(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(100, 64, i as u8, 2)
+}
+
+fn line_peer(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(100, 64, i as u8, 1)
+}
+
+fn slave(i: usize) -> String {
+    format!("eq-l{i}")
+}
+
+/// One run's namespaces; dropping it deletes them.
+struct Topology {
+    lan: Netns,
+    router: Netns,
+    _isps: Vec<Netns>,
+    _internet: Netns,
+    stop: Arc<AtomicBool>,
+    server: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Topology {
+    fn build(lines: usize, o: &Options) -> Result<Topology, Box<dyn Error>> {
+        let lan = Netns::named(PREFIX, "lan");
+        let router = Netns::named(PREFIX, "rtr");
+        let internet = Netns::named(PREFIX, "inet");
+        veth(&lan, "lan0", &router, "r-lan");
+        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
+        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
+        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
+        router.sysctl("net.ipv4.ip_forward=1");
+        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let rate = format!("{}kbit", o.rate_kbit);
+        // Two full frames of burst: enough for tbf to reach its rate, too little to matter.
+        let queue = format!("{}ms", o.queue_ms);
+        let tbf = |ns: &Netns, dev: &str| {
+            ns.exec(&[
+                "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst",
+                "3028", "latency", &queue,
+            ]);
+        };
+        let mut isps = Vec::new();
+        for i in 1..=lines {
+            let isp = Netns::named(PREFIX, &format!("isp{i}"));
+            let up = format!("up{i}");
+            veth(&router, &slave(i), &isp, &up);
+            let (local, peer) = (line_local(i).to_string(), line_peer(i).to_string());
+            router.ip(&["addr", "add", &local, "peer", &peer, "dev", &slave(i)]);
+            isp.ip(&["addr", "add", &peer, "peer", &local, "dev", &up]);
+            connect_isp(&isp, &internet, i, &format!("100.64.{i}.0/24"));
+            // A modem line is narrow and has no offloads: no GSO/GRO super-packets past tbf.
+            for (ns, dev) in [(&router, slave(i)), (&isp, up.clone())] {
+                ns.exec(&[
+                    "ethtool", "-K", &dev, "gso", "off", "tso", "off", "gro", "off",
+                ]);
+                tbf(ns, &dev);
+            }
+            if o.delay_ms > 0 {
+                internet.exec(&[
+                    "tc",
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    &format!("ix{i}"),
+                    "root",
+                    "netem",
+                    "delay",
+                    &format!("{}ms", o.delay_ms),
+                ]);
+            }
+            isps.push(isp);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let server = {
+            let stop = stop.clone();
+            internet.spawn(move || match std::net::TcpListener::bind(WEB_SERVER) {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    web::serve(l, stop);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+        };
+        ready_rx.recv()??;
+        Ok(Topology {
+            lan,
+            router,
+            _isps: isps,
+            _internet: internet,
+            stop,
+            server: Some(server),
+        })
+    }
+
+    fn load(&self, sizes: &[u64], slots: usize) -> PageLoad {
+        let sizes = sizes.to_vec();
+        self.lan
+            .run(move || web::load_page(WEB_SERVER, &sizes, slots))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(s) = self.server.take() {
+            let _ = s.join();
+        }
+    }
+}
+
+/// The project's balancer, running on a thread in the router's namespace until dropped.
+struct EqlplusRouting {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl EqlplusRouting {
+    fn start(
+        t: &Topology,
+        lines: usize,
+        policy: Policy,
+        o: &Options,
+    ) -> Result<Self, Box<dyn Error>> {
+        let rate_bps = o.rate_kbit.saturating_mul(1000);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = t.router.spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(async move {
+                let config = BalancerConfig {
+                    policy,
+                    ..BalancerConfig::default()
+                };
+                let b = match Balancer::start(config).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return Ok(());
+                    }
+                };
+                // The daemon's balancer task: it samples the lines' load for least-loaded.
+                let (b, task) = BalancerHandle::spawn(b, None);
+                for i in 1..=lines {
+                    let spec = Enslave {
+                        line: format!("line{i}"),
+                        device: slave(i),
+                        local: line_local(i),
+                        peer: line_peer(i),
+                        weight: None,
+                        speed: Some(rate_bps),
+                        dns: vec![],
+                    };
+                    if let Err(e) = b.enslave(spec).await {
+                        let _ = ready_tx.send(Err(e));
+                        return b.shutdown().await;
+                    }
+                }
+                let _ = ready_tx.send(Ok(()));
+                let _ = stop_rx.await;
+                let result = b.shutdown().await;
+                let _ = task.await;
+                result
+            })
+        });
+        ready_rx.recv()??;
+        Ok(EqlplusRouting {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EqlplusRouting {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            match t.join() {
+                Ok(Err(e)) => eprintln!("balancer shutdown: {e}"),
+                Err(_) => eprintln!("balancer thread panicked"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+}
+
+/// The baseline: a multipath default route hashing each flow's 5-tuple over the lines.
+fn start_ecmp(t: &Topology, lines: usize) {
+    t.router.sysctl("net.ipv4.fib_multipath_hash_policy=1");
+    let mut route = vec!["route".to_owned(), "add".into(), "default".into()];
+    for i in 1..=lines {
+        route.extend(
+            [
+                "nexthop",
+                "via",
+                &line_peer(i).to_string(),
+                "dev",
+                &slave(i),
+                "weight",
+                "1",
+            ]
+            .map(str::to_owned),
+        );
+    }
+    let route: Vec<&str> = route.iter().map(String::as_str).collect();
+    t.router.ip(&route);
+    t.router.exec(&[
+        "nft",
+        "add table ip ecmpnat; \
+         add chain ip ecmpnat post { type nat hook postrouting priority srcnat; }; \
+         add rule ip ecmpnat post oifname \"eq-l*\" masquerade",
+    ]);
+}
+
+/// What spreads the connections over the lines.
+#[derive(Clone, Copy)]
+enum Mode {
+    Eqlplus(Policy),
+    Ecmp,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Eqlplus(p) => p.name(),
+            Mode::Ecmp => "ecmp",
+        }
+    }
+}
+
+struct Row {
+    lines: usize,
+    mode: Mode,
+    loads: Vec<PageLoad>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn run_one(lines: usize, mode: Mode, sizes: &[u64], o: &Options) -> Result<Row, Box<dyn Error>> {
+    let t = Topology::build(lines, o)?;
+    let _eqlplus = match mode {
+        Mode::Eqlplus(policy) => Some(EqlplusRouting::start(&t, lines, policy, o)?),
+        Mode::Ecmp => {
+            start_ecmp(&t, lines);
+            None
+        }
+    };
+    // One small page first: ARP, route caches and the server's threads are warm.
+    let warm = t.load(&web::page(lines * 2, 1, 1, 1), lines * 2);
+    if warm.failed > 0 {
+        return Err(format!(
+            "{} over {lines} lines: the warm-up page failed",
+            mode.name()
+        )
+        .into());
+    }
+    let mut loads = Vec::new();
+    for run in 0..o.runs {
+        let load = t.load(sizes, o.slots);
+        if load.failed > 0 {
+            return Err(format!(
+                "{}, {lines} lines, run {run}: {} objects failed",
+                mode.name(),
+                load.failed
+            )
+            .into());
+        }
+        let pct = 100.0 * load.goodput() / (lines as f64 * f64::from(o.rate_kbit) * 1000.0);
+        eprintln!(
+            "  {:<12} lines={lines} run={} {:>6.2} s {:>7.0} kbit/s {pct:5.1} %",
+            mode.name(),
+            run + 1,
+            load.elapsed.as_secs_f64(),
+            load.goodput() / 1000.0
+        );
+        loads.push(load);
+    }
+    Ok(Row { lines, mode, loads })
+}
+
+fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
+    println!();
+    println!(
+        "workload: {} objects of {}..{} KiB ({:.0} KiB), one connection each, {} parallel; \
+         lines {} kbit/s each (tbf, {} ms queue){}; median of {} runs",
+        o.objects,
+        o.min_kib,
+        o.max_kib,
+        page_bytes as f64 / 1024.0,
+        o.slots,
+        o.rate_kbit,
+        o.queue_ms,
+        if o.delay_ms > 0 {
+            format!(", +{} ms delay", o.delay_ms)
+        } else {
+            String::new()
+        },
+        o.runs
+    );
+    println!(
+        "{:>5}  {:<12} {:>8} {:>12} {:>10} {:>8}  share by line (%)",
+        "lines", "mode", "time s", "goodput kb/s", "% line sum", "min..max"
+    );
+    for r in rows {
+        let sum = r.lines as f64 * f64::from(o.rate_kbit) * 1000.0;
+        let pcts: Vec<f64> = r.loads.iter().map(|l| 100.0 * l.goodput() / sum).collect();
+        let lo = pcts.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = pcts.iter().copied().fold(0.0, f64::max);
+        let secs = median(r.loads.iter().map(|l| l.elapsed.as_secs_f64()).collect());
+        let goodput = median(r.loads.iter().map(PageLoad::goodput).collect());
+        let mut by_line: BTreeMap<Ipv4Addr, u64> = BTreeMap::new();
+        for l in &r.loads {
+            for (a, b) in &l.by_source {
+                *by_line.entry(*a).or_default() += b;
+            }
+        }
+        let total: u64 = by_line.values().sum();
+        let shares: Vec<String> = (1..=r.lines)
+            .map(|i| {
+                let b = by_line.get(&line_local(i)).copied().unwrap_or(0);
+                format!("{:.0}", 100.0 * b as f64 / total.max(1) as f64)
+            })
+            .collect();
+        println!(
+            "{:>5}  {:<12} {:>8.2} {:>12.0} {:>9.1}% {:>3.0}..{:<3.0}  {}",
+            r.lines,
+            r.mode.name(),
+            secs,
+            goodput / 1000.0,
+            median(pcts.clone()),
+            lo,
+            hi,
+            shares.join("/")
+        );
+    }
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let o = parse_options()?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the benchmark needs root (network namespaces, tc, nftables)".into());
+    }
+    remove_stale(PREFIX);
+    // Fail early with a clear message when a tool is missing.
+    for tool in ["ip", "tc", "nft", "ethtool"] {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Err(format!("{tool} is missing (bench/balance.sh installs it)").into());
+        }
+    }
+    let sizes = web::page(o.objects, o.min_kib, o.max_kib, 7);
+    let page_bytes: u64 = sizes.iter().sum();
+    let mut rows = Vec::new();
+    for &lines in &o.lines {
+        for &mode in &o.modes {
+            rows.push(run_one(lines, mode, &sizes, &o)?);
+        }
+    }
+    print_table(&rows, &o, page_bytes);
+    Ok(())
+}
