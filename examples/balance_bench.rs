@@ -6,9 +6,11 @@
 //!  lan ── router ══ eq-l1..N (veth slaves) ══ isp1..N ── internet (web server)
 //! ```
 //!
-//! Each line is shaped with tc tbf to `--rate` in both directions (on the ISP's side towards
-//! the router, and on the router's slave towards the ISP), optionally with `--delay` of netem
-//! on the internet's side of each ISP. The workload is the demo's browser-like page
+//! Each line is shaped with tc tbf to `--rate-kbit` in both directions (on the ISP's side
+//! towards the router, and on the router's slave towards the ISP) with a `--queue-ms` queue —
+//! 1 s by default, because a dial-up modem with V.42 and RTS/CTS flow control queues rather
+//! than drops (a 200 ms queue drops SYNs and tails and adds seconds of TCP timeouts at
+//! random) — optionally with `--delay-ms` of netem on the internet's side of each ISP. The workload is the demo's browser-like page
 //! (`sim::web`): `--objects` objects of mixed sizes, each on a new TCP connection, over
 //! `--slots` parallel connections. Modes:
 //!
@@ -61,7 +63,7 @@ impl Default for Options {
             ],
             rate_kbit: 1000,
             delay_ms: 0,
-            queue_ms: 200,
+            queue_ms: 1000,
             objects: 64,
             min_kib: 4,
             max_kib: 128,
@@ -72,7 +74,7 @@ impl Default for Options {
 }
 
 const USAGE: &str = "usage: balance_bench [--lines 1,2,4] [--modes round-robin,least-loaded,ecmp] [--rate-kbit 1000] \
-[--delay-ms 0] [--queue-ms 200] [--objects 64] [--min-kib 4] [--max-kib 128] [--slots 8] [--runs 3] ";
+[--delay-ms 0] [--queue-ms 1000] [--objects 64] [--min-kib 4] [--max-kib 128] [--slots 8] [--runs 3] ";
 
 fn parse_options() -> Result<Options, String> {
     let mut o = Options::default();

@@ -11,3 +11,5 @@ ensure_packages procps coreutils iproute2 nftables conntrack tmux
 
 cargo test --locked --all-targets
 cargo test --locked --doc
+# The README's install command, staged into a scratch directory and checked.
+./scripts/check-install.sh

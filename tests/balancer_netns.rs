@@ -578,7 +578,8 @@ fn kill_9_then_restart_leaves_nothing_stale() {
                 &world.router.name,
                 env!("CARGO_BIN_EXE_eqlplus-dialer"),
             ])
-            .args(["balance", "--line", &spec(1), "--line", &spec(2)])
+            .args(["balance", "--policy", "round-robin"])
+            .args(["--line", &spec(1), "--line", &spec(2)])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();

@@ -211,12 +211,15 @@ impl Balancer {
     /// Counts each line's open TCP connections in the conntrack table, then re-applies the
     /// policy if that changed its slot table.
     pub async fn sample_load(&mut self) -> Result<(), BalancerError> {
-        let counts = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK)
-            .map_err(BalancerError::CountConnections)?;
-        for l in self.lines.values_mut() {
-            l.open_connections = counts.get(&l.mark()).copied().unwrap_or(0);
+        // Without the counts (no ctnetlink), the queue depths still steer.
+        let counted = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK);
+        if let Ok(counts) = &counted {
+            for l in self.lines.values_mut() {
+                l.open_connections = counts.get(&l.mark()).copied().unwrap_or(0);
+            }
         }
-        self.reselect(false).await
+        self.reselect(false).await?;
+        counted.map(|_| ()).map_err(BalancerError::CountConnections)
     }
 
     /// The mark of a line's connections.

@@ -19,11 +19,13 @@ const FULL_QUEUE: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
     /// Each line in turn: eqlplus classic.
-    #[default]
     RoundRobin,
     /// In proportion to each line's weight (from config, or its CONNECT speed).
     Weighted,
-    /// eql's rule: towards the lines whose queues drain soonest at their speed.
+    /// eql's rule: where a new connection gets the most bandwidth (speed shared by the line's
+    /// open connections, less its transmit queue). The default: it measured best
+    /// (`bench/balance.sh`).
+    #[default]
     LeastLoaded,
     /// Weighted, but a client's connections to one destination stay on one line for `hold`.
     Sticky { hold: Duration },

@@ -9,14 +9,15 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::balancer::actor::BalancerHandle;
 use crate::balancer::kernel::remove_kernel_state;
 use crate::balancer::{Balancer, BalancerConfig, Enslave, Policy};
 use crate::net::{Netlink, RoutingConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct BalanceArgs {
-    /// round-robin, weighted, least-loaded or sticky.
-    #[arg(long, default_value = "round-robin")]
+    /// least-loaded, round-robin, weighted or sticky.
+    #[arg(long, default_value = "least-loaded")]
     pub policy: Policy,
     /// How long the sticky policy keeps a client→destination pair on one line, in seconds.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
@@ -99,32 +100,42 @@ async fn balance(args: BalanceArgs) -> anyhow::Result<()> {
     };
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut balancer = Balancer::start(BalancerConfig { policy, routing }).await?;
+    let balancer = Balancer::start(BalancerConfig { policy, routing }).await?;
+    // The daemon's balancer task: one owner of the kernel state, sampling load for least-loaded.
+    let (balancer, task) = BalancerHandle::spawn(balancer, None);
+    let mut names = Vec::new();
     for LineSpec(spec) in args.lines {
         let name = spec.line.clone();
         if let Err(e) = balancer.enslave(spec).await {
             eprintln!("eqlplus-dialer balance: line {name}: {e}");
-            balancer.shutdown().await?;
+            stop(&balancer, task).await?;
             anyhow::bail!("not all lines could be enslaved");
         }
+        names.push(name);
     }
     // stdout may be a pipe its reader closed: that is no reason to fail.
     let mut stdout = std::io::stdout();
     let _ = writeln!(
         stdout,
         "balancing {} line(s) with {}: {}",
-        balancer.lines().len(),
+        names.len(),
         policy.name(),
-        balancer.lines().join(", ")
+        names.join(", ")
     );
     let _ = stdout.flush();
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
     }
-    balancer.shutdown().await?;
+    stop(&balancer, task).await?;
     let _ = writeln!(stdout, "stopped; kernel state removed");
     Ok(())
+}
+
+async fn stop(balancer: &BalancerHandle, task: tokio::task::JoinHandle<()>) -> anyhow::Result<()> {
+    let result = balancer.shutdown().await;
+    let _ = task.await;
+    result.map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]

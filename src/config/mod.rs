@@ -368,7 +368,7 @@ impl Config {
             defaults::STICKY_HOLD_SECS,
         );
         let policy = match &b.policy {
-            None => Policy::RoundRobin,
+            None => Policy::default(),
             Some(p) => match p.get_ref().parse::<Policy>() {
                 Ok(Policy::Sticky { .. }) => Policy::Sticky { hold },
                 Ok(policy) => policy,
@@ -377,9 +377,9 @@ impl Config {
                         p.span(),
                         "balancer.policy",
                         message,
-                        Some("round-robin is eqlplus classic"),
+                        Some("least-loaded is the default; round-robin is eqlplus classic"),
                     );
-                    Policy::RoundRobin
+                    Policy::default()
                 }
             },
         };

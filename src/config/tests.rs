@@ -36,7 +36,7 @@ fn minimal_line_gets_defaults() {
     assert_eq!(l.redial.holdoff, Duration::from_secs(2));
     assert_eq!(l.lcp_echo_failure, 3);
     assert!(l.enabled);
-    assert_eq!(c.balancer.policy, Policy::RoundRobin);
+    assert_eq!(c.balancer.policy, Policy::LeastLoaded);
     assert_eq!(
         c.control.socket,
         PathBuf::from("/run/eqlplus-dialer/control.sock")
