@@ -378,7 +378,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn run_one(lines: usize, mode: Mode, sizes: &[u64], o: &Options) -> Result<Row, Box<dyn Error>> {
+fn run_one(lines: usize, mode: Mode, o: &Options) -> Result<Row, Box<dyn Error>> {
     let t = Topology::build(lines, o)?;
     let _eqlplus = match mode {
         Mode::Eqlplus(policy) => Some(EqlplusRouting::start(&t, lines, policy, o)?),
@@ -398,7 +398,10 @@ fn run_one(lines: usize, mode: Mode, sizes: &[u64], o: &Options) -> Result<Row, 
     }
     let mut loads = Vec::new();
     for run in 0..o.runs {
-        let load = t.load(sizes, o.slots);
+        // Run k loads the same page for every mode; each run shuffles it differently, so no
+        // policy profits from one lucky order of object sizes.
+        let sizes = web::page(o.objects, o.min_kib, o.max_kib, run as u64 + 1);
+        let load = t.load(&sizes, o.slots);
         if load.failed > 0 {
             return Err(format!(
                 "{}, {lines} lines, run {run}: {} objects failed",
@@ -424,7 +427,7 @@ fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
     println!();
     println!(
         "workload: {} objects of {}..{} KiB ({:.0} KiB), one connection each, {} parallel; \
-         lines {} kbit/s each (tbf, {} ms queue){}; median of {} runs",
+         lines {} kbit/s each (tbf, {} ms queue){}; median of {} runs (page shuffled per run)",
         o.objects,
         o.min_kib,
         o.max_kib,
@@ -493,12 +496,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             return Err(format!("{tool} is missing (bench/balance.sh installs it)").into());
         }
     }
-    let sizes = web::page(o.objects, o.min_kib, o.max_kib, 7);
-    let page_bytes: u64 = sizes.iter().sum();
+    let page_bytes: u64 = web::page(o.objects, o.min_kib, o.max_kib, 1).iter().sum();
     let mut rows = Vec::new();
     for &lines in &o.lines {
         for &mode in &o.modes {
-            rows.push(run_one(lines, mode, &sizes, &o)?);
+            rows.push(run_one(lines, mode, &o)?);
         }
     }
     print_table(&rows, &o, page_bytes);

@@ -112,16 +112,20 @@ pub fn pick_table(policy: Policy, lines: &[LineLoad]) -> Vec<u32> {
     interleave(&marks, &counts)
 }
 
-/// eql's choice as weights: the bandwidth a new connection would get on each line — its
-/// speed shared with the connections already open there — scaled down by how long the line's
-/// transmit queue takes to drain; a full queue gets nothing unless every queue is full.
-/// The open connections are the signal for downloads, whose queue builds at the ISP's end
-/// where the router cannot see it; the transmit queue is eql's own signal for uploads.
-/// Bursts of new connections (a browser opens six at once) then spread in proportion,
-/// instead of all going to the one line that was least loaded at the last update.
+/// eql's rule: the line where a new connection would get the most bandwidth — its speed
+/// shared with the connections already open there, scaled down by how long its transmit queue
+/// takes to drain (a full queue counts as no bandwidth unless every queue is full). The open
+/// connections are the signal for downloads, whose queue builds at the ISP's end where the
+/// router cannot see it; the transmit queue is eql's own signal for uploads.
+///
+/// The kernel walks the table from wherever its counter stands, so the table cannot say
+/// "this line first, then that one": it holds the best line alone, or the lines within 10 %
+/// of the best in proportion to their bandwidth (equal lines alternate). A softer spread
+/// (every line in proportion) measured worse: it keeps sending a share of new connections to
+/// a line already busier than another (`bench/balance.sh`).
 fn least_loaded_weights(lines: &[LineLoad]) -> Vec<u64> {
     let all_full = lines.iter().all(|l| l.queue_delay() >= FULL_QUEUE);
-    lines
+    let bandwidth: Vec<u64> = lines
         .iter()
         .map(|l| {
             let delay = l.queue_delay();
@@ -129,11 +133,16 @@ fn least_loaded_weights(lines: &[LineLoad]) -> Vec<u64> {
                 return 0;
             }
             let speed = u64::from(l.speed.unwrap_or(56_000).max(1));
-            // weight = speed / (1 + open) / (1 + delay / 50 ms), in integer arithmetic.
+            // speed / (1 + open) / (1 + delay / 50 ms), in integer arithmetic.
             let delay_ms = delay.as_millis() as u64;
             let sharers = 1 + u64::from(l.open_connections);
             (speed * 50 / (50 + delay_ms) / sharers).max(1)
         })
+        .collect();
+    let best = bandwidth.iter().copied().max().unwrap_or(0);
+    bandwidth
+        .into_iter()
+        .map(|b| if b * 10 >= best * 9 { b } else { 0 })
         .collect()
 }
 
@@ -294,13 +303,19 @@ mod tests {
             line(2, None, Some(56_000), 65_536),
         ];
         assert_eq!(pick_table(Policy::LeastLoaded, &lines).len(), 2);
-        // A moderately loaded line gets a smaller share, not none.
+        // 100 ms of backlog: the idle line is the least loaded.
         let lines = [
             line(1, None, Some(56_000), 700),
             line(2, None, Some(56_000), 0),
         ];
+        assert_eq!(pick_table(Policy::LeastLoaded, &lines), vec![2]);
+        // A few bytes in a queue are noise: both lines stay in the table.
+        let lines = [
+            line(1, None, Some(56_000), 20),
+            line(2, None, Some(56_000), 0),
+        ];
         let t = pick_table(Policy::LeastLoaded, &lines);
-        assert!(share(&t, 1) >= 1 && share(&t, 1) < share(&t, 2), "{t:?}");
+        assert!(share(&t, 1) >= 1 && share(&t, 2) >= 1, "{t:?}");
     }
 
     #[test]
@@ -310,10 +325,20 @@ mod tests {
             ..line(1, None, Some(56_000), 0)
         };
         let idle = line(2, None, Some(56_000), 0);
+        // A new connection gets 1/4 of line 1 or all of line 2.
         let t = pick_table(Policy::LeastLoaded, &[busy.clone(), idle.clone()]);
-        // A new connection gets 1/4 of line 1 or all of line 2: 1 slot in 5 for line 1.
-        assert_eq!((share(&t, 1), share(&t, 2)), (1, 4), "{t:?}");
-        // A faster line carries more connections before it looks as loaded.
+        assert_eq!(t, vec![2]);
+        // 3 against 4 open connections: still the less busy line alone.
+        let three = LineLoad {
+            open_connections: 3,
+            ..idle.clone()
+        };
+        let four = LineLoad {
+            open_connections: 4,
+            ..line(3, None, Some(56_000), 0)
+        };
+        assert_eq!(pick_table(Policy::LeastLoaded, &[three, four]), vec![2]);
+        // A faster line carries more connections before it looks as loaded: both alternate.
         let fast = LineLoad {
             open_connections: 1,
             ..line(3, None, Some(112_000), 0)
