@@ -88,8 +88,25 @@ impl World {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(self.path("ip-up"), std::fs::Permissions::from_mode(0o755))
             .unwrap();
+        // A stand-in for systemd-resolved's resolvectl: the daemon finds it on its PATH.
+        std::fs::create_dir_all(self.path("bin")).unwrap();
+        std::fs::write(
+            self.path("bin/resolvectl"),
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {}\n",
+                self.path("resolvectl.log").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            self.path("bin/resolvectl"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        // Round-robin: this test counts an exact share of sequential connections; the default
+        // (least-loaded) is checked by the demo test and tests/balancer_netns.rs.
         let mut text = format!(
-            "[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
+            "[balancer]\npolicy = \"round-robin\"\n[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
             self.socket(),
             self.path("locks").display(),
             self.path("resolv.conf").display(),
@@ -128,6 +145,14 @@ impl World {
             ])
             .arg(self.path("eqlplus-dialer.toml"))
             .env("EQLPLUS_LOG", "eqlplus_dialer=debug")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.path("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -305,6 +330,15 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
     let resolv = std::fs::read_to_string(world.path("resolv.conf")).unwrap();
     assert!(resolv.contains("nameserver 198.51.100.53"), "{resolv}");
     std::thread::sleep(Duration::from_millis(300));
+    // systemd-resolved (here a stand-in resolvectl) learns each slave's DNS server.
+    let resolvectl = std::fs::read_to_string(world.path("resolvectl.log")).unwrap_or_default();
+    for i in 1..=2 {
+        assert!(
+            resolvectl.contains(&format!("dns eq-ttyS{i} 198.51.100.53\n"))
+                && resolvectl.contains(&format!("default-route eq-ttyS{i} yes\n")),
+            "resolvectl calls: {resolvectl}"
+        );
+    }
     let hooks = std::fs::read_to_string(world.path("ip-up.log")).unwrap_or_default();
     assert!(
         hooks.contains("eq-ttyS1 ")
@@ -393,6 +427,8 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
     });
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(world.states()[0], "down", "stays down");
+    let resolvectl = std::fs::read_to_string(world.path("resolvectl.log")).unwrap_or_default();
+    assert!(resolvectl.contains("revert eq-ttyS1\n"), "{resolvectl}");
     assert_eq!(world.status()["lines"][0]["admin"], "down");
     let out = world.cli(&["hangup", "ttyS9"]);
     assert_eq!(out.status.code(), Some(1), "unknown line");

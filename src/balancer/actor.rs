@@ -1,15 +1,14 @@
 //! The balancer as a task the line drivers talk to: every kernel change happens in one place,
-//! one at a time, in the order asked. It also keeps the resolv.conf fragment with the DNS
-//! servers of the live lines.
+//! one at a time, in the order asked. It also publishes the DNS servers of the live lines
+//! ([`super::dns`]).
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::dns::DnsPublisher;
 use super::kernel::{Balancer, BalancerError, Enslave};
 
 /// How often the lines' load (queue depths, open connections) is folded into the policy
@@ -30,7 +29,8 @@ pub struct BalancerHandle {
 }
 
 impl BalancerHandle {
-    /// Runs `balancer` as a task. `resolv_conf`, if given, is kept listing the live lines' DNS.
+    /// Runs `balancer` as a task. With `resolv_conf`, the live lines' DNS servers are
+    /// published: that file, resolvconf and systemd-resolved, where present.
     pub fn spawn(
         balancer: Balancer,
         resolv_conf: Option<PathBuf>,
@@ -82,7 +82,10 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Request>,
     resolv_conf: Option<PathBuf>,
 ) {
-    let mut dns: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+    let mut dns = match resolv_conf {
+        Some(path) => Some(DnsPublisher::new(path).await),
+        None => None,
+    };
     let mut dirty = false;
     let mut failing = false;
     let mut tick = tokio::time::interval(REFRESH_EVERY);
@@ -112,12 +115,11 @@ async fn run(
         let Some(request) = request else { break };
         match request {
             Request::Enslave(spec, reply) => {
-                let line = spec.line.clone();
-                let servers = spec.dns.clone();
+                let (line, device, servers) =
+                    (spec.line.clone(), spec.device.clone(), spec.dns.clone());
                 let result = balancer.enslave(spec).await.map_err(|e| e.to_string());
-                if result.is_ok() {
-                    dns.insert(line, servers);
-                    write_resolv_conf(resolv_conf.as_ref(), &dns);
+                if let (Ok(()), Some(dns)) = (&result, dns.as_mut()) {
+                    dns.line_up(line, device, servers);
                 }
                 let _ = reply.send(result);
             }
@@ -125,8 +127,9 @@ async fn run(
                 if let Err(e) = balancer.emancipate(&line).await {
                     tracing::warn!(line = %line, "emancipate: {e}");
                 }
-                dns.remove(&line);
-                write_resolv_conf(resolv_conf.as_ref(), &dns);
+                if let Some(dns) = dns.as_mut() {
+                    dns.line_down(&line);
+                }
                 let _ = reply.send(());
             }
             Request::Load(line, bytes) => {
@@ -134,8 +137,9 @@ async fn run(
                 dirty = true;
             }
             Request::Shutdown(reply) => {
-                dns.clear();
-                write_resolv_conf(resolv_conf.as_ref(), &dns);
+                if let Some(dns) = dns.as_mut() {
+                    dns.all_down();
+                }
                 let result = balancer
                     .shutdown()
                     .await
@@ -144,76 +148,5 @@ async fn run(
                 return;
             }
         }
-    }
-}
-
-/// The fragment: one `nameserver` per distinct server of the live lines, in line order.
-fn render_resolv_conf(dns: &BTreeMap<String, Vec<Ipv4Addr>>) -> String {
-    let mut out = String::from("# written by eqlplus-dialer: DNS servers of the live lines\n");
-    let mut seen = Vec::new();
-    for servers in dns.values() {
-        for s in servers {
-            if !seen.contains(s) && !s.is_unspecified() {
-                seen.push(*s);
-                out.push_str(&format!("nameserver {s}\n"));
-            }
-        }
-    }
-    out
-}
-
-fn write_resolv_conf(path: Option<&PathBuf>, dns: &BTreeMap<String, Vec<Ipv4Addr>>) {
-    let Some(path) = path else { return };
-    let text = render_resolv_conf(dns);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    // Write a temporary file and rename it: readers never see half a file.
-    let tmp = path.with_extension("tmp");
-    let result = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        tracing::warn!("cannot write {}: {e}", path.display());
-        return;
-    }
-    // Hand it to resolvconf where it is installed, as pppd's ip-up scripts do.
-    if which("resolvconf") {
-        let status = std::process::Command::new("resolvconf")
-            .args(["-a", "eqlplus-dialer"])
-            .stdin(
-                std::fs::File::open(path)
-                    .map(Into::into)
-                    .unwrap_or(std::process::Stdio::null()),
-            )
-            .status();
-        if let Err(e) = status {
-            tracing::debug!("resolvconf: {e}");
-        }
-    }
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolv_conf_lists_distinct_servers() {
-        let mut dns = BTreeMap::new();
-        dns.insert(
-            "ttyS1".to_string(),
-            vec!["10.64.0.53".parse().unwrap(), "10.64.0.53".parse().unwrap()],
-        );
-        dns.insert(
-            "ttyS2".to_string(),
-            vec!["10.65.0.53".parse().unwrap(), Ipv4Addr::UNSPECIFIED],
-        );
-        assert_eq!(
-            render_resolv_conf(&dns),
-            "# written by eqlplus-dialer: DNS servers of the live lines\nnameserver 10.64.0.53\nnameserver 10.65.0.53\n"
-        );
     }
 }

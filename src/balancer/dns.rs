@@ -1,0 +1,162 @@
+//! Publishing the live lines' DNS servers (pppd's `usepeerdns`), wherever the system looks:
+//! - a resolv.conf fragment (always; path from `[daemon] resolv_conf`), handed to
+//!   `resolvconf -a eqlplus-dialer` where resolvconf is installed, as pppd's ip-up scripts do;
+//! - systemd-resolved, where it runs: each slave becomes a link with its line's servers
+//!   (`resolvectl dns`, `default-route`), so queries leave by the line whose ISP answers them.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long a `resolvectl`/`resolvconf` call may take.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The DNS servers of the live lines, and where they are published.
+pub struct DnsPublisher {
+    resolv_conf: PathBuf,
+    /// systemd-resolved answered `resolvectl status` at start.
+    resolved: bool,
+    /// line → (slave device, servers)
+    lines: BTreeMap<String, (String, Vec<Ipv4Addr>)>,
+}
+
+impl DnsPublisher {
+    /// Looks for systemd-resolved once; writes the (empty) fragment.
+    pub async fn new(resolv_conf: PathBuf) -> DnsPublisher {
+        let resolved = run_tool("resolvectl", &["--no-pager", "status"]).await;
+        if resolved {
+            tracing::info!("systemd-resolved runs: each line's DNS goes to its slave link");
+        }
+        let publisher = DnsPublisher {
+            resolv_conf,
+            resolved,
+            lines: BTreeMap::new(),
+        };
+        publisher.write_resolv_conf();
+        publisher
+    }
+
+    pub fn line_up(&mut self, line: String, device: String, servers: Vec<Ipv4Addr>) {
+        let servers: Vec<Ipv4Addr> = servers
+            .into_iter()
+            .filter(|s| !s.is_unspecified())
+            .collect();
+        if self.resolved && !servers.is_empty() {
+            let mut dns = vec!["dns".to_string(), device.clone()];
+            dns.extend(servers.iter().map(ToString::to_string));
+            let route = ["default-route".to_string(), device.clone(), "yes".into()];
+            // In the background: the balancer never waits on D-Bus.
+            tokio::spawn(async move {
+                let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
+                let route: Vec<&str> = route.iter().map(String::as_str).collect();
+                if !(run_tool("resolvectl", &dns).await && run_tool("resolvectl", &route).await) {
+                    tracing::warn!("resolvectl {}: failed", dns.join(" "));
+                }
+            });
+        }
+        self.lines.insert(line, (device, servers));
+        self.write_resolv_conf();
+    }
+
+    pub fn line_down(&mut self, line: &str) {
+        if let Some((device, _)) = self.lines.remove(line) {
+            if self.resolved {
+                // The slave usually goes with the line, and resolved with it; a slave that
+                // stays must not keep answering for DNS.
+                tokio::spawn(async move {
+                    run_tool("resolvectl", &["revert", &device]).await;
+                });
+            }
+            self.write_resolv_conf();
+        }
+    }
+
+    pub fn all_down(&mut self) {
+        let lines: Vec<String> = self.lines.keys().cloned().collect();
+        for line in lines {
+            self.line_down(&line);
+        }
+        self.write_resolv_conf();
+    }
+
+    fn write_resolv_conf(&self) {
+        let text = render_resolv_conf(self.lines.values().map(|(_, servers)| servers));
+        let path = &self.resolv_conf;
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        // Write a temporary file and rename it: readers never see half a file.
+        let tmp = path.with_extension("tmp");
+        let result = std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = result {
+            tracing::warn!("cannot write {}: {e}", path.display());
+            return;
+        }
+        if which("resolvconf") {
+            let status = std::process::Command::new("resolvconf")
+                .args(["-a", "eqlplus-dialer"])
+                .stdin(
+                    std::fs::File::open(path)
+                        .map(Into::into)
+                        .unwrap_or(std::process::Stdio::null()),
+                )
+                .status();
+            if let Err(e) = status {
+                tracing::debug!("resolvconf: {e}");
+            }
+        }
+    }
+}
+
+/// The fragment: one `nameserver` per distinct server of the live lines, in line order.
+fn render_resolv_conf<'a>(lines: impl Iterator<Item = &'a Vec<Ipv4Addr>>) -> String {
+    let mut out = String::from("# written by eqlplus-dialer: DNS servers of the live lines\n");
+    let mut seen = Vec::new();
+    for servers in lines {
+        for s in servers {
+            if !seen.contains(s) && !s.is_unspecified() {
+                seen.push(*s);
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// Runs a helper program quietly; whether it ran and succeeded within the time limit.
+async fn run_tool(program: &str, args: &[&str]) -> bool {
+    if !which(program) {
+        return false;
+    }
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(tokio::time::timeout(TOOL_TIMEOUT, child).await, Ok(Ok(s)) if s.success())
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_lists_distinct_servers() {
+        let lines = [
+            vec!["10.64.0.53".parse().unwrap(), "10.64.0.53".parse().unwrap()],
+            vec!["10.65.0.53".parse().unwrap(), Ipv4Addr::UNSPECIFIED],
+        ];
+        assert_eq!(
+            render_resolv_conf(lines.iter()),
+            "# written by eqlplus-dialer: DNS servers of the live lines\nnameserver 10.64.0.53\nnameserver 10.65.0.53\n"
+        );
+    }
+}
