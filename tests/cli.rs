@@ -15,11 +15,16 @@ struct Simulator {
 
 impl Simulator {
     fn start(dir: &Path, answers: &str) -> Simulator {
+        Simulator::start_with(dir, answers, &[])
+    }
+
+    fn start_with(dir: &Path, answers: &str, options: &[&str]) -> Simulator {
         let link = dir.join("ttySIM0");
         let child = Command::new(BIN)
             .args(["simulate", "modem", "--dial-delay", "50", "--link"])
             .arg(&link)
             .args(["--answer", answers])
+            .args(options)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -212,6 +217,23 @@ fn probe_finds_the_simulated_modem_and_prints_a_stanza() {
         "{stdout}"
     );
     assert!(stdout.contains("[[line]]\nname = \"ttySIM0\""), "{stdout}");
+    assert!(
+        stdout.contains("hayes-dialup.chat"),
+        "an analog modem: {stdout}"
+    );
+    drop(sim);
+
+    // A cellular modem (+GCAP: +CGSM) gets the GSM script and an APN.
+    let sim = Simulator::start_with(dir.path(), "connect", &["--cellular"]);
+    let out = run(&["probe", &link], dir.path());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("eqlplus SimModem LTE")
+            && stdout.contains("gsm-cellular.chat")
+            && stdout.contains("apn = "),
+        "{stdout}"
+    );
+    drop(sim);
 
     let out = run(&["probe", missing.to_str().unwrap()], dir.path());
     assert_eq!(out.status.code(), Some(1));

@@ -45,12 +45,18 @@ pub struct ModemInfo {
     pub identity: Vec<String>,
     pub manufacturer: Option<String>,
     pub model: Option<String>,
+    /// What `AT+GCAP` lists (V.250): `+CGSM` for GSM/UMTS/LTE, `+MS` for analog modulations.
+    pub capabilities: Vec<String>,
 }
 
 impl ModemInfo {
-    /// A modem that knows the 3GPP identification commands is a cellular one.
+    /// A modem whose `AT+GCAP` names a cellular command set (as ModemManager decides). Analog
+    /// modems often know `AT+CGMI` too, so that alone says nothing.
     pub fn is_cellular(&self) -> bool {
-        self.manufacturer.is_some() || self.model.is_some()
+        const CELLULAR: [&str; 4] = ["+CGSM", "+CIS707-A", "+CIS707", "+CDMA"];
+        self.capabilities
+            .iter()
+            .any(|c| CELLULAR.iter().any(|k| c.eq_ignore_ascii_case(k)))
     }
 
     fn description(&self) -> String {
@@ -222,9 +228,30 @@ async fn probe_port(device: &Path, args: &ProbeArgs) -> Finding {
             .await
             .filter(|r| r.ok)
             .and_then(|r| r.lines.into_iter().next());
+        info.capabilities = at(&port, "AT+GCAP", wait)
+            .await
+            .filter(|r| r.ok)
+            .map(|r| parse_gcap(&r.lines))
+            .unwrap_or_default();
         return Finding::Modem(info);
     }
     Finding::Silent
+}
+
+/// The capabilities of `+GCAP: +CGSM,+DS,+ES` (the prefix may be missing).
+fn parse_gcap(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|l| {
+            let l = l.trim();
+            let list = l
+                .get(..6)
+                .filter(|p| p.eq_ignore_ascii_case("+GCAP:"))
+                .map_or(l, |_| &l[6..]);
+            list.split(',').map(|c| c.trim().to_string())
+        })
+        .filter(|c| !c.is_empty())
+        .collect()
 }
 
 /// Sends one command and waits for its final result.
@@ -322,6 +349,18 @@ mod tests {
 
     #[test]
     fn stanzas_follow_the_modem_kind() {
+        // An analog modem that knows +CGMI is still analog.
+        let usr = ModemInfo {
+            manufacturer: Some("U.S. Robotics".into()),
+            capabilities: parse_gcap(&["+GCAP: +MS,+ES,+DS".into()]),
+            ..Default::default()
+        };
+        assert!(!usr.is_cellular());
+        assert_eq!(
+            parse_gcap(&["+GCAP: +CGSM, +DS,+ES".into()]),
+            vec!["+CGSM", "+DS", "+ES"]
+        );
+        assert!(stanza(Path::new("/dev/ttyS0"), &usr).contains("hayes-dialup.chat"));
         let dialup = ModemInfo {
             baud: 57600,
             identity: vec!["56000".into()],
@@ -338,6 +377,7 @@ mod tests {
             baud: 115200,
             manufacturer: Some("Quectel".into()),
             model: Some("EC25".into()),
+            capabilities: parse_gcap(&["+GCAP: +CGSM".into()]),
             ..Default::default()
         };
         let s = stanza(Path::new("/dev/ttyUSB2"), &cell);

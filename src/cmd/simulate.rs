@@ -31,6 +31,9 @@ pub struct SimModemArgs {
     /// Start with command echo off (ATE0).
     #[arg(long)]
     pub no_echo: bool,
+    /// Be a cellular modem ("SimModem LTE", +GCAP: +CGSM) rather than a 56K analog one.
+    #[arg(long)]
+    pub cellular: bool,
 }
 
 /// A parsed `--answer` list.
@@ -59,6 +62,12 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
         dial_delay: Duration::from_millis(args.dial_delay),
         guard: Duration::from_millis(args.guard),
         echo: !args.no_echo,
+        cellular: args.cellular,
+        model: if args.cellular {
+            "SimModem LTE".into()
+        } else {
+            ModemConfig::default().model
+        },
         ..ModemConfig::default()
     };
     let (mut sim, mut calls) = SimModem::spawn(config)?;

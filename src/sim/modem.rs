@@ -93,6 +93,8 @@ pub struct ModemConfig {
     pub revision: String,
     /// Signal quality reported by `AT+CSQ` (0-31, 99 unknown).
     pub signal: u8,
+    /// A cellular modem: `AT+GCAP` lists `+CGSM` (an analog one lists `+MS`, modulations).
+    pub cellular: bool,
     /// Data-mode line rate in bit/s, both ways, as a real modem's carrier limits it;
     /// `None` passes data as fast as it comes.
     pub line_rate: Option<u32>,
@@ -109,6 +111,7 @@ impl Default for ModemConfig {
             model: "SimModem 56K".into(),
             revision: env!("CARGO_PKG_VERSION").into(),
             signal: 21,
+            cellular: false,
             line_rate: None,
         }
     }
@@ -521,6 +524,8 @@ impl ModemCore {
             ("CPIN", true) => Some("+CPIN: READY".into()),
             ("CPIN", false) if rest.starts_with('=') => None,
             ("CSQ", _) => Some(format!("+CSQ: {},99", self.config.signal)),
+            ("GCAP", _) if self.config.cellular => Some("+GCAP: +CGSM,+DS,+ES".into()),
+            ("GCAP", _) => Some("+GCAP: +MS,+ES,+DS".into()),
             ("CGMI", _) | ("GMI", _) => Some(self.config.manufacturer.clone()),
             ("CGMM", _) | ("GMM", _) => Some(self.config.model.clone()),
             ("CGMR", _) | ("GMR", _) => Some(self.config.revision.clone()),
@@ -706,6 +711,7 @@ mod tests {
         assert_eq!(s.text("AT+CGMM\r"), "\r\nSimModem 56K\r\n\r\nOK\r\n");
         assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: READY\r\n\r\nOK\r\n");
         assert_eq!(s.text("AT+CSQ\r"), "\r\n+CSQ: 21,99\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+GCAP\r"), "\r\n+GCAP: +MS,+ES,+DS\r\n\r\nOK\r\n");
         assert_eq!(s.text("AT+CGDCONT=1,\"IP\",\"internet\"\r"), "\r\nOK\r\n");
         assert_eq!(
             s.text("AT+CGDCONT?\r"),
