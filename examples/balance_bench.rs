@@ -183,7 +183,7 @@ impl Topology {
                 tbf(ns, &dev);
             }
             if o.delay_ms > 0 {
-                internet.exec(&[
+                let out = internet.try_exec(&[
                     "tc",
                     "qdisc",
                     "replace",
@@ -194,6 +194,13 @@ impl Topology {
                     "delay",
                     &format!("{}ms", o.delay_ms),
                 ]);
+                if !out.status.success() {
+                    return Err(format!(
+                        "--delay-ms needs tc netem, which this kernel lacks (sch_netem): {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )
+                    .into());
+                }
             }
             isps.push(isp);
         }
