@@ -16,7 +16,7 @@ runs="${1:-100000}"
 max_time="${2:-600}"
 cd "$(dirname "$0")/.."
 
-targets=(chat_script hdlc_decode ppp_session modem_commands at_reply)
+targets=(chat_script hdlc_decode ppp_session modem_commands at_reply control_request config_file secrets_file conntrack_dump)
 flags=(${FUZZ_FLAGS:--s none -a})
 
 export RUSTC_BOOTSTRAP=1
@@ -35,6 +35,13 @@ for t in "${targets[@]}"; do
             { printf '\x00'; for _ in $(seq 30); do printf '\x80\x60'; done
               printf '\xa0\x80\x60\x80\x60\xe0\x02\x45\x00\x00\x14\x00\x00\x00\x00\x40\x11\x00\x00\x0a\x00\x00\x01\x0a\x00\x00\x02\x80\x60'
             } > "fuzz/corpus/$t/seed-dialer" ;;
+        control_request)
+            printf '{"version":1,"cmd":"hangup","lines":["ttyS1"]}' > "fuzz/corpus/$t/seed-hangup"
+            printf '{"version":1,"cmd":"subscribe","interval_ms":500}' > "fuzz/corpus/$t/seed-subscribe" ;;
+        config_file)
+            cp config/eqlplus-dialer.toml "fuzz/corpus/$t/seed-shipped" ;;
+        secrets_file)
+            printf '# client server secret [addresses]\nalice * s3cret\n"bob smith" isp "pass word" 10.0.0.1\n' > "fuzz/corpus/$t/seed-pap" ;;
         modem_commands)
             printf '\x00\x0eATE0V1+CSQ\r\x0cATDT5551234\r\x00\x03+++\x40\x00\x04ATH\r' > "fuzz/corpus/$t/seed-dial" ;;
     esac

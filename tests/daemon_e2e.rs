@@ -414,6 +414,11 @@ fn daemon_dials_balances_redials_obeys_the_cli_reloads_and_cleans_up() {
             .is_some_and(|e| !e.is_empty())
     );
     assert!(world.sim.lines[0].modem.dial_attempts() >= 2);
+    assert!(
+        status["lines"][0]["redials"].as_u64() >= Some(1),
+        "status counts the redial: {}",
+        status["lines"][0]
+    );
 
     // hangup keeps a line down though its peer would answer; up brings it back.
     let out = world.cli(&["hangup", "ttyS1"]);

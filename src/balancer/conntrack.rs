@@ -38,8 +38,8 @@ pub fn delete_by_mark(mark: u32) -> io::Result<()> {
         NetlinkPayload::Error(e) => match e.code {
             None => Ok(()),
             // Nothing matched is not a failure.
-            Some(code) if -code.get() == libc::ENOENT => Ok(()),
-            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+            Some(code) if code.get().saturating_neg() == libc::ENOENT => Ok(()),
+            Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_neg())),
         },
         _ => Ok(()),
     }
@@ -121,7 +121,7 @@ pub fn count_open_tcp(datagram: &[u8], counts: &mut BTreeMap<u32, u32>) -> io::R
             NetlinkPayload::Error(e) => {
                 return match e.code {
                     None => Ok(true),
-                    Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                    Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_neg())),
                 };
             }
             NetlinkPayload::InnerMessage(NetfilterMessage {
@@ -210,6 +210,12 @@ mod tests {
         for cut in 0..good.len() {
             let _ = count_open_tcp(&good[..cut], &mut BTreeMap::new());
         }
+        // An error message with the most negative code (found by the fuzzer).
+        let crash = [
+            0x19, 0, 0, 0, 2, 0, 0xa1, 0xa1, 0xa1, 0xa1, 0, 0, 0xc4, 0, 0, 9, 0, 0, 0, 0x80, 0, 0,
+            0x7e, 0x7e, 0x87,
+        ];
+        assert!(count_open_tcp(&crash, &mut BTreeMap::new()).is_err());
         let mut bad = good.clone();
         bad[0] = 0xff; // a length beyond the datagram
         assert!(count_open_tcp(&bad, &mut BTreeMap::new()).is_err());

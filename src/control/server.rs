@@ -563,8 +563,9 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
-/// A request line, decoded; `Err` is the error message to answer with.
-fn decode(line: &[u8]) -> Result<Request, String> {
+/// A request line, decoded; `Err` is the error message to answer with. Never panics, whatever
+/// the bytes (fuzz target `control_request`).
+pub fn decode_request(line: &[u8]) -> Result<Request, String> {
     let text = std::str::from_utf8(line)
         .map_err(|e| format!("bad request: invalid UTF-8 at byte {}", e.valid_up_to()))?;
     let value: serde_json::Value =
@@ -713,7 +714,7 @@ async fn serve_client<H: ControlHandler>(
         if trimmed.is_empty() {
             continue;
         }
-        let request = match decode(trimmed) {
+        let request = match decode_request(trimmed) {
             Ok(r) => r,
             Err(message) => {
                 tracing::debug!("control client {peer}: {message}");
@@ -806,28 +807,28 @@ mod tests {
     #[test]
     fn decode_names_the_problem() {
         assert_eq!(
-            decode(br#"{"version":1,"cmd":"reload"}"#),
+            decode_request(br#"{"version":1,"cmd":"reload"}"#),
             Ok(Request::Reload)
         );
-        let e = decode(b"{\"version\":1,").unwrap_err();
+        let e = decode_request(b"{\"version\":1,").unwrap_err();
         assert!(e.starts_with("bad request: EOF while parsing"), "{e}");
-        let e = decode(b"{\"version\" 1}").unwrap_err();
+        let e = decode_request(b"{\"version\" 1}").unwrap_err();
         assert_eq!(e, "bad request: expected `:` at line 1 column 12");
-        let e = decode(br#"{"version":1,"cmd":"explode"}"#).unwrap_err();
+        let e = decode_request(br#"{"version":1,"cmd":"explode"}"#).unwrap_err();
         assert!(e.contains("unknown variant `explode`"), "{e}");
-        let e = decode(br#"{"version":2,"cmd":"reload"}"#).unwrap_err();
+        let e = decode_request(br#"{"version":2,"cmd":"reload"}"#).unwrap_err();
         assert!(e.starts_with("unsupported protocol version 2"), "{e}");
-        let e = decode(br#"{"version":"1","cmd":"reload"}"#).unwrap_err();
+        let e = decode_request(br#"{"version":"1","cmd":"reload"}"#).unwrap_err();
         assert!(e.starts_with("unsupported protocol version \"1\""), "{e}");
-        let e = decode(br#"{"cmd":"reload"}"#).unwrap_err();
+        let e = decode_request(br#"{"cmd":"reload"}"#).unwrap_err();
         assert!(e.starts_with("bad request: missing field `version`"), "{e}");
-        let e = decode(br#"{"version":1}"#).unwrap_err();
+        let e = decode_request(br#"{"version":1}"#).unwrap_err();
         assert!(e.contains("missing field `cmd`"), "{e}");
-        let e = decode(b"[1,2]").unwrap_err();
+        let e = decode_request(b"[1,2]").unwrap_err();
         assert!(e.starts_with("bad request: expected a JSON object"), "{e}");
-        let e = decode(b"{\"v\xff\"}").unwrap_err();
+        let e = decode_request(b"{\"v\xff\"}").unwrap_err();
         assert_eq!(e, "bad request: invalid UTF-8 at byte 3");
-        let e = decode(br#"{"version":1,"cmd":"hangup"}"#).unwrap_err();
+        let e = decode_request(br#"{"version":1,"cmd":"hangup"}"#).unwrap_err();
         assert!(e.contains("missing field `lines`"), "{e}");
     }
 

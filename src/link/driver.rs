@@ -69,6 +69,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         port: None,
         leftover: Vec::new(),
         shutting_down: false,
+        sessions: 0,
     };
     line.publish(&machine);
     loop {
@@ -97,6 +98,8 @@ struct Line {
     /// Bytes received after CONNECT: the first PPP bytes.
     leftover: Vec<u8>,
     shutting_down: bool,
+    /// PPP sessions started on this line (each gets its own random seed).
+    sessions: u64,
 }
 
 /// What a command means for the step in progress.
@@ -229,21 +232,30 @@ impl Line {
             }
         };
         if m.state() != before {
-            match m.last_error() {
-                Some(e)
-                    if matches!(
-                        m.state(),
-                        LineState::HangingUp | LineState::Holdoff | LineState::Failed
-                    ) =>
-                {
-                    tracing::info!(
-                        from = before.as_str(),
-                        to = m.state().as_str(),
-                        reason = e,
-                        "line state"
-                    )
-                }
-                _ => tracing::info!(
+            // A line taken down on purpose says so, not the error of an earlier session.
+            let reason =
+                if !m.admin_up() && matches!(m.state(), LineState::HangingUp | LineState::Down) {
+                    Some(if self.shutting_down {
+                        "the daemon is stopping"
+                    } else {
+                        "hangup command"
+                    })
+                } else if matches!(
+                    m.state(),
+                    LineState::HangingUp | LineState::Holdoff | LineState::Failed
+                ) {
+                    m.last_error()
+                } else {
+                    None
+                };
+            match reason {
+                Some(e) => tracing::info!(
+                    from = before.as_str(),
+                    to = m.state().as_str(),
+                    reason = e,
+                    "line state"
+                ),
+                None => tracing::info!(
                     from = before.as_str(),
                     to = m.state().as_str(),
                     "line state"
@@ -289,7 +301,13 @@ impl Line {
         let mut config = PppConfig::dialer(credentials);
         config.lcp.echo_interval = Some(c.lcp_echo_interval);
         config.lcp.echo_failure = c.lcp_echo_failure;
-        config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15;
+        // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
+        // left over from the last session must not match this one's.
+        self.sessions += 1;
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15 ^ clock ^ self.sessions.rotate_left(32);
         let session = Session::new(config, Instant::now());
         // The port goes to the PPP task; DCD stays readable through a duplicate.
         let carrier = port.carrier_watch();
@@ -344,6 +362,14 @@ impl Line {
                         if let Some(u) = up.take() {
                             self.bring_down(u, &mut incoming).await;
                         }
+                        // Not up any more (status says so at once), though PPP may renegotiate.
+                        self.feed(m, LineEvent::NetworkDown);
+                        self.ctx.shared.edit(|i| {
+                            i.local = None;
+                            i.peer = None;
+                            i.dns.clear();
+                        });
+                        self.publish(m);
                     }
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");

@@ -88,6 +88,8 @@ pub enum LineEvent {
         kind: FailureKind,
     },
     PppUp,
+    /// IP went down (IPCP left Opened); the link may negotiate it again.
+    NetworkDown,
     /// PPP ended (or never came up): why, and what kind of failure it was.
     PppEnded {
         message: String,
@@ -106,8 +108,11 @@ pub struct LineMachine {
     has_init_chat: bool,
     /// Consecutive failures since the line was last up.
     failures: u32,
-    /// Dial attempts since the line was last up.
+    /// Dial attempts after the line's first, since the daemon started (how often it redialed:
+    /// a flaky line shows here, as pppd's `persist` logs it).
     redials: u32,
+    /// The line has been dialed once (its next attempt is a redial).
+    dialed: bool,
     last_kind: FailureKind,
     last_error: Option<String>,
     next_attempt: Option<Instant>,
@@ -129,6 +134,7 @@ impl LineMachine {
             has_init_chat,
             failures: 0,
             redials: 0,
+            dialed: false,
             last_kind: FailureKind::Other,
             last_error: None,
             next_attempt: None,
@@ -225,8 +231,12 @@ impl LineMachine {
             }
             (LineState::Ppp, LineEvent::PppUp) => {
                 self.failures = 0;
-                self.redials = 0;
                 self.enter(LineState::Up, now);
+                Step::Ppp
+            }
+            // IP went down but the link stays: negotiating again, no longer up.
+            (LineState::Up, LineEvent::NetworkDown) => {
+                self.enter(LineState::Ppp, now);
                 Step::Ppp
             }
             (LineState::Ppp | LineState::Up, LineEvent::PppEnded { message, kind }) => {
@@ -261,7 +271,10 @@ impl LineMachine {
     }
 
     fn attempt(&mut self, now: Instant) -> Step {
-        self.redials += 1;
+        if self.dialed {
+            self.redials = self.redials.saturating_add(1);
+        }
+        self.dialed = true;
         self.next_attempt = None;
         self.enter(LineState::Locking, now);
         Step::Open
@@ -363,6 +376,19 @@ mod tests {
     }
 
     #[test]
+    fn ip_down_is_not_up_until_ipcp_opens_again() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        m.on(LineEvent::PppUp, now);
+        assert_eq!(m.on(LineEvent::NetworkDown, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::Ppp);
+        assert_eq!(m.on(LineEvent::PppUp, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::Up);
+        assert_eq!(m.redials(), 0, "no redial happened");
+    }
+
+    #[test]
     fn busy_twice_then_connect() {
         let (mut m, _, now) = machine(true, false, 0);
         for attempt in 1..=2 {
@@ -374,11 +400,11 @@ mod tests {
             assert!(at - now < Duration::from_secs(4), "attempt {attempt}");
             assert_eq!(m.on(LineEvent::TimerFired, at), Step::Open);
         }
-        assert_eq!(m.redials(), 3);
+        assert_eq!(m.redials(), 2);
         assert_eq!(m.on(LineEvent::Opened, now), Step::DialChat);
         assert_eq!(m.on(LineEvent::Connected, now), Step::Ppp);
         assert_eq!(m.on(LineEvent::PppUp, now), Step::Ppp);
-        assert_eq!(m.redials(), 0);
+        assert_eq!(m.redials(), 2, "the count stays once the line is up");
     }
 
     #[test]

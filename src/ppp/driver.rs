@@ -342,20 +342,25 @@ where
 {
     let (link, channels) = channels(config.channel_capacity);
     let (close_tx, close_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut session = session;
-        let mut line = line;
-        // Sent or dropped: either way, close.
-        let close = async move {
-            let _ = close_rx.await;
-        };
-        let ended = run(&mut session, &mut line, &initial, channels, close, &config).await;
-        Finished {
-            ended,
-            session,
-            line,
-        }
-    });
+    // The task logs in its caller's span (`line{line=ttyS1}`): whose PPP it is.
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let mut session = session;
+            let mut line = line;
+            // Sent or dropped: either way, close.
+            let close = async move {
+                let _ = close_rx.await;
+            };
+            let ended = run(&mut session, &mut line, &initial, channels, close, &config).await;
+            Finished {
+                ended,
+                session,
+                line,
+            }
+        },
+        span,
+    ));
     Spawned {
         link,
         closer: Closer(Some(close_tx)),

@@ -137,15 +137,15 @@ impl IpcpOptions {
             .unwrap_or(Ipv4Addr::UNSPECIFIED)
     }
 
-    /// DNS servers: the ones the peer gave us, or (server role) the ones we hand out.
+    /// DNS servers: the ones the peer gave us, or (server role) the ones we hand out. Each
+    /// once: pppd with one `ms-dns` gives the same server as primary and secondary.
     pub fn dns(&self) -> Vec<Ipv4Addr> {
-        let got: Vec<_> = self
-            .want_dns
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|a| !a.is_unspecified())
-            .collect();
+        let mut got: Vec<Ipv4Addr> = Vec::new();
+        for a in self.want_dns.iter().flatten() {
+            if !a.is_unspecified() && !got.contains(a) {
+                got.push(*a);
+            }
+        }
         if got.is_empty() {
             self.cfg.dns.iter().flatten().copied().collect()
         } else {
@@ -299,6 +299,19 @@ mod tests {
             c.dns(),
             [Ipv4Addr::new(8, 8, 8, 8), Ipv4Addr::new(1, 1, 1, 1)]
         );
+    }
+
+    #[test]
+    fn the_same_dns_server_twice_is_listed_once() {
+        // pppd with a single `ms-dns` answers it as primary and secondary.
+        let mut c = IpcpOptions::new(IpcpConfig::client());
+        let nak = [
+            3, 6, 10, 0, 0, 2, 0x81, 6, 10, 64, 0, 53, 0x83, 6, 10, 64, 0, 53,
+        ];
+        for o in opts(&nak) {
+            c.apply_nak(o);
+        }
+        assert_eq!(c.dns(), [Ipv4Addr::new(10, 64, 0, 53)]);
     }
 
     #[test]
