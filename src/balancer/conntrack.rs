@@ -9,12 +9,9 @@ use std::collections::BTreeMap;
 use std::io;
 
 use netlink_packet_core::{
-    DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_netfilter::conntrack::{
-    ConntrackAttribute, ConntrackMessage, ProtoInfo, ProtoInfoTCP,
-};
+use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage};
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
 
@@ -32,17 +29,16 @@ pub fn delete_by_mark(mark: u32) -> io::Result<()> {
 
     let mut reply = vec![0u8; 8192];
     let n = socket.recv(&mut &mut reply[..], 0)?;
-    let parsed = NetlinkMessage::<NetfilterMessage>::deserialize(&reply[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    match parsed.payload {
-        NetlinkPayload::Error(e) => match e.code {
-            None => Ok(()),
+    for message in Messages::new(&reply[..n]) {
+        match message? {
             // Nothing matched is not a failure.
-            Some(code) if code.get().saturating_neg() == libc::ENOENT => Ok(()),
-            Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_neg())),
-        },
-        _ => Ok(()),
+            Message::Error(code) if code == libc::ENOENT => return Ok(()),
+            Message::Error(code) => return Err(io::Error::from_raw_os_error(code)),
+            Message::Ack | Message::Done => return Ok(()),
+            Message::Other { .. } => {}
+        }
     }
+    Ok(())
 }
 
 /// Attributes selecting the entries whose `mark & mask == value & mask`.
@@ -102,60 +98,135 @@ pub fn open_tcp_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, u32>>
 }
 
 /// Adds the open TCP connections of one datagram of a conntrack dump to `counts`; true when
-/// the dump is complete. Malformed input is an error, never a panic.
+/// the dump is complete. Malformed input is an error, never a panic (fuzz target
+/// `conntrack_dump`; netlink-packet-core's attribute parser panics on some inputs, so this
+/// walks the few attributes it needs itself).
 pub fn count_open_tcp(datagram: &[u8], counts: &mut BTreeMap<u32, u32>) -> io::Result<bool> {
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    let mut offset = 0;
-    while offset < datagram.len() {
-        let rest = &datagram[offset..];
-        let length = NetlinkBuffer::new_checked(rest)
-            .map_err(|e| invalid(format!("conntrack dump at byte {offset}: {e}")))?
-            .length() as usize;
-        // Messages are 4-byte aligned; a zero length would never advance.
-        let step = (length.max(16) + 3) & !3;
-        let message =
-            NetlinkMessage::<NetfilterMessage>::deserialize(&rest[..length.min(rest.len())])
-                .map_err(|e| invalid(format!("conntrack dump at byte {offset}: {e}")))?;
-        match message.payload {
-            NetlinkPayload::Done(_) => return Ok(true),
-            NetlinkPayload::Error(e) => {
-                return match e.code {
-                    None => Ok(true),
-                    Some(code) => Err(io::Error::from_raw_os_error(code.get().saturating_neg())),
-                };
-            }
-            NetlinkPayload::InnerMessage(NetfilterMessage {
-                inner:
-                    netlink_packet_netfilter::NetfilterMessageInner::Conntrack(ConntrackMessage::New(
-                        attributes,
-                    )),
-                ..
-            }) => {
-                if let Some(mark) = open_tcp_mark(&attributes) {
+    for message in Messages::new(datagram) {
+        match message? {
+            Message::Done | Message::Ack => return Ok(true),
+            Message::Error(code) => return Err(io::Error::from_raw_os_error(code)),
+            Message::Other { kind, payload } if kind == CONNTRACK_NEW => {
+                // nfgenmsg (family, version, resource id), then the entry's attributes.
+                if let Some(mark) = payload.get(4..).and_then(open_tcp_mark) {
                     *counts.entry(mark).or_default() += 1;
                 }
             }
-            _ => {}
+            Message::Other { .. } => {}
         }
-        offset += step;
     }
     Ok(false)
 }
 
+/// `(NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW`: an entry of a dump.
+const CONNTRACK_NEW: u16 = 1 << 8;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const CTA_PROTOINFO: u16 = 4;
+const CTA_MARK: u16 = 8;
+const CTA_PROTOINFO_TCP: u16 = 1;
+const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+
+/// One netlink message of a datagram.
+enum Message<'a> {
+    Done,
+    /// An error message with code 0.
+    Ack,
+    /// The positive errno of an error message.
+    Error(i32),
+    Other {
+        kind: u16,
+        payload: &'a [u8],
+    },
+}
+
+/// The netlink messages of a datagram: a typed walk over the bytes, every length checked.
+struct Messages<'a> {
+    rest: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Messages<'a> {
+    fn new(datagram: &'a [u8]) -> Self {
+        Messages {
+            rest: datagram,
+            offset: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = io::Result<Message<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let invalid = |offset: usize, what: &str| {
+            Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("netlink message at byte {offset}: {what}"),
+            )))
+        };
+        let Some(header) = self.rest.get(..16) else {
+            self.rest = &[];
+            return invalid(self.offset, "shorter than its 16-byte header");
+        };
+        let length = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let kind = u16::from_ne_bytes([header[4], header[5]]);
+        let Some(payload) = self.rest.get(16..length.max(16)) else {
+            self.rest = &[];
+            return invalid(self.offset, "its length runs past the datagram");
+        };
+        let step = (length.max(16) + 3) & !3;
+        self.rest = self.rest.get(step..).unwrap_or(&[]);
+        self.offset += step;
+        Some(Ok(match kind {
+            NLMSG_DONE => Message::Done,
+            NLMSG_ERROR => match payload.get(..4) {
+                Some(code) => match i32::from_ne_bytes([code[0], code[1], code[2], code[3]]) {
+                    0 => Message::Ack,
+                    code => Message::Error(code.saturating_neg()),
+                },
+                None => return invalid(self.offset - step, "an error message without its code"),
+            },
+            kind => Message::Other { kind, payload },
+        }))
+    }
+}
+
+/// The attributes (type without the nested/byte-order flags, value) in `data`; stops at the
+/// first malformed one.
+fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        let header = data.get(..4)?;
+        let length = usize::from(u16::from_ne_bytes([header[0], header[1]]));
+        let kind = u16::from_ne_bytes([header[2], header[3]]) & 0x3fff;
+        let value = data.get(4..length.max(4))?;
+        data = data.get((length.max(4) + 3) & !3..).unwrap_or(&[]);
+        Some((kind, value))
+    })
+}
+
 /// The mark of an entry that is an open TCP connection.
-fn open_tcp_mark(attributes: &[ConntrackAttribute]) -> Option<u32> {
+fn open_tcp_mark(entry: &[u8]) -> Option<u32> {
     let mut mark = None;
     let mut open = false;
-    for attribute in attributes {
-        match attribute {
-            ConntrackAttribute::CtaMark(m) => mark = Some(*m),
-            ConntrackAttribute::CtaProtoInfo(infos) => {
-                open = infos.iter().any(|info| match info {
-                    ProtoInfo::TCP(tcp) => tcp.iter().any(
-                        |t| matches!(t, ProtoInfoTCP::State(s) if OPEN_TCP_STATES.contains(s)),
-                    ),
-                    _ => false,
-                });
+    for (kind, value) in attributes(entry) {
+        match kind {
+            CTA_MARK => {
+                mark = value
+                    .get(..4)
+                    .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]));
+            }
+            CTA_PROTOINFO => {
+                open = attributes(value)
+                    .filter(|(k, _)| *k == CTA_PROTOINFO_TCP)
+                    .flat_map(|(_, tcp)| attributes(tcp))
+                    .any(|(k, v)| {
+                        k == CTA_PROTOINFO_TCP_STATE
+                            && v.first().is_some_and(|s| OPEN_TCP_STATES.contains(s))
+                    });
             }
             _ => {}
         }
@@ -166,6 +237,7 @@ fn open_tcp_mark(attributes: &[ConntrackAttribute]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_netfilter::conntrack::{ProtoInfo, ProtoInfoTCP};
 
     fn entry(mark: u32, tcp_state: Option<u8>) -> Vec<u8> {
         let mut attributes = vec![ConntrackAttribute::CtaMark(mark)];
@@ -216,6 +288,14 @@ mod tests {
             0x7e, 0x7e, 0x87,
         ];
         assert!(count_open_tcp(&crash, &mut BTreeMap::new()).is_err());
+        // An attribute shorter than its header, which netlink-packet-core's parser panics on.
+        let crash = [
+            0x36, 0, 0, 0, 9, 0xa, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0x32, 0x13, 6, 0, 0x11, 0,
+            0xa2, 0xff, 0xff, 0xf6, 0x11, 0, 0, 0, 0x19, 0, 0x3c, 0xa9, 6, 0, 0x2f, 0, 0x66, 0xff,
+            0xff, 0xff, 0xa9, 6, 0x2a, 0, 0, 0, 0x2f, 0, 0x66, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x32,
+            0xff, 0,
+        ];
+        let _ = count_open_tcp(&crash, &mut BTreeMap::new());
         let mut bad = good.clone();
         bad[0] = 0xff; // a length beyond the datagram
         assert!(count_open_tcp(&bad, &mut BTreeMap::new()).is_err());
