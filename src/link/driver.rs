@@ -359,10 +359,7 @@ impl Line {
                     }
                     Some(Event::NetworkDown { reason }) => {
                         tracing::info!("IP down: {reason}");
-                        if let Some(u) = up.take() {
-                            self.bring_down(u, &mut incoming).await;
-                        }
-                        // Not up any more (status says so at once), though PPP may renegotiate.
+                        // Not up any more (status says so first), though PPP may renegotiate.
                         self.feed(m, LineEvent::NetworkDown);
                         self.ctx.shared.edit(|i| {
                             i.local = None;
@@ -370,6 +367,9 @@ impl Line {
                             i.dns.clear();
                         });
                         self.publish(m);
+                        if let Some(u) = up.take() {
+                            self.bring_down(u, &mut incoming).await;
+                        }
                     }
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");

@@ -172,7 +172,13 @@ impl LineMachine {
     pub fn admin_up_now(&mut self, now: Instant) -> Step {
         self.admin_up = true;
         match self.state {
-            LineState::Disabled | LineState::Down | LineState::Failed | LineState::Holdoff => {
+            // Dialing a line someone took down is their call, not a redial.
+            LineState::Disabled | LineState::Down => {
+                self.failures = 0;
+                self.dialed = false;
+                self.attempt(now)
+            }
+            LineState::Failed | LineState::Holdoff => {
                 self.failures = 0;
                 self.attempt(now)
             }
@@ -457,6 +463,7 @@ mod tests {
         assert_eq!(m.on(LineEvent::TimerFired, now), Step::Idle);
         assert_eq!(m.admin_up_now(now), Step::Open);
         assert_eq!(m.state(), LineState::Locking);
+        assert_eq!(m.redials(), 0, "an `up` after a `hangup` is not a redial");
     }
 
     #[test]
