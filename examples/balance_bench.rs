@@ -33,9 +33,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use eqlplus_dialer::balancer::actor::BalancerHandle;
 use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
-use eqlplus_dialer::sim::netns::{Netns, remove_stale, veth};
+use eqlplus_dialer::sim::netns::{Netns, remove_stale};
 use eqlplus_dialer::sim::web::{self, PageLoad};
-use eqlplus_dialer::sim::world::{WEB_SERVER, connect_isp};
+use eqlplus_dialer::sim::world::{WEB_SERVER, lan_router_internet, veth_line};
+use eqlplus_dialer::sys::on_path;
 
 const PREFIX: &str = "eqb";
 
@@ -148,15 +149,7 @@ struct Topology {
 
 impl Topology {
     fn build(lines: usize, o: &Options) -> Result<Topology, Box<dyn Error>> {
-        let lan = Netns::named(PREFIX, "lan");
-        let router = Netns::named(PREFIX, "rtr");
-        let internet = Netns::named(PREFIX, "inet");
-        veth(&lan, "lan0", &router, "r-lan");
-        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
-        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
-        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
-        router.sysctl("net.ipv4.ip_forward=1");
-        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let (lan, router, internet) = lan_router_internet(PREFIX);
         let rate = format!("{}kbit", o.rate_kbit);
         // Two full frames of burst: enough for tbf to reach its rate, too little to matter.
         let queue = format!("{}ms", o.queue_ms);
@@ -170,11 +163,15 @@ impl Topology {
         for i in 1..=lines {
             let isp = Netns::named(PREFIX, &format!("isp{i}"));
             let up = format!("up{i}");
-            veth(&router, &slave(i), &isp, &up);
-            let (local, peer) = (line_local(i).to_string(), line_peer(i).to_string());
-            router.ip(&["addr", "add", &local, "peer", &peer, "dev", &slave(i)]);
-            isp.ip(&["addr", "add", &peer, "peer", &local, "dev", &up]);
-            connect_isp(&isp, &internet, i, &format!("100.64.{i}.0/24"));
+            veth_line(
+                &router,
+                &isp,
+                &internet,
+                i,
+                &slave(i),
+                line_local(i),
+                line_peer(i),
+            );
             // A modem line is narrow and has no offloads: no GSO/GRO super-packets past tbf.
             for (ns, dev) in [(&router, slave(i)), (&isp, up.clone())] {
                 ns.exec(&[
@@ -479,7 +476,7 @@ fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
             r.mode.name(),
             secs,
             goodput / 1000.0,
-            median(pcts.clone()),
+            median(pcts),
             lo,
             hi,
             shares.join("/")
@@ -495,11 +492,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     remove_stale(PREFIX);
     // Fail early with a clear message when a tool is missing.
     for tool in ["ip", "tc", "nft", "ethtool"] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
+        if !on_path(tool) {
             return Err(format!("{tool} is missing (bench/balance.sh installs it)").into());
         }
     }

@@ -15,5 +15,5 @@ pub mod net;
 pub mod ppp;
 pub mod serial;
 pub mod sim;
-mod sys;
+pub mod sys;
 pub mod ui;

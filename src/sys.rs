@@ -1,5 +1,5 @@
-//! Small safe wrappers over the raw descriptor calls that the serial port and the simulated
-//! modem's pty share.
+//! Small system helpers: safe wrappers over the raw descriptor calls that the serial port and
+//! the simulated modem's pty share, and a `$PATH` lookup.
 
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
@@ -56,4 +56,11 @@ pub(crate) async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Res
         }
     }
     Ok(())
+}
+
+/// Whether `program` is a file in one of `$PATH`'s directories (an optional tool: resolvconf,
+/// resolvectl, tc, …).
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
-use eqlplus_dialer::sim::world::connect_isp;
+use eqlplus_dialer::sim::world::{lan_router_internet, veth_line};
 use support::inet::{ECHO_PORT, Hits, PORT, SERVER, connect_many, connect_within, serve};
-use support::{Netns, require_root, veth};
+use support::{Netns, require_root};
 
 fn line_local(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(100, 64, i as u8, 2)
@@ -36,40 +36,20 @@ struct World {
 
 impl World {
     fn new(lines: usize) -> World {
-        let lan = Netns::new("lan");
-        let router = Netns::new("rtr");
-        let internet = Netns::new("inet");
-        veth(&lan, "lan0", &router, "r-lan");
-        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
-        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
-        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
-        router.sysctl("net.ipv4.ip_forward=1");
         // The server, ten more "sites" and a DNS server address: all on the internet's loopback.
-        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let (lan, router, internet) = lan_router_internet("eqt");
         let mut isps = Vec::new();
         for i in 1..=lines {
             let isp = Netns::new(&format!("isp{i}"));
-            let slave = format!("eq-l{i}");
-            veth(&router, &slave, &isp, &format!("up{i}"));
-            router.ip(&[
-                "addr",
-                "add",
-                &line_local(i).to_string(),
-                "peer",
-                &line_peer(i).to_string(),
-                "dev",
-                &slave,
-            ]);
-            isp.ip(&[
-                "addr",
-                "add",
-                &line_peer(i).to_string(),
-                "peer",
-                &line_local(i).to_string(),
-                "dev",
-                &format!("up{i}"),
-            ]);
-            connect_isp(&isp, &internet, i, &format!("100.64.{i}.0/24"));
+            veth_line(
+                &router,
+                &isp,
+                &internet,
+                i,
+                &format!("eq-l{i}"),
+                line_local(i),
+                line_peer(i),
+            );
             isps.push(isp);
         }
         let hits: Hits = Arc::default();

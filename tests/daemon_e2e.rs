@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -77,32 +78,10 @@ impl World {
             "ABORT BUSY ABORT 'NO CARRIER' TIMEOUT 5 '' ATZ OK ATDT\\T CONNECT ''\n",
         )
         .unwrap();
-        std::fs::write(
-            self.path("ip-up"),
-            format!(
-                "#!/bin/sh\necho \"$@ IFNAME=$IFNAME DNS1=$DNS1\" >> {}\n",
-                self.path("ip-up.log").display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(self.path("ip-up"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
+        self.logging_script("ip-up", "$@ IFNAME=$IFNAME DNS1=$DNS1", "ip-up.log");
         // A stand-in for systemd-resolved's resolvectl: the daemon finds it on its PATH.
         std::fs::create_dir_all(self.path("bin")).unwrap();
-        std::fs::write(
-            self.path("bin/resolvectl"),
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\n",
-                self.path("resolvectl.log").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            self.path("bin/resolvectl"),
-            std::fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
+        self.logging_script("bin/resolvectl", "$@", "resolvectl.log");
         // Round-robin: this test counts an exact share of sequential connections; the default
         // (least-loaded) is checked by the demo test and tests/balancer_netns.rs.
         let mut text = format!(
@@ -130,6 +109,16 @@ impl World {
             }
         }
         std::fs::write(self.path("eqlplus-dialer.toml"), text).unwrap();
+    }
+
+    /// An executable shell script `name` that appends `echo` (expanded) to the file `log`.
+    fn logging_script(&self, name: &str, echo: &str, log: &str) {
+        let text = format!(
+            "#!/bin/sh\necho \"{echo}\" >> {}\n",
+            self.path(log).display()
+        );
+        std::fs::write(self.path(name), text).unwrap();
+        std::fs::set_permissions(self.path(name), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
     fn start_daemon(&self) -> Child {

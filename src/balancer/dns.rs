@@ -9,6 +9,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::sys::on_path;
+
 /// How long a `resolvectl`/`resolvconf` call may take.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,23 +63,27 @@ impl DnsPublisher {
 
     pub fn line_down(&mut self, line: &str) {
         if let Some((device, _)) = self.lines.remove(line) {
-            if self.resolved {
-                // The slave usually goes with the line, and resolved with it; a slave that
-                // stays must not keep answering for DNS.
-                tokio::spawn(async move {
-                    run_tool("resolvectl", &["revert", &device]).await;
-                });
-            }
+            self.revert_link(device);
             self.write_resolv_conf();
         }
     }
 
+    /// Every line down: the fragment is written once, not once per line.
     pub fn all_down(&mut self) {
-        let lines: Vec<String> = self.lines.keys().cloned().collect();
-        for line in lines {
-            self.line_down(&line);
+        for (device, _) in std::mem::take(&mut self.lines).into_values() {
+            self.revert_link(device);
         }
         self.write_resolv_conf();
+    }
+
+    /// The slave usually goes with the line, and resolved with it; a slave that stays must
+    /// not keep answering for DNS.
+    fn revert_link(&self, device: String) {
+        if self.resolved {
+            tokio::spawn(async move {
+                run_tool("resolvectl", &["revert", &device]).await;
+            });
+        }
     }
 
     fn write_resolv_conf(&self) {
@@ -93,7 +99,7 @@ impl DnsPublisher {
             tracing::warn!("cannot write {}: {e}", path.display());
             return;
         }
-        if which("resolvconf") {
+        if on_path("resolvconf") {
             let status = std::process::Command::new("resolvconf")
                 .args(["-a", "eqlplus-dialer"])
                 .stdin(
@@ -126,7 +132,7 @@ fn render_resolv_conf<'a>(lines: impl Iterator<Item = &'a Vec<Ipv4Addr>>) -> Str
 
 /// Runs a helper program quietly; whether it ran and succeeded within the time limit.
 async fn run_tool(program: &str, args: &[&str]) -> bool {
-    if !which(program) {
+    if !on_path(program) {
         return false;
     }
     let child = tokio::process::Command::new(program)
@@ -137,11 +143,6 @@ async fn run_tool(program: &str, args: &[&str]) -> bool {
         .kill_on_drop(true)
         .status();
     matches!(tokio::time::timeout(TOOL_TIMEOUT, child).await, Ok(Ok(s)) if s.success())
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 #[cfg(test)]

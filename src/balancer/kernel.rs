@@ -211,6 +211,9 @@ impl Balancer {
     /// Counts each line's open TCP connections in the conntrack table, then re-applies the
     /// policy if that changed its slot table.
     pub async fn sample_load(&mut self) -> Result<(), BalancerError> {
+        if self.lines.is_empty() {
+            return Ok(()); // nothing to steer: no dump every 100 ms while every line is down
+        }
         // Without the counts (no ctnetlink), the queue depths still steer.
         let counted = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK);
         if let Ok(counts) = &counted {

@@ -16,6 +16,7 @@ use crate::control::{Request, Response, StatusReport};
 use crate::sim::DialAnswer;
 use crate::sim::web::{PageLoad, page};
 use crate::sim::world::{World, WorldConfig, line_local};
+use crate::sys::on_path;
 
 /// The Hayes script the demo dials with (the shipped chat-scripts/hayes-dialup.chat).
 const HAYES_SCRIPT: &str = include_str!("../../chat-scripts/hayes-dialup.chat");
@@ -396,11 +397,6 @@ async fn wait_for(
         limit.as_secs(),
         states.join("; ")
     ))
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
 
 #[cfg(test)]

@@ -361,11 +361,6 @@ impl Line {
                         tracing::info!("IP down: {reason}");
                         // Not up any more (status says so first), though PPP may renegotiate.
                         self.feed(m, LineEvent::NetworkDown);
-                        self.ctx.shared.edit(|i| {
-                            i.local = None;
-                            i.peer = None;
-                            i.dns.clear();
-                        });
                         self.publish(m);
                         if let Some(u) = up.take() {
                             self.bring_down(u, &mut incoming).await;

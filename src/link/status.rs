@@ -80,7 +80,9 @@ impl LineShared {
         i.redials = m.redials();
         i.last_error = m.last_error().map(str::to_string);
         i.next_attempt = m.next_attempt().map(wall);
-        if !matches!(m.state(), LineState::Up | LineState::Ppp) {
+        // Addresses belong to an up line (bring-up sets them just before `up`): a line back
+        // in `ppp` after IP went down has none.
+        if m.state() != LineState::Up {
             i.local = None;
             i.peer = None;
             i.dns.clear();

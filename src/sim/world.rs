@@ -95,6 +95,43 @@ pub fn connect_isp(isp: &Netns, internet: &Netns, i: usize, customers: &str) {
     internet.ip(&["route", "add", customers, "via", &format!("10.200.{i}.1")]);
 }
 
+/// The fixed part of every world, in new namespaces `<prefix><pid>-<n>-{lan,rtr,inet}`: a LAN
+/// (10.99.0.2, default via the router) behind the router (10.99.0.1, forwarding), and "the
+/// internet" (all of 198.51.100.0/24 on its loopback: web server, sites, DNS).
+pub fn lan_router_internet(prefix: &str) -> (Netns, Netns, Netns) {
+    let lan = Netns::named(prefix, "lan");
+    let router = Netns::named(prefix, "rtr");
+    let internet = Netns::named(prefix, "inet");
+    veth(&lan, "lan0", &router, "r-lan");
+    lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
+    lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
+    router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
+    router.sysctl("net.ipv4.ip_forward=1");
+    internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+    (lan, router, internet)
+}
+
+/// Line `i` where PPP is not the point: a veth pair from the router (`slave`, `local`) to the
+/// ISP (`up<i>`, `peer`), point to point, and the ISP linked to the internet, which routes
+/// `local`'s /24 back through it.
+pub fn veth_line(
+    router: &Netns,
+    isp: &Netns,
+    internet: &Netns,
+    i: usize,
+    slave: &str,
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+) {
+    let up = format!("up{i}");
+    veth(router, slave, isp, &up);
+    let (l, p) = (local.to_string(), peer.to_string());
+    router.ip(&["addr", "add", &l, "peer", &p, "dev", slave]);
+    isp.ip(&["addr", "add", &p, "peer", &l, "dev", &up]);
+    let [a, b, c, _] = local.octets();
+    connect_isp(isp, internet, i, &format!("{a}.{b}.{c}.0/24"));
+}
+
 impl World {
     /// Builds the namespaces, links, modems, ISPs and the web server.
     pub fn build(config: &WorldConfig) -> io::Result<World> {
@@ -104,15 +141,7 @@ impl World {
             .enable_all()
             .build()?;
         let ns = |role: &str| Netns::named(&config.prefix, role);
-        let lan = ns("lan");
-        let router = ns("rtr");
-        let internet = ns("inet");
-        veth(&lan, "lan0", &router, "r-lan");
-        lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
-        lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
-        router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
-        router.sysctl("net.ipv4.ip_forward=1");
-        internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
+        let (lan, router, internet) = lan_router_internet(&config.prefix);
         let mut lines = Vec::new();
         for (index, answers) in config.lines.iter().enumerate() {
             let i = index + 1;
