@@ -20,6 +20,9 @@ impl Simulator {
 
     fn start_with(dir: &Path, answers: &str, options: &[&str]) -> Simulator {
         let link = dir.join("ttySIM0");
+        // A link left by an earlier simulator would pass the wait below before this one has
+        // made its own.
+        let _ = std::fs::remove_file(&link);
         let child = Command::new(BIN)
             .args(["simulate", "modem", "--dial-delay", "50", "--link"])
             .arg(&link)
