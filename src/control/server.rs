@@ -179,6 +179,52 @@ pub async fn serve_with<H: ControlHandler>(
     options: ServerOptions,
     handler: Arc<H>,
 ) -> io::Result<ControlServer> {
+    Ok(bind(path, options).await?.serve(handler))
+}
+
+/// A bound control socket that does not accept yet: the daemon binds it before it touches any
+/// kernel state (a second daemon stops here), and serves it once its supervisor runs.
+pub struct ControlListener {
+    listener: UnixListener,
+    server: ControlServer,
+    authority: Arc<Authority>,
+    limits: Limits,
+    max_clients: usize,
+}
+
+impl fmt::Debug for ControlListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlListener")
+            .field("path", &self.server.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlListener {
+    /// Starts accepting clients on tasks of their own, answered by `handler`.
+    pub fn serve<H: ControlHandler>(self, handler: Arc<H>) -> ControlServer {
+        let ControlListener {
+            listener,
+            mut server,
+            authority,
+            limits,
+            max_clients,
+        } = self;
+        server.task = Some(tokio::spawn(accept_loop(
+            listener,
+            handler,
+            authority,
+            limits,
+            max_clients,
+        )));
+        tracing::info!(socket = %server.path.display(), "control socket listening");
+        server
+    }
+}
+
+/// Binds the control socket at `path` (see [`serve_with`] for what happens to the file);
+/// connections wait in the backlog until [`ControlListener::serve`].
+pub async fn bind(path: &Path, options: ServerOptions) -> io::Result<ControlListener> {
     let group = match &options.group {
         Some(name) => Some(lookup_group(name)?),
         None => None,
@@ -198,7 +244,7 @@ pub async fn serve_with<H: ControlHandler>(
     let meta = std::fs::symlink_metadata(path)?;
     let identity = (meta.dev(), meta.ino());
     // From here on the guard removes the file if setting it up fails.
-    let mut server = ControlServer {
+    let server = ControlServer {
         path: path.to_path_buf(),
         identity,
         task: None,
@@ -222,16 +268,13 @@ pub async fn serve_with<H: ControlHandler>(
         write_timeout: options.write_timeout,
         handler_timeout: options.handler_timeout,
     };
-    let max_clients = options.max_clients.max(1);
-    server.task = Some(tokio::spawn(accept_loop(
+    Ok(ControlListener {
         listener,
-        handler,
+        server,
         authority,
         limits,
-        max_clients,
-    )));
-    tracing::info!(socket = %path.display(), "control socket listening");
-    Ok(server)
+        max_clients: options.max_clients.max(1),
+    })
 }
 
 fn annotate(e: io::Error, context: String) -> io::Error {

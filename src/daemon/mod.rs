@@ -1,6 +1,7 @@
 //! `eqlplus-dialer daemon`: the supervisor in the foreground, for systemd. Signals: SIGTERM and
 //! SIGINT hang every line up and remove all kernel state; SIGHUP reloads the configuration.
 
+pub mod instance;
 pub mod notify;
 pub mod supervisor;
 
@@ -38,37 +39,58 @@ pub async fn run(config_path: &Path) -> i32 {
             return 1;
         }
     };
+    // Nothing of the kernel's is touched before this daemon knows it is the only one: a second
+    // daemon started by hand must leave the running one's table, routes and DNS alone.
+    let instance = match instance::InstanceLock::acquire() {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("eqlplus-dialer daemon: {e}");
+            return 1;
+        }
+    };
+    let listener = match control::bind(&config).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("eqlplus-dialer daemon: {e}");
+            return 1;
+        }
+    };
     let supervisor = match Supervisor::start(config).await {
-        Ok(s) => Arc::new(Mutex::new(s)),
+        Ok(s) => s,
         Err(e) => {
             eprintln!("eqlplus-dialer daemon: {e:#}");
             return 1;
         }
     };
-    let control = match control::start(supervisor.clone()).await {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("eqlplus-dialer daemon: {e}");
-            shutdown(supervisor).await;
-            return 1;
-        }
-    };
+    let registry = supervisor.registry();
+    let supervisor = Arc::new(Mutex::new(supervisor));
+    let control = control::serve(listener, supervisor.clone(), registry.clone());
     notify::notify("READY=1");
     tracing::info!("ready");
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     let watchdog_every = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog = tokio::time::interval(watchdog_every);
+    // Nothing in this loop waits for the supervisor: a reload that waits for lines to hang up
+    // runs on its own task, so the watchdog keeps being fed.
+    let mut reloading: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => {
-                notify::notify("RELOADING=1");
-                let answer = supervisor.lock().await.reload().await;
-                tracing::info!("SIGHUP: {answer:?}");
-                notify::notify("READY=1");
+                if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
+                    tracing::info!("SIGHUP: a reload is already under way");
+                    continue;
+                }
+                let supervisor = supervisor.clone();
+                reloading = Some(tokio::spawn(async move {
+                    notify::notify("RELOADING=1");
+                    let answer = supervisor.lock().await.reload().await;
+                    tracing::info!("SIGHUP: {answer:?}");
+                    notify::notify("READY=1");
+                }));
             }
-            _ = sample.tick() => supervisor.lock().await.sample(),
+            _ = sample.tick() => registry.sample(),
             _ = watchdog.tick() => notify::notify("WATCHDOG=1"),
         }
     }
@@ -76,6 +98,7 @@ pub async fn run(config_path: &Path) -> i32 {
     tracing::info!("stopping: hanging up every line");
     drop(control);
     shutdown(supervisor).await;
+    drop(instance);
     0
 }
 
@@ -87,21 +110,46 @@ async fn shutdown(supervisor: SharedSupervisor) {
 mod control {
     use std::sync::Arc;
 
-    use crate::control::server::{ControlHandler, ControlServer, serve};
-    use crate::control::{Request, Response};
+    use crate::config::Config;
+    use crate::control::server::{self, ControlHandler, ControlListener, ControlServer};
+    use crate::control::{Request, Response, ServerOptions};
 
     use super::SharedSupervisor;
+    use super::supervisor::LineRegistry;
 
-    struct Handler(SharedSupervisor);
+    /// `reload` goes to the supervisor; everything else is answered from the line registry
+    /// at once, even while a reload waits for lines.
+    struct Handler {
+        supervisor: SharedSupervisor,
+        registry: LineRegistry,
+    }
 
     impl ControlHandler for Handler {
         async fn handle(&self, request: Request) -> Response {
-            self.0.lock().await.handle(request).await
+            match request {
+                Request::Reload => self.supervisor.lock().await.reload().await,
+                other => self.registry.handle(other),
+            }
         }
     }
 
-    pub async fn start(supervisor: SharedSupervisor) -> std::io::Result<ControlServer> {
-        let (path, group) = supervisor.lock().await.control();
-        serve(&path, group.as_deref(), Arc::new(Handler(supervisor))).await
+    /// Binds the configured socket; fails if another daemon answers on it.
+    pub async fn bind(config: &Config) -> std::io::Result<ControlListener> {
+        let options = ServerOptions {
+            group: config.control.group.clone(),
+            ..ServerOptions::default()
+        };
+        server::bind(&config.control.socket, options).await
+    }
+
+    pub fn serve(
+        listener: ControlListener,
+        supervisor: SharedSupervisor,
+        registry: LineRegistry,
+    ) -> ControlServer {
+        listener.serve(Arc::new(Handler {
+            supervisor,
+            registry,
+        }))
     }
 }

@@ -23,15 +23,36 @@ use crate::serial::HangupTiming;
 /// How long a line may take to hang up at shutdown or when removed.
 const LINE_STOP_BOUND: Duration = Duration::from_secs(20);
 
-/// A running line.
-struct LineEntry {
+/// Commands waiting for a line; a line that does not take them is stuck, and nobody waits.
+const LINE_INBOX: usize = 16;
+
+/// A running line's task, owned by the supervisor.
+struct LineTask {
     /// What it was started with: a reload restarts it only if this changed.
     fingerprint: LineFingerprint,
+    task: JoinHandle<()>,
+}
+
+/// A running line as the control socket sees it: its status, its inbox for commands.
+struct LineEntry {
     config: LineConfig,
     commands: mpsc::Sender<LineCommand>,
-    task: JoinHandle<()>,
     shared: Arc<LineShared>,
     rate: Rate,
+}
+
+/// The live lines' status and command inboxes, shared with the control socket and the
+/// sampler. Behind a short, never-awaited lock, so `status`, `up` and `hangup` are answered at
+/// once even while a reload or shutdown waits for lines to hang up.
+#[derive(Clone, Default)]
+pub struct LineRegistry {
+    inner: Arc<std::sync::Mutex<Registry>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    policy: &'static str,
+    lines: BTreeMap<String, LineEntry>,
 }
 
 /// Everything that defines a line's behaviour, so a reload can tell changed lines apart.
@@ -53,17 +74,18 @@ struct Rate {
     tx_rate: f64,
 }
 
-/// The supervisor's state.
+/// The supervisor's state: the configuration, the line tasks and the balancer.
 pub struct Supervisor {
     config: Config,
-    lines: BTreeMap<String, LineEntry>,
+    tasks: BTreeMap<String, LineTask>,
+    registry: LineRegistry,
     balancer: BalancerHandle,
     balancer_task: Option<JoinHandle<()>>,
     netlink: Netlink,
     seed: u64,
 }
 
-/// Shared with the control socket and the signal loop.
+/// Shared with the signal loop and the control socket's `reload`.
 pub type SharedSupervisor = Arc<Mutex<Supervisor>>;
 
 impl Supervisor {
@@ -82,9 +104,12 @@ impl Supervisor {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
             ^ u64::from(std::process::id()) << 32;
+        let registry = LineRegistry::default();
+        registry.lock().policy = config.balancer.policy.name();
         let mut s = Supervisor {
             config: config.clone(),
-            lines: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            registry,
             balancer,
             balancer_task: Some(balancer_task),
             netlink,
@@ -94,7 +119,7 @@ impl Supervisor {
         for (name, fp) in fingerprints {
             s.start_line(name, fp);
         }
-        tracing::info!(lines = s.lines.len(), "supervisor started");
+        tracing::info!(lines = s.tasks.len(), "supervisor started");
         Ok(s)
     }
 
@@ -125,80 +150,29 @@ impl Supervisor {
             shared: shared.clone(),
             seed: self.seed,
         };
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(LINE_INBOX);
         let task = tokio::spawn(run_line(ctx, rx));
-        self.lines.insert(
-            name,
+        self.registry.lock().lines.insert(
+            name.clone(),
             LineEntry {
                 config: fp.config.clone(),
-                fingerprint: fp,
                 commands: tx,
-                task,
                 shared,
                 rate: Rate::default(),
             },
         );
-    }
-
-    /// Answers one control request.
-    pub async fn handle(&mut self, request: Request) -> Response {
-        match request {
-            Request::Up { lines } => self.admin(lines, LineCommand::Up).await,
-            Request::Hangup { lines } => {
-                if lines.is_empty() {
-                    return Response::Error {
-                        message: "name the lines to hang up (e.g. hangup ttyS1)".into(),
-                    };
-                }
-                self.admin(lines, LineCommand::Down).await
-            }
-            Request::Status { line } => match line {
-                Some(name) if !self.lines.contains_key(&name) => Response::Error {
-                    message: format!("no line named {name} (lines: {})", self.names().join(", ")),
-                },
-                filter => Response::Status(self.status(filter.as_deref())),
+        self.tasks.insert(
+            name,
+            LineTask {
+                fingerprint: fp,
+                task,
             },
-            Request::Reload => self.reload().await,
-            // The control server streams status for subscribers itself.
-            Request::Subscribe { .. } => Response::Status(self.status(None)),
-        }
+        );
     }
 
-    fn names(&self) -> Vec<String> {
-        self.lines.keys().cloned().collect()
-    }
-
-    async fn admin(&mut self, names: Vec<String>, command: LineCommand) -> Response {
-        let targets: Vec<String> = if names.is_empty() {
-            self.lines
-                .iter()
-                .filter(|(_, l)| l.config.enabled)
-                .map(|(n, _)| n.clone())
-                .collect()
-        } else {
-            names
-        };
-        if let Some(unknown) = targets.iter().find(|n| !self.lines.contains_key(*n)) {
-            return Response::Error {
-                message: format!(
-                    "no line named {unknown} (lines: {})",
-                    self.names().join(", ")
-                ),
-            };
-        }
-        for name in &targets {
-            if let Some(l) = self.lines.get(name) {
-                let _ = l.commands.send(command).await;
-            }
-        }
-        let verb = match command {
-            LineCommand::Up => "bringing up",
-            LineCommand::Down => "hanging up (held down until `up`)",
-            LineCommand::Shutdown => "stopping",
-        };
-        Response::Ok {
-            message: format!("{verb}: {}", targets.join(", ")),
-        }
+    /// The live lines, for the control socket and the sampler.
+    pub fn registry(&self) -> LineRegistry {
+        self.registry.clone()
     }
 
     /// Re-reads the configuration: unchanged lines stay up, changed ones restart, removed ones
@@ -236,7 +210,7 @@ impl Supervisor {
         };
         let (mut kept, mut restarted, mut removed, mut added) = (vec![], vec![], vec![], vec![]);
         let gone: Vec<String> = self
-            .lines
+            .tasks
             .keys()
             .filter(|n| !fresh.contains_key(*n))
             .cloned()
@@ -246,7 +220,7 @@ impl Supervisor {
             removed.push(name);
         }
         for (name, fp) in fresh {
-            match self.lines.get(&name) {
+            match self.tasks.get(&name) {
                 Some(l) if l.fingerprint == fp => kept.push(name),
                 Some(_) => {
                     self.stop_line(&name).await;
@@ -281,30 +255,26 @@ impl Supervisor {
     }
 
     async fn stop_line(&mut self, name: &str) {
-        if let Some(l) = self.lines.remove(name) {
-            let _ = l.commands.send(LineCommand::Shutdown).await;
-            if tokio::time::timeout(LINE_STOP_BOUND, l.task).await.is_err() {
-                tracing::warn!(line = name, "line did not stop in time");
-            }
+        let deadline = tokio::time::Instant::now() + LINE_STOP_BOUND;
+        let commands = self.registry.remove(name);
+        if let Some(task) = self.tasks.remove(name) {
+            stop_task(name, commands, task, deadline).await;
         }
     }
 
     /// Hangs every line up cleanly, then removes all kernel state. The supervisor has no
     /// lines afterwards.
     pub async fn shutdown(&mut self) {
-        let names = self.names();
-        for name in &names {
-            if let Some(l) = self.lines.get(name) {
-                let _ = l.commands.send(LineCommand::Shutdown).await;
-            }
-        }
-        for name in names {
-            if let Some(l) = self.lines.remove(&name)
-                && tokio::time::timeout(LINE_STOP_BOUND, l.task).await.is_err()
-            {
-                tracing::warn!(line = %name, "line did not stop in time");
-            }
-        }
+        // The lines hang up together, all within one bound.
+        let deadline = tokio::time::Instant::now() + LINE_STOP_BOUND;
+        let stopping: Vec<_> = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .map(|(name, task)| {
+                let commands = self.registry.remove(&name);
+                async move { stop_task(&name, commands, task, deadline).await }
+            })
+            .collect();
+        futures::future::join_all(stopping).await;
         if let Err(e) = self.balancer.shutdown().await {
             tracing::error!("balancer shutdown: {e}");
         }
@@ -313,11 +283,130 @@ impl Supervisor {
         }
         tracing::info!("all lines down, kernel state removed");
     }
+}
+
+/// Tells a line to stop and waits for it until `deadline`; a line that is stuck is aborted
+/// (dropping its port closes it and removes its lock).
+async fn stop_task(
+    name: &str,
+    commands: Option<mpsc::Sender<LineCommand>>,
+    task: LineTask,
+    deadline: tokio::time::Instant,
+) {
+    let mut handle = task.task;
+    if let Some(commands) = commands {
+        let _ = tokio::time::timeout_at(deadline, commands.send(LineCommand::Shutdown)).await;
+    }
+    if tokio::time::timeout_at(deadline, &mut handle)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            line = name,
+            "line did not stop within {LINE_STOP_BOUND:?}; aborted"
+        );
+        handle.abort();
+        let _ = handle.await;
+    }
+}
+
+impl LineRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding this lock leaves plain data behind: keep serving it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remove(&self, name: &str) -> Option<mpsc::Sender<LineCommand>> {
+        self.lock().lines.remove(name).map(|l| l.commands)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.lock().lines.keys().cloned().collect()
+    }
+
+    /// Answers `status`, `subscribe`, `up` and `hangup` (never waits).
+    pub fn handle(&self, request: Request) -> Response {
+        match request {
+            Request::Up { lines } => self.admin(lines, LineCommand::Up),
+            Request::Hangup { lines } => {
+                if lines.is_empty() {
+                    return Response::Error {
+                        message: "name the lines to hang up (e.g. hangup ttyS1)".into(),
+                    };
+                }
+                self.admin(lines, LineCommand::Down)
+            }
+            Request::Status { line } => match line {
+                Some(name) if !self.lock().lines.contains_key(&name) => Response::Error {
+                    message: format!("no line named {name} (lines: {})", self.names().join(", ")),
+                },
+                filter => Response::Status(self.status(filter.as_deref())),
+            },
+            // The control server streams status for subscribers itself.
+            Request::Subscribe { .. } => Response::Status(self.status(None)),
+            Request::Reload => Response::Error {
+                message: "reload is the supervisor's".into(),
+            },
+        }
+    }
+
+    /// Hands `command` to each named line (every enabled line when none are named). A line
+    /// whose inbox is full is stuck: it is named in the answer, and nobody waits for it.
+    fn admin(&self, names: Vec<String>, command: LineCommand) -> Response {
+        let registry = self.lock();
+        let targets: Vec<String> = if names.is_empty() {
+            registry
+                .lines
+                .iter()
+                .filter(|(_, l)| l.config.enabled)
+                .map(|(n, _)| n.clone())
+                .collect()
+        } else {
+            names
+        };
+        if let Some(unknown) = targets.iter().find(|n| !registry.lines.contains_key(*n)) {
+            return Response::Error {
+                message: format!(
+                    "no line named {unknown} (lines: {})",
+                    registry
+                        .lines
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+        }
+        let mut stuck = Vec::new();
+        for name in &targets {
+            if let Some(l) = registry.lines.get(name)
+                && l.commands.try_send(command).is_err()
+            {
+                stuck.push(name.clone());
+            }
+        }
+        if !stuck.is_empty() {
+            return Response::Error {
+                message: format!(
+                    "line {} is not taking commands (busy with an earlier one); try again",
+                    stuck.join(", ")
+                ),
+            };
+        }
+        let verb = match command {
+            LineCommand::Up => "bringing up",
+            LineCommand::Down => "hanging up (held down until `up`)",
+            LineCommand::Shutdown => "stopping",
+        };
+        Response::Ok {
+            message: format!("{verb}: {}", targets.join(", ")),
+        }
+    }
 
     /// Samples traffic counters (call about once a second) for rates and shares.
-    pub fn sample(&mut self) {
+    pub fn sample(&self) {
         let now = Instant::now();
-        for l in self.lines.values_mut() {
+        for l in self.lock().lines.values_mut() {
             let rx = l.shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed);
             let tx = l.shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed);
             if let Some(at) = l.rate.last_at {
@@ -333,12 +422,13 @@ impl Supervisor {
 
     /// The status report (all lines, or one).
     pub fn status(&self, only: Option<&str>) -> StatusReport {
-        let total: f64 = self
+        let registry = self.lock();
+        let total: f64 = registry
             .lines
             .values()
             .map(|l| l.rate.rx_rate + l.rate.tx_rate)
             .sum();
-        let lines = self
+        let lines = registry
             .lines
             .iter()
             .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
@@ -376,17 +466,9 @@ impl Supervisor {
             .collect();
         StatusReport {
             time: epoch(SystemTime::now()),
-            policy: self.config.balancer.policy.name().into(),
+            policy: registry.policy.into(),
             lines,
         }
-    }
-
-    /// The control socket's path and group.
-    pub fn control(&self) -> (PathBuf, Option<String>) {
-        (
-            self.config.control.socket.clone(),
-            self.config.control.group.clone(),
-        )
     }
 }
 

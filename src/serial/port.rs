@@ -38,6 +38,9 @@ impl std::str::FromStr for FlowControl {
     }
 }
 
+/// Slack on top of a hangup's own timings before it is cut short.
+const HANGUP_SLACK: Duration = Duration::from_secs(2);
+
 /// Timings of a modem hangup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HangupTiming {
@@ -275,17 +278,37 @@ impl SerialPort {
     /// escapes to command mode with `+++` between guard times and sends `ATH0`.
     pub async fn hangup(self) {
         let timing = self.hangup;
-        if self.has_modem_lines {
-            match self.set_dtr(false) {
-                Ok(()) => sleep(timing.dtr_drop).await,
-                Err(e) => tracing::warn!(port = %self.path.display(), "cannot drop DTR: {e}"),
+        // A far end that stopped reading must not keep the line in `hanging-up`: each step
+        // has its own bound, and the whole hangup has this one.
+        let bound = timing.dtr_drop + timing.guard * 3 + HANGUP_SLACK;
+        let steps = async {
+            if self.has_modem_lines {
+                match self.set_dtr(false) {
+                    Ok(()) => sleep(timing.dtr_drop).await,
+                    Err(e) => {
+                        tracing::warn!(port = %self.path.display(), "cannot drop DTR: {e}")
+                    }
+                }
+            } else {
+                self.escape_and_hang_up(timing).await;
             }
-        } else {
-            self.escape_and_hang_up(timing).await;
+        };
+        if timeout(bound, steps).await.is_err() {
+            tracing::warn!(
+                port = %self.path.display(),
+                "hangup did not finish within {bound:?} (the far end stopped reading?); closing the port"
+            );
         }
-        tracing::debug!(port = %self.path.display(), "port closed");
+        // close(2) of a tty waits for unsent output to drain (closing_wait: 30 s by default),
+        // and unsent output is what a stuck far end leaves: discard it, then close off the
+        // async threads.
+        // SAFETY: plain ioctl on our descriptor.
+        let _ = unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCOFLUSH) };
+        let path = self.path.clone();
         // Dropping self closes the descriptor (with HUPCL, which drops DTR again) and then
         // removes the lock file.
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+        tracing::debug!(port = %path.display(), "port closed");
     }
 
     async fn escape_and_hang_up(&self, timing: HangupTiming) {
