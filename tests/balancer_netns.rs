@@ -609,3 +609,115 @@ fn kill_9_then_restart_leaves_nothing_stale() {
     assert!(out.status.success(), "{out:?}");
     assert_no_balancer_state(&world.router);
 }
+
+/// Waits until `check` holds (polling every 50 ms), up to `limit`; returns how long it took.
+fn until(limit: Duration, check: impl Fn() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds() {
+    if !require_root("a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds") {
+        return;
+    }
+    let world = World::new(2);
+    let spec = |i: usize| format!("line{i}:eq-l{i}:{}:{}", line_local(i), line_peer(i));
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &world.router.name,
+            env!("CARGO_BIN_EXE_eqlplus-dialer"),
+        ])
+        .args(["balance", "--policy", "round-robin"])
+        .args(["--line", &spec(1), "--line", &spec(2)])
+        .env("EQLPLUS_LOG", "eqlplus_dialer=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert!(line.starts_with("balancing 2 line(s)"), "{line}");
+    assert_eq!(world.connect_burst(20), 20);
+    let router = &world.router;
+    let table_back = || router.exec(&["nft", "list", "tables"]).contains("eqlplus");
+    let rules_back = || {
+        let rules = router.exec(&["ip", "rule", "list"]);
+        rules.lines().filter(|l| l.starts_with("77")).count() == 3
+    };
+    let routes_back = || {
+        router
+            .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+            .lines()
+            .count()
+            == 3
+    };
+
+    // A firewall reload: every table goes, ours with them.
+    router.exec(&["nft", "flush", "ruleset"]);
+    let healed = until(Duration::from_secs(5), || {
+        table_back()
+            && router
+                .exec(&["nft", "list", "chain", "inet", "eqlplus", "mark_new"])
+                .contains("numgen")
+    });
+    assert!(healed.is_some(), "table not rebuilt within 5 s");
+    assert_eq!(
+        world.connect_burst(40),
+        40,
+        "new connections after the rebuild"
+    );
+    let hits = per_line(&world.take_hits(), 2);
+    assert!(
+        hits[0] >= 25 && hits[1] >= 25,
+        "both lines used again: {hits:?}"
+    );
+
+    // One rule of ours, then one line's route, deleted by hand.
+    router.ip(&["rule", "del", "pref", "7701"]);
+    assert!(
+        until(Duration::from_secs(5), rules_back).is_some(),
+        "rule not restored"
+    );
+    router.ip(&["route", "flush", "table", "7702"]);
+    assert!(
+        until(Duration::from_secs(5), routes_back).is_some(),
+        "route not restored"
+    );
+    // Part of the table: a rule of a base chain.
+    router.exec(&["nft", "flush", "chain", "inet", "eqlplus", "postrouting"]);
+    assert!(
+        until(Duration::from_secs(5), || router
+            .exec(&["nft", "list", "chain", "inet", "eqlplus", "postrouting"])
+            .contains("masquerade"))
+        .is_some(),
+        "masquerade rule not restored"
+    );
+    assert_eq!(world.connect_burst(20), 20);
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("changed from outside") && log.contains("table inet eqlplus missing"),
+        "the repair is logged: {log}"
+    );
+    // Four kinds of damage, each repaired once; our own updates are never taken for damage.
+    let repairs = log.matches("changed from outside").count();
+    assert!((4..=5).contains(&repairs), "{repairs} repairs: {log}");
+    assert_no_balancer_state(&world.router);
+}

@@ -10,10 +10,18 @@ use tokio::task::JoinHandle;
 
 use super::dns::DnsPublisher;
 use super::kernel::{Balancer, BalancerError, Enslave};
+use crate::net::{KernelWatch, ROUTE_PROTOCOL};
 
 /// How often the lines' load (queue depths, open connections) is folded into the policy
 /// (least-loaded), at most: a page's objects take a fraction of a second on a modem line.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
+
+/// How often the kernel state is checked against what it should be, notifications or not.
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
+/// How long after a notification of someone else's change the state is checked: a firewall
+/// reload is a burst of changes; check once it is over.
+const RECONCILE_SETTLE: Duration = Duration::from_millis(250);
 
 enum Request {
     Enslave(Enslave, oneshot::Sender<Result<(), String>>),
@@ -90,9 +98,45 @@ async fn run(
     let mut failing = false;
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut watch = match KernelWatch::new("eqlplus", "mark_new", ROUTE_PROTOCOL) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch for changes to the balancer's kernel state ({e}); checking it every {RECONCILE_EVERY:?} only"
+            );
+            None
+        }
+    };
+    let mut check = tokio::time::interval_at(
+        tokio::time::Instant::now() + RECONCILE_EVERY,
+        RECONCILE_EVERY,
+    );
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut check_soon: Option<tokio::time::Instant> = None;
     loop {
         let request = tokio::select! {
             r = rx.recv() => r,
+            changed = async { watch.as_mut()?.changed().await.ok() }, if watch.is_some() => {
+                match changed {
+                    Some(()) => {
+                        check_soon.get_or_insert(tokio::time::Instant::now() + RECONCILE_SETTLE);
+                    }
+                    None => {
+                        tracing::warn!("lost the kernel change notifications; checking every {RECONCILE_EVERY:?} only");
+                        watch = None;
+                    }
+                }
+                continue;
+            }
+            _ = crate::sys::sleep_until_opt(check_soon) => {
+                check_soon = None;
+                reconcile(&mut balancer).await;
+                continue;
+            }
+            _ = check.tick() => {
+                reconcile(&mut balancer).await;
+                continue;
+            }
             _ = tick.tick(), if dirty || balancer.follows_load() => {
                 dirty = false;
                 let result = if balancer.follows_load() {
@@ -148,5 +192,17 @@ async fn run(
                 return;
             }
         }
+    }
+}
+
+/// Checks the kernel state and repairs it, saying what had gone.
+async fn reconcile(balancer: &mut Balancer) {
+    match balancer.reconcile().await {
+        Ok(repaired) if repaired.is_empty() => tracing::debug!("kernel state as it should be"),
+        Ok(repaired) => tracing::warn!(
+            "the balancer's kernel state was changed from outside ({}); rebuilt it",
+            repaired.join(", ")
+        ),
+        Err(e) => tracing::warn!("cannot check the balancer's kernel state: {e}"),
     }
 }

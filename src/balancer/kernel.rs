@@ -90,6 +90,10 @@ pub struct Balancer {
     lines: BTreeMap<String, Slot>,
     /// The pick table last applied (least-loaded re-applies only on change).
     applied: Vec<u32>,
+    /// The selection last applied: what the table should hold.
+    selection: Selection,
+    /// The sticky map's timeout.
+    hold: Duration,
 }
 
 /// How long the sticky policy keeps a client→destination pair on its line by default.
@@ -114,6 +118,8 @@ impl Balancer {
             netlink,
             lines: BTreeMap::new(),
             applied: Vec::new(),
+            selection: Selection::default(),
+            hold,
         };
         balancer.reselect(true).await?;
         balancer.update_main_default().await?;
@@ -277,9 +283,71 @@ impl Balancer {
                 _ => None,
             },
         };
-        nft::apply(&nft::render_select(&selection), "balancer selection").await?;
+        let script = nft::render_select(&selection);
+        if let Err(e) = nft::apply(&script, "balancer selection").await {
+            // Our table may be gone (a firewall reload): rebuild it, then try once more.
+            tracing::warn!("{e}; checking the balancer's kernel state");
+            self.reconcile().await?;
+            nft::apply(&script, "balancer selection").await?;
+        }
         self.applied = pick;
+        self.selection = selection;
         Ok(())
+    }
+
+    /// Compares the kernel state this balancer owns (the nftables table, its chains, sets and
+    /// rules; our policy rules; our routes) with what it should be and repairs the difference:
+    /// the table is rebuilt in one nft transaction, missing rules and routes are added again.
+    /// Returns what was repaired (empty: nothing had drifted).
+    pub async fn reconcile(&mut self) -> Result<Vec<String>, BalancerError> {
+        let mut repaired = Vec::new();
+        let expected = nft::expected_shape(&self.selection);
+        let drift = match nft::table_shape().await? {
+            None => vec![format!("table {} missing", nft::TABLE)],
+            Some(actual) => actual.differences(&expected),
+        };
+        if !drift.is_empty() {
+            let script = nft::render_create(self.hold) + &nft::render_select(&self.selection);
+            nft::apply(&script, "balancer table rebuild").await?;
+            repaired.extend(drift);
+        }
+        let routing = self.config.routing;
+        let rules = self.netlink.our_rule_priorities().await?;
+        if !rules.contains(&routing.rule_base) {
+            self.netlink.add_main_first_rule(routing.rule_base).await?;
+            repaired.push(format!(
+                "rule {} (main table first) missing",
+                routing.rule_base
+            ));
+        }
+        let tables = self.netlink.our_route_tables().await?;
+        for l in self.lines.values() {
+            let priority = routing.rule_base + u32::from(l.slot);
+            let table = routing.table_base + u32::from(l.slot);
+            if !rules.contains(&priority) {
+                self.netlink
+                    .add_mark_rule(priority, l.mark(), table)
+                    .await?;
+                repaired.push(format!("rule {priority} of line {} missing", l.spec.line));
+            }
+            if !tables.contains(&table) {
+                // The slave itself may be gone: its line's driver takes it out of the balance.
+                match self
+                    .netlink
+                    .add_default_route(table, l.index, l.spec.peer)
+                    .await
+                {
+                    Ok(()) => repaired.push(format!("route of line {} missing", l.spec.line)),
+                    Err(e) => tracing::warn!(line = %l.spec.line, "cannot restore its route: {e}"),
+                }
+            }
+        }
+        let main = u32::from(rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN);
+        if !tables.contains(&main) {
+            self.update_main_default().await?;
+            repaired.push("default route in the main table missing".into());
+        }
+        Ok(repaired)
     }
 
     /// The main table's default: via the first live line, or unreachable when none is up.

@@ -11,6 +11,7 @@
 //!   stored in the conntrack entry.
 //! - `postrouting` (nat): masquerade on every slave, so replies come back on the same line.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
@@ -25,6 +26,8 @@ pub const TABLE: &str = "inet eqlplus";
 pub const MARK_BASE: u32 = 0x0000_e100;
 /// Mask that recognises our marks.
 pub const MARK_MASK: u32 = 0xffff_ff00;
+/// How long one run of `nft` may take.
+pub const NFT_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why nft refused.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,8 @@ pub enum NftError {
     Rejected { what: &'static str, stderr: String },
     #[error("cannot read nft's output: {0}")]
     Parse(String),
+    #[error("nft did not finish the {0} within {NFT_DEADLINE:?}")]
+    Timeout(&'static str),
 }
 
 /// What `mark_new` and the sets/maps hold for the current lines.
@@ -168,20 +173,26 @@ pub async fn apply(script: &str, what: &'static str) -> Result<(), NftError> {
         return Ok(());
     }
     tracing::debug!(what, "nft script:\n{script}");
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(NftError::Spawn)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .await
+    let run = async {
+        let mut child = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
             .map_err(NftError::Spawn)?;
-    }
-    let out = child.wait_with_output().await.map_err(NftError::Spawn)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(script.as_bytes())
+                .await
+                .map_err(NftError::Spawn)?;
+        }
+        child.wait_with_output().await.map_err(NftError::Spawn)
+    };
+    let out = tokio::time::timeout(NFT_DEADLINE, run)
+        .await
+        .map_err(|_| NftError::Timeout(what))??;
     if out.status.success() {
         Ok(())
     } else {
@@ -192,12 +203,144 @@ pub async fn apply(script: &str, what: &'static str) -> Result<(), NftError> {
     }
 }
 
+/// What the table holds, as far as drift goes: each chain's rule count and each set's or map's
+/// element count (`None`: the dynamic sticky map, whose elements come and go by themselves).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableShape {
+    pub chains: BTreeMap<String, usize>,
+    pub sets: BTreeMap<String, Option<usize>>,
+}
+
+impl TableShape {
+    /// What differs from `expected`, in words (for the log).
+    pub fn differences(&self, expected: &TableShape) -> Vec<String> {
+        let mut out = Vec::new();
+        for (chain, rules) in &expected.chains {
+            match self.chains.get(chain) {
+                None => out.push(format!("chain {chain} missing")),
+                Some(n) if n != rules => {
+                    out.push(format!("chain {chain} has {n} of {rules} rules"))
+                }
+                Some(_) => {}
+            }
+        }
+        for (set, elements) in &expected.sets {
+            match self.sets.get(set) {
+                None => out.push(format!("set {set} missing")),
+                Some(n) if elements.is_some() && n != elements => out.push(format!(
+                    "set {set} has {} of {} elements",
+                    n.unwrap_or(0),
+                    elements.unwrap_or(0)
+                )),
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// The shape [`render_create`] followed by [`render_select`]`(sel)` gives the table.
+pub fn expected_shape(sel: &Selection) -> TableShape {
+    let mut shape = TableShape::default();
+    let create = render_create(Duration::from_secs(1));
+    // Rules of the base chains: the lines between a chain's `type … hook` line and its `}`.
+    let mut current: Option<String> = None;
+    for line in create.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("chain ") {
+            let name = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            shape.chains.insert(name.clone(), 0);
+            current = (!rest.contains('}')).then_some(name);
+        } else if line == "}" {
+            current = None;
+        } else if let Some(chain) = &current
+            && !line.starts_with("type ")
+            && !line.is_empty()
+            && let Some(n) = shape.chains.get_mut(chain)
+        {
+            *n += 1;
+        }
+    }
+    let select = render_select(sel);
+    let mark_new = select
+        .lines()
+        .filter(|l| l.starts_with(&format!("add rule {TABLE} mark_new ")))
+        .count();
+    shape.chains.insert("mark_new".into(), mark_new);
+    shape.sets.insert("slaves".into(), Some(sel.slaves.len()));
+    shape.sets.insert("pick".into(), Some(sel.pick.len()));
+    shape.sets.insert("dns".into(), Some(sel.dns.len()));
+    shape.sets.insert("sticky".into(), None);
+    shape
+}
+
+/// The table's shape now, or `None` if it does not exist (`nft -j list table`).
+pub async fn table_shape() -> Result<Option<TableShape>, NftError> {
+    let (family, name) = TABLE.split_once(' ').unwrap_or(("inet", "eqlplus"));
+    let run = Command::new("nft")
+        .args(["-j", "list", "table", family, name])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(NFT_DEADLINE, run)
+        .await
+        .map_err(|_| NftError::Timeout("table listing"))?
+        .map_err(NftError::Spawn)?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No such file or directory") {
+            return Ok(None);
+        }
+        return Err(NftError::Rejected {
+            what: "table listing",
+            stderr: stderr.trim().to_string(),
+        });
+    }
+    parse_shape(&out.stdout).map(Some)
+}
+
+/// Reads a table's shape from `nft -j list table` output.
+pub fn parse_shape(json: &[u8]) -> Result<TableShape, NftError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| NftError::Parse(e.to_string()))?;
+    let mut shape = TableShape::default();
+    let items = v["nftables"].as_array().cloned().unwrap_or_default();
+    for item in &items {
+        if let Some(name) = item["chain"]["name"].as_str() {
+            shape.chains.entry(name.to_string()).or_insert(0);
+        }
+        for kind in ["set", "map"] {
+            if let Some(name) = item[kind]["name"].as_str() {
+                let n = item[kind]["elem"].as_array().map_or(0, Vec::len);
+                let dynamic = item[kind]["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == "dynamic"))
+                    || item[kind]["flags"] == "dynamic";
+                shape.sets.insert(name.to_string(), (!dynamic).then_some(n));
+            }
+        }
+    }
+    for item in &items {
+        if let Some(chain) = item["rule"]["chain"].as_str() {
+            *shape.chains.entry(chain.to_string()).or_insert(0) += 1;
+        }
+    }
+    Ok(shape)
+}
+
 /// The sticky pairs currently learned, with their marks (`nft -j list map`).
 pub async fn sticky_pairs() -> Result<Vec<(Ipv4Addr, Ipv4Addr, u32)>, NftError> {
-    let out = Command::new("nft")
+    let run = Command::new("nft")
         .args(["-j", "list", "map", "inet", "eqlplus", "sticky"])
-        .output()
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(NFT_DEADLINE, run)
         .await
+        .map_err(|_| NftError::Timeout("sticky map listing"))?
         .map_err(NftError::Spawn)?;
     if !out.status.success() {
         return Err(NftError::Rejected {

@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::time::sleep_until;
-
 use super::engine::{Action, ChatEngine, Outcome};
 use crate::serial::SerialPort;
 
@@ -47,7 +45,7 @@ pub async fn run_chat(
                 Ok(n) => engine.handle_input(&buf[..n], Instant::now()),
                 Err(e) => engine.handle_io_error(&format!("read from {}: {e}", port.path().display())),
             },
-            _ = sleep_until_opt(deadline) => engine.handle_timeout(Instant::now()),
+            _ = crate::sys::sleep_until_opt(deadline) => engine.handle_timeout(Instant::now()),
             _ = tokio::time::sleep(CARRIER_POLL), if watch_carrier => {
                 let up = port.carrier() == Some(true);
                 if carrier_was_up && !up {
@@ -56,12 +54,5 @@ pub async fn run_chat(
                 carrier_was_up = up;
             }
         }
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

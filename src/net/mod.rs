@@ -5,7 +5,9 @@ pub mod pump;
 pub mod queue;
 pub mod routes;
 pub mod slave;
+pub mod watch;
 
 pub use queue::{QueueStats, SharedTxQueue, TxQueue};
 pub use routes::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};
 pub use slave::{Slave, SlaveError, TunSlave, default_slave_name};
+pub use watch::KernelWatch;

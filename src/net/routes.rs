@@ -307,6 +307,46 @@ impl Netlink {
         }
     }
 
+    /// Priorities of the IPv4 rules tagged as ours.
+    pub async fn our_rule_priorities(&self) -> Result<Vec<u32>, NetlinkError> {
+        let rules: Vec<RuleMessage> = self
+            .handle
+            .rule()
+            .get(IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(ctx("list rules"))?;
+        Ok(rules
+            .iter()
+            .filter(|r| {
+                r.attributes.iter().any(|a| {
+                    matches!(a, RuleAttribute::Protocol(p) if *p == RouteProtocol::Other(ROUTE_PROTOCOL))
+                })
+            })
+            .filter_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RuleAttribute::Priority(p) => Some(*p),
+                    _ => None,
+                })
+            })
+            .collect())
+    }
+
+    /// The tables that hold at least one IPv4 route tagged as ours.
+    pub async fn our_route_tables(&self) -> Result<Vec<u32>, NetlinkError> {
+        let mut tables: Vec<u32> = self
+            .routes(IpVersion::V4)
+            .await?
+            .iter()
+            .filter(|r| is_ours(r))
+            .map(route_table)
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        Ok(tables)
+    }
+
     /// Deletes the IPv4 rules with priorities in `range`.
     pub async fn delete_rules(
         &self,

@@ -967,7 +967,7 @@ pub async fn run(socket: &Path, interval: Duration) -> std::io::Result<Exit> {
                     retry_at = Some(tokio::time::Instant::now() + retry_delay(interval));
                 }
             },
-            () = sleep_until(retry_at) => {
+            () = crate::sys::sleep_until_opt(retry_at) => {
                 retry_at = None;
                 match client::subscribe(socket, interval).await {
                     Ok(s) => subscription = Some(s),
@@ -1006,13 +1006,6 @@ async fn next_report(
         Some(Ok(Response::Ok { message })) => Err(format!("unexpected answer: {message}")),
         Some(Err(e)) => Err(describe(&e)),
         None => Err("the daemon closed the connection".into()),
-    }
-}
-
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,338 @@
+//! Notifications that someone else changed the kernel state the balancer owns: a deleted
+//! nftables table, chain, set or rule of `inet eqlplus` (`nft flush ruleset`, a firewall
+//! reload), a deleted policy rule, a deleted route of ours. The balancer checks and repairs
+//! its state when told (and on a slow timer besides, in case a notification was lost).
+//!
+//! The messages are read by a small checked parser: nothing in them is trusted, a malformed one
+//! is treated as "something changed".
+
+use std::io;
+
+use netlink_sys::{Socket, SocketAddr, protocols};
+use tokio::io::unix::AsyncFd;
+
+/// `NFNL_SUBSYS_NFTABLES`: nftables messages are `(10 << 8) | NFT_MSG_*`.
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_DELSET: u16 = 11;
+/// The nftables multicast group.
+const NFNLGRP_NFTABLES: u32 = 7;
+/// rtnetlink groups and messages.
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV4_RULE: u32 = 8;
+const RTM_DELROUTE: u16 = 25;
+const RTM_DELRULE: u16 = 33;
+
+/// Watches for changes to the balancer's kernel state made by others.
+pub struct KernelWatch {
+    nft: AsyncFd<Socket>,
+    route: AsyncFd<Socket>,
+    table: String,
+    own_chain: String,
+    route_protocol: u8,
+}
+
+impl KernelWatch {
+    /// Subscribes to nftables and IPv4 rule/route notifications in this thread's network
+    /// namespace. Deletions in `table` (family inet) count, except rule deletions in
+    /// `own_chain` (which the balancer rewrites itself); route deletions count only for
+    /// routes tagged `route_protocol`. Must be called within a tokio runtime.
+    pub fn new(table: &str, own_chain: &str, route_protocol: u8) -> io::Result<KernelWatch> {
+        let subscribe = |protocol: isize, groups: &[u32]| -> io::Result<AsyncFd<Socket>> {
+            let mut socket = Socket::new(protocol)?;
+            socket.bind(&SocketAddr::new(0, 0))?;
+            for g in groups {
+                socket.add_membership(*g)?;
+            }
+            // A burst of notifications (a whole ruleset flushed) may overrun the buffer; that
+            // is reported as ENOBUFS, which counts as "something changed".
+            let _ = socket.set_rx_buf_sz(1 << 20);
+            socket.set_non_blocking(true)?;
+            // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and unchanged
+            // for the AsyncFd's life.
+            unsafe { AsyncFd::register(socket) }.map_err(io::Error::from)
+        };
+        Ok(KernelWatch {
+            nft: subscribe(protocols::NETLINK_NETFILTER, &[NFNLGRP_NFTABLES])?,
+            route: subscribe(
+                protocols::NETLINK_ROUTE,
+                &[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE],
+            )?,
+            table: table.to_string(),
+            own_chain: own_chain.to_string(),
+            route_protocol,
+        })
+    }
+
+    /// Waits until a notification says that someone may have removed part of our state.
+    pub async fn changed(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            tokio::select! {
+                r = self.nft.readable() => {
+                    let mut guard = r?;
+                    match guard.try_io(|s| recv(s.get_ref(), &mut buf)) {
+                        Ok(Ok(n)) => {
+                            let filter = NftFilter { table: &self.table, own_chain: &self.own_chain };
+                            if nft_touches_us(&buf[..n], &filter) {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(()),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => {}
+                    }
+                }
+                r = self.route.readable() => {
+                    let mut guard = r?;
+                    match guard.try_io(|s| recv(s.get_ref(), &mut buf)) {
+                        Ok(Ok(n)) => {
+                            if route_touches_us(&buf[..n], self.route_protocol) {
+                                return Ok(());
+                            }
+                        }
+                        Ok(Err(e)) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(()),
+                        Ok(Err(e)) => return Err(e),
+                        Err(_would_block) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn recv(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut slice = &mut buf[..];
+    socket.recv(&mut slice, 0)
+}
+
+struct NftFilter<'a> {
+    table: &'a str,
+    own_chain: &'a str,
+}
+
+/// One netlink message: its type and payload.
+struct Message<'a> {
+    kind: u16,
+    payload: &'a [u8],
+}
+
+/// The messages in one datagram; a truncated or malformed one ends the walk with `Err`.
+fn messages(mut data: &[u8]) -> Result<Vec<Message<'_>>, ()> {
+    let mut out = Vec::new();
+    while data.len() >= 16 {
+        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < 16 || len > data.len() {
+            return Err(());
+        }
+        out.push(Message {
+            kind,
+            payload: &data[16..len],
+        });
+        let aligned = (len + 3) & !3;
+        data = data.get(aligned..).unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
+/// The attributes after a fixed header of `skip` bytes: (type, value).
+fn attributes(payload: &[u8], skip: usize) -> Result<Vec<(u16, &[u8])>, ()> {
+    let mut data = payload.get(skip..).ok_or(())?;
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
+        // NLA_F_NESTED and NLA_F_NET_BYTEORDER live in the top bits.
+        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
+        if len < 4 || len > data.len() {
+            return Err(());
+        }
+        out.push((kind, &data[4..len]));
+        let aligned = (len + 3) & !3;
+        data = data.get(aligned..).unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
+/// A NUL-terminated string attribute.
+fn text(value: &[u8]) -> &[u8] {
+    value.split(|b| *b == 0).next().unwrap_or(&[])
+}
+
+/// Whether an nftables notification deletes part of our table.
+fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
+    let Ok(messages) = messages(datagram) else {
+        return true;
+    };
+    messages.iter().any(|m| {
+        if m.kind >> 8 != NFNL_SUBSYS_NFTABLES {
+            return false;
+        }
+        let op = m.kind & 0xff;
+        if !matches!(
+            op,
+            NFT_MSG_DELTABLE | NFT_MSG_DELCHAIN | NFT_MSG_DELRULE | NFT_MSG_DELSET
+        ) {
+            return false;
+        }
+        // nfgenmsg: family, version, resource id.
+        let Some(&family) = m.payload.first() else {
+            return true;
+        };
+        if family != libc::NFPROTO_INET as u8 {
+            return false;
+        }
+        let Ok(attrs) = attributes(m.payload, 4) else {
+            return true;
+        };
+        // Attribute 1 is the table's name in table, chain, rule and set messages alike.
+        let table = attrs.iter().find(|(k, _)| *k == 1).map(|(_, v)| text(v));
+        if table != Some(filter.table.as_bytes()) {
+            return false;
+        }
+        if op == NFT_MSG_DELRULE {
+            // NFTA_RULE_CHAIN (2): our own updates rewrite one chain.
+            let chain = attrs.iter().find(|(k, _)| *k == 2).map(|(_, v)| text(v));
+            return chain != Some(filter.own_chain.as_bytes());
+        }
+        true
+    })
+}
+
+/// Whether an rtnetlink notification deletes a policy rule (any: ours carry a protocol
+/// attribute older kernels drop) or one of our routes.
+fn route_touches_us(datagram: &[u8], protocol: u8) -> bool {
+    let Ok(messages) = messages(datagram) else {
+        return true;
+    };
+    messages.iter().any(|m| match m.kind {
+        RTM_DELRULE => true,
+        // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type.
+        RTM_DELROUTE => m.payload.get(5).is_none_or(|p| *p == protocol),
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut a = Vec::new();
+        a.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        a.extend_from_slice(&kind.to_ne_bytes());
+        a.extend_from_slice(value);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    }
+
+    fn message(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 10]);
+        m.extend_from_slice(payload);
+        m
+    }
+
+    fn nft(op: u16, family: u8, table: &str, chain: Option<&str>) -> Vec<u8> {
+        let mut p = vec![family, 0, 0, 0];
+        p.extend(attr(1, format!("{table}\0").as_bytes()));
+        if let Some(c) = chain {
+            p.extend(attr(2, format!("{c}\0").as_bytes()));
+        }
+        message((NFNL_SUBSYS_NFTABLES << 8) | op, &p)
+    }
+
+    const US: NftFilter<'static> = NftFilter {
+        table: "eqlplus",
+        own_chain: "mark_new",
+    };
+
+    #[test]
+    fn deletions_in_our_table_count() {
+        let inet = libc::NFPROTO_INET as u8;
+        assert!(nft_touches_us(
+            &nft(NFT_MSG_DELTABLE, inet, "eqlplus", None),
+            &US
+        ));
+        assert!(nft_touches_us(
+            &nft(NFT_MSG_DELCHAIN, inet, "eqlplus", None),
+            &US
+        ));
+        assert!(nft_touches_us(
+            &nft(NFT_MSG_DELSET, inet, "eqlplus", None),
+            &US
+        ));
+        assert!(nft_touches_us(
+            &nft(NFT_MSG_DELRULE, inet, "eqlplus", Some("prerouting")),
+            &US
+        ));
+    }
+
+    #[test]
+    fn our_own_updates_and_other_tables_do_not() {
+        let inet = libc::NFPROTO_INET as u8;
+        assert!(!nft_touches_us(
+            &nft(NFT_MSG_DELRULE, inet, "eqlplus", Some("mark_new")),
+            &US
+        ));
+        assert!(!nft_touches_us(
+            &nft(NFT_MSG_DELTABLE, inet, "filter", None),
+            &US
+        ));
+        assert!(!nft_touches_us(
+            &nft(NFT_MSG_DELTABLE, libc::NFPROTO_IPV4 as u8, "eqlplus", None),
+            &US
+        ));
+        // NEWTABLE (0) and NEWRULE (6): additions never hurt.
+        assert!(!nft_touches_us(&nft(0, inet, "eqlplus", None), &US));
+        assert!(!nft_touches_us(
+            &nft(6, inet, "eqlplus", Some("output")),
+            &US
+        ));
+    }
+
+    #[test]
+    fn several_messages_in_one_datagram() {
+        let inet = libc::NFPROTO_INET as u8;
+        let mut d = nft(NFT_MSG_DELRULE, inet, "eqlplus", Some("mark_new"));
+        d.extend(nft(NFT_MSG_DELTABLE, inet, "eqlplus", None));
+        assert!(nft_touches_us(&d, &US));
+    }
+
+    #[test]
+    fn malformed_input_counts_as_a_change_and_never_panics() {
+        assert!(nft_touches_us(&[0xff; 20], &US));
+        assert!(route_touches_us(&[0xff; 20], 234));
+        for len in 0..64 {
+            let d: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+            let _ = nft_touches_us(&d, &US);
+            let _ = route_touches_us(&d, 234);
+        }
+        // An attribute longer than its message.
+        let mut p = vec![libc::NFPROTO_INET as u8, 0, 0, 0];
+        p.extend_from_slice(&200u16.to_ne_bytes());
+        p.extend_from_slice(&1u16.to_ne_bytes());
+        assert!(nft_touches_us(
+            &message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, &p),
+            &US
+        ));
+    }
+
+    #[test]
+    fn route_deletions_count_only_for_ours() {
+        let route = |proto: u8| message(RTM_DELROUTE, &[2, 0, 0, 0, 254, proto, 0, 1]);
+        assert!(route_touches_us(&route(234), 234));
+        assert!(!route_touches_us(&route(4), 234));
+        assert!(route_touches_us(&message(RTM_DELRULE, &[2, 0, 0, 0]), 234));
+        assert!(!route_touches_us(
+            &message(24, &[2, 0, 0, 0, 254, 234]),
+            234
+        ));
+    }
+}
