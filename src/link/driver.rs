@@ -154,7 +154,7 @@ impl Line {
         let before = m.state();
         let next = match step {
             Step::Open => {
-                let event = self.open();
+                let event = self.open().await;
                 Some(self.feed(m, event))
             }
             Step::InitChat | Step::DialChat => {
@@ -269,7 +269,7 @@ impl Line {
         m.on(event, Instant::now())
     }
 
-    fn open(&mut self) -> LineEvent {
+    async fn open(&mut self) -> LineEvent {
         let c = &self.ctx.config;
         let serial = SerialConfig {
             baud: c.baud,
@@ -277,7 +277,7 @@ impl Line {
             lock_dir: Some(self.ctx.lock_dir.clone()),
             hangup: self.ctx.hangup,
         };
-        match SerialPort::open(&c.device, &serial) {
+        match SerialPort::open_async(&c.device, &serial).await {
             Ok(port) => {
                 self.port = Some(port);
                 LineEvent::Opened
