@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use crate::balancer::actor::BalancerHandle;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chat::Script;
-use crate::cmd::check_config;
 use crate::config::{Config, LineConfig, SecretsFile, line_secret};
 use crate::control::{LineStatus, Request, Response, StatusReport};
 use crate::link::hooks::Hooks;
@@ -205,7 +204,7 @@ impl Supervisor {
     /// hang up, new ones dial. A bad file changes nothing and says why.
     pub async fn reload(&mut self) -> Response {
         let path = self.config.path.clone();
-        let config = match check_config::check(&path) {
+        let config = match crate::config::load_checked(&path) {
             Ok(c) => c,
             Err(problems) => {
                 tracing::warn!("reload refused: {}", problems.join("; "));
@@ -438,5 +437,5 @@ fn fingerprints(config: &Config) -> Result<BTreeMap<String, LineFingerprint>, Ve
 
 /// Loads and checks the configuration at `path` (as the daemon does at start).
 pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
-    check_config::check(path)
+    crate::config::load_checked(path)
 }
