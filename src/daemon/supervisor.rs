@@ -19,7 +19,7 @@ use crate::link::{LineCommand, LineContext, LineShared, run_line};
 use crate::net::Netlink;
 use crate::serial::HangupTiming;
 
-/// How long a line may take to hang up at shutdown or when removed.
+/// How long a line may take to hang up at shutdown or when removed (its hooks come on top).
 const LINE_STOP_BOUND: Duration = Duration::from_secs(20);
 
 /// A running line.
@@ -137,6 +137,16 @@ impl Supervisor {
                 rate: Rate::default(),
             },
         );
+    }
+
+    /// How long a line may take to stop: its hangup, then its ip-down hook (which a line
+    /// waits for, up to the hook timeout and the kill).
+    fn line_stop_bound(&self) -> Duration {
+        let hooks = Hooks {
+            timeout: self.config.daemon.hook_timeout,
+            ..Hooks::default()
+        };
+        LINE_STOP_BOUND + hooks.bound()
     }
 
     /// Answers one control request.
@@ -282,7 +292,10 @@ impl Supervisor {
     async fn stop_line(&mut self, name: &str) {
         if let Some(l) = self.lines.remove(name) {
             let _ = l.commands.send(LineCommand::Shutdown).await;
-            if tokio::time::timeout(LINE_STOP_BOUND, l.task).await.is_err() {
+            if tokio::time::timeout(self.line_stop_bound(), l.task)
+                .await
+                .is_err()
+            {
                 tracing::warn!(line = name, "line did not stop in time");
             }
         }
@@ -297,9 +310,10 @@ impl Supervisor {
                 let _ = l.commands.send(LineCommand::Shutdown).await;
             }
         }
+        let bound = self.line_stop_bound();
         for name in names {
             if let Some(l) = self.lines.remove(&name)
-                && tokio::time::timeout(LINE_STOP_BOUND, l.task).await.is_err()
+                && tokio::time::timeout(bound, l.task).await.is_err()
             {
                 tracing::warn!(line = %name, "line did not stop in time");
             }
