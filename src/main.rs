@@ -75,9 +75,23 @@ enum Hidden {
 
 const HIDDEN: &[&str] = &["control-test-server"];
 
-fn logging(filter: &str) {
+/// Starts logging with `filter`; a bad filter is reported and `fallback` used instead (tracing
+/// would otherwise drop the bad directive and, for a misspelt level, log nothing at all).
+fn logging(filter: &str, fallback: &str) {
+    let checked = eqlplus_dialer::config::check_log_filter(filter)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("'{filter}': {e}"))
+        });
+    let filter = match checked {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("eqlplus-dialer: bad log filter: {e}; logging at {fallback} instead");
+            tracing_subscriber::EnvFilter::new(fallback)
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -97,7 +111,7 @@ fn main() {
     let first = std::env::args().nth(1).unwrap_or_default();
     if HIDDEN.contains(&first.as_str()) {
         let cli = HiddenCli::parse();
-        logging(&cli.log);
+        logging(&cli.log, "warn");
         let code = runtime().block_on(async {
             match cli.command {
                 Hidden::ControlTestServer(args) => cmd::control_test_server::run(args).await,
@@ -108,6 +122,10 @@ fn main() {
     let cli = Cli::parse();
     // The daemon logs at its configuration's `log_level` (default info), others at warn,
     // unless --log or EQLPLUS_LOG says otherwise.
+    let fallback = match &cli.command {
+        Command::Daemon(_) => "info",
+        _ => "warn",
+    };
     let default_filter = match &cli.command {
         Command::Daemon(args) => std::fs::read_to_string(&args.config)
             .ok()
@@ -115,7 +133,7 @@ fn main() {
             .unwrap_or_else(|| "info".into()),
         _ => "warn".into(),
     };
-    logging(cli.log.as_deref().unwrap_or(&default_filter));
+    logging(cli.log.as_deref().unwrap_or(&default_filter), fallback);
     let runtime = runtime();
     let code = runtime.block_on(async {
         match cli.command {

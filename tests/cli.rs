@@ -242,3 +242,77 @@ fn probe_finds_the_simulated_modem_and_prints_a_stanza() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no modem found"));
 }
+
+/// `check-config` refuses what the daemon would refuse or trip over, naming the option.
+#[test]
+fn check_config_refuses_values_that_would_break_the_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("eqlplus-dialer.toml");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        Command::new(BIN)
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let ok = check("[[line]]\ndevice = \"/dev/ttyS1\"\n");
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let cases = [
+        ("[balancer]\nrule_base = 32700\n", "balancer.rule_base"),
+        (
+            "[balancer]\ntable_base = 4294967295\n",
+            "balancer.table_base",
+        ),
+        ("[daemon]\nlog_level = \"inf\"\n", "daemon.log_level"),
+        (
+            "[control]\ngroup = \"no-such-group-eqlplus\"\n",
+            "control.group",
+        ),
+        ("[daemon]\nip_up = \"/nonexistent/ip-up\"\n", "daemon.ip_up"),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nlcp_echo_interval = 0.0001\n",
+            "line[1].lcp_echo_interval",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nholdoff = 1e300\n",
+            "line[1].holdoff",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\n[[line]]\nname = \"b\"\ndevice = \"/dev/../dev/ttyS1\"\nslave = \"eq-b\"\n",
+            "line[2].device",
+        ),
+    ];
+    for (toml, option) in cases {
+        let out = check(toml);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{toml}: {stderr}");
+        let expected = format!("{}:", config.display());
+        assert!(
+            stderr.starts_with(&expected) && stderr.contains(&format!(": {option}: ")),
+            "{toml}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// A misspelt log level is reported, not turned into silence.
+#[test]
+fn bad_log_filter_is_reported() {
+    let out = Command::new(BIN)
+        .args([
+            "--log",
+            "inf",
+            "check-config",
+            "--config",
+            "/nonexistent.toml",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad log filter: 'inf': 'inf' is not a log level"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("logging at warn instead"), "{stderr}");
+}

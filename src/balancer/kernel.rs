@@ -385,9 +385,9 @@ pub async fn remove_kernel_state(
 ) -> Result<(), BalancerError> {
     nft::apply(&nft::render_delete(), "table removal").await?;
     netlink
-        .delete_rules(routing.rule_base..=routing.rule_base + 255)
+        .delete_rules(routing.rule_base..=routing.rule_base.saturating_add(255))
         .await?;
-    let tables = routing.table_base + 1..=routing.table_base + 255;
+    let tables = routing.table_base.saturating_add(1)..=routing.table_base.saturating_add(255);
     let main = u32::from(rtnetlink::packet_route::route::RouteHeader::RT_TABLE_MAIN);
     netlink
         .delete_our_routes_where(|t| t == main || tables.contains(&t))

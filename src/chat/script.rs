@@ -148,6 +148,22 @@ impl Script {
         self.uses(&SendPiece::Phone2)
     }
 
+    /// Where the sends that use `\U` are.
+    pub fn phone2_positions(&self) -> Vec<Pos> {
+        self.steps
+            .iter()
+            .filter(|s| match &s.kind {
+                StepKind::Send(spec) => spec.pieces.contains(&SendPiece::Phone2),
+                StepKind::Expect(e) => e
+                    .alternates
+                    .iter()
+                    .any(|(s, _)| s.pieces.contains(&SendPiece::Phone2)),
+                _ => false,
+            })
+            .map(|s| s.pos)
+            .collect()
+    }
+
     fn uses(&self, piece: &SendPiece) -> bool {
         self.steps.iter().any(|s| match &s.kind {
             StepKind::Send(spec) => spec.pieces.contains(piece),

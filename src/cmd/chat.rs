@@ -55,7 +55,7 @@ pub async fn run(args: ChatArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let port = match SerialPort::open(&args.device, &args.port.serial_config()) {
+    let port = match SerialPort::open_async(&args.device, &args.port.serial_config()).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("eqlplus-dialer chat: {e}");

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::chat::Script;
-use crate::config::{Config, DEFAULT_CONFIG, SecretsFile, line_secret};
+use crate::config::{Config, DEFAULT_CONFIG};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckConfigArgs {
@@ -13,66 +12,10 @@ pub struct CheckConfigArgs {
     pub config: PathBuf,
 }
 
-/// Everything wrong with the configuration and the files it names, as messages.
+/// Everything wrong with the configuration and the files it names, as messages (the
+/// daemon's own loader, [`crate::config::load_checked`]).
 pub fn check(path: &std::path::Path) -> Result<Config, Vec<String>> {
-    let config =
-        Config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let mut problems = Vec::new();
-    let secrets = match &config.daemon.secrets {
-        Some(p) => match SecretsFile::load(p) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                problems.push(e.to_string());
-                None
-            }
-        },
-        None => None,
-    };
-    for line in &config.lines {
-        for script in [&line.init_chat, &line.dial_chat].into_iter().flatten() {
-            match std::fs::read_to_string(script) {
-                Ok(text) => {
-                    if let Err(e) = Script::parse(&text, &script.display().to_string()) {
-                        problems.push(format!("line {}: {e}", line.name));
-                    }
-                }
-                Err(e) => problems.push(format!(
-                    "line {}: cannot read chat script {}: {e}",
-                    line.name,
-                    script.display()
-                )),
-            }
-        }
-        if line.user.is_some() && secrets.is_some() && line_secret(line, secrets.as_ref()).is_none()
-        {
-            let key = line
-                .secret_name
-                .as_deref()
-                .or(line.user.as_deref())
-                .unwrap_or("");
-            problems.push(format!(
-                "line {}: no secret for '{key}' in {}",
-                line.name,
-                config
-                    .daemon
-                    .secrets
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ));
-        }
-        if line.user.is_some() && config.daemon.secrets.is_none() {
-            problems.push(format!(
-                "line {}: user is set but [daemon] secrets is not: where is the password?",
-                line.name
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
-    }
+    crate::config::load_checked(path)
 }
 
 pub fn run(args: CheckConfigArgs) -> i32 {

@@ -186,7 +186,7 @@ fn default_candidates() -> Vec<PathBuf> {
 }
 
 async fn probe_port(device: &Path, args: &ProbeArgs) -> Finding {
-    let port = match SerialPort::open(device, &args.port.serial_config()) {
+    let port = match SerialPort::open_async(device, &args.port.serial_config()).await {
         Ok(p) => p,
         Err(SerialError::Lock(e)) => return Finding::Skipped(e.to_string()),
         Err(e) => return Finding::Skipped(e.to_string()),

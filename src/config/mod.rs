@@ -3,9 +3,10 @@
 //!
 //! The shipped `config/eqlplus-dialer.toml` documents every option with its default.
 
+mod check;
 pub mod secrets;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::net::RoutingConfig;
 use crate::net::default_slave_name;
 use crate::serial::FlowControl;
 
+pub use check::load_checked;
 pub use secrets::{SecretsError, SecretsFile};
 
 /// Where the daemon looks without `--config`.
@@ -174,8 +176,8 @@ struct RawBalancer {
     sticky_hold: Option<Spanned<f64>>,
     #[serde(default)]
     lan: Vec<String>,
-    table_base: Option<u32>,
-    rule_base: Option<u32>,
+    table_base: Option<Spanned<u32>>,
+    rule_base: Option<Spanned<u32>>,
     default_metric: Option<u32>,
 }
 
@@ -183,18 +185,18 @@ struct RawBalancer {
 #[serde(deny_unknown_fields)]
 struct RawControl {
     socket: Option<PathBuf>,
-    group: Option<String>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
-    log_level: Option<String>,
+    log_level: Option<Spanned<String>>,
     lock_dir: Option<PathBuf>,
     secrets: Option<PathBuf>,
     resolv_conf: Option<PathBuf>,
-    ip_up: Option<PathBuf>,
-    ip_down: Option<PathBuf>,
+    ip_up: Option<Spanned<PathBuf>>,
+    ip_down: Option<Spanned<PathBuf>>,
     hook_timeout: Option<Spanned<f64>>,
 }
 
@@ -246,6 +248,96 @@ pub mod defaults {
     pub const ESCAPE_GUARD_SECS: f64 = 1.0;
 }
 
+/// Bounds of the options in seconds: above a minimum that keeps timers from spinning, below a
+/// maximum that keeps `Duration` arithmetic finite.
+pub mod limits {
+    use std::ops::RangeInclusive;
+    pub const STICKY_HOLD: RangeInclusive<f64> = 1.0..=7.0 * 86_400.0;
+    pub const HOOK_TIMEOUT: RangeInclusive<f64> = 0.1..=3_600.0;
+    pub const LCP_ECHO_INTERVAL: RangeInclusive<f64> = 0.1..=3_600.0;
+    pub const HOLDOFF: RangeInclusive<f64> = 0.1..=86_400.0;
+    pub const MAX_DELAY: RangeInclusive<f64> = 0.1..=7.0 * 86_400.0;
+    /// Hayes S12 counts fiftieths of a second, up to 255.
+    pub const ESCAPE_GUARD: RangeInclusive<f64> = 0.02..=10.0;
+}
+
+/// The balancer has this many slots (marks, tables and rules per line).
+pub const MAX_LINES: usize = 255;
+
+/// Highest `rule_base`: its rules `rule_base ..= rule_base + 255` stay below the kernel's own
+/// 32766 (main) and 32767 (default).
+pub const MAX_RULE_BASE: u32 = 32_766 - 256;
+
+/// Lowest `table_base`: its tables `table_base + 1 ..= table_base + 255` stay above the
+/// kernel's reserved 0 (unspec), 253 (default), 254 (main) and 255 (local).
+pub const MIN_TABLE_BASE: u32 = 255;
+
+/// Highest `table_base`: `table_base + 255` stays below 2^32 - 1.
+pub const MAX_TABLE_BASE: u32 = u32::MAX - 256;
+
+/// What tells two device paths apart: the device number where the device exists, else the
+/// canonical (or, for a path that does not exist, lexically normalised) path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum DeviceKey {
+    Rdev(u64),
+    Path(PathBuf),
+}
+
+fn device_key(device: &Path) -> DeviceKey {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    if let Ok(meta) = std::fs::metadata(device) {
+        let t = meta.file_type();
+        if t.is_char_device() || t.is_block_device() {
+            return DeviceKey::Rdev(meta.rdev());
+        }
+    }
+    match std::fs::canonicalize(device) {
+        Ok(p) => DeviceKey::Path(p),
+        Err(_) => {
+            let mut out = PathBuf::new();
+            for part in device.components() {
+                match part {
+                    std::path::Component::CurDir => {}
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    other => out.push(other),
+                }
+            }
+            DeviceKey::Path(out)
+        }
+    }
+}
+
+/// The levels `log_level` (and `--log`) take.
+pub const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter in tracing's env-filter syntax, as documented: comma-separated
+/// directives, each a level or `target=level` (e.g. `info,eqlplus_dialer::ppp=debug`). Stricter
+/// than tracing, which takes a misspelt level such as `inf` for a target name and then logs
+/// nothing at all.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("empty log filter".into());
+    }
+    for part in filter.split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        let level = part.rsplit_once('=').map_or(part, |(_, l)| l).trim();
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "'{part}': '{level}' is not a log level ({})",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        if let Err(e) = part.parse::<tracing_subscriber::filter::Directive>() {
+            return Err(format!("'{part}': {e}"));
+        }
+    }
+    Ok(())
+}
+
 /// Turns byte offsets into line/column and collects errors.
 struct Checker<'a> {
     file: &'a Path,
@@ -280,23 +372,116 @@ impl Checker<'_> {
         });
     }
 
-    /// A positive number of seconds.
-    fn seconds(&mut self, v: &Option<Spanned<f64>>, option: &str, default: f64) -> Duration {
+    /// A number of seconds within `range` (finite: `Duration::from_secs_f64` panics on huge,
+    /// infinite or NaN values, and a zero or sub-millisecond interval spins).
+    fn seconds(
+        &mut self,
+        v: &Option<Spanned<f64>>,
+        option: &str,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Duration {
         match v {
             None => Duration::from_secs_f64(default),
-            Some(s) if s.get_ref().is_finite() && *s.get_ref() > 0.0 && *s.get_ref() < 1e7 => {
-                Duration::from_secs_f64(*s.get_ref())
-            }
-            Some(s) => {
-                self.error(
-                    s.span(),
-                    option,
-                    format!("{} is not a positive number of seconds", s.get_ref()),
-                    Some("write seconds, e.g. 2 or 0.5"),
-                );
-                Duration::from_secs_f64(default)
-            }
+            Some(s) => match Duration::try_from_secs_f64(*s.get_ref()) {
+                Ok(d) if range.contains(s.get_ref()) => d,
+                _ => {
+                    self.error(
+                        s.span(),
+                        option,
+                        format!(
+                            "{} is not a number of seconds from {} to {}",
+                            s.get_ref(),
+                            range.start(),
+                            range.end()
+                        ),
+                        Some("write seconds, e.g. 2 or 0.5"),
+                    );
+                    Duration::from_secs_f64(default)
+                }
+            },
         }
+    }
+
+    fn rule_base(&mut self, v: &Option<Spanned<u32>>, default: u32) -> u32 {
+        let Some(v) = v else { return default };
+        let base = *v.get_ref();
+        if base == 0 || base > MAX_RULE_BASE {
+            self.error(
+                v.span(),
+                "balancer.rule_base",
+                format!(
+                    "{base}: rules {base}..={} must lie within 1..=32765 (0 is the kernel's local rule, 32766 and 32767 its main and default rules)",
+                    u64::from(base) + 255
+                ),
+                Some("use 1 to 32510, e.g. 7700"),
+            );
+            return default;
+        }
+        base
+    }
+
+    fn table_base(&mut self, v: &Option<Spanned<u32>>, default: u32) -> u32 {
+        let Some(v) = v else { return default };
+        let base = *v.get_ref();
+        if !(MIN_TABLE_BASE..=MAX_TABLE_BASE).contains(&base) {
+            self.error(
+                v.span(),
+                "balancer.table_base",
+                format!(
+                    "{base}: tables {}..={} would overlap the kernel's reserved tables (0, 253 default, 254 main, 255 local) or run past 2^32-2",
+                    u64::from(base) + 1,
+                    u64::from(base) + 255
+                ),
+                Some("use 255 to 4294967039, e.g. 7700"),
+            );
+            return default;
+        }
+        base
+    }
+
+    /// `[control] group` must exist: the daemon gives the socket to it.
+    fn group(&mut self, g: &Spanned<String>) {
+        match nix::unistd::Group::from_name(g.get_ref()) {
+            Ok(Some(_)) => {}
+            Ok(None) => self.error(
+                g.span(),
+                "control.group",
+                format!("no group named '{}' on this system", g.get_ref()),
+                Some("create it (groupadd) or unset group for root-only control"),
+            ),
+            Err(e) => self.error(
+                g.span(),
+                "control.group",
+                format!("cannot look up group '{}': {e}", g.get_ref()),
+                None,
+            ),
+        }
+    }
+
+    /// A hook must be an executable regular file.
+    fn hook(&mut self, h: &Spanned<PathBuf>, option: &str, path: PathBuf) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let problem = match std::fs::metadata(&path) {
+            Err(e) => Some(format!("cannot use hook {}: {e}", path.display())),
+            Ok(m) if !m.is_file() => Some(format!("hook {} is not a regular file", path.display())),
+            Ok(m)
+                if m.permissions().mode() & 0o111 == 0
+                    || nix::unistd::access(&path, nix::unistd::AccessFlags::X_OK).is_err() =>
+            {
+                Some(format!("hook {} is not executable", path.display()))
+            }
+            Ok(_) => None,
+        };
+        if let Some(message) = problem {
+            self.error(
+                h.span(),
+                option,
+                message,
+                Some("point it at an executable script (chmod 755), or unset it"),
+            );
+        }
+        path
     }
 
     fn count(&mut self, v: &Option<Spanned<i64>>, option: &str, default: u32, min: u32) -> u32 {
@@ -366,6 +551,7 @@ impl Config {
             &b.sticky_hold,
             "balancer.sticky_hold",
             defaults::STICKY_HOLD_SECS,
+            limits::STICKY_HOLD,
         );
         let policy = match &b.policy {
             None => Policy::default(),
@@ -388,8 +574,8 @@ impl Config {
             policy,
             lan: b.lan.clone(),
             routing: RoutingConfig {
-                table_base: b.table_base.unwrap_or(defaults_routing.table_base),
-                rule_base: b.rule_base.unwrap_or(defaults_routing.rule_base),
+                table_base: c.table_base(&b.table_base, defaults_routing.table_base),
+                rule_base: c.rule_base(&b.rule_base, defaults_routing.rule_base),
                 default_metric: b.default_metric.unwrap_or(defaults_routing.default_metric),
             },
         };
@@ -400,14 +586,27 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(defaults::SOCKET)),
             ),
-            group: raw.control.group.clone(),
+            group: raw.control.group.as_ref().map(|g| {
+                c.group(g);
+                g.get_ref().clone()
+            }),
         };
         let d = &raw.daemon;
         let daemon = DaemonSection {
-            log_level: d
-                .log_level
-                .clone()
-                .unwrap_or_else(|| defaults::LOG_LEVEL.into()),
+            log_level: match &d.log_level {
+                None => defaults::LOG_LEVEL.into(),
+                Some(l) => {
+                    if let Err(message) = check_log_filter(l.get_ref()) {
+                        c.error(
+                            l.span(),
+                            "daemon.log_level",
+                            message,
+                            Some("one of error, warn, info, debug, trace (or e.g. info,eqlplus_dialer::ppp=debug)"),
+                        );
+                    }
+                    l.get_ref().clone()
+                }
+            },
             lock_dir: resolve(
                 d.lock_dir
                     .clone()
@@ -419,19 +618,37 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(defaults::RESOLV_CONF)),
             ),
-            ip_up: d.ip_up.clone().map(resolve),
-            ip_down: d.ip_down.clone().map(resolve),
+            ip_up: d
+                .ip_up
+                .as_ref()
+                .map(|h| c.hook(h, "daemon.ip_up", resolve(h.get_ref().clone()))),
+            ip_down: d
+                .ip_down
+                .as_ref()
+                .map(|h| c.hook(h, "daemon.ip_down", resolve(h.get_ref().clone()))),
             hook_timeout: c.seconds(
                 &d.hook_timeout,
                 "daemon.hook_timeout",
                 defaults::HOOK_TIMEOUT_SECS,
+                limits::HOOK_TIMEOUT,
             ),
         };
 
         let mut lines = Vec::new();
         let mut names = BTreeSet::new();
-        let mut devices = BTreeSet::new();
+        let mut devices: BTreeMap<DeviceKey, (usize, String)> = BTreeMap::new();
         let mut slaves = BTreeSet::new();
+        if let Some(extra) = raw.line.get(MAX_LINES) {
+            c.error(
+                extra.span(),
+                &format!("line[{}]", MAX_LINES + 1),
+                format!(
+                    "{} lines configured; at most {MAX_LINES} (the balancer has {MAX_LINES} slots)",
+                    raw.line.len()
+                ),
+                None,
+            );
+        }
         for (i, entry) in raw.line.iter().enumerate() {
             let at = |field: &str| format!("line[{}].{field}", i + 1);
             let l = entry.get_ref();
@@ -444,13 +661,21 @@ impl Config {
                     Some("e.g. /dev/ttyS1, /dev/ttyUSB2 or /dev/serial/by-id/…"),
                 );
             }
-            if !devices.insert(device.clone()) {
-                c.error(
-                    l.device.span(),
-                    &at("device"),
-                    format!("{device} is used by another line"),
-                    None,
-                );
+            match devices.entry(device_key(Path::new(&device))) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((i + 1, device.clone()));
+                }
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    let (other, other_device) = o.get();
+                    c.error(
+                        l.device.span(),
+                        &at("device"),
+                        format!(
+                            "{device} is the same device as line[{other}].device ({other_device})"
+                        ),
+                        Some("two lines cannot share one modem"),
+                    );
+                }
             }
             let default_name = device.rsplit('/').next().unwrap_or(&device).to_string();
             let name = l
@@ -540,7 +765,12 @@ impl Config {
                 );
             }
             let redial = RedialConfig {
-                holdoff: c.seconds(&l.holdoff, &at("holdoff"), defaults::HOLDOFF_SECS),
+                holdoff: c.seconds(
+                    &l.holdoff,
+                    &at("holdoff"),
+                    defaults::HOLDOFF_SECS,
+                    limits::HOLDOFF,
+                ),
                 backoff_factor: match &l.backoff_factor {
                     None => defaults::BACKOFF_FACTOR,
                     Some(f) if (1.0..=10.0).contains(f.get_ref()) => *f.get_ref(),
@@ -554,7 +784,12 @@ impl Config {
                         defaults::BACKOFF_FACTOR
                     }
                 },
-                max_delay: c.seconds(&l.max_delay, &at("max_delay"), defaults::MAX_DELAY_SECS),
+                max_delay: c.seconds(
+                    &l.max_delay,
+                    &at("max_delay"),
+                    defaults::MAX_DELAY_SECS,
+                    limits::MAX_DELAY,
+                ),
                 max_failures: c.count(&l.max_failures, &at("max_failures"), 0, 0),
             };
             lines.push(LineConfig {
@@ -573,6 +808,7 @@ impl Config {
                     &l.lcp_echo_interval,
                     &at("lcp_echo_interval"),
                     defaults::LCP_ECHO_INTERVAL_SECS,
+                    limits::LCP_ECHO_INTERVAL,
                 ),
                 lcp_echo_failure: c.count(
                     &l.lcp_echo_failure,
@@ -585,6 +821,7 @@ impl Config {
                     &l.escape_guard,
                     &at("escape_guard"),
                     defaults::ESCAPE_GUARD_SECS,
+                    limits::ESCAPE_GUARD,
                 ),
                 slave,
                 enabled: l.enabled.unwrap_or(true),

@@ -5,8 +5,8 @@
 //! alice      *        "s3cret word"
 //! ```
 //!
-//! A file readable by group or others is refused: the daemon says so instead of running with
-//! leaked passwords.
+//! A file readable or writable by group or others is refused: the daemon says so instead of
+//! running with leaked (or planted) passwords.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ pub enum SecretsError {
     #[error("cannot read secrets file {path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error(
-        "secrets file {path} is readable by group or others (mode {mode:04o}); run: chmod 600 {path}"
+        "secrets file {path} is readable or writable by group or others (mode {mode:04o}); run: chmod 600 {path}"
     )]
     Exposed { path: PathBuf, mode: u32 },
     #[error("{path}:{line}: {message}")]
@@ -61,7 +61,9 @@ impl SecretsFile {
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o044 != 0 {
+        // Writable by others is as bad as readable: whoever can write it chooses the password
+        // (and the peer) we authenticate with.
+        if mode & 0o066 != 0 {
             return Err(SecretsError::Exposed {
                 path: path.to_path_buf(),
                 mode,
@@ -202,10 +204,22 @@ mod tests {
         let e = SecretsFile::load(&path).unwrap_err();
         assert!(
             e.to_string()
-                .contains("readable by group or others (mode 0644)"),
+                .contains("readable or writable by group or others (mode 0644)"),
             "{e}"
         );
         assert!(e.to_string().contains("chmod 600"), "{e}");
+        // Writable by group or others: whoever writes it picks our password.
+        for mode in [0o622, 0o620, 0o602] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                SecretsFile::load(&path),
+                Err(SecretsError::Exposed {
+                    path: path.clone(),
+                    mode
+                }),
+                "mode {mode:o}"
+            );
+        }
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(
             SecretsFile::load(&path).unwrap().lookup("alice", None),

@@ -161,3 +161,261 @@ fn log_level_is_read_on_its_own() {
     assert_eq!(log_level_from("[daemon]\n"), None);
     assert_eq!(log_level_from("not toml ["), None);
 }
+
+fn options_of(text: &str) -> Vec<(String, usize)> {
+    parse(text)
+        .expect_err("errors")
+        .0
+        .into_iter()
+        .map(|e| (e.option, e.line))
+        .collect()
+}
+
+#[test]
+fn routing_ranges_keep_clear_of_the_kernels_rules_and_tables() {
+    // rule_base = 32700 once deleted the kernel's 32766/32767 rules.
+    for bad in [0, 32_511, 32_700, u32::MAX] {
+        let e = one_error(&format!("[balancer]\nrule_base = {bad}\n"));
+        assert_eq!(
+            (e.option.as_str(), e.line),
+            ("balancer.rule_base", 2),
+            "{bad}"
+        );
+        assert!(e.message.contains("32766"), "{}", e.message);
+    }
+    for good in [1, 7700, 32_510] {
+        let c = parse(&format!("[balancer]\nrule_base = {good}\n")).unwrap();
+        assert_eq!(c.balancer.routing.rule_base, good);
+    }
+    for bad in [0, 1, 252, 253, 254, u32::MAX - 255, u32::MAX] {
+        let e = one_error(&format!("[balancer]\ntable_base = {bad}\n"));
+        assert_eq!(
+            (e.option.as_str(), e.line),
+            ("balancer.table_base", 2),
+            "{bad}"
+        );
+        assert!(e.message.contains("254 main"), "{}", e.message);
+    }
+    for good in [255, 7700, u32::MAX - 256] {
+        let c = parse(&format!("[balancer]\ntable_base = {good}\n")).unwrap();
+        assert_eq!(c.balancer.routing.table_base, good);
+    }
+}
+
+#[test]
+fn at_most_255_lines() {
+    let lines = |n: usize| {
+        (0..n)
+            .map(|i| format!("[[line]]\ndevice = \"/dev/ttyX{i}\"\n"))
+            .collect::<String>()
+    };
+    assert_eq!(parse(&lines(255)).unwrap().lines.len(), 255);
+    let e = one_error(&lines(256));
+    assert_eq!((e.option.as_str(), e.line), ("line[256]", 511));
+    assert!(e.message.contains("at most 255"), "{}", e.message);
+}
+
+#[test]
+fn one_device_under_two_spellings_is_refused() {
+    let e = one_error(
+        "[[line]]\ndevice = \"/dev/ttyQ1\"\n[[line]]\nname = \"other\"\ndevice = \"/dev/../dev/./ttyQ1\"\nslave = \"eq-other\"\n",
+    );
+    assert_eq!((e.option.as_str(), e.line), ("line[2].device", 5));
+    assert!(
+        e.message
+            .contains("/dev/../dev/./ttyQ1 is the same device as line[1].device (/dev/ttyQ1)"),
+        "{}",
+        e.message
+    );
+    // A by-id style symlink to the same device.
+    let dir = tempfile::tempdir().unwrap();
+    let by_id = dir.path().join("usb-Modem-if00");
+    std::os::unix::fs::symlink("/dev/null", &by_id).unwrap();
+    let text = format!(
+        "[[line]]\ndevice = \"/dev/null\"\n[[line]]\nname = \"b\"\ndevice = \"{}\"\nslave = \"eq-b\"\n",
+        by_id.display()
+    );
+    assert_eq!(options_of(&text), [("line[2].device".to_string(), 5)]);
+    // Another node with the same device number (as root only).
+    let node = dir.path().join("null2");
+    let rdev = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/dev/null").unwrap().rdev()
+    };
+    if nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        rdev,
+    )
+    .is_ok()
+    {
+        let text = format!(
+            "[[line]]\ndevice = \"/dev/null\"\n[[line]]\nname = \"b\"\ndevice = \"{}\"\nslave = \"eq-b\"\n",
+            node.display()
+        );
+        assert_eq!(options_of(&text), [("line[2].device".to_string(), 5)]);
+    }
+    // Different devices are fine.
+    parse("[[line]]\ndevice = \"/dev/null\"\n[[line]]\ndevice = \"/dev/zero\"\n").unwrap();
+}
+
+#[test]
+fn bad_log_levels_are_refused() {
+    for bad in [
+        "inf",
+        "verbose",
+        "",
+        "eqlplus_dialer",
+        "eqlplus_dialer=loud",
+        "info,debgu",
+    ] {
+        let e = one_error(&format!("[daemon]\nlog_level = \"{bad}\"\n"));
+        assert_eq!(
+            (e.option.as_str(), e.line),
+            ("daemon.log_level", 2),
+            "{bad}"
+        );
+    }
+    for good in [
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "off",
+        "INFO",
+        "eqlplus_dialer=debug",
+        "info,eqlplus_dialer::ppp=trace",
+    ] {
+        let c = parse(&format!("[daemon]\nlog_level = \"{good}\"\n")).unwrap();
+        assert_eq!(c.daemon.log_level, good);
+        assert!(check_log_filter(good).is_ok());
+    }
+}
+
+#[test]
+fn unknown_control_group_is_refused() {
+    let e = one_error("[control]\ngroup = \"no-such-group-eqlplus\"\n");
+    assert_eq!((e.option.as_str(), e.line), ("control.group", 2));
+    assert!(e.message.contains("no group named 'no-such-group-eqlplus'"));
+    let c = parse("[control]\ngroup = \"root\"\n").unwrap();
+    assert_eq!(c.control.group.as_deref(), Some("root"));
+}
+
+#[test]
+fn hooks_must_be_executable_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = dir.path().join("ip-up");
+    let text = format!("[daemon]\nip_up = \"{}\"\n", hook.display());
+    let e = one_error(&text);
+    assert_eq!((e.option.as_str(), e.line), ("daemon.ip_up", 2));
+    assert!(e.message.contains("No such file"), "{}", e.message);
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = one_error(&text);
+    assert!(e.message.contains("is not executable"), "{}", e.message);
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(parse(&text).unwrap().daemon.ip_up, Some(hook));
+    let e = one_error(&format!(
+        "[daemon]\nip_down = \"{}\"\n",
+        dir.path().display()
+    ));
+    assert_eq!(e.option, "daemon.ip_down");
+    assert!(e.message.contains("not a regular file"), "{}", e.message);
+}
+
+#[test]
+fn durations_have_sane_bounds_and_never_panic() {
+    let line = "[[line]]\ndevice = \"/dev/ttyS1\"\n";
+    for (option, bad) in [
+        ("lcp_echo_interval", "0"),
+        ("lcp_echo_interval", "0.0001"),
+        ("lcp_echo_interval", "0.05"),
+        ("lcp_echo_interval", "1e300"),
+        ("lcp_echo_interval", "nan"),
+        ("lcp_echo_interval", "inf"),
+        ("holdoff", "0"),
+        ("holdoff", "1e-9"),
+        ("holdoff", "1e30"),
+        ("max_delay", "0.00001"),
+        ("max_delay", "-inf"),
+        ("escape_guard", "0.001"),
+        ("escape_guard", "1e20"),
+    ] {
+        let e = one_error(&format!("{line}{option} = {bad}\n"));
+        assert_eq!(
+            (e.option.as_str(), e.line),
+            (format!("line[1].{option}").as_str(), 3),
+            "{option} = {bad}"
+        );
+    }
+    for (option, bad) in [("hook_timeout", "0"), ("hook_timeout", "1e300")] {
+        let e = one_error(&format!("[daemon]\n{option} = {bad}\n"));
+        assert_eq!(e.option, format!("daemon.{option}"));
+    }
+    for bad in ["0.001", "1e300", "nan"] {
+        let e = one_error(&format!("[balancer]\nsticky_hold = {bad}\n"));
+        assert_eq!(e.option, "balancer.sticky_hold");
+    }
+    let c = parse(&format!("{line}lcp_echo_interval = 0.1\nholdoff = 0.5\n")).unwrap();
+    assert_eq!(c.lines[0].lcp_echo_interval, Duration::from_millis(100));
+}
+
+/// A config in a scratch directory for [`load_checked`].
+fn scratch(config: &str, files: &[(&str, &str, u32)]) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, mode) in files {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    let path = dir.path().join("eqlplus-dialer.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn phone2_without_a_value_is_refused_with_its_place() {
+    let chat = "ABORT BUSY\n'' AT\nOK 'AT+CGDCONT=1,\"IP\",\"\\U\"'\nOK ATD*99#\nCONNECT ''\n";
+    let (_dir, path) = scratch(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\ndial_chat = \"gprs.chat\"\n",
+        &[("gprs.chat", chat, 0o644)],
+    );
+    let problems = load_checked(&path).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    let script = path.with_file_name("gprs.chat");
+    assert!(
+        problems[0].starts_with(&format!("{}:3:5: line ttyS1: \\U", script.display())),
+        "{problems:?}"
+    );
+    // With an APN, or with a secret, \U has its value.
+    let (_dir, path) = scratch(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\ndial_chat = \"gprs.chat\"\napn = \"internet\"\n",
+        &[("gprs.chat", chat, 0o644)],
+    );
+    load_checked(&path).unwrap();
+    let (_dir, path) = scratch(
+        "[daemon]\nsecrets = \"secrets\"\n[[line]]\ndevice = \"/dev/ttyS1\"\ndial_chat = \"gprs.chat\"\nuser = \"alice\"\n",
+        &[
+            ("gprs.chat", chat, 0o644),
+            ("secrets", "alice * pw\n", 0o600),
+        ],
+    );
+    load_checked(&path).unwrap();
+}
+
+#[test]
+fn secrets_writable_by_others_fail_the_shared_check() {
+    let (_dir, path) = scratch(
+        "[daemon]\nsecrets = \"secrets\"\n[[line]]\ndevice = \"/dev/ttyS1\"\nuser = \"alice\"\n",
+        &[("secrets", "alice * pw\n", 0o622)],
+    );
+    let problems = load_checked(&path).unwrap_err();
+    assert!(
+        problems[0].contains("readable or writable by group or others (mode 0622)"),
+        "{problems:?}"
+    );
+}

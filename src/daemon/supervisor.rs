@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 use crate::balancer::actor::BalancerHandle;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::chat::Script;
-use crate::cmd::check_config;
 use crate::config::{Config, LineConfig, SecretsFile, line_secret};
 use crate::control::{LineStatus, Request, Response, StatusReport};
 use crate::link::hooks::Hooks;
@@ -20,7 +19,7 @@ use crate::link::{LineCommand, LineContext, LineShared, run_line};
 use crate::net::Netlink;
 use crate::serial::HangupTiming;
 
-/// How long a line may take to hang up at shutdown or when removed.
+/// How long a line may take to hang up at shutdown or when removed (its hooks come on top).
 const LINE_STOP_BOUND: Duration = Duration::from_secs(20);
 
 /// Commands waiting for a line; a line that does not take them is stuck, and nobody waits.
@@ -170,6 +169,16 @@ impl Supervisor {
         );
     }
 
+    /// How long a line may take to stop: its hangup, then its ip-down hook (which a line
+    /// waits for, up to the hook timeout and the kill).
+    fn line_stop_bound(&self) -> Duration {
+        let hooks = Hooks {
+            timeout: self.config.daemon.hook_timeout,
+            ..Hooks::default()
+        };
+        LINE_STOP_BOUND + hooks.bound()
+    }
+
     /// The live lines, for the control socket and the sampler.
     pub fn registry(&self) -> LineRegistry {
         self.registry.clone()
@@ -179,7 +188,7 @@ impl Supervisor {
     /// hang up, new ones dial. A bad file changes nothing and says why.
     pub async fn reload(&mut self) -> Response {
         let path = self.config.path.clone();
-        let config = match check_config::check(&path) {
+        let config = match crate::config::load_checked(&path) {
             Ok(c) => c,
             Err(problems) => {
                 tracing::warn!("reload refused: {}", problems.join("; "));
@@ -255,7 +264,7 @@ impl Supervisor {
     }
 
     async fn stop_line(&mut self, name: &str) {
-        let deadline = tokio::time::Instant::now() + LINE_STOP_BOUND;
+        let deadline = tokio::time::Instant::now() + self.line_stop_bound();
         let commands = self.registry.remove(name);
         if let Some(task) = self.tasks.remove(name) {
             stop_task(name, commands, task, deadline).await;
@@ -266,7 +275,7 @@ impl Supervisor {
     /// lines afterwards.
     pub async fn shutdown(&mut self) {
         // The lines hang up together, all within one bound.
-        let deadline = tokio::time::Instant::now() + LINE_STOP_BOUND;
+        let deadline = tokio::time::Instant::now() + self.line_stop_bound();
         let stopping: Vec<_> = std::mem::take(&mut self.tasks)
             .into_iter()
             .map(|(name, task)| {
@@ -520,5 +529,5 @@ fn fingerprints(config: &Config) -> Result<BTreeMap<String, LineFingerprint>, Ve
 
 /// Loads and checks the configuration at `path` (as the daemon does at start).
 pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
-    check_config::check(path)
+    crate::config::load_checked(path)
 }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use super::hooks::{HookEvent, Hooks};
+use super::hooks::{HookEvent, HookLink, Hooks};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
 use super::redial::{FailureKind, RedialPolicy};
 use super::status::LineShared;
@@ -70,6 +71,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         leftover: Vec::new(),
         shutting_down: false,
         sessions: 0,
+        hook_tasks: Vec::new(),
     };
     line.publish(&machine);
     loop {
@@ -90,6 +92,14 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         port.hangup().await;
     }
     line.ctx.shared.update_from(&machine);
+    // ip-down (and a late ip-up) finish before the line does: the daemon must not exit under
+    // them. Each kills itself after the hook timeout.
+    let bound = line.ctx.hooks.bound();
+    for task in line.hook_tasks.drain(..) {
+        if tokio::time::timeout(bound, task).await.is_err() {
+            tracing::warn!("hook still running after {bound:?}");
+        }
+    }
 }
 
 struct Line {
@@ -100,6 +110,8 @@ struct Line {
     shutting_down: bool,
     /// PPP sessions started on this line (each gets its own random seed).
     sessions: u64,
+    /// Hooks started by this line that may still run.
+    hook_tasks: Vec<JoinHandle<()>>,
 }
 
 /// What a command means for the step in progress.
@@ -154,7 +166,7 @@ impl Line {
         let before = m.state();
         let next = match step {
             Step::Open => {
-                let event = self.open();
+                let event = self.open().await;
                 Some(self.feed(m, event))
             }
             Step::InitChat | Step::DialChat => {
@@ -269,7 +281,7 @@ impl Line {
         m.on(event, Instant::now())
     }
 
-    fn open(&mut self) -> LineEvent {
+    async fn open(&mut self) -> LineEvent {
         let c = &self.ctx.config;
         let serial = SerialConfig {
             baud: c.baud,
@@ -277,7 +289,7 @@ impl Line {
             lock_dir: Some(self.ctx.lock_dir.clone()),
             hangup: self.ctx.hangup,
         };
-        match SerialPort::open(&c.device, &serial) {
+        match SerialPort::open_async(&c.device, &serial).await {
             Ok(port) => {
                 self.port = Some(port);
                 LineEvent::Opened
@@ -485,15 +497,20 @@ impl Line {
                 local,
                 peer,
                 dns,
+                speed,
             };
             let mut none = None;
             self.bring_down(u, &mut none).await;
             return Err(format!("cannot enslave {}: {e}", c.slave));
         }
         tracing::info!(%local, %peer, ?dns, mtu, "up and enslaved");
-        self.ctx
-            .hooks
-            .run(HookEvent::Up, &c, local, peer, &dns, speed);
+        let link = HookLink {
+            local,
+            peer,
+            dns: dns.clone(),
+            speed,
+        };
+        self.track_hook(self.ctx.hooks.run(HookEvent::Up, &c, &link));
         Ok(UpLine {
             slave,
             queue,
@@ -502,7 +519,14 @@ impl Line {
             local,
             peer,
             dns,
+            speed,
         })
+    }
+
+    /// Keeps a started hook's task, so the line's end can wait for it.
+    fn track_hook(&mut self, task: Option<JoinHandle<()>>) {
+        self.hook_tasks.retain(|t| !t.is_finished());
+        self.hook_tasks.extend(task);
     }
 
     /// IP went down: out of the balance at once, then the slave goes.
@@ -510,10 +534,15 @@ impl Line {
         let c = self.ctx.config.clone();
         if u.enslaved {
             self.ctx.balancer.emancipate(&c.name).await;
-            let speed = self.ctx.shared.info().connect_speed;
-            self.ctx
-                .hooks
-                .run(HookEvent::Down, &c, u.local, u.peer, &u.dns, speed);
+            // What ip-up was told: the CONNECT speed of this session (the status may have
+            // dropped it by now), not the configured baud.
+            let link = HookLink {
+                local: u.local,
+                peer: u.peer,
+                dns: u.dns.clone(),
+                speed: u.speed,
+            };
+            self.track_hook(self.ctx.hooks.run(HookEvent::Down, &c, &link));
         }
         let from_line = u.pumps.stop().await;
         if incoming.is_none() {
@@ -535,6 +564,8 @@ struct UpLine {
     local: Ipv4Addr,
     peer: Ipv4Addr,
     dns: Vec<Ipv4Addr>,
+    /// The CONNECT speed this session came up with (given to both hooks).
+    speed: Option<u32>,
 }
 
 /// Runs a chat script: `Connected` and the bytes after the CONNECT line on success (the

@@ -347,7 +347,8 @@ impl Netlink {
         Ok(tables)
     }
 
-    /// Deletes the IPv4 rules with priorities in `range`.
+    /// Deletes our IPv4 rules (tagged `proto 234`) with priorities in `range`; anyone else's
+    /// rules there, the kernel's own included, stay.
     pub async fn delete_rules(
         &self,
         range: std::ops::RangeInclusive<u32>,
@@ -361,11 +362,7 @@ impl Netlink {
             .await
             .map_err(ctx("list rules"))?;
         for rule in rules {
-            let priority = rule.attributes.iter().find_map(|a| match a {
-                RuleAttribute::Priority(p) => Some(*p),
-                _ => None,
-            });
-            if priority.is_some_and(|p| range.contains(&p)) {
+            if rule_is_ours_in(&rule, &range) {
                 match self.handle.rule().del(rule).execute().await {
                     Ok(()) => {}
                     Err(e) if is_errno(&e, libc::ENOENT) => {}
@@ -375,6 +372,20 @@ impl Netlink {
         }
         Ok(())
     }
+}
+
+/// Whether `rule` is one of ours (`proto 234`) with a priority in `range`.
+fn rule_is_ours_in(rule: &RuleMessage, range: &std::ops::RangeInclusive<u32>) -> bool {
+    let mut priority = None;
+    let mut ours = false;
+    for a in &rule.attributes {
+        match a {
+            RuleAttribute::Priority(p) => priority = Some(*p),
+            RuleAttribute::Protocol(p) => ours = *p == RouteProtocol::Other(ROUTE_PROTOCOL),
+            _ => {}
+        }
+    }
+    ours && priority.is_some_and(|p| range.contains(&p))
 }
 
 fn route_table(r: &RouteMessage) -> u32 {
@@ -389,4 +400,37 @@ fn route_table(r: &RouteMessage) -> u32 {
 
 fn is_ours(r: &RouteMessage) -> bool {
     r.header.protocol == RouteProtocol::Other(ROUTE_PROTOCOL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(priority: u32, protocol: Option<RouteProtocol>) -> RuleMessage {
+        let mut r = RuleMessage::default();
+        r.attributes.push(RuleAttribute::Priority(priority));
+        if let Some(p) = protocol {
+            r.attributes.push(RuleAttribute::Protocol(p));
+        }
+        r
+    }
+
+    #[test]
+    fn only_our_rules_are_deleted() {
+        // rule_base = 32700 once made the range cover the kernel's 32766 (main) and 32767
+        // (default) rules: they are not ours and stay.
+        let range = 32700..=32955;
+        assert!(!rule_is_ours_in(
+            &rule(32766, Some(RouteProtocol::Kernel)),
+            &range
+        ));
+        assert!(!rule_is_ours_in(&rule(32767, None), &range));
+        assert!(!rule_is_ours_in(
+            &rule(32701, Some(RouteProtocol::Static)),
+            &range
+        ));
+        let ours = Some(RouteProtocol::Other(ROUTE_PROTOCOL));
+        assert!(rule_is_ours_in(&rule(32701, ours), &range));
+        assert!(!rule_is_ours_in(&rule(32699, ours), &range));
+    }
 }

@@ -103,8 +103,8 @@ impl KernelWatch {
     }
 }
 
-fn recv(socket: &Socket, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut slice = &mut buf[..];
+fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    let mut slice = buf;
     socket.recv(&mut slice, 0)
 }
 

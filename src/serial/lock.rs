@@ -7,7 +7,8 @@
 //! process never sees a half-written lock (pppd does the same).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -26,6 +27,10 @@ pub enum LockError {
         pid: i32,
         path: PathBuf,
     },
+    /// Something other than a regular file sits at the lock's name (the lock directory is
+    /// world-writable): never read, waited on or removed by us.
+    #[error("lock file {path} is a {kind}, not a regular file; remove it")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("cannot create lock file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -57,8 +62,9 @@ impl UucpLock {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err(e)),
             }
-            match read_owner(&path) {
-                Some(pid) if pid > 0 && process_alive(pid) => {
+            match read_owner(&path).map_err(io_err)? {
+                Owner::NotAFile(kind) => return Err(LockError::NotAFile { path, kind }),
+                Owner::Pid(pid) if pid > 0 && process_alive(pid) => {
                     return Err(LockError::Busy {
                         device: device.display().to_string(),
                         pid,
@@ -75,7 +81,11 @@ impl UucpLock {
                 }
             }
         }
-        let pid = read_owner(&path).unwrap_or(0);
+        let pid = match read_owner(&path).map_err(io_err)? {
+            Owner::Pid(pid) => pid,
+            Owner::NotAFile(kind) => return Err(LockError::NotAFile { path, kind }),
+            Owner::Unknown => 0,
+        };
         Err(LockError::Busy {
             device: device.display().to_string(),
             pid,
@@ -92,7 +102,9 @@ impl UucpLock {
 impl Drop for UucpLock {
     fn drop(&mut self) {
         // Only remove the file if it is still ours: never delete another owner's lock.
-        if read_owner(&self.path) == Some(std::process::id() as i32) {
+        if let Ok(Owner::Pid(pid)) = read_owner(&self.path)
+            && pid == std::process::id() as i32
+        {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -136,12 +148,77 @@ fn unique_suffix() -> u64 {
     COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The PID in a lock file: ASCII (the modern format) or a 4-byte binary int (old Kermit/UUCP).
-fn read_owner(path: &Path) -> Option<i32> {
-    let bytes = fs::read(path).ok()?;
-    parse_owner(&bytes)
+/// At most this much of a lock file is read: a PID is 11 bytes; anything longer that does not
+/// parse within this is garbage, hence stale (as in pppd).
+const MAX_LOCK_BYTES: u64 = 128;
+
+/// What a lock file says about its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// A PID (not necessarily alive).
+    Pid(i32),
+    /// Missing, empty or unparsable: stale.
+    Unknown,
+    /// Not a regular file (a FIFO, directory, symlink, device, socket): planted by someone.
+    NotAFile(&'static str),
 }
 
+/// The owner named in a lock file, read without trusting the file: the lock directory is
+/// world-writable, so the name may be a FIFO (a blocking read), a symlink, a device or a huge
+/// file. Symlinks are not followed, only regular files are read, and only their first
+/// [`MAX_LOCK_BYTES`].
+fn read_owner(path: &Path) -> io::Result<Owner> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Ok(Owner::NotAFile(kind_of(&meta.file_type())));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Owner::Unknown),
+        Err(e) => return Err(e),
+    }
+    // The name may have been swapped since: O_NOFOLLOW refuses a symlink, O_NONBLOCK keeps a
+    // FIFO from blocking the open, and fstat checks what was really opened.
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Owner::Unknown),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Ok(Owner::NotAFile("symbolic link"));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Ok(Owner::NotAFile(kind_of(&meta.file_type())));
+    }
+    let mut bytes = Vec::with_capacity(MAX_LOCK_BYTES as usize);
+    file.take(MAX_LOCK_BYTES).read_to_end(&mut bytes)?;
+    Ok(parse_owner(&bytes).map_or(Owner::Unknown, Owner::Pid))
+}
+
+fn kind_of(t: &fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "symbolic link"
+    } else if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_block_device() {
+        "block device"
+    } else {
+        "special file"
+    }
+}
+
+/// The PID in a lock file's bytes: ASCII (the modern format) or a 4-byte binary int (old
+/// Kermit/UUCP).
 fn parse_owner(bytes: &[u8]) -> Option<i32> {
     let text = std::str::from_utf8(bytes).ok().map(str::trim);
     if let Some(pid) = text.and_then(|t| t.parse::<i32>().ok()) {
@@ -210,8 +287,8 @@ mod tests {
         fs::write(&path, format!("{:10}\n", 99_999_999)).unwrap();
         let lock = UucpLock::acquire(dev, dir.path()).unwrap();
         assert_eq!(
-            read_owner(lock.path()),
-            Some(std::process::id() as i32),
+            read_owner(lock.path()).unwrap(),
+            Owner::Pid(std::process::id() as i32),
             "stale lock replaced by ours"
         );
     }
@@ -221,5 +298,105 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("LCK..ttyS7"), b"not a pid").unwrap();
         assert!(UucpLock::acquire(Path::new("/dev/ttyS7"), dir.path()).is_ok());
+    }
+
+    /// Runs `f` on a thread and fails (instead of hanging the suite) if it does not return
+    /// within 10 s.
+    fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("lock acquisition hung")
+    }
+
+    #[test]
+    fn planted_fifo_is_refused_promptly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LCK..ttyS1");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        let lock_dir = dir.path().to_path_buf();
+        let result = within_10s(move || UucpLock::acquire(Path::new("/dev/ttyS1"), &lock_dir));
+        match result {
+            Err(e @ LockError::NotAFile { kind: "FIFO", .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(&path.display().to_string()), "{text}");
+                assert!(text.contains("FIFO, not a regular file"), "{text}");
+            }
+            other => panic!("expected NotAFile(FIFO), got {other:?}"),
+        }
+        // Left alone: not ours to remove.
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
+    }
+
+    #[test]
+    fn planted_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // A symlink to a file holding a live PID (ours): a regular lock would say "busy", a
+        // symlinked one is refused as planted.
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, format!("{:10}\n", std::process::id())).unwrap();
+        let path = dir.path().join("LCK..ttyS2");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        match UucpLock::acquire(Path::new("/dev/ttyS2"), dir.path()) {
+            Err(LockError::NotAFile {
+                kind: "symbolic link",
+                path: p,
+            }) => assert_eq!(p, path),
+            other => panic!("expected NotAFile(symbolic link), got {other:?}"),
+        }
+        assert!(target.exists());
+        assert_eq!(read_owner(&path).unwrap(), Owner::NotAFile("symbolic link"));
+    }
+
+    #[test]
+    fn planted_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("LCK..ttyS3")).unwrap();
+        match UucpLock::acquire(Path::new("/dev/ttyS3"), dir.path()) {
+            Err(
+                e @ LockError::NotAFile {
+                    kind: "directory", ..
+                },
+            ) => assert!(e.to_string().contains("LCK..ttyS3 is a directory")),
+            other => panic!("expected NotAFile(directory), got {other:?}"),
+        }
+    }
+
+    fn peak_rss_kib() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    #[test]
+    fn huge_sparse_lock_is_stale_without_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("LCK..ttyS4");
+        fs::File::create(&path).unwrap().set_len(2 << 30).unwrap();
+        let before = peak_rss_kib();
+        let lock_dir = dir.path().to_path_buf();
+        let started = std::time::Instant::now();
+        let lock = within_10s(move || UucpLock::acquire(Path::new("/dev/ttyS4"), &lock_dir))
+            .expect("a garbage lock is stale and replaced");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let grown = peak_rss_kib().saturating_sub(before);
+        assert!(grown < 64 * 1024, "peak RSS grew by {grown} KiB");
+        assert_eq!(fs::metadata(lock.path()).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn drop_leaves_a_planted_fifo_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = UucpLock::acquire(Path::new("/dev/ttyS5"), dir.path()).unwrap();
+        let path = lock.path().to_path_buf();
+        fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        within_10s(move || drop(lock));
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_fifo());
     }
 }

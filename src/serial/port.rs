@@ -126,8 +126,26 @@ pub struct SerialPort {
 }
 
 impl SerialPort {
+    /// [`SerialPort::open`] on tokio's blocking pool: taking the lock and opening the device
+    /// touch the filesystem and a device driver (an open of a tty can wait for carrier), which
+    /// must not stall an async worker. Use this from async code.
+    pub async fn open_async(path: &Path, config: &SerialConfig) -> Result<SerialPort, SerialError> {
+        let (owned_path, owned_config) = (path.to_path_buf(), config.clone());
+        match tokio::task::spawn_blocking(move || SerialPort::open(&owned_path, &owned_config))
+            .await
+        {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(SerialError::Open {
+                path: path.to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            }),
+        }
+    }
+
     /// Locks and opens `path`, puts it in raw 8N1 at `config.baud`, and discards stale input.
-    /// Must be called within a tokio runtime.
+    /// Must be called within a tokio runtime; it blocks, so async code calls
+    /// [`SerialPort::open_async`].
     pub fn open(path: &Path, config: &SerialConfig) -> Result<SerialPort, SerialError> {
         let lock = match &config.lock_dir {
             Some(dir) => Some(UucpLock::acquire(path, dir)?),
