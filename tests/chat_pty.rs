@@ -291,3 +291,31 @@ async fn stale_bytes_are_flushed_on_open_and_baud_is_settable() {
         "the previous opener's unread answer was flushed: {log:#?}"
     );
 }
+
+#[tokio::test]
+async fn hangup_finishes_when_the_far_end_stops_reading() {
+    // A far end that never reads: the pty's buffer fills and every write blocks.
+    let master = eqlplus_dialer::sim::PtyMaster::open().unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    let port = SerialPort::open(master.slave_path(), &serial_config(locks.path())).unwrap();
+    let stuffing = vec![b'x'; 1 << 20];
+    assert!(
+        timeout(Duration::from_millis(500), port.write_all(&stuffing))
+            .await
+            .is_err(),
+        "the output buffer should be full"
+    );
+    let started = Instant::now();
+    timeout(Duration::from_secs(15), port.hangup())
+        .await
+        .expect("hangup has a deadline");
+    // guard, +++ (blocked), and the slack: well below the 15 s above.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let left: Vec<_> = std::fs::read_dir(locks.path()).unwrap().collect();
+    assert!(left.is_empty(), "the lock goes with the port: {left:?}");
+    drop(master);
+}

@@ -538,3 +538,109 @@ fn busy_twice_then_connect_and_a_wrong_password_backs_off() {
     assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
     assert_clean(&world);
 }
+
+#[test]
+fn a_second_daemon_leaves_the_first_alone_and_status_never_waits_for_a_reload() {
+    if !require_root("a_second_daemon_leaves_the_first_alone_and_status_never_waits_for_a_reload") {
+        return;
+    }
+    let world = World::new(&[connect_answer()], &[]);
+    world.write_config(&["5551001"], &[None], "");
+    // A slow escape hangup (no modem lines on a pty): guard times of 2 s, so a reload that
+    // restarts the line takes several seconds.
+    let config = world.path("eqlplus-dialer.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("escape_guard = 0.2", "escape_guard = 2"),
+    )
+    .unwrap();
+    let mut daemon = world.start_daemon();
+    world.wait_for("the line up", Duration::from_secs(20), |s| all(s, "up", 1));
+    assert_eq!(world.connect(4), 4);
+
+    // A second daemon by hand, with the same configuration and with another socket: it is
+    // refused before it touches anything of the first one's.
+    let other = world.path("other.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&other, text.replace("control.sock", "other.sock")).unwrap();
+    for (file, why) in [
+        (&config, "another eqlplus-dialer daemon (pid "),
+        (&other, "is running in this network namespace"),
+    ] {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &world.sim.router.name,
+                BIN,
+                "daemon",
+                "--config",
+            ])
+            .arg(file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(why), "{stderr}");
+        let tables = world.sim.router.exec(&["nft", "list", "tables"]);
+        assert!(
+            tables.contains("eqlplus"),
+            "the first daemon's table stays: {tables}"
+        );
+        assert_eq!(world.connect(4), 4, "LAN traffic still flows");
+        assert!(world.states().iter().all(|s| s == "up"));
+        let resolv = std::fs::read_to_string(world.path("resolv.conf")).unwrap();
+        assert!(
+            resolv.contains("nameserver"),
+            "the DNS fragment stays: {resolv}"
+        );
+    }
+    assert!(
+        Path::new(&world.socket()).exists(),
+        "the first daemon's socket stays"
+    );
+
+    // A reload that restarts the line waits for its slow hangup; status meanwhile does not.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("lcp_echo_failure = 3", "lcp_echo_failure = 4"),
+    )
+    .unwrap();
+    let socket = world.socket();
+    let reload = std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = Command::new(BIN)
+            .args(["reload", "--socket", &socket])
+            .output()
+            .unwrap();
+        (out, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let asked = Instant::now();
+    let status = world.cli(&["status", "--json"]);
+    let took = asked.elapsed();
+    assert!(status.status.success());
+    let (out, reload_took) = reload.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        reload_took > Duration::from_secs(3),
+        "the reload waited for the hangup: {reload_took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "status took {took:?} during a reload"
+    );
+    world.wait_for("the line up again", Duration::from_secs(20), |s| {
+        all(s, "up", 1)
+    });
+
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(30)).success());
+    assert_clean(&world);
+}
