@@ -13,3 +13,12 @@ cargo test --locked --all-targets
 cargo test --locked --doc
 # The README's install command, staged into a scratch directory and checked.
 ./scripts/check-install.sh
+# A short soak: 20 random cuts under load (bench/soak.sh runs 100 on a release build).
+if [[ $EUID -eq 0 ]]; then
+    ./bench/soak.sh --debug --cuts 20 --seed 20261201
+elif [[ "${EQLPLUS_REQUIRE_ROOT:-}" = 1 ]]; then
+    echo "soak: needs root (EQLPLUS_REQUIRE_ROOT=1)" >&2
+    exit 1
+else
+    echo "soak: skipped (needs root for network namespaces)"
+fi

@@ -12,7 +12,7 @@ pub mod world;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -43,6 +43,7 @@ pub struct SimModem {
     task: JoinHandle<()>,
     drop_call: mpsc::UnboundedSender<()>,
     attempts: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
 }
 
 impl SimModem {
@@ -54,12 +55,14 @@ impl SimModem {
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
         let (drop_tx, drop_rx) = mpsc::unbounded_channel();
         let attempts = Arc::new(AtomicUsize::new(0));
+        let silent = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run(
             pty,
             ModemCore::new(config),
             calls_tx,
             drop_rx,
             attempts.clone(),
+            silent.clone(),
         ));
         Ok((
             SimModem {
@@ -68,6 +71,7 @@ impl SimModem {
                 task,
                 drop_call: drop_tx,
                 attempts,
+                silent,
             },
             calls_rx,
         ))
@@ -92,6 +96,13 @@ impl SimModem {
     /// the DTE sees `NO CARRIER` (a pty has no DCD line to drop).
     pub fn drop_call(&self) {
         let _ = self.drop_call.send(());
+    }
+
+    /// Silences the call in progress (and later ones) while `on`: the line stays connected,
+    /// but no byte gets through in either direction — a far end that died without hanging up,
+    /// which only LCP echoes reveal.
+    pub fn set_silent(&self, on: bool) {
+        self.silent.store(on, Ordering::Relaxed);
     }
 
     /// How many `ATD`s the modem has answered.
@@ -121,6 +132,7 @@ async fn run(
     calls: mpsc::UnboundedSender<SimCall>,
     mut drop_calls: mpsc::UnboundedReceiver<()>,
     attempts: Arc<AtomicUsize>,
+    silent: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 4096];
     let mut peer_buf = vec![0u8; 4096];
@@ -144,6 +156,7 @@ async fn run(
                 ModemOutput::ToPeer(bytes) => {
                     up.pace(bytes.len()).await;
                     let ok = match &mut peer {
+                        Some(_) if silent.load(Ordering::Relaxed) => true,
                         Some(p) => p.write_all(&bytes).await.is_ok(),
                         None => true,
                     };
@@ -185,6 +198,7 @@ async fn run(
                 Ok(n) if n > 0 => {
                     down.pace(n).await;
                     if core.is_online()
+                        && !silent.load(Ordering::Relaxed)
                         && let Err(e) = pty.write_all(&peer_buf[..n]).await
                     {
                         tracing::debug!("sim modem: write to DTE: {e}");

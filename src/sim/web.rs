@@ -133,8 +133,24 @@ pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
 }
 
 fn fetch(server: SocketAddr, size: u64) -> io::Result<(Ipv4Addr, u64)> {
-    let mut s = TcpStream::connect_timeout(&server, Duration::from_secs(10))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    fetch_within(
+        server,
+        size,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+}
+
+/// Fetches one object of `size` bytes on a new connection: the source address the server saw
+/// (the line) and the bytes received. Connecting may take `connect`, each read `read`.
+pub fn fetch_within(
+    server: SocketAddr,
+    size: u64,
+    connect: Duration,
+    read: Duration,
+) -> io::Result<(Ipv4Addr, u64)> {
+    let mut s = TcpStream::connect_timeout(&server, connect)?;
+    s.set_read_timeout(Some(read))?;
     s.write_all(&size.to_be_bytes())?;
     let mut source = [0u8; 4];
     s.read_exact(&mut source)?;
