@@ -232,10 +232,15 @@ impl Soak {
     }
 
     fn table_whole(&self) -> bool {
-        self.world
-            .router
-            .exec(&["nft", "list", "chain", "inet", "eqlplus", "mark_new"])
-            .contains("numgen")
+        // Not Netns::exec: the table is expected to be missing for a moment.
+        Command::new("ip")
+            .args(["netns", "exec", &self.world.router.name])
+            .args(["nft", "list", "chain", "inet", "eqlplus", "mark_new"])
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| {
+                o.status.success() && String::from_utf8_lossy(&o.stdout).contains("numgen")
+            })
     }
 
     /// Kernel state of ours left in the router namespace.
@@ -268,6 +273,31 @@ impl Soak {
             left.push("control socket".into());
         }
         left
+    }
+}
+
+/// The daemon, killed if the soak itself fails half-way (it must never outlive its world).
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
 }
 
@@ -322,7 +352,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let mut daemon = soak.start_daemon()?;
+    let mut daemon = KillOnDrop(soak.start_daemon()?);
     let pid = daemon.id();
     if soak
         .wait_until(&rt, Duration::from_secs(30), |s| soak.all_up(s))

@@ -1,10 +1,10 @@
-//! `balancer::conntrack::count_open_tcp`: a datagram of a ctnetlink dump (the kernel's, but
+//! `net::conntrack::count_open_tcp`: a datagram of a ctnetlink dump (the kernel's, but
 //! parsed defensively). Never panics; counts only grow.
 #![no_main]
 
 use std::collections::BTreeMap;
 
-use eqlplus_dialer::balancer::conntrack::count_open_tcp;
+use eqlplus_dialer::net::conntrack::count_open_tcp;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

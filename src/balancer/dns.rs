@@ -21,6 +21,9 @@ pub struct DnsPublisher {
     resolved: bool,
     /// line → (slave device, servers)
     lines: BTreeMap<String, (String, Vec<Ipv4Addr>)>,
+    /// Wakes the task that hands the fragment to resolvconf (where installed): one run at a
+    /// time, always of the latest fragment, never on the balancer's task.
+    resolvconf: Option<tokio::sync::watch::Sender<()>>,
 }
 
 impl DnsPublisher {
@@ -30,10 +33,25 @@ impl DnsPublisher {
         if resolved {
             tracing::info!("systemd-resolved runs: each line's DNS goes to its slave link");
         }
+        let resolvconf = on_path("resolvconf").then(|| {
+            let (tx, mut rx) = tokio::sync::watch::channel(());
+            let path = resolv_conf.clone();
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let fragment = std::fs::File::open(&path).ok();
+                    if !run_tool_with_input("resolvconf", &["-a", "eqlplus-dialer"], fragment).await
+                    {
+                        tracing::debug!("resolvconf -a eqlplus-dialer failed");
+                    }
+                }
+            });
+            tx
+        });
         let publisher = DnsPublisher {
             resolv_conf,
             resolved,
             lines: BTreeMap::new(),
+            resolvconf,
         };
         publisher.write_resolv_conf();
         publisher
@@ -99,18 +117,8 @@ impl DnsPublisher {
             tracing::warn!("cannot write {}: {e}", path.display());
             return;
         }
-        if on_path("resolvconf") {
-            let status = std::process::Command::new("resolvconf")
-                .args(["-a", "eqlplus-dialer"])
-                .stdin(
-                    std::fs::File::open(path)
-                        .map(Into::into)
-                        .unwrap_or(std::process::Stdio::null()),
-                )
-                .status();
-            if let Err(e) = status {
-                tracing::debug!("resolvconf: {e}");
-            }
+        if let Some(resolvconf) = &self.resolvconf {
+            resolvconf.send_replace(());
         }
     }
 }
@@ -132,12 +140,17 @@ fn render_resolv_conf<'a>(lines: impl Iterator<Item = &'a Vec<Ipv4Addr>>) -> Str
 
 /// Runs a helper program quietly; whether it ran and succeeded within the time limit.
 async fn run_tool(program: &str, args: &[&str]) -> bool {
+    run_tool_with_input(program, args, None).await
+}
+
+/// [`run_tool`], with `input` as the program's standard input.
+async fn run_tool_with_input(program: &str, args: &[&str], input: Option<std::fs::File>) -> bool {
     if !on_path(program) {
         return false;
     }
     let child = tokio::process::Command::new(program)
         .args(args)
-        .stdin(std::process::Stdio::null())
+        .stdin(input.map_or_else(std::process::Stdio::null, Into::into))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

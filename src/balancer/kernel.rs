@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use super::conntrack;
 use super::nft::{self, MARK_BASE, NftError, Selection};
 use super::policy::{LineLoad, Policy, dns_pins, pick_table};
-use crate::net::{Netlink, NetlinkError, RoutingConfig};
+use crate::net::nft as run_nft;
+use crate::net::{Netlink, NetlinkError, RoutingConfig, conntrack, valid_ifname};
 
 /// Balancer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,7 +109,7 @@ impl Balancer {
             Policy::Sticky { hold } => hold,
             _ => DEFAULT_STICKY_HOLD,
         };
-        nft::apply(&nft::render_create(hold), "balancer table").await?;
+        run_nft::apply(&nft::render_create(hold), "balancer table").await?;
         netlink
             .add_main_first_rule(config.routing.rule_base)
             .await?;
@@ -180,18 +180,26 @@ impl Balancer {
         self.reselect(true).await?;
         self.update_main_default().await?;
         self.remove_line_state_of(&gone).await?;
-        conntrack::delete_by_mark(gone.mark()).map_err(|source| BalancerError::Conntrack {
-            line: line.to_string(),
-            source,
-        })?;
+        conntrack::delete_by_mark(gone.mark())
+            .await
+            .map_err(|source| BalancerError::Conntrack {
+                line: line.to_string(),
+                source,
+            })?;
         if matches!(self.config.policy, Policy::Sticky { .. }) {
-            let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = nft::sticky_pairs()
-                .await?
+            let listing =
+                run_nft::list_json("sticky map listing", &["map", "inet", "eqlplus", "sticky"])
+                    .await?;
+            let learned = match listing {
+                Some(json) => nft::parse_sticky_json(&json)?,
+                None => Vec::new(),
+            };
+            let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = learned
                 .into_iter()
                 .filter(|(_, _, m)| *m == gone.mark())
                 .map(|(s, d, _)| (s, d))
                 .collect();
-            nft::apply(&nft::render_forget(&pairs), "sticky cleanup").await?;
+            run_nft::apply(&nft::render_forget(&pairs), "sticky cleanup").await?;
         }
         tracing::info!(line, "emancipated");
         Ok(())
@@ -221,7 +229,7 @@ impl Balancer {
             return Ok(()); // nothing to steer: no dump every 100 ms while every line is down
         }
         // Without the counts (no ctnetlink), the queue depths still steer.
-        let counted = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK);
+        let counted = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK).await;
         if let Ok(counts) = &counted {
             for l in self.lines.values_mut() {
                 l.open_connections = counts.get(&l.mark()).copied().unwrap_or(0);
@@ -246,7 +254,7 @@ impl Balancer {
         let marks: Vec<u32> = self.lines.values().map(Slot::mark).collect();
         remove_kernel_state(&self.netlink, &self.config.routing).await?;
         for mark in marks {
-            let _ = conntrack::delete_by_mark(mark);
+            let _ = conntrack::delete_by_mark(mark).await;
         }
         tracing::info!("balancer stopped, kernel state removed");
         Ok(())
@@ -284,11 +292,11 @@ impl Balancer {
             },
         };
         let script = nft::render_select(&selection);
-        if let Err(e) = nft::apply(&script, "balancer selection").await {
+        if let Err(e) = run_nft::apply(&script, "balancer selection").await {
             // Our table may be gone (a firewall reload): rebuild it, then try once more.
             tracing::warn!("{e}; checking the balancer's kernel state");
             self.reconcile().await?;
-            nft::apply(&script, "balancer selection").await?;
+            run_nft::apply(&script, "balancer selection").await?;
         }
         self.applied = pick;
         self.selection = selection;
@@ -302,13 +310,14 @@ impl Balancer {
     pub async fn reconcile(&mut self) -> Result<Vec<String>, BalancerError> {
         let mut repaired = Vec::new();
         let expected = nft::expected_shape(&self.selection);
-        let drift = match nft::table_shape().await? {
+        let listing = run_nft::list_json("table listing", &["table", "inet", "eqlplus"]).await?;
+        let drift = match listing {
             None => vec![format!("table {} missing", nft::TABLE)],
-            Some(actual) => actual.differences(&expected),
+            Some(json) => nft::parse_shape(&json)?.differences(&expected),
         };
         if !drift.is_empty() {
             let script = nft::render_create(self.hold) + &nft::render_select(&self.selection);
-            nft::apply(&script, "balancer table rebuild").await?;
+            run_nft::apply(&script, "balancer table rebuild").await?;
             repaired.extend(drift);
         }
         let routing = self.config.routing;
@@ -383,7 +392,7 @@ pub async fn remove_kernel_state(
     netlink: &Netlink,
     routing: &RoutingConfig,
 ) -> Result<(), BalancerError> {
-    nft::apply(&nft::render_delete(), "table removal").await?;
+    run_nft::apply(&nft::render_delete(), "table removal").await?;
     netlink
         .delete_rules(routing.rule_base..=routing.rule_base.saturating_add(255))
         .await?;
@@ -393,27 +402,4 @@ pub async fn remove_kernel_state(
         .delete_our_routes_where(|t| t == main || tables.contains(&t))
         .await?;
     Ok(())
-}
-
-/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
-pub fn valid_ifname(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_names() {
-        assert!(valid_ifname("eq-ttyS1"));
-        assert!(valid_ifname("eq-ttyUSB12.x_1"));
-        assert!(!valid_ifname(""));
-        assert!(!valid_ifname("a-name-longer-than-15"));
-        assert!(!valid_ifname("eq\"; flush"));
-        assert!(!valid_ifname("eq ttyS1"));
-    }
 }

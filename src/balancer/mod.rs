@@ -2,7 +2,6 @@
 //! carries them out ([`nft`], [`conntrack`], routes and rules via [`crate::net`]).
 
 pub mod actor;
-pub mod conntrack;
 pub mod dns;
 pub mod kernel;
 pub mod nft;

@@ -14,11 +14,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+pub use crate::net::nft::NftError;
 
 /// The table's family and name.
 pub const TABLE: &str = "inet eqlplus";
@@ -26,21 +24,6 @@ pub const TABLE: &str = "inet eqlplus";
 pub const MARK_BASE: u32 = 0x0000_e100;
 /// Mask that recognises our marks.
 pub const MARK_MASK: u32 = 0xffff_ff00;
-/// How long one run of `nft` may take.
-pub const NFT_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Why nft refused.
-#[derive(Debug, thiserror::Error)]
-pub enum NftError {
-    #[error("cannot run nft (is the nftables package installed?): {0}")]
-    Spawn(std::io::Error),
-    #[error("nft rejected the {what}: {stderr}")]
-    Rejected { what: &'static str, stderr: String },
-    #[error("cannot read nft's output: {0}")]
-    Parse(String),
-    #[error("nft did not finish the {0} within {NFT_DEADLINE:?}")]
-    Timeout(&'static str),
-}
 
 /// What `mark_new` and the sets/maps hold for the current lines.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -166,43 +149,6 @@ pub fn render_delete() -> String {
     format!("table {TABLE} {{}}\ndelete table {TABLE}\n")
 }
 
-/// Runs one nft script as one transaction. nft is started from the calling thread, so it
-/// acts in that thread's network namespace.
-pub async fn apply(script: &str, what: &'static str) -> Result<(), NftError> {
-    if script.is_empty() {
-        return Ok(());
-    }
-    tracing::debug!(what, "nft script:\n{script}");
-    let run = async {
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(NftError::Spawn)?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(script.as_bytes())
-                .await
-                .map_err(NftError::Spawn)?;
-        }
-        child.wait_with_output().await.map_err(NftError::Spawn)
-    };
-    let out = tokio::time::timeout(NFT_DEADLINE, run)
-        .await
-        .map_err(|_| NftError::Timeout(what))??;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(NftError::Rejected {
-            what,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
-}
-
 /// What the table holds, as far as drift goes: each chain's rule count and each set's or map's
 /// element count (`None`: the dynamic sticky map, whose elements come and go by themselves).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -277,31 +223,6 @@ pub fn expected_shape(sel: &Selection) -> TableShape {
     shape
 }
 
-/// The table's shape now, or `None` if it does not exist (`nft -j list table`).
-pub async fn table_shape() -> Result<Option<TableShape>, NftError> {
-    let (family, name) = TABLE.split_once(' ').unwrap_or(("inet", "eqlplus"));
-    let run = Command::new("nft")
-        .args(["-j", "list", "table", family, name])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(NFT_DEADLINE, run)
-        .await
-        .map_err(|_| NftError::Timeout("table listing"))?
-        .map_err(NftError::Spawn)?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No such file or directory") {
-            return Ok(None);
-        }
-        return Err(NftError::Rejected {
-            what: "table listing",
-            stderr: stderr.trim().to_string(),
-        });
-    }
-    parse_shape(&out.stdout).map(Some)
-}
-
 /// Reads a table's shape from `nft -j list table` output.
 pub fn parse_shape(json: &[u8]) -> Result<TableShape, NftError> {
     let v: serde_json::Value =
@@ -329,26 +250,6 @@ pub fn parse_shape(json: &[u8]) -> Result<TableShape, NftError> {
         }
     }
     Ok(shape)
-}
-
-/// The sticky pairs currently learned, with their marks (`nft -j list map`).
-pub async fn sticky_pairs() -> Result<Vec<(Ipv4Addr, Ipv4Addr, u32)>, NftError> {
-    let run = Command::new("nft")
-        .args(["-j", "list", "map", "inet", "eqlplus", "sticky"])
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(NFT_DEADLINE, run)
-        .await
-        .map_err(|_| NftError::Timeout("sticky map listing"))?
-        .map_err(NftError::Spawn)?;
-    if !out.status.success() {
-        return Err(NftError::Rejected {
-            what: "sticky map listing",
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    parse_sticky_json(&out.stdout)
 }
 
 /// Parses `nft -j list map … sticky`: elements are `[{"concat": [saddr, daddr]}, mark]`,

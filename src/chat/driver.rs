@@ -27,7 +27,7 @@ pub async fn run_chat(
                     }
                 }
                 Action::Break => {
-                    if let Err(e) = port.send_break() {
+                    if let Err(e) = port.send_break().await {
                         tracing::debug!("BREAK on {}: {e}", port.path().display());
                     }
                 }

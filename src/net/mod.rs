@@ -1,13 +1,15 @@
 //! Kernel networking state: slave devices, their transmit queues, addresses, routes and
 //! policy rules over netlink.
 
+pub mod conntrack;
+pub mod netlink;
+pub mod nft;
 pub mod pump;
 pub mod queue;
-pub mod routes;
 pub mod slave;
 pub mod watch;
 
+pub use netlink::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};
 pub use queue::{QueueStats, SharedTxQueue, TxQueue};
-pub use routes::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};
-pub use slave::{Slave, SlaveError, TunSlave, default_slave_name};
+pub use slave::{Slave, SlaveError, TunSlave, default_slave_name, valid_ifname};
 pub use watch::KernelWatch;

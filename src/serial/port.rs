@@ -38,6 +38,9 @@ impl std::str::FromStr for FlowControl {
     }
 }
 
+/// How long a BREAK lasts (tcsendbreak's 0.25–0.5 s).
+const BREAK_LENGTH: Duration = Duration::from_millis(250);
+
 /// Slack on top of a hangup's own timings before it is cut short.
 const HANGUP_SLACK: Duration = Duration::from_secs(2);
 
@@ -285,10 +288,22 @@ impl SerialPort {
         set_modem_bits(self.fd.as_raw_fd(), libc::TIOCM_DTR, on)
     }
 
-    /// Sends a BREAK (0.25-0.5 s of space), as chat's `\K`.
-    pub fn send_break(&self) -> io::Result<()> {
-        // SAFETY: plain ioctl on our descriptor.
-        cvt(unsafe { libc::tcsendbreak(self.fd.as_raw_fd(), 0) })
+    /// Sends a BREAK (a quarter second of space), as chat's `\K`. Not tcsendbreak(3), which
+    /// blocks its thread for the whole break: the break is switched on and off around an
+    /// async sleep.
+    pub async fn send_break(&self) -> io::Result<()> {
+        /// Ends the break however the wait ends (an abandoned chat too).
+        struct Breaking(RawFd);
+        impl Drop for Breaking {
+            fn drop(&mut self) {
+                let _ = ioctl_none(self.0, libc::TIOCCBRK);
+            }
+        }
+        let fd = self.fd.as_raw_fd();
+        ioctl_none(fd, libc::TIOCSBRK)?;
+        let _breaking = Breaking(fd);
+        sleep(BREAK_LENGTH).await;
+        Ok(())
     }
 
     /// Hangs the modem up and closes the port, releasing its lock, whatever state the line

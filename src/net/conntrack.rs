@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::time::Duration;
 
 use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -21,12 +22,15 @@ const CTA_MARK_MASK: u16 = 21;
 /// Deletes every IPv4 conntrack entry whose mark is exactly `mark`. A delete request without
 /// a tuple but with `CTA_MARK`/`CTA_MARK_MASK` is the kernel's filtered flush, so this is one
 /// request whatever the number of entries.
-pub fn delete_by_mark(mark: u32) -> io::Result<()> {
+pub async fn delete_by_mark(mark: u32) -> io::Result<()> {
     let socket = send_request(
         NLM_F_REQUEST | NLM_F_ACK,
         ConntrackMessage::Delete(mark_filter(mark, u32::MAX)),
     )?;
+    off_runtime(move || read_ack(&socket)).await
+}
 
+fn read_ack(socket: &Socket) -> io::Result<()> {
     let mut reply = vec![0u8; 8192];
     let n = socket.recv(&mut &mut reply[..], 0)?;
     for message in Messages::new(&reply[..n]) {
@@ -49,9 +53,30 @@ fn mark_filter(value: u32, mask: u32) -> Vec<ConntrackAttribute> {
     ]
 }
 
+/// How long the kernel may take to answer one request.
+const REPLY_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads the replies on a blocking thread: the socket is made on the caller's thread (so in
+/// its network namespace), its blocking receives, bounded by [`REPLY_DEADLINE`], happen
+/// off the async runtime.
+async fn off_runtime<T: Send + 'static>(
+    read: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(|e| io::Error::other(format!("conntrack reader failed: {e}")))?
+}
+
 /// Opens a ctnetlink socket and sends one IPv4 conntrack request on it.
 fn send_request(flags: u16, request: ConntrackMessage) -> io::Result<Socket> {
     let mut socket = Socket::new(NETLINK_NETFILTER)?;
+    let fd = std::os::fd::AsFd::as_fd(&socket);
+    nix::sys::socket::setsockopt(
+        &fd,
+        nix::sys::socket::sockopt::ReceiveTimeout,
+        &nix::sys::time::TimeVal::new(REPLY_DEADLINE.as_secs() as i64, 0),
+    )
+    .map_err(io::Error::from)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut header = NetlinkHeader::default();
@@ -76,11 +101,15 @@ const OPEN_TCP_STATES: [u8; 4] = [1, 2, 3, 9];
 
 /// Counts the open TCP connections by mark, among the IPv4 entries whose
 /// `mark & mask == value & mask` (the kernel filters the dump).
-pub fn open_tcp_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, u32>> {
+pub async fn open_tcp_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, u32>> {
     let socket = send_request(
         NLM_F_REQUEST | NLM_F_DUMP,
         ConntrackMessage::Get(mark_filter(value, mask)),
     )?;
+    off_runtime(move || read_dump(&socket)).await
+}
+
+fn read_dump(socket: &Socket) -> io::Result<BTreeMap<u32, u32>> {
     let mut counts = BTreeMap::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
