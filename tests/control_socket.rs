@@ -1043,3 +1043,288 @@ async fn a_buggy_handler_is_answered_for() {
         Response::Status(_)
     ));
 }
+
+/// `n` connections to `path` opened by a child process running as `uid` (gid `uid`, no
+/// supplementary groups) and handed back over `SCM_RIGHTS`: the server sees `uid` in
+/// `SO_PEERCRED`, the test holds and drives the sockets. Needs root.
+fn connect_as(path: &Path, uid: u32, n: usize) -> Vec<StdStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+
+    const FD_MSG_SPACE: usize = 64;
+    let mut pair = [0 as libc::c_int; 2];
+    // SAFETY: socketpair fills the two descriptors, which we own from here on.
+    let (ours, theirs) = unsafe {
+        assert_eq!(
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr()
+            ),
+            0
+        );
+        (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1]))
+    };
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(bytes.len() < addr.sun_path.len(), "socket path too long");
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    let chan = theirs.as_raw_fd();
+    let mut cmd = Command::new("true");
+    cmd.stdin(Stdio::null());
+    // SAFETY: only async-signal-safe system calls between fork and exec, on stack memory.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return fail();
+            }
+            for _ in 0..n {
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+                if fd < 0 {
+                    return fail();
+                }
+                if libc::connect(
+                    fd,
+                    (&raw const addr).cast(),
+                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                ) != 0
+                {
+                    return fail();
+                }
+                let mut byte = [0u8; 1];
+                let mut iov = libc::iovec {
+                    iov_base: byte.as_mut_ptr().cast(),
+                    iov_len: 1,
+                };
+                let mut control = [0u64; FD_MSG_SPACE / 8];
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &raw mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen =
+                    libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as _;
+                let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+                if libc::sendmsg(chan, &raw const msg, 0) != 1 {
+                    return fail();
+                }
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "{status}");
+    drop(theirs);
+    (0..n)
+        .map(|_| {
+            let mut byte = [0u8; 1];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: 1,
+            };
+            let mut control = [0u64; FD_MSG_SPACE / 8];
+            // SAFETY: msghdr points at live stack buffers; the received descriptor is ours.
+            unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &raw mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = control.as_mut_ptr().cast();
+                msg.msg_controllen = FD_MSG_SPACE as _;
+                let got = libc::recvmsg(ours.as_raw_fd(), &raw mut msg, libc::MSG_CMSG_CLOEXEC);
+                assert_eq!(got, 1, "{}", std::io::Error::last_os_error());
+                let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+                assert!(!cmsg.is_null());
+                assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                let stream = StdStream::from_raw_fd(fd);
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                stream
+            }
+        })
+        .collect()
+}
+
+/// Sends `subscribe` (100 ms) on each stream and returns each one's first answer line.
+fn subscribe_all(streams: &[StdStream]) -> Vec<String> {
+    let request = b"{\"version\":1,\"cmd\":\"subscribe\",\"interval_ms\":100}\n";
+    for mut s in streams {
+        // A refused client may already be closed: its answer is still there to read.
+        let _ = s.write_all(request);
+    }
+    streams.iter().map(read_one_line).collect()
+}
+
+/// One line (with its newline; empty at the end), read a byte at a time so that nothing
+/// after it is taken from the socket.
+fn read_one_line(mut s: &StdStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while s.read(&mut byte).unwrap() == 1 {
+        line.push(byte[0]);
+        if byte[0] == b'\n' {
+            break;
+        }
+    }
+    String::from_utf8(line).unwrap()
+}
+
+fn is_status(line: &str) -> bool {
+    matches!(
+        serde_json::from_str::<Response>(line),
+        Ok(Response::Status(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_crowds_cannot_lock_root_out() {
+    if !require_root("read_only_crowds_cannot_lock_root_out") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = socket_in(&dir);
+    let _server = serve(&path, None, Arc::new(CannedHandler::new()))
+        .await
+        .unwrap();
+    // Loosened by hand: anyone may connect (and only read).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    // 72 subscribers from one read-only user: 8 get in, the rest are told why not.
+    let p = path.clone();
+    let (crowd, answers) = tokio::task::spawn_blocking(move || {
+        let crowd = connect_as(&p, 65534, 72);
+        let answers = subscribe_all(&crowd);
+        (crowd, answers)
+    })
+    .await
+    .unwrap();
+    let served = answers.iter().filter(|l| is_status(l)).count();
+    assert_eq!(served, 8, "{answers:?}");
+    for line in answers.iter().filter(|l| !is_status(l)) {
+        assert_eq!(
+            error_message(line),
+            "busy: uid 65534 has 8 connections already, the most one user may have; close one \
+             and try again"
+        );
+    }
+    // Another user fills the read-only slots; a third one finds them taken.
+    let p = path.clone();
+    let (more, answers) = tokio::task::spawn_blocking(move || {
+        let mut more = connect_as(&p, 65533, 8);
+        more.extend(connect_as(&p, 65532, 2));
+        let answers = subscribe_all(&more);
+        (more, answers)
+    })
+    .await
+    .unwrap();
+    assert!(answers[..8].iter().all(|l| is_status(l)), "{answers:?}");
+    for line in &answers[8..] {
+        assert!(
+            error_message(line).starts_with("busy: 16 read-only clients are connected already"),
+            "{line}"
+        );
+    }
+    // Root is answered, by the library and through the binary.
+    let status = client::request(&path, Request::Status { line: None })
+        .await
+        .unwrap();
+    assert!(matches!(status, Response::Status(_)), "{status:?}");
+    let out = cli_async(&path, &["status", "--json"], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    drop((crowd, more));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_server_makes_room_for_root_by_closing_a_read_only_subscriber() {
+    if !require_root("a_full_server_makes_room_for_root_by_closing_a_read_only_subscriber") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = socket_in(&dir);
+    let options = ServerOptions {
+        max_clients: 4,
+        admin_reserve: 1,
+        max_per_user: 2,
+        max_read_only: 3,
+        ..ServerOptions::default()
+    };
+    let _server = serve_with(&path, options, Arc::new(CannedHandler::new()))
+        .await
+        .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    // uid 65533 subscribes first, then uid 65534 twice: every read-only slot is taken.
+    let p = path.clone();
+    let (held, refused) = tokio::task::spawn_blocking(move || {
+        let mut held = connect_as(&p, 65533, 1);
+        held.extend(connect_as(&p, 65534, 2));
+        assert!(subscribe_all(&held).iter().all(|l| is_status(l)));
+        let refused = subscribe_all(&connect_as(&p, 65534, 1))
+            .into_iter()
+            .chain(subscribe_all(&connect_as(&p, 65532, 1)))
+            .map(|l| error_message(&l))
+            .collect::<Vec<_>>();
+        (held, refused)
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused[0].starts_with("busy: uid 65534 has 2 connections already"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].starts_with("busy: 3 read-only clients are connected already"),
+        "{refused:?}"
+    );
+
+    // Root takes the reserved slot, then (all four taken) the slot of uid 65534's older
+    // subscriber — uid 65534 holds the most read-only slots.
+    let mut root = eqlplus_dialer::control::Client::connect(&path)
+        .await
+        .unwrap();
+    let first = root.request(Request::Status { line: None }).await.unwrap();
+    assert!(matches!(first, Response::Status(_)), "{first:?}");
+    let second = client::request(&path, Request::Status { line: None })
+        .await
+        .unwrap();
+    assert!(matches!(second, Response::Status(_)), "{second:?}");
+
+    let (evicted, kept) = tokio::task::spawn_blocking(move || {
+        // Everything uid 65534's first subscriber got, to the end of the connection.
+        let evicted: Vec<String> = std::iter::from_fn(|| Some(read_one_line(&held[1])))
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let kept: Vec<String> = [&held[0], &held[2]]
+            .iter()
+            .flat_map(|s| (0..3).map(|_| read_one_line(s)))
+            .collect();
+        (evicted, kept)
+    })
+    .await
+    .unwrap();
+    // It was told why, then closed; the others go on receiving reports.
+    let (last, before) = evicted.split_last().unwrap();
+    assert_eq!(
+        error_message(last),
+        "busy: making room for an administrator; reconnect later"
+    );
+    assert!(before.iter().all(|l| is_status(l)), "{before:?}");
+    assert!(kept.iter().all(|l| is_status(l)), "{kept:?}");
+    drop(root);
+}

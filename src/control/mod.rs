@@ -7,6 +7,7 @@ pub mod canned;
 pub mod client;
 pub mod protocol;
 pub mod server;
+mod slots;
 
 pub use client::{Client, ClientError, Subscription};
 pub use protocol::{Envelope, LineStatus, PROTOCOL_VERSION, Request, Response, StatusReport};

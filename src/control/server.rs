@@ -30,10 +30,37 @@
 //! the connection stays usable. A client that sends no complete request within
 //! [`ServerOptions::idle_timeout`] is told so and dropped; a write that does not complete
 //! within [`ServerOptions::write_timeout`] (a client that stopped reading) drops the client.
-//! At most [`ServerOptions::max_clients`] clients are served at once; further ones are told
-//! the daemon is busy. A handler that panics, or does not answer within
-//! [`ServerOptions::handler_timeout`], is answered with an internal error.
+//! A handler that panics, or does not answer within [`ServerOptions::handler_timeout`], is
+//! answered with an internal error.
+//!
+//! # Client slots
+//!
+//! Every accepted peer is classified from its credentials before it gets a slot: an
+//! *administrator* (root or the daemon's own uid), a *member* of the control group, or
+//! *read-only*. Root, the daemon's uid and a peer whose primary gid is the group's are
+//! classified at once; anyone else needs a group lookup, which runs on the blocking pool, at
+//! most [`ServerOptions::max_lookups`] (16) at once (more peers meanwhile are answered
+//! `busy`) and for at most [`ServerOptions::lookup_timeout`] (2 s; slower: read-only). Then,
+//! with the defaults:
+//!
+//! - at most [`ServerOptions::max_clients`] (64) clients at once;
+//! - [`ServerOptions::admin_reserve`] (8) of them are kept for administrators: members and
+//!   read-only peers together get at most 56;
+//! - a uid other than root's and the daemon's holds at most [`ServerOptions::max_per_user`]
+//!   (8) connections;
+//! - read-only peers hold at most [`ServerOptions::max_read_only`] (16) connections together;
+//! - when an administrator or a member finds no slot free for it, the server closes a
+//!   read-only client to make room — one of the uid holding the most read-only slots, the
+//!   longest-connected of those — after telling it `busy: making room for an administrator;
+//!   reconnect later`; a read-only peer never displaces anyone;
+//! - whoever is still refused is answered `busy: …` naming the limit it hit (its uid's, the
+//!   read-only one, the slots outside the reserve, all of them) and closed.
+//!
+//! So read-only users can never keep an administrator out, and an administrator is refused
+//! only when administrators already hold at least the reserve and every other slot is a
+//! member's.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -47,10 +74,11 @@ use futures::FutureExt;
 use nix::unistd::{Gid, Group, Uid, User};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, Response};
+use super::slots::{Class, EVICTED, SlotLimits, Slots};
 
 /// What the daemon implements: one request in, one response out.
 ///
@@ -76,8 +104,24 @@ pub struct ServerOptions {
     /// Members of this group may control the daemon (`[control] group`); it also becomes the
     /// socket file's group.
     pub group: Option<String>,
-    /// Clients served at once; more are answered "busy" and closed.
+    /// Clients served at once, all together; more are answered "busy" and closed (at least
+    /// 1).
     pub max_clients: usize,
+    /// Of `max_clients`, slots only root and the daemon's own uid may take (at most
+    /// `max_clients - 1`).
+    pub admin_reserve: usize,
+    /// Connections any other uid (a group member or a read-only peer) may hold at once (at
+    /// least 1).
+    pub max_per_user: usize,
+    /// Connections read-only peers (neither root, nor the daemon's uid, nor group members)
+    /// may hold together; 0 shuts them out.
+    pub max_read_only: usize,
+    /// Group lookups (a peer that is neither root, nor the daemon's uid, nor in the group by
+    /// its primary gid) running at once; a peer arriving while that many run is answered
+    /// "busy".
+    pub max_lookups: usize,
+    /// A group lookup that takes longer than this is given up: the peer is read-only.
+    pub lookup_timeout: Duration,
     /// A client that sends no complete request line for this long is dropped.
     pub idle_timeout: Duration,
     /// A response that cannot be written within this long (the client stopped reading) drops
@@ -92,6 +136,11 @@ impl Default for ServerOptions {
         ServerOptions {
             group: None,
             max_clients: 64,
+            admin_reserve: 8,
+            max_per_user: 8,
+            max_read_only: 16,
+            max_lookups: 16,
+            lookup_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(5),
             handler_timeout: Duration::from_secs(30),
@@ -189,7 +238,7 @@ pub struct ControlListener {
     server: ControlServer,
     authority: Arc<Authority>,
     limits: Limits,
-    max_clients: usize,
+    admission: Admission,
 }
 
 impl fmt::Debug for ControlListener {
@@ -208,14 +257,10 @@ impl ControlListener {
             mut server,
             authority,
             limits,
-            max_clients,
+            admission,
         } = self;
         server.task = Some(tokio::spawn(accept_loop(
-            listener,
-            handler,
-            authority,
-            limits,
-            max_clients,
+            listener, handler, authority, limits, admission,
         )));
         tracing::info!(socket = %server.path.display(), "control socket listening");
         server
@@ -273,7 +318,17 @@ pub async fn bind(path: &Path, options: ServerOptions) -> io::Result<ControlList
         server,
         authority,
         limits,
-        max_clients: options.max_clients.max(1),
+        admission: Admission {
+            slots: SlotLimits {
+                max_clients: options.max_clients,
+                admin_reserve: options.admin_reserve,
+                per_user: options.max_per_user,
+                read_only: options.max_read_only,
+            }
+            .clamped(),
+            max_lookups: options.max_lookups.max(1),
+            lookup_timeout: options.lookup_timeout,
+        },
     })
 }
 
@@ -350,18 +405,40 @@ struct Limits {
     handler_timeout: Duration,
 }
 
+/// How clients are admitted (see the module doc, "Client slots").
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    slots: SlotLimits,
+    max_lookups: usize,
+    lookup_timeout: Duration,
+}
+
+/// A connected peer, classified and waiting for a slot.
+struct Arrival {
+    stream: UnixStream,
+    peer: Peer,
+    access: Access,
+}
+
 async fn accept_loop<H: ControlHandler>(
     listener: UnixListener,
     handler: Arc<H>,
     authority: Arc<Authority>,
     limits: Limits,
-    max_clients: usize,
+    admission: Admission,
 ) {
-    let slots = Arc::new(Semaphore::new(max_clients));
-    // Dropping the set (when this task is aborted) aborts every client task.
+    let lookups = Arc::new(Semaphore::new(admission.max_lookups));
+    let mut slots: Slots<u64> = Slots::new(admission.slots);
+    let mut next_key: u64 = 0;
+    // Per admitted client: how to tell it to make room, and which task serves it.
+    let mut evictors: HashMap<u64, oneshot::Sender<&'static str>> = HashMap::new();
+    let mut task_keys: HashMap<tokio::task::Id, u64> = HashMap::new();
+    // Peers whose group membership is being looked up (bounded by `lookups`).
+    let mut classifying: JoinSet<Arrival> = JoinSet::new();
+    // Dropping the sets (when this task is aborted) aborts every client task.
     let mut clients = JoinSet::new();
     loop {
-        tokio::select! {
+        let arrival = tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
@@ -372,23 +449,145 @@ async fn accept_loop<H: ControlHandler>(
                         continue;
                     }
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    let busy = encode(&Response::Error {
-                        message: format!("busy: {max_clients} clients are connected already; try again"),
-                    });
-                    // The new socket's buffer is empty: this never blocks.
-                    let _ = stream.try_write(&busy);
-                    continue;
+                let cred = match stream.peer_cred() {
+                    Ok(cred) => cred,
+                    Err(e) => {
+                        tracing::warn!("control socket: no peer credentials: {e}");
+                        continue;
+                    }
                 };
+                let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
+                let peer = Peer { uid, pid };
+                if let Some(access) = authority.quick_access(uid, gid) {
+                    Arrival { stream, peer, access }
+                } else {
+                    let Ok(permit) = lookups.clone().try_acquire_owned() else {
+                        let message = format!(
+                            "busy: {} connections are waiting for their group lookup; try again",
+                            admission.max_lookups
+                        );
+                        tracing::warn!("control: {peer} refused: {message}");
+                        refuse(&stream, message);
+                        continue;
+                    };
+                    let authority = authority.clone();
+                    let limit = admission.lookup_timeout;
+                    classifying.spawn(async move {
+                        // The permit goes with the blocking call: a lookup that outlives its
+                        // deadline still counts until it returns.
+                        let lookup = tokio::task::spawn_blocking(move || {
+                            let _permit = permit;
+                            authority.access(uid, gid, pid)
+                        });
+                        let access = match tokio::time::timeout(limit, lookup).await {
+                            Ok(Ok(access)) => access,
+                            Ok(Err(e)) => {
+                                tracing::warn!("control: group lookup for {peer} failed: {e}");
+                                Access::ReadOnly
+                            }
+                            Err(_) => {
+                                tracing::warn!(
+                                    "control: group lookup for {peer} took over {limit:?}; \
+                                     treated as read-only"
+                                );
+                                Access::ReadOnly
+                            }
+                        };
+                        Arrival { stream, peer, access }
+                    });
+                    continue;
+                }
+            }
+            Some(done) = classifying.join_next(), if !classifying.is_empty() => {
+                match done {
+                    Ok(arrival) => arrival,
+                    Err(_) => continue,
+                }
+            }
+            Some(done) = clients.join_next_with_id(), if !clients.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                if let Some(key) = task_keys.remove(&id) {
+                    slots.remove(key);
+                    evictors.remove(&key);
+                }
+                continue;
+            }
+        };
+        let Arrival {
+            stream,
+            peer,
+            access,
+        } = arrival;
+        let class = authority.class(peer.uid, access);
+        let key = next_key;
+        next_key += 1;
+        match slots.admit(key, peer.uid, class) {
+            Err(refusal) => {
+                let message = refusal.to_string();
+                // A read-only crowd is not worth a warning per connection.
+                if class == Class::ReadOnly {
+                    tracing::debug!("control: {peer} refused: {message}");
+                } else {
+                    tracing::warn!("control: {peer} refused: {message}");
+                }
+                refuse(&stream, message);
+            }
+            Ok(victim) => {
+                if let Some(victim) = victim
+                    && let Some(evict) = evictors.remove(&victim)
+                {
+                    tracing::info!(
+                        "control: closing a read-only client to make room for {peer} \
+                         ({} clients)",
+                        slots.len()
+                    );
+                    let _ = evict.send(EVICTED);
+                }
+                let (evict, evicted) = oneshot::channel();
                 let handler = handler.clone();
                 let authority = authority.clone();
-                clients.spawn(async move {
-                    serve_client(stream, handler, authority, limits).await;
-                    drop(permit);
-                });
+                let task = clients.spawn(serve_client(
+                    stream,
+                    handler,
+                    authority,
+                    limits,
+                    peer,
+                    access,
+                    Eviction(Some(evicted)),
+                ));
+                task_keys.insert(task.id(), key);
+                evictors.insert(key, evict);
             }
-            Some(_) = clients.join_next(), if !clients.is_empty() => {}
         }
+    }
+}
+
+/// Answers a client that gets no slot and closes it.
+fn refuse(stream: &UnixStream, message: String) {
+    let busy = encode(&Response::Error { message });
+    // The new socket's buffer is empty: this never blocks.
+    let _ = stream.try_write(&busy);
+}
+
+/// A client's notice that its slot was given to someone who may act.
+struct Eviction(Option<oneshot::Receiver<&'static str>>);
+
+impl Eviction {
+    /// The reason, once the client is evicted; never returns otherwise. Cancel-safe.
+    async fn notice(&mut self) -> &'static str {
+        if let Some(rx) = &mut self.0 {
+            let got = rx.await;
+            // A finished receiver must not be polled again.
+            self.0 = None;
+            // Err: the accept loop forgot us; it ends, and us with it.
+            if let Ok(reason) = got {
+                return reason;
+            }
+        }
+        std::future::pending().await
     }
 }
 
@@ -424,6 +623,29 @@ impl fmt::Display for Peer {
 }
 
 impl Authority {
+    /// The peer's access when it needs no group lookup.
+    fn quick_access(&self, uid: u32, gid: u32) -> Option<Access> {
+        if uid == 0 || uid == self.own_uid.as_raw() {
+            return Some(Access::Control);
+        }
+        match &self.group {
+            None => Some(Access::ReadOnly),
+            Some((_, group)) if gid == group.as_raw() => Some(Access::Control),
+            Some(_) => None,
+        }
+    }
+
+    /// Which slots the peer may take.
+    fn class(&self, uid: u32, access: Access) -> Class {
+        if uid == 0 || uid == self.own_uid.as_raw() {
+            Class::Admin
+        } else if access == Access::Control {
+            Class::Member
+        } else {
+            Class::ReadOnly
+        }
+    }
+
     fn access(&self, uid: u32, gid: u32, pid: Option<i32>) -> Access {
         if uid == 0 || uid == self.own_uid.as_raw() {
             return Access::Control;
@@ -690,30 +912,38 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, response: &Response, limit:
     }
 }
 
+/// Tells an evicted client why (briefly: it may not be reading) before it is closed.
+async fn evicted<W: AsyncWrite + Unpin>(writer: &mut W, peer: &Peer, reason: &str, limits: Limits) {
+    tracing::info!("control: {peer} closed: {reason}");
+    let message = reason.to_string();
+    send(
+        writer,
+        &Response::Error { message },
+        limits.write_timeout.min(Duration::from_secs(1)),
+    )
+    .await;
+}
+
 async fn serve_client<H: ControlHandler>(
     stream: UnixStream,
     handler: Arc<H>,
     authority: Arc<Authority>,
     limits: Limits,
+    peer: Peer,
+    access: Access,
+    mut eviction: Eviction,
 ) {
-    let (peer, access) = match stream.peer_cred() {
-        Ok(cred) => {
-            let (uid, gid, pid) = (cred.uid(), cred.gid(), cred.pid());
-            let authority2 = authority.clone();
-            let access = tokio::task::spawn_blocking(move || authority2.access(uid, gid, pid))
-                .await
-                .unwrap_or(Access::ReadOnly);
-            (Peer { uid, pid }, access)
-        }
-        Err(e) => {
-            tracing::warn!("control socket: no peer credentials: {e}");
-            return;
-        }
-    };
     let (read, mut write) = stream.into_split();
     let mut reader = LineReader::new(read, MAX_REQUEST_BYTES);
     loop {
-        let incoming = match tokio::time::timeout(limits.idle_timeout, reader.next()).await {
+        let next = tokio::select! {
+            reason = eviction.notice() => {
+                evicted(&mut write, &peer, reason, limits).await;
+                return;
+            }
+            next = tokio::time::timeout(limits.idle_timeout, reader.next()) => next,
+        };
+        let incoming = match next {
             Ok(Ok(incoming)) => incoming,
             Ok(Err(e)) => {
                 tracing::debug!("control client {peer}: read failed: {e}");
@@ -796,10 +1026,25 @@ async fn serve_client<H: ControlHandler>(
         if let Request::Subscribe { interval_ms } = request {
             let interval = Duration::from_millis(interval_ms)
                 .clamp(MIN_SUBSCRIBE_INTERVAL, MAX_SUBSCRIBE_INTERVAL);
-            subscription(&mut reader.inner, &mut write, &*handler, interval, limits).await;
+            subscription(
+                &mut reader.inner,
+                &mut write,
+                &*handler,
+                interval,
+                limits,
+                &peer,
+                &mut eviction,
+            )
+            .await;
             return;
         }
-        let response = call(&*handler, request, limits.handler_timeout).await;
+        let response = tokio::select! {
+            reason = eviction.notice() => {
+                evicted(&mut write, &peer, reason, limits).await;
+                return;
+            }
+            response = call(&*handler, request, limits.handler_timeout) => response,
+        };
         if !send(&mut write, &response, limits.write_timeout).await {
             return;
         }
@@ -807,14 +1052,16 @@ async fn serve_client<H: ControlHandler>(
 }
 
 /// Streams status reports until the client goes away (a write fails or times out, or its
-/// read side reports an error). Input during a subscription is read and ignored; a client
-/// that only half-closes its side keeps receiving reports.
+/// read side reports an error) or is evicted. Input during a subscription is read and
+/// ignored; a client that only half-closes its side keeps receiving reports.
 async fn subscription<R, W, H>(
     reader: &mut R,
     writer: &mut W,
     handler: &H,
     interval: Duration,
     limits: Limits,
+    peer: &Peer,
+    eviction: &mut Eviction,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -826,9 +1073,21 @@ async fn subscription<R, W, H>(
     let mut scratch = [0u8; 1024];
     loop {
         tokio::select! {
+            reason = eviction.notice() => {
+                evicted(writer, peer, reason, limits).await;
+                return;
+            }
             _ = ticks.tick() => {
-                let response =
-                    call(handler, Request::Status { line: None }, limits.handler_timeout).await;
+                let response = tokio::select! {
+                    reason = eviction.notice() => {
+                        evicted(writer, peer, reason, limits).await;
+                        return;
+                    }
+                    response =
+                        call(handler, Request::Status { line: None }, limits.handler_timeout) => {
+                        response
+                    }
+                };
                 let stop = !matches!(response, Response::Status(_));
                 if !send(writer, &response, limits.write_timeout).await || stop {
                     return;
