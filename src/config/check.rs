@@ -2,14 +2,39 @@
 //! ([`Config::load`]), then everything it names — the secrets file and every chat script — so
 //! that whatever the daemon would refuse or trip over, `check-config` reports first.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::{Config, SecretsFile, line_secret};
+use super::{Config, LineConfig, SecretsFile, line_secret};
 use crate::chat::Script;
+
+/// A checked configuration with everything its lines need, read once.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Per line name: what the line runs with.
+    pub lines: BTreeMap<String, LineSetup>,
+}
+
+/// Everything that defines a line's behaviour: its options, its parsed chat scripts and its
+/// PAP/CHAP secret. A reload restarts a line only if this changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineSetup {
+    pub config: LineConfig,
+    pub init_script: Option<Script>,
+    pub dial_script: Option<Script>,
+    pub secret: Option<String>,
+}
 
 /// Loads `path` and checks the files it names. Every problem is one message naming the file
 /// (and line, where there is one) and the option or line concerned.
 pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
+    load(path).map(|l| l.config)
+}
+
+/// Loads `path`, the secrets file and every chat script it names: the one loader behind
+/// `check-config`, daemon start-up and reload.
+pub fn load(path: &Path) -> Result<Loaded, Vec<String>> {
     let config =
         Config::load(path).map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let mut problems = Vec::new();
@@ -25,9 +50,14 @@ pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
         },
         None => None,
     };
+    let mut lines = BTreeMap::new();
     for line in &config.lines {
         let secret = line_secret(line, secrets.as_ref());
-        for script_path in [&line.init_chat, &line.dial_chat].into_iter().flatten() {
+        let mut parsed: [Option<Script>; 2] = [None, None];
+        for (slot, script_path) in [&line.init_chat, &line.dial_chat].into_iter().enumerate() {
+            let Some(script_path) = script_path else {
+                continue;
+            };
             let name = script_path.display().to_string();
             let script = match std::fs::read_to_string(script_path) {
                 Ok(text) => match Script::parse(&text, &name) {
@@ -57,7 +87,18 @@ pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
                     ));
                 }
             }
+            parsed[slot] = Some(script);
         }
+        let [init_script, dial_script] = parsed;
+        lines.insert(
+            line.name.clone(),
+            LineSetup {
+                config: line.clone(),
+                init_script,
+                dial_script,
+                secret: secret.clone(),
+            },
+        );
         if line.user.is_some() && secrets.is_some() && secret.is_none() {
             let key = line
                 .secret_name
@@ -83,7 +124,7 @@ pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
         }
     }
     if problems.is_empty() {
-        Ok(config)
+        Ok(Loaded { config, lines })
     } else {
         Err(problems)
     }

@@ -19,7 +19,7 @@ use crate::net::RoutingConfig;
 use crate::net::default_slave_name;
 use crate::serial::FlowControl;
 
-pub use check::load_checked;
+pub use check::{LineSetup, Loaded, load, load_checked};
 pub use secrets::{SecretsError, SecretsFile};
 
 /// Where the daemon looks without `--config`.

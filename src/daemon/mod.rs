@@ -19,7 +19,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(config_path: &Path) -> i32 {
-    let config = match supervisor::load_checked(config_path) {
+    let loaded = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(problems) => {
             for p in problems {
@@ -48,14 +48,14 @@ pub async fn run(config_path: &Path) -> i32 {
             return 1;
         }
     };
-    let listener = match control::bind(&config).await {
+    let listener = match control::bind(&loaded.config).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("eqlplus-dialer daemon: {e}");
             return 1;
         }
     };
-    let supervisor = match Supervisor::start(config).await {
+    let supervisor = match Supervisor::start(loaded).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("eqlplus-dialer daemon: {e:#}");

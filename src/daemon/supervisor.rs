@@ -2,7 +2,6 @@
 //! (`up`, `hangup`, `status`, `reload`) that the control socket and signals bring in.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,8 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::balancer::actor::BalancerHandle;
 use crate::balancer::{Balancer, BalancerConfig};
-use crate::chat::Script;
-use crate::config::{Config, LineConfig, SecretsFile, line_secret};
+use crate::config::{Config, LineConfig, LineSetup, Loaded};
 use crate::control::{LineStatus, Request, Response, StatusReport};
 use crate::link::hooks::Hooks;
 use crate::link::{LineCommand, LineContext, LineShared, run_line};
@@ -28,7 +26,7 @@ const LINE_INBOX: usize = 16;
 /// A running line's task, owned by the supervisor.
 struct LineTask {
     /// What it was started with: a reload restarts it only if this changed.
-    fingerprint: LineFingerprint,
+    setup: LineSetup,
     task: JoinHandle<()>,
 }
 
@@ -52,15 +50,6 @@ pub struct LineRegistry {
 struct Registry {
     policy: &'static str,
     lines: BTreeMap<String, LineEntry>,
-}
-
-/// Everything that defines a line's behaviour, so a reload can tell changed lines apart.
-#[derive(Debug, Clone, PartialEq)]
-struct LineFingerprint {
-    config: LineConfig,
-    init_script: Option<Script>,
-    dial_script: Option<Script>,
-    secret: Option<String>,
 }
 
 /// Traffic rates from the last two samples.
@@ -89,7 +78,8 @@ pub type SharedSupervisor = Arc<Mutex<Supervisor>>;
 
 impl Supervisor {
     /// Sets up the balancer and starts every line of a checked configuration.
-    pub async fn start(config: Config) -> anyhow::Result<Supervisor> {
+    pub async fn start(loaded: Loaded) -> anyhow::Result<Supervisor> {
+        let Loaded { config, lines } = loaded;
         let netlink = Netlink::new()?;
         let balancer = Balancer::start(BalancerConfig {
             policy: config.balancer.policy,
@@ -114,15 +104,14 @@ impl Supervisor {
             netlink,
             seed,
         };
-        let fingerprints = fingerprints(&config).map_err(|p| anyhow::anyhow!(p.join("\n")))?;
-        for (name, fp) in fingerprints {
-            s.start_line(name, fp);
+        for (name, setup) in lines {
+            s.start_line(name, setup);
         }
         tracing::info!(lines = s.tasks.len(), "supervisor started");
         Ok(s)
     }
 
-    fn start_line(&mut self, name: String, fp: LineFingerprint) {
+    fn start_line(&mut self, name: String, fp: LineSetup) {
         self.seed = self
             .seed
             .wrapping_mul(6364136223846793005)
@@ -163,7 +152,7 @@ impl Supervisor {
         self.tasks.insert(
             name,
             LineTask {
-                fingerprint: fp,
+                setup: fp,
                 task,
             },
         );
@@ -188,8 +177,17 @@ impl Supervisor {
     /// hang up, new ones dial. A bad file changes nothing and says why.
     pub async fn reload(&mut self) -> Response {
         let path = self.config.path.clone();
-        let config = match crate::config::load_checked(&path) {
-            Ok(c) => c,
+        // Reading files is blocking work: off the async threads.
+        let loading = tokio::task::spawn_blocking(move || crate::config::load(&path));
+        let loaded = match loading.await {
+            Ok(result) => result,
+            Err(e) => Err(vec![format!("the configuration loader failed: {e}")]),
+        };
+        let Loaded {
+            config,
+            lines: fresh,
+        } = match loaded {
+            Ok(l) => l,
             Err(problems) => {
                 tracing::warn!("reload refused: {}", problems.join("; "));
                 return Response::Error {
@@ -197,14 +195,6 @@ impl Supervisor {
                         "reload refused, the running configuration stays:\n{}",
                         problems.join("\n")
                     ),
-                };
-            }
-        };
-        let fresh = match fingerprints(&config) {
-            Ok(f) => f,
-            Err(problems) => {
-                return Response::Error {
-                    message: format!("reload refused:\n{}", problems.join("\n")),
                 };
             }
         };
@@ -230,7 +220,7 @@ impl Supervisor {
         }
         for (name, fp) in fresh {
             match self.tasks.get(&name) {
-                Some(l) if l.fingerprint == fp => kept.push(name),
+                Some(l) if l.setup == fp => kept.push(name),
                 Some(_) => {
                     self.stop_line(&name).await;
                     self.start_line(name.clone(), fp);
@@ -485,49 +475,4 @@ fn epoch(t: SystemTime) -> f64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-/// Loads every line's scripts and secret.
-fn fingerprints(config: &Config) -> Result<BTreeMap<String, LineFingerprint>, Vec<String>> {
-    let secrets = match &config.daemon.secrets {
-        Some(p) => Some(SecretsFile::load(p).map_err(|e| vec![e.to_string()])?),
-        None => None,
-    };
-    let mut out = BTreeMap::new();
-    let mut problems = Vec::new();
-    let load = |p: &Option<PathBuf>, problems: &mut Vec<String>| -> Option<Script> {
-        let path = p.as_ref()?;
-        match std::fs::read_to_string(path) {
-            Ok(text) => match Script::parse(&text, &path.display().to_string()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    problems.push(e.to_string());
-                    None
-                }
-            },
-            Err(e) => {
-                problems.push(format!("cannot read chat script {}: {e}", path.display()));
-                None
-            }
-        }
-    };
-    for line in &config.lines {
-        let fp = LineFingerprint {
-            config: line.clone(),
-            init_script: load(&line.init_chat, &mut problems),
-            dial_script: load(&line.dial_chat, &mut problems),
-            secret: line_secret(line, secrets.as_ref()),
-        };
-        out.insert(line.name.clone(), fp);
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
-}
-
-/// Loads and checks the configuration at `path` (as the daemon does at start).
-pub fn load_checked(path: &Path) -> Result<Config, Vec<String>> {
-    crate::config::load_checked(path)
 }
