@@ -15,7 +15,11 @@
 //! Reading and writing overlap: frames waiting for room on the line never stop
 //! the driver from reading (two peers writing at once cannot deadlock), and
 //! outgoing IP packets are taken from their channel only while IP is up and
-//! the unwritten backlog is small, so the channel is the only IP queue.
+//! the unwritten backlog is small, so the channel is the only IP queue. Frames
+//! are taken from the session only while that backlog is small, too: a peer
+//! that stops reading leaves them in the session, whose control queue is
+//! bounded and which ends the link when the line takes nothing for its stall
+//! limit (`echo_interval × echo_failure`).
 //!
 //! [`run`] returns when the session is dead; the last event sent is always
 //! the [`Event::Down`] whose reason it returns. A read of 0 bytes or an I/O
@@ -45,7 +49,9 @@ pub struct DriverConfig {
     pub close_timeout: Duration,
     /// Reason sent in our Terminate-Request when asked to close.
     pub close_reason: String,
-    /// Unwritten line bytes above which no more outgoing IP packets are taken.
+    /// Unwritten line bytes above which no more frames are taken from the
+    /// session (and no more outgoing IP packets from the channel): the bound of
+    /// the driver's own write buffer (plus one frame).
     pub max_write_backlog: usize,
     /// Once the session is dead, how long its last frames (a Terminate-Ack or
     /// the courtesy Terminate-Request) may take to reach the line.
@@ -167,7 +173,13 @@ where
             wbuf.clear();
             woff = 0;
         }
-        while let Some(frame) = session.poll_transmit() {
+        // Take frames only while the line keeps up: what it does not take stays
+        // in the session, bounded there, and a line that takes nothing for the
+        // session's stall limit ends it ("peer stopped reading").
+        while wbuf.len() - woff < config.max_write_backlog {
+            let Some(frame) = session.poll_transmit() else {
+                break;
+            };
             wbuf.extend_from_slice(&frame);
         }
         while let Some(event) = session.poll_event() {
@@ -253,7 +265,11 @@ where
         }
     }
 
-    // The session's last words (Terminate-Ack, courtesy Terminate-Request).
+    // The session's last words (Terminate-Ack, courtesy Terminate-Request); its
+    // queues are bounded, and empty after a line failure.
+    while let Some(frame) = session.poll_transmit() {
+        wbuf.extend_from_slice(&frame);
+    }
     if line_error.is_none() && woff < wbuf.len() {
         let flush = async {
             wr.write_all(&wbuf[woff..]).await?;

@@ -673,6 +673,10 @@ fn no_peer_gives_up_after_max_configure() {
     let mut s = Session::new(dialer(None), now);
     let mut t = now;
     let mut sent = 0;
+    // As the driver does: take what is queued before time moves on.
+    while s.poll_transmit().is_some() {
+        sent += 1;
+    }
     while let Some(d) = s.poll_timeout() {
         t = d;
         s.handle_timeout(t);
@@ -1087,4 +1091,199 @@ fn peer_restart_renegotiates_and_comes_back_up() {
         p.a_events
     );
     check_ip_both_ways(&mut p);
+}
+
+// ----- hostile peers (hardening items 4 and 6) -----
+
+/// One LCP packet as a frame on the wire.
+fn lcp_frame(code: u8, id: u8, data: &[u8]) -> Vec<u8> {
+    let pkt = ControlPacket::to_vec(code, id, data);
+    let mut frame = Vec::new();
+    Encoder::new(ACCM_ALL_BITS).encode(&[0xc0, 0x21], &pkt, &mut frame);
+    frame
+}
+
+const ACCM_ALL_BITS: u32 = 0xffff_ffff;
+
+fn events_of(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// ITEM 4: a peer floods Echo-Requests and frames of unknown protocols and
+/// never reads what we write. Our replies used to pile up without limit; now
+/// the control queue stays bounded, the drops are counted, and once the line
+/// took nothing for echo_interval × echo_failure (3 s) the session ends.
+#[test]
+fn flood_while_not_reading_is_bounded_then_ends() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let t0 = p.now;
+    let cap = Config::dialer(None).max_control_queue;
+    let mut echo = Vec::new();
+    Encoder::new(0).encode(
+        &[0xc0, 0x21],
+        &[9, 1, 0, 40, 1, 2, 3, 4]
+            .iter()
+            .copied()
+            .chain([0x55; 32])
+            .collect::<Vec<_>>(),
+        &mut echo,
+    );
+    let mut unknown = Vec::new();
+    Encoder::new(0).encode(
+        &[0x80, 0x57],
+        &[1, 1, 0, 200]
+            .iter()
+            .copied()
+            .chain([0xaa; 196])
+            .collect::<Vec<_>>(),
+        &mut unknown,
+    );
+    let mut now = t0;
+    let mut max_queued = 0;
+    let mut events = Vec::new();
+    // 1000 frames every 10 ms (far beyond what a modem carries), nothing read back.
+    while !a.is_dead() && now - t0 < Duration::from_secs(10) {
+        for i in 0..1000 {
+            a.handle_input(if i % 2 == 0 { &echo } else { &unknown }, now);
+        }
+        max_queued = max_queued.max(a.queued_control_bytes());
+        if a.poll_timeout().is_some_and(|d| d <= now) {
+            a.handle_timeout(now);
+        }
+        events.extend(events_of(&mut a));
+        now += Duration::from_millis(10);
+    }
+    assert!(
+        max_queued <= 2 * cap + 1600,
+        "control queue grew to {max_queued}"
+    );
+    assert!(a.stats().tx_control_dropped > 100_000, "{:?}", a.stats());
+    let reason = down_reason(&events).expect("session ended");
+    assert!(
+        reason.starts_with("peer stopped reading for 3 s"),
+        "{reason}"
+    );
+    let took = now - t0;
+    assert!(took <= Duration::from_millis(3100), "took {took:?}");
+    assert_eq!(a.queued_control_bytes(), 0);
+}
+
+/// A peer that reads, however slowly, is not "stopped": a driver taking one
+/// frame a second keeps the session alive through the same flood.
+#[test]
+fn slow_reader_is_not_a_stalled_reader() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let mut now = p.now;
+    let echo = lcp_frame(9, 1, &[1, 2, 3, 4]);
+    for tick in 0..1000u32 {
+        a.handle_input(&echo, now);
+        if tick % 100 == 0 {
+            a.poll_transmit();
+        }
+        if a.poll_timeout().is_some_and(|d| d <= now) {
+            a.handle_timeout(now);
+        }
+        now += Duration::from_millis(10);
+    }
+    assert!(a.is_up(), "{:?}", events_of(&mut a));
+}
+
+/// ITEM 6: the peer acknowledges our Configure-Request but never sends its own.
+/// RCA re-initialises the restart counter, so this used to go on forever.
+#[test]
+fn ack_but_never_request_ends_at_the_establish_deadline() {
+    let t0 = Instant::now();
+    let mut s = Session::new(dialer(None), t0);
+    let mut now = t0;
+    let mut events = Vec::new();
+    while !s.is_dead() && now - t0 < Duration::from_secs(120) {
+        while let Some(f) = s.poll_transmit() {
+            let mut tap = Tap::new();
+            tap.feed(&f);
+            for (proto, info) in tap.seen {
+                if proto == lcp::PROTOCOL && info[0] == 1 {
+                    let pkt = ControlPacket::parse(&info).unwrap();
+                    s.handle_input(&lcp_frame(2, pkt.id, pkt.data), now);
+                }
+            }
+        }
+        events.extend(events_of(&mut s));
+        match s.poll_timeout() {
+            Some(d) => {
+                now = d.max(now);
+                s.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    events.extend(events_of(&mut s));
+    assert_eq!(
+        down_reason(&events),
+        Some(
+            "PPP not up after 30 s (stuck in LCP: peer acknowledged our options but never sent its own)"
+        )
+    );
+    assert_eq!(now - t0, Duration::from_secs(30));
+}
+
+/// ITEM 6: an LCP Configure-Request storm ends, bounded by the automaton
+/// (3 × Max-Configure requests without agreement), long before the deadline.
+#[test]
+fn configure_request_storm_ends_with_a_clear_reason() {
+    let t0 = Instant::now();
+    let mut s = Session::new(dialer(None), t0);
+    let mut answers = 0;
+    let mut events = Vec::new();
+    for i in 0..100_000u32 {
+        // A valid request (MRU 1500) we acknowledge; ours is never answered.
+        s.handle_input(&lcp_frame(1, i as u8, &[1, 4, 0x05, 0xdc]), t0);
+        while s.poll_transmit().is_some() {
+            answers += 1;
+        }
+        events.extend(events_of(&mut s));
+        if s.is_dead() {
+            break;
+        }
+    }
+    assert!(s.is_dead());
+    assert_eq!(
+        down_reason(&events),
+        Some("LCP negotiation failed: peer sent 31 Configure-Requests without agreement")
+    );
+    assert!(answers <= 40, "{answers} frames sent");
+}
+
+/// The establish deadline names the phase: a peer that never answers at all.
+#[test]
+fn establish_deadline_names_a_silent_peer() {
+    let t0 = Instant::now();
+    let mut cfg = dialer(None);
+    cfg.establish_timeout = Some(Duration::from_secs(10));
+    let mut s = Session::new(cfg, t0);
+    let mut now = t0;
+    while s.poll_transmit().is_some() {}
+    while let Some(d) = s.poll_timeout() {
+        now = d;
+        s.handle_timeout(now);
+        while s.poll_transmit().is_some() {}
+    }
+    let events = events_of(&mut s);
+    assert_eq!(
+        down_reason(&events),
+        Some("PPP not up after 10 s (stuck in LCP: no answer from the peer)")
+    );
+    assert_eq!(now - t0, Duration::from_secs(10));
+}
+
+/// A session that came up has no establish deadline any more.
+#[test]
+fn establish_deadline_is_off_once_up() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    p.run(Duration::from_secs(120), |p| p.a.is_dead() || p.b.is_dead());
+    assert!(p.a.is_up() && p.b.is_up(), "{:?}", p.a_events);
 }
