@@ -64,3 +64,38 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }
+
+/// The IPv4 addresses of this host's interfaces (getifaddrs), except those of
+/// `except` (a line's own slave, whose address is the line's business). What a
+/// PPP peer may not claim or assign (`ppp::IpcpConfig::local_addrs`); an error
+/// leaves the list empty (the fixed checks still apply).
+pub fn local_ipv4_addrs(except: &str) -> Vec<std::net::Ipv4Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ifa in addrs {
+        if ifa.interface_name == except {
+            continue;
+        }
+        if let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) {
+            let ip = sin.ip();
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod local_addr_tests {
+    use super::local_ipv4_addrs;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn local_addresses_skip_the_named_interface() {
+        assert!(local_ipv4_addrs("none-such").contains(&Ipv4Addr::LOCALHOST));
+        assert!(!local_ipv4_addrs("lo").contains(&Ipv4Addr::LOCALHOST));
+    }
+}

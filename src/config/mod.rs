@@ -145,6 +145,8 @@ pub struct LineConfig {
     pub weight: Weight,
     pub lcp_echo_interval: Duration,
     pub lcp_echo_failure: u32,
+    /// From CONNECT to IP up at most (PPP establishment), then the attempt fails.
+    pub ppp_timeout: Duration,
     pub redial: RedialConfig,
     /// Silence around the `+++` escape when hanging up a modem without DTR (Hayes S12).
     pub escape_guard: Duration,
@@ -221,6 +223,7 @@ struct RawLine {
     weight: Option<Spanned<RawWeight>>,
     lcp_echo_interval: Option<Spanned<f64>>,
     lcp_echo_failure: Option<Spanned<i64>>,
+    ppp_timeout: Option<Spanned<f64>>,
     holdoff: Option<Spanned<f64>>,
     backoff_factor: Option<Spanned<f64>>,
     max_delay: Option<Spanned<f64>>,
@@ -240,6 +243,7 @@ pub mod defaults {
     pub const HOOK_TIMEOUT_SECS: f64 = 30.0;
     pub const LCP_ECHO_INTERVAL_SECS: f64 = 1.0;
     pub const LCP_ECHO_FAILURE: u32 = 3;
+    pub const PPP_TIMEOUT_SECS: f64 = 30.0;
     pub const HOLDOFF_SECS: f64 = 2.0;
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
@@ -579,6 +583,11 @@ impl Config {
                     &at("lcp_echo_failure"),
                     defaults::LCP_ECHO_FAILURE,
                     1,
+                ),
+                ppp_timeout: c.seconds(
+                    &l.ppp_timeout,
+                    &at("ppp_timeout"),
+                    defaults::PPP_TIMEOUT_SECS,
                 ),
                 redial,
                 escape_guard: c.seconds(

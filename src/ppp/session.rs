@@ -777,6 +777,14 @@ impl Session {
                 self.terminate_now("serial line is looped back".into(), now);
                 progress = true;
             }
+            if self.phase == Phase::Network
+                && let Some(bad) = self.ipcp.negotiator().refused()
+            {
+                let reason = bad.to_string();
+                info!(%reason, "PPP: unusable address from the peer");
+                self.close_with(reason, "Unusable IP address", now);
+                progress = true;
+            }
             if !progress {
                 break;
             }
@@ -1097,6 +1105,10 @@ impl Session {
                         "No IP address",
                         now,
                     );
+                    return;
+                }
+                if let Some(bad) = o.check_final() {
+                    self.close_with(bad.to_string(), "Unusable IP address", now);
                     return;
                 }
                 self.ip_up = true;

@@ -1287,3 +1287,77 @@ fn establish_deadline_is_off_once_up() {
     p.run(Duration::from_secs(120), |p| p.a.is_dead() || p.b.is_dead());
     assert!(p.a.is_up() && p.b.is_up(), "{:?}", p.a_events);
 }
+
+// ----- addresses the peer hands out (hardening item 10) -----
+
+/// The dialer against an ISP that assigns `assign` to it.
+fn bad_assignment(assign: Ipv4Addr, local_addrs: &[Ipv4Addr]) -> Pair {
+    let mut d = dialer(None);
+    d.ipcp.local_addrs = local_addrs.to_vec();
+    let mut isp = Config::answer(LOCAL, assign, &[DNS1]);
+    isp.seed = 2;
+    let mut p = Pair::new(d, isp);
+    p.run(Duration::from_secs(60), |p| p.a.is_dead());
+    p
+}
+
+#[test]
+fn unusable_assigned_addresses_are_refused() {
+    for (addr, what) in [
+        (Ipv4Addr::new(127, 0, 0, 2), "loopback"),
+        (Ipv4Addr::new(255, 255, 255, 255), "broadcast"),
+        (Ipv4Addr::new(224, 0, 0, 1), "multicast"),
+        (Ipv4Addr::new(240, 1, 2, 3), "reserved, class E"),
+        (
+            Ipv4Addr::new(192, 168, 1, 1),
+            "an address of another interface of this host",
+        ),
+    ] {
+        let p = bad_assignment(addr, &[Ipv4Addr::new(192, 168, 1, 1)]);
+        assert!(up_event(&p.a_events).is_none(), "{addr}: {:?}", p.a_events);
+        assert_eq!(
+            down_reason(&p.a_events),
+            Some(format!("peer assigned us {addr} ({what}); refusing").as_str()),
+            "{addr}"
+        );
+        // Refused by Configure-Request with 0.0.0.0 again, then a clean Terminate.
+        assert!(
+            p.elapsed() < Duration::from_secs(10),
+            "{addr}: {:?}",
+            p.elapsed()
+        );
+    }
+}
+
+#[test]
+fn peer_claiming_a_lan_address_is_refused() {
+    let mut d = dialer(None);
+    // The ISP's own address (LOCAL) is a LAN host's here.
+    d.ipcp.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 1), LOCAL];
+    let mut p = Pair::new(d, answer(AuthMethods::NONE, &[]));
+    p.run(Duration::from_secs(60), |p| p.a.is_dead());
+    assert!(up_event(&p.a_events).is_none(), "{:?}", p.a_events);
+    assert_eq!(
+        down_reason(&p.a_events),
+        Some(
+            "peer claims address 10.0.0.1 (an address of another interface of this host) for itself; refusing"
+        )
+    );
+}
+
+#[test]
+fn usable_addresses_still_come_up() {
+    // Link-local and ordinary private addresses are fine; other local ones do not matter.
+    for addr in [Ipv4Addr::new(169, 254, 3, 4), Ipv4Addr::new(100, 64, 0, 9)] {
+        let mut d = dialer(None);
+        d.ipcp.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 1)];
+        let mut isp = Config::answer(LOCAL, addr, &[DNS1]);
+        isp.seed = 2;
+        let mut p = Pair::new(d, isp);
+        p.run_until_up();
+        let Some(Event::Up { local, .. }) = up_event(&p.a_events) else {
+            panic!("no Up")
+        };
+        assert_eq!(*local, addr);
+    }
+}
