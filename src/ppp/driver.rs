@@ -657,4 +657,48 @@ mod tests {
         rest(&mut d.link).await;
         rest(&mut s.link).await;
     }
+
+    /// ITEM 4: the far end floods Echo-Requests and unknown protocols and never reads.
+    /// The driver used to move every frame the session made into its own buffer, which
+    /// grew without bound while the line "stayed up"; now it takes frames only while the
+    /// line keeps up, the session drops what does not fit and ends the link once the line
+    /// took nothing for echo_interval × echo_failure.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_flooding_without_reading_is_dropped_after_the_stall_limit() {
+        let (a, b) = duplex(4096);
+        let far = tokio::spawn(crate::sim::isp::misbehave(
+            b,
+            crate::sim::isp::Misbehave::EchoFlood,
+            answer(None),
+        ));
+        let mut d = start(dialer(None), a);
+        let started = Instant::now();
+        let events = rest(&mut d.link).await;
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Up { .. })),
+            "{events:?}"
+        );
+        let Some(Event::Down { reason }) = events.last() else {
+            unreachable!()
+        };
+        assert!(
+            reason.starts_with("peer stopped reading for 3 s"),
+            "{reason}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+        let end = timeout(LIMIT, d.task).await.unwrap().unwrap();
+        let stats = end.session.stats();
+        assert!(stats.tx_control_dropped > 0, "{stats:?}");
+        // What reached the (stuck) line is bounded by the driver's backlog.
+        let written = stats.tx_bytes as usize;
+        assert!(
+            written < 4096 + 2 * DriverConfig::default().max_write_backlog + 64 * 1024,
+            "{written}"
+        );
+        far.abort();
+    }
 }
