@@ -208,3 +208,31 @@ async fn loop_back(mut call: SimCall) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isp_modes_parse_and_print_back() {
+        for mode in [
+            "loopback",
+            "ppp",
+            "ack-no-request",
+            "lcp-storm",
+            "echo-flood",
+            "no-read",
+            "assign:192.168.1.1",
+        ] {
+            assert_eq!(parse_far_end(mode).unwrap().to_string(), mode);
+        }
+        assert_eq!(
+            parse_far_end("bad-address").unwrap(),
+            FarEnd::Misbehave(Misbehave::Assign(Ipv4Addr::new(127, 0, 0, 2)))
+        );
+        let e = parse_far_end("assign:300.1.1.1").unwrap_err();
+        assert!(e.contains("assign:A.B.C.D"), "{e}");
+        let e = parse_far_end("friendly").unwrap_err();
+        assert!(e.contains("echo-flood") && e.contains("loopback"), "{e}");
+    }
+}
