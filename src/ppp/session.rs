@@ -818,7 +818,9 @@ impl Session {
 
     /// The line took nothing for [`Session::tx_stall_limit`]: end the session.
     fn check_tx_stall(&mut self, now: Instant) -> bool {
-        if std::mem::take(&mut self.tx_progress) {
+        if std::mem::take(&mut self.tx_progress)
+            || (self.ctrl_tx.is_empty() && self.ip_tx.is_empty())
+        {
             self.tx_waiting_since = None;
             self.note_tx_waiting(now);
             return false;
