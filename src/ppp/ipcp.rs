@@ -386,9 +386,12 @@ impl Negotiator for IpcpOptions {
                 }
             }
         } else if let Some(ns) = NameServer::from_kind(o.kind) {
+            // A name server on loopback, multicast or this host's other interfaces
+            // would be pinned to the line and routed through it: stop asking instead.
+            let bad = address_problem(addr, &self.cfg.local_addrs).is_some();
             let (slot, _) = self.slot(ns);
             if slot.is_some() {
-                *slot = Some(addr);
+                *slot = if bad { None } else { Some(addr) };
             }
         }
     }
@@ -506,6 +509,25 @@ mod tests {
             c.refused().map(ToString::to_string).as_deref(),
             Some("peer assigned us 127.0.0.2 (loopback); refusing")
         );
+    }
+
+    #[test]
+    fn unusable_name_servers_are_not_taken() {
+        let mut cfg = IpcpConfig::client();
+        cfg.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 10)];
+        let mut c = IpcpOptions::new(cfg);
+        let nak = [
+            3, 6, 10, 0, 0, 2, 0x81, 6, 127, 0, 0, 53, 0x83, 6, 192, 168, 1, 10,
+        ];
+        for o in opts(&nak) {
+            c.apply_nak(o);
+        }
+        assert_eq!(c.local(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(c.dns(), Vec::<Ipv4Addr>::new());
+        // Not asked for again, so the negotiation converges.
+        let mut out = Vec::new();
+        c.write_request(&mut out);
+        assert_eq!(out, [3, 6, 10, 0, 0, 2]);
     }
 
     #[test]
