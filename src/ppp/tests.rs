@@ -1361,3 +1361,52 @@ fn usable_addresses_still_come_up() {
         assert_eq!(*local, addr);
     }
 }
+
+/// Counts the lines a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LineCounter(std::sync::Arc<std::sync::Mutex<(usize, usize)>>);
+
+impl std::io::Write for LineCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut g = self.0.lock().unwrap();
+        g.0 += buf.iter().filter(|&&b| b == b'\n').count();
+        g.1 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ITEM 6 (logs): a flood of LCP packets used to write debug lines per packet (525 MB
+/// in 40 s); now each kind gets a few lines a second plus one summary line.
+#[test]
+fn a_flood_does_not_flood_the_debug_log() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let counter = LineCounter::default();
+    let writer = counter.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let echo = lcp_frame(9, 1, &[1, 2, 3, 4]);
+    let mut unknown = Vec::new();
+    Encoder::new(0).encode(&[0x80, 0x57], &[1, 1, 0, 4], &mut unknown);
+    let mut now = p.now;
+    tracing::subscriber::with_default(subscriber, || {
+        // 20 000 frames over 2 s, read back by nobody in particular.
+        for i in 0..20_000u32 {
+            a.handle_input(if i % 2 == 0 { &echo } else { &unknown }, now);
+            while a.poll_transmit().is_some() {}
+            if i % 2000 == 1999 {
+                now += Duration::from_millis(200);
+            }
+        }
+        a.close("done", now);
+        a.lower_down("done", now);
+    });
+    let (lines, bytes) = *counter.0.lock().unwrap();
+    assert!(lines < 200, "{lines} log lines, {bytes} bytes");
+}
