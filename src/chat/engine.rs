@@ -26,6 +26,9 @@ const MAX_REPORT_LEN: usize = 256;
 /// end), at most; beyond, the oldest are dropped. A modem that talks without end (line
 /// noise, an endless line) cannot grow the engine.
 pub const MAX_PENDING_INPUT: usize = 4096;
+/// Lines of received text logged per run at most: a modem sending noise or an endless
+/// line must not fill the log (one line says the rest was not logged).
+pub const MAX_TEXT_LOG_LINES: usize = 200;
 /// What a quiet (`\q`) or secret (`\U`) string is logged as, like chat(8).
 pub const REDACTED: &str = "??????";
 
@@ -180,6 +183,8 @@ pub struct ChatEngine {
     matched: Vec<u8>,
     /// Received text of the current line, for the verbose log.
     log_line: Vec<u8>,
+    /// Lines of received text logged so far (at most [`MAX_TEXT_LOG_LINES`]).
+    text_lines: usize,
     /// Pieces of the send in progress.
     sending: VecDeque<SendPiece>,
     sleep_until: Option<Instant>,
@@ -221,6 +226,7 @@ impl ChatEngine {
             input: VecDeque::new(),
             matched: Vec::new(),
             log_line: Vec::new(),
+            text_lines: 0,
             sending: VecDeque::new(),
             sleep_until: None,
             current: None,
@@ -685,7 +691,14 @@ impl ChatEngine {
     fn flush_log_line(&mut self) {
         if !self.log_line.is_empty() {
             let line = std::mem::take(&mut self.log_line);
-            self.log(visible(&line));
+            self.text_lines += 1;
+            if self.text_lines <= MAX_TEXT_LOG_LINES {
+                self.log(visible(&line));
+            } else if self.text_lines == MAX_TEXT_LOG_LINES + 1 {
+                self.log(format!(
+                    "(more than {MAX_TEXT_LOG_LINES} lines received: the rest is not logged)"
+                ));
+            }
         }
     }
 
@@ -811,6 +824,18 @@ mod tests {
         }
         r.input(b"OK\r\n");
         assert!(r.success().leftover.len() <= MAX_PENDING_INPUT);
+    }
+
+    /// Hardening: a modem sending an endless line does not fill the log.
+    #[test]
+    fn received_text_logging_is_bounded() {
+        let mut r = Run::plain("'' ATZ CONNECT ''");
+        for _ in 0..1000 {
+            r.input(&[b'R'; 100]);
+        }
+        let logs = r.logs();
+        assert!(logs.len() <= MAX_TEXT_LOG_LINES + 5, "{}", logs.len());
+        assert!(logs.iter().any(|l| l.contains("not logged")));
     }
 
     /// Hardening: an endless CONNECT line (no CR/LF ever) used to push the tail deadline
