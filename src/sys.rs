@@ -73,3 +73,38 @@ pub(crate) async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// The IPv4 addresses of this host's interfaces (getifaddrs), except those of
+/// `except` (a line's own slave, whose address is the line's business). What a
+/// PPP peer may not claim or assign (`ppp::IpcpConfig::local_addrs`); an error
+/// leaves the list empty (the fixed checks still apply).
+pub fn local_ipv4_addrs(except: &str) -> Vec<std::net::Ipv4Addr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ifa in addrs {
+        if ifa.interface_name == except {
+            continue;
+        }
+        if let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) {
+            let ip = sin.ip();
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod local_addr_tests {
+    use super::local_ipv4_addrs;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn local_addresses_skip_the_named_interface() {
+        assert!(local_ipv4_addrs("none-such").contains(&Ipv4Addr::LOCALHOST));
+        assert!(!local_ipv4_addrs("lo").contains(&Ipv4Addr::LOCALHOST));
+    }
+}

@@ -319,3 +319,36 @@ async fn hangup_finishes_when_the_far_end_stops_reading() {
     assert!(left.is_empty(), "the lock goes with the port: {left:?}");
     drop(master);
 }
+
+/// Hostile modems: line noise and an endless line without newline after ATD. The chat
+/// script times out as for a silent modem (its buffers stay bounded meanwhile), and the
+/// hangup afterwards is not held up by a modem still talking.
+#[tokio::test]
+async fn noisy_and_endless_modems_time_out_and_hang_up() {
+    for answer in ["garbage", "endless"] {
+        let locks = tempfile::tempdir().unwrap();
+        let (sim, _calls) = SimModem::spawn(modem(answer)).unwrap();
+        let port = SerialPort::open(sim.tty(), &serial_config(locks.path())).unwrap();
+        let script =
+            Script::parse("ABORT BUSY TIMEOUT 2 '' ATZ OK ATDT123 CONNECT ''", "t").unwrap();
+        let started = Instant::now();
+        let (outcome, log) = chat(&port, script, ChatOptions::default()).await;
+        assert_eq!(
+            outcome,
+            Outcome::Failure(Failure::Timeout {
+                expected: "CONNECT".into()
+            }),
+            "{answer}"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+            "{answer}: {took:?}"
+        );
+        // The modem talked all along (some 50 KB in 2 s).
+        assert!(log.len() > 100, "{answer}: {} actions", log.len());
+        timeout(Duration::from_secs(10), port.hangup())
+            .await
+            .expect("hangup in time");
+    }
+}

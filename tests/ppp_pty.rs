@@ -10,6 +10,7 @@ use eqlplus_dialer::chat::{ChatEngine, ChatOptions, Outcome, Script, run_chat};
 use eqlplus_dialer::ppp::driver::{self, DriverConfig, Link, Spawned};
 use eqlplus_dialer::ppp::{AuthMethods, Config, Credentials, Event, Session};
 use eqlplus_dialer::serial::{HangupTiming, SerialConfig, SerialPort};
+use eqlplus_dialer::sim::isp::{Misbehave, misbehave};
 use eqlplus_dialer::sim::{ModemConfig, SimModem, icmp, parse_answers};
 use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio::time::timeout;
@@ -314,4 +315,146 @@ async fn vanished_peer_is_detected_by_lcp_echo() {
     );
     let dialer = timeout(LIMIT, call.dialer.task).await.unwrap().unwrap();
     timeout(LIMIT, dialer.line.hangup()).await.unwrap();
+}
+
+// ----- hostile ISPs from the simulator (sim::isp::Misbehave) -----
+
+/// A dialled line whose far end plays `mode`; the dialer runs `dialer`.
+struct HostileCall {
+    _sim: SimModem,
+    _locks: tempfile::TempDir,
+    dialer: Spawned<SerialPort>,
+    far_end: tokio::task::JoinHandle<()>,
+}
+
+async fn dial_hostile(mode: Misbehave, dialer: Config) -> HostileCall {
+    let locks = tempfile::tempdir().unwrap();
+    let (sim, mut calls) = SimModem::spawn(ModemConfig {
+        answers: parse_answers("connect:57600").unwrap(),
+        guard: GUARD,
+        dial_delay: Duration::from_millis(50),
+        ..ModemConfig::default()
+    })
+    .unwrap();
+    let port = SerialPort::open(sim.tty(), &serial_config(locks.path())).unwrap();
+    let script = Script::parse("'' ATZ OK ATDT123 CONNECT ''", "test").unwrap();
+    let mut engine = ChatEngine::new(script, ChatOptions::default(), Instant::now());
+    let outcome = timeout(LIMIT, run_chat(&port, &mut engine, &mut |_| {}))
+        .await
+        .expect("chat in time");
+    let Outcome::Success(connected) = outcome else {
+        panic!("chat failed: {outcome:?}")
+    };
+    let call = timeout(LIMIT, calls.recv()).await.unwrap().unwrap();
+    let far_end = tokio::spawn(misbehave(call.stream, mode, isp_config(Auth::None)));
+    let dialer = driver::spawn(
+        Session::new(dialer, Instant::now()),
+        port,
+        connected.leftover,
+        DriverConfig::default(),
+    );
+    HostileCall {
+        _sim: sim,
+        _locks: locks,
+        dialer,
+        far_end,
+    }
+}
+
+/// Runs the hostile call to its end; the dialer's Down reason, the time it took, the session.
+async fn hostile_end(mut call: HostileCall) -> (String, Duration, Session, Vec<Event>) {
+    let started = Instant::now();
+    let mut events = Vec::new();
+    while let Some(ev) = timeout(Duration::from_secs(40), call.dialer.link.events.recv())
+        .await
+        .expect("the dialer ends by itself")
+    {
+        events.push(ev);
+    }
+    let took = started.elapsed();
+    let Some(Event::Down { reason }) = events.last().cloned() else {
+        panic!("no Down: {events:?}")
+    };
+    let finished = timeout(LIMIT, call.dialer.task).await.unwrap().unwrap();
+    timeout(LIMIT, finished.line.hangup()).await.unwrap();
+    call.far_end.abort();
+    (reason, took, finished.session, events)
+}
+
+/// ITEM 6: an ISP that acknowledges our LCP request but never sends its own; the
+/// establishment deadline ends it, naming the phase.
+#[tokio::test]
+async fn isp_ack_no_request_ends_at_the_ppp_timeout() {
+    let mut cfg = Config::dialer(None);
+    cfg.establish_timeout = Some(Duration::from_secs(3));
+    let call = dial_hostile(Misbehave::AckNoRequest, cfg).await;
+    let (reason, took, _, _) = hostile_end(call).await;
+    assert_eq!(
+        reason,
+        "PPP not up after 3 s (stuck in LCP: peer acknowledged our options but never sent its own)"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// ITEM 6: an LCP Configure-Request storm is bounded by the automaton.
+#[tokio::test]
+async fn isp_lcp_storm_is_bounded() {
+    let call = dial_hostile(Misbehave::LcpStorm, Config::dialer(None)).await;
+    let (reason, took, session, _) = hostile_end(call).await;
+    assert_eq!(
+        reason,
+        "LCP negotiation failed: peer sent 31 Configure-Requests without agreement"
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(session.stats().tx_frames <= 40, "{:?}", session.stats());
+}
+
+/// ITEM 4: the ISP floods Echo-Requests and unknown protocols and stops reading: our
+/// replies are bounded and the line ends once it took nothing for 3 s.
+#[tokio::test]
+async fn isp_echo_flood_while_not_reading_ends_the_link() {
+    let call = dial_hostile(Misbehave::EchoFlood, Config::dialer(None)).await;
+    let (reason, took, session, events) = hostile_end(call).await;
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Up { .. })),
+        "{events:?}"
+    );
+    assert!(
+        reason.starts_with("peer stopped reading for 3 s"),
+        "{reason}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(
+        session.stats().tx_control_dropped > 0,
+        "{:?}",
+        session.stats()
+    );
+}
+
+/// An ISP that freezes (neither reads nor writes): the keepalive notices.
+#[tokio::test]
+async fn isp_no_read_is_detected() {
+    let call = dial_hostile(Misbehave::NoRead, Config::dialer(None)).await;
+    let (reason, took, _, events) = hostile_end(call).await;
+    assert!(events.iter().any(|e| matches!(e, Event::Up { .. })));
+    assert!(
+        reason == "link dead: no reply to 3 LCP Echo-Requests"
+            || reason.starts_with("peer stopped reading"),
+        "{reason}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// ITEM 10: an ISP that assigns us a loopback address is refused.
+#[tokio::test]
+async fn isp_bad_address_is_refused() {
+    let call = dial_hostile(
+        Misbehave::Assign(Ipv4Addr::new(127, 0, 0, 2)),
+        Config::dialer(None),
+    )
+    .await;
+    let (reason, took, _, events) = hostile_end(call).await;
+    assert_eq!(reason, "peer assigned us 127.0.0.2 (loopback); refusing");
+    assert!(!events.iter().any(|e| matches!(e, Event::Up { .. })));
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }

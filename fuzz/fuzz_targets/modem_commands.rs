@@ -26,7 +26,7 @@ fn drain(modem: &mut ModemCore) {
     }
 }
 
-const ANSWERS: [DialAnswer; 7] = [
+const ANSWERS: [DialAnswer; 9] = [
     DialAnswer::Connect(Some(57_600)),
     DialAnswer::Connect(None),
     DialAnswer::Busy,
@@ -34,6 +34,8 @@ const ANSWERS: [DialAnswer; 7] = [
     DialAnswer::NoDialtone,
     DialAnswer::NoAnswer,
     DialAnswer::Silent,
+    DialAnswer::Garbage,
+    DialAnswer::Endless,
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -51,8 +53,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(parse_answers(&again), Ok(list), "Display/FromStr roundtrip");
     }
     let answers = vec![
-        ANSWERS[usize::from(config & 7) % ANSWERS.len()],
-        ANSWERS[usize::from(config >> 3 & 7) % ANSWERS.len()],
+        ANSWERS[usize::from(config & 0xf) % ANSWERS.len()],
+        ANSWERS[usize::from(config >> 3 & 0xf) % ANSWERS.len()],
     ];
     let mut modem = ModemCore::new(ModemConfig {
         answers,

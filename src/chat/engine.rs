@@ -22,6 +22,13 @@ use super::script::{
 const REPORT_TAIL_WAIT: Duration = Duration::from_secs(1);
 /// Longest REPORT/CONNECT line kept.
 const MAX_REPORT_LEN: usize = 256;
+/// Received bytes held while no expect consumes them (during a send, a `\d`, after the
+/// end), at most; beyond, the oldest are dropped. A modem that talks without end (line
+/// noise, an endless line) cannot grow the engine.
+pub const MAX_PENDING_INPUT: usize = 4096;
+/// Lines of received text logged per run at most: a modem sending noise or an endless
+/// line must not fill the log (one line says the rest was not logged).
+pub const MAX_TEXT_LOG_LINES: usize = 200;
 /// What a quiet (`\q`) or secret (`\U`) string is logged as, like chat(8).
 pub const REDACTED: &str = "??????";
 
@@ -176,6 +183,8 @@ pub struct ChatEngine {
     matched: Vec<u8>,
     /// Received text of the current line, for the verbose log.
     log_line: Vec<u8>,
+    /// Lines of received text logged so far (at most [`MAX_TEXT_LOG_LINES`]).
+    text_lines: usize,
     /// Pieces of the send in progress.
     sending: VecDeque<SendPiece>,
     sleep_until: Option<Instant>,
@@ -217,6 +226,7 @@ impl ChatEngine {
             input: VecDeque::new(),
             matched: Vec::new(),
             log_line: Vec::new(),
+            text_lines: 0,
             sending: VecDeque::new(),
             sleep_until: None,
             current: None,
@@ -248,11 +258,17 @@ impl ChatEngine {
         if self.outcome.is_some() {
             // Keep what arrives late: it belongs to the next layer.
             if let Some(Outcome::Success(s)) = &mut self.outcome {
-                s.leftover.extend_from_slice(bytes);
+                let room = MAX_PENDING_INPUT.saturating_sub(s.leftover.len());
+                s.leftover
+                    .extend_from_slice(&bytes[..bytes.len().min(room)]);
             }
             return;
         }
         self.input.extend(bytes);
+        if self.input.len() > MAX_PENDING_INPUT {
+            let excess = self.input.len() - MAX_PENDING_INPUT;
+            self.input.drain(..excess);
+        }
         if let Some(deadline) = &mut self.tail_deadline {
             *deadline = now + REPORT_TAIL_WAIT;
         }
@@ -600,6 +616,9 @@ impl ChatEngine {
                 self.finish_gathering();
             } else if g.text.len() < MAX_REPORT_LEN {
                 g.text.push(c);
+            } else {
+                // A line without end: take what we have rather than wait for it.
+                self.finish_gathering();
             }
             return;
         }
@@ -672,7 +691,14 @@ impl ChatEngine {
     fn flush_log_line(&mut self) {
         if !self.log_line.is_empty() {
             let line = std::mem::take(&mut self.log_line);
-            self.log(visible(&line));
+            self.text_lines += 1;
+            if self.text_lines <= MAX_TEXT_LOG_LINES {
+                self.log(visible(&line));
+            } else if self.text_lines == MAX_TEXT_LOG_LINES + 1 {
+                self.log(format!(
+                    "(more than {MAX_TEXT_LOG_LINES} lines received: the rest is not logged)"
+                ));
+            }
         }
     }
 
@@ -783,6 +809,60 @@ mod tests {
     }
 
     const HAYES: &str = "ABORT BUSY ABORT 'NO CARRIER' '' ATZ OK ATDT\\T CONNECT ''";
+
+    /// Hardening: a modem that never stops talking while nothing is expected (here during
+    /// a send's `\d` delays) cannot grow the pending input without bound.
+    #[test]
+    fn pending_input_is_bounded() {
+        let mut r = Run::plain("'' '\\d\\d\\dATZ' OK");
+        for _ in 0..1000 {
+            r.input(&[b'x'; 1000]);
+            assert!(r.engine.input.len() <= MAX_PENDING_INPUT);
+        }
+        for _ in 0..4 {
+            r.wait(Duration::from_secs(1));
+        }
+        r.input(b"OK\r\n");
+        assert!(r.success().leftover.len() <= MAX_PENDING_INPUT);
+    }
+
+    /// Hardening: a modem sending an endless line does not fill the log.
+    #[test]
+    fn received_text_logging_is_bounded() {
+        let mut r = Run::plain("'' ATZ CONNECT ''");
+        for _ in 0..1000 {
+            r.input(&[b'R'; 100]);
+        }
+        let logs = r.logs();
+        assert!(logs.len() <= MAX_TEXT_LOG_LINES + 5, "{}", logs.len());
+        assert!(logs.iter().any(|l| l.contains("not logged")));
+    }
+
+    /// Hardening: an endless CONNECT line (no CR/LF ever) used to push the tail deadline
+    /// forward with every byte, so chat never ended; now the line is taken at 256 characters.
+    #[test]
+    fn endless_connect_line_ends_the_tail() {
+        let mut r = Run::plain("'' ATZ CONNECT ''");
+        r.input(b"CONNECT 57600");
+        for _ in 0..100 {
+            r.input(b"RING RING RING RING ");
+            if r.outcome().is_some() {
+                break;
+            }
+        }
+        let s = r.success();
+        assert_eq!(s.speed, Some(57600));
+        assert!(
+            s.connect
+                .as_ref()
+                .is_some_and(|c| c.len() == MAX_REPORT_LEN)
+        );
+        // Late bytes keep going to the leftover, bounded.
+        for _ in 0..1000 {
+            r.input(&[b'y'; 100]);
+        }
+        assert!(r.success().leftover.len() <= MAX_PENDING_INPUT);
+    }
 
     #[test]
     fn dials_and_parses_connect_speed_keeping_ppp_bytes() {

@@ -147,6 +147,8 @@ pub struct LineConfig {
     pub weight: Weight,
     pub lcp_echo_interval: Duration,
     pub lcp_echo_failure: u32,
+    /// From CONNECT to IP up at most (PPP establishment), then the attempt fails.
+    pub ppp_timeout: Duration,
     pub redial: RedialConfig,
     /// Silence around the `+++` escape when hanging up a modem without DTR (Hayes S12).
     pub escape_guard: Duration,
@@ -223,6 +225,7 @@ struct RawLine {
     weight: Option<Spanned<RawWeight>>,
     lcp_echo_interval: Option<Spanned<f64>>,
     lcp_echo_failure: Option<Spanned<i64>>,
+    ppp_timeout: Option<Spanned<f64>>,
     holdoff: Option<Spanned<f64>>,
     backoff_factor: Option<Spanned<f64>>,
     max_delay: Option<Spanned<f64>>,
@@ -242,6 +245,7 @@ pub mod defaults {
     pub const HOOK_TIMEOUT_SECS: f64 = 30.0;
     pub const LCP_ECHO_INTERVAL_SECS: f64 = 1.0;
     pub const LCP_ECHO_FAILURE: u32 = 3;
+    pub const PPP_TIMEOUT_SECS: f64 = 30.0;
     pub const HOLDOFF_SECS: f64 = 2.0;
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
@@ -257,6 +261,7 @@ pub mod limits {
     pub const LCP_ECHO_INTERVAL: RangeInclusive<f64> = 0.1..=3_600.0;
     pub const HOLDOFF: RangeInclusive<f64> = 0.1..=86_400.0;
     pub const MAX_DELAY: RangeInclusive<f64> = 0.1..=7.0 * 86_400.0;
+    pub const PPP_TIMEOUT: RangeInclusive<f64> = 1.0..=3_600.0;
     /// Hayes S12 counts fiftieths of a second, up to 255.
     pub const ESCAPE_GUARD: RangeInclusive<f64> = 0.02..=10.0;
 }
@@ -815,6 +820,12 @@ impl Config {
                     &at("lcp_echo_failure"),
                     defaults::LCP_ECHO_FAILURE,
                     1,
+                ),
+                ppp_timeout: c.seconds(
+                    &l.ppp_timeout,
+                    &at("ppp_timeout"),
+                    defaults::PPP_TIMEOUT_SECS,
+                    limits::PPP_TIMEOUT,
                 ),
                 redial,
                 escape_guard: c.seconds(

@@ -35,6 +35,7 @@ fn minimal_line_gets_defaults() {
     assert_eq!(l.weight, Weight::Auto);
     assert_eq!(l.redial.holdoff, Duration::from_secs(2));
     assert_eq!(l.lcp_echo_failure, 3);
+    assert_eq!(l.ppp_timeout, Duration::from_secs(30));
     assert!(l.enabled);
     assert_eq!(c.balancer.policy, Policy::LeastLoaded);
     assert_eq!(
@@ -418,4 +419,12 @@ fn secrets_writable_by_others_fail_the_shared_check() {
         problems[0].contains("readable or writable by group or others (mode 0622)"),
         "{problems:?}"
     );
+}
+
+#[test]
+fn ppp_timeout_is_read_and_checked() {
+    let c = parse("[[line]]\ndevice = \"/dev/ttyS1\"\nppp_timeout = 12.5\n").unwrap();
+    assert_eq!(c.lines[0].ppp_timeout, Duration::from_millis(12_500));
+    let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nppp_timeout = 0\n");
+    assert_eq!(e.option, "line[1].ppp_timeout");
 }

@@ -149,13 +149,7 @@ impl Supervisor {
                 rate: Rate::default(),
             },
         );
-        self.tasks.insert(
-            name,
-            LineTask {
-                setup: fp,
-                task,
-            },
-        );
+        self.tasks.insert(name, LineTask { setup: fp, task });
     }
 
     /// How long a line may take to stop: its hangup, then its ip-down hook (which a line

@@ -313,6 +313,9 @@ impl Line {
         let mut config = PppConfig::dialer(credentials);
         config.lcp.echo_interval = Some(c.lcp_echo_interval);
         config.lcp.echo_failure = c.lcp_echo_failure;
+        config.establish_timeout = Some(c.ppp_timeout);
+        // The peer may not put this host's other addresses (the LAN, other lines) on the line.
+        config.ipcp.local_addrs = crate::sys::local_ipv4_addrs(&c.slave);
         // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
         // left over from the last session must not match this one's.
         self.sessions += 1;

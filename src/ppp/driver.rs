@@ -15,7 +15,11 @@
 //! Reading and writing overlap: frames waiting for room on the line never stop
 //! the driver from reading (two peers writing at once cannot deadlock), and
 //! outgoing IP packets are taken from their channel only while IP is up and
-//! the unwritten backlog is small, so the channel is the only IP queue.
+//! the unwritten backlog is small, so the channel is the only IP queue. Frames
+//! are taken from the session only while that backlog is small, too: a peer
+//! that stops reading leaves them in the session, whose control queue is
+//! bounded and which ends the link when the line takes nothing for its stall
+//! limit (`echo_interval × echo_failure`).
 //!
 //! [`run`] returns when the session is dead; the last event sent is always
 //! the [`Event::Down`] whose reason it returns. A read of 0 bytes or an I/O
@@ -29,7 +33,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 use tracing::{debug, info};
 
 use super::session::{Event, Session};
@@ -45,7 +49,9 @@ pub struct DriverConfig {
     pub close_timeout: Duration,
     /// Reason sent in our Terminate-Request when asked to close.
     pub close_reason: String,
-    /// Unwritten line bytes above which no more outgoing IP packets are taken.
+    /// Unwritten line bytes above which no more frames are taken from the
+    /// session (and no more outgoing IP packets from the channel): the bound of
+    /// the driver's own write buffer (plus one frame).
     pub max_write_backlog: usize,
     /// Once the session is dead, how long its last frames (a Terminate-Ack or
     /// the courtesy Terminate-Request) may take to reach the line.
@@ -167,7 +173,13 @@ where
             wbuf.clear();
             woff = 0;
         }
-        while let Some(frame) = session.poll_transmit() {
+        // Take frames only while the line keeps up: what it does not take stays
+        // in the session, bounded there, and a line that takes nothing for the
+        // session's stall limit ends it ("peer stopped reading").
+        while wbuf.len() - woff < config.max_write_backlog {
+            let Some(frame) = session.poll_transmit() else {
+                break;
+            };
             wbuf.extend_from_slice(&frame);
         }
         while let Some(event) = session.poll_event() {
@@ -225,7 +237,7 @@ where
                     line_error = Some(e);
                 }
             },
-            () = sleep_until_opt(deadline) => {
+            () = crate::sys::sleep_until_opt(deadline) => {
                 if close_deadline.is_some_and(|d| d <= Instant::now()) {
                     session.lower_down("closed without Terminate-Ack from the peer", now());
                 } else {
@@ -253,7 +265,11 @@ where
         }
     }
 
-    // The session's last words (Terminate-Ack, courtesy Terminate-Request).
+    // The session's last words (Terminate-Ack, courtesy Terminate-Request); its
+    // queues are bounded, and empty after a line failure.
+    while let Some(frame) = session.poll_transmit() {
+        wbuf.extend_from_slice(&frame);
+    }
     if line_error.is_none() && woff < wbuf.len() {
         let flush = async {
             wr.write_all(&wbuf[woff..]).await?;
@@ -275,13 +291,6 @@ where
 /// The session's clock: tokio's, so tests with a paused clock run instantly.
 fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Events as log lines: addresses and reasons, never packet contents.
@@ -640,5 +649,49 @@ mod tests {
         d.closer.close();
         rest(&mut d.link).await;
         rest(&mut s.link).await;
+    }
+
+    /// ITEM 4: the far end floods Echo-Requests and unknown protocols and never reads.
+    /// The driver used to move every frame the session made into its own buffer, which
+    /// grew without bound while the line "stayed up"; now it takes frames only while the
+    /// line keeps up, the session drops what does not fit and ends the link once the line
+    /// took nothing for echo_interval × echo_failure.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn peer_flooding_without_reading_is_dropped_after_the_stall_limit() {
+        let (a, b) = duplex(4096);
+        let far = tokio::spawn(crate::sim::isp::misbehave(
+            b,
+            crate::sim::isp::Misbehave::EchoFlood,
+            answer(None),
+        ));
+        let mut d = start(dialer(None), a);
+        let started = Instant::now();
+        let events = rest(&mut d.link).await;
+        assert!(
+            events.iter().any(|e| matches!(e, Event::Up { .. })),
+            "{events:?}"
+        );
+        let Some(Event::Down { reason }) = events.last() else {
+            unreachable!()
+        };
+        assert!(
+            reason.starts_with("peer stopped reading for 3 s"),
+            "{reason}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            started.elapsed()
+        );
+        let end = timeout(LIMIT, d.task).await.unwrap().unwrap();
+        let stats = end.session.stats();
+        assert!(stats.tx_control_dropped > 0, "{stats:?}");
+        // What reached the (stuck) line is bounded by the driver's backlog.
+        let written = stats.tx_bytes as usize;
+        assert!(
+            written < 4096 + 2 * DriverConfig::default().max_write_backlog + 64 * 1024,
+            "{written}"
+        );
+        far.abort();
     }
 }

@@ -398,6 +398,13 @@ pub struct Fsm<N: Negotiator> {
     peer_term_reason: Option<String>,
     /// Largest packet the peer accepts (Code-Reject truncation).
     peer_mru: usize,
+    /// The peer's Configure-Requests since the automaton last opened (see
+    /// [`Fsm::peer_request_limit`]).
+    peer_requests: u32,
+    /// The automaton gave up because the peer kept sending Configure-Requests.
+    storm: bool,
+    /// Per-packet debug logs on (the session turns them off while a peer floods).
+    verbose: bool,
     out: VecDeque<Vec<u8>>,
     signals: VecDeque<LayerSignal>,
 }
@@ -419,6 +426,9 @@ impl<N: Negotiator> Fsm<N> {
             term_reason: Vec::new(),
             peer_term_reason: None,
             peer_mru: 1500,
+            peer_requests: 0,
+            storm: false,
+            verbose: true,
             out: VecDeque::new(),
             signals: VecDeque::new(),
         }
@@ -442,6 +452,31 @@ impl<N: Negotiator> Fsm<N> {
     /// The reason text of the last Terminate-Request received, if any.
     pub fn peer_term_reason(&self) -> Option<&str> {
         self.peer_term_reason.as_deref()
+    }
+
+    /// Per-packet debug logging on or off (state changes that matter are the
+    /// caller's to log; this only silences the per-packet trail during a flood).
+    pub fn set_verbose(&mut self, verbose: bool) {
+        self.verbose = verbose;
+    }
+
+    /// How many of the peer's Configure-Requests the automaton takes without
+    /// reaching Opened before it gives up as on TO- (tlf, Stopped): three times
+    /// Max-Configure. RFC 1661's restart counter only bounds our own requests;
+    /// without this a peer's endless Configure-Requests (each answered with an
+    /// Ack or Nak, none of them ever converging) would keep us negotiating forever.
+    pub fn peer_request_limit(&self) -> u32 {
+        self.cfg.max_configure.saturating_mul(3).max(1)
+    }
+
+    /// The peer's Configure-Requests since the automaton last opened.
+    pub fn peer_requests(&self) -> u32 {
+        self.peer_requests
+    }
+
+    /// True when the automaton gave up on a Configure-Request storm.
+    pub fn gave_up_on_storm(&self) -> bool {
+        self.storm
     }
 
     /// Set the largest packet the peer accepts (from LCP's MRU).
@@ -541,11 +576,13 @@ impl<N: Negotiator> Fsm<N> {
     ) -> Result<Option<Extended<'p>>, PacketError> {
         let pkt = ControlPacket::parse(raw)?;
         if matches!(self.state, State::Initial | State::Starting) {
-            debug!(
-                proto = N::NAME,
-                code = pkt.code,
-                "packet while lower layer down, dropped"
-            );
+            if self.verbose {
+                debug!(
+                    proto = N::NAME,
+                    code = pkt.code,
+                    "packet while lower layer down, dropped"
+                );
+            }
             return Ok(None);
         }
         let mut ctx = Ctx {
@@ -555,6 +592,16 @@ impl<N: Negotiator> Fsm<N> {
         let ev = match pkt.code {
             CONFIGURE_REQUEST => {
                 Options::validate(pkt.data)?;
+                if self.state.negotiating() {
+                    self.peer_requests = self.peer_requests.saturating_add(1);
+                    if self.peer_requests > self.peer_request_limit() {
+                        // A storm: stop answering and give up as on TO- (tlf/3p).
+                        self.storm = true;
+                        self.restart_count = 0;
+                        self.event(Event::TimeoutMinus, Ctx::default(), now);
+                        return Ok(None);
+                    }
+                }
                 let (code, reply) = self.classify_request(pkt.data);
                 ctx.reply = Some((code, reply));
                 if code == CONFIGURE_ACK {
@@ -565,11 +612,13 @@ impl<N: Negotiator> Fsm<N> {
             }
             CONFIGURE_ACK => {
                 if !self.expecting_answer(pkt.id) || pkt.data != self.last_request.as_slice() {
-                    debug!(
-                        proto = N::NAME,
-                        id = pkt.id,
-                        "unexpected Configure-Ack dropped"
-                    );
+                    if self.verbose {
+                        debug!(
+                            proto = N::NAME,
+                            id = pkt.id,
+                            "unexpected Configure-Ack dropped"
+                        );
+                    }
                     return Ok(None);
                 }
                 self.req_answered = true;
@@ -578,11 +627,13 @@ impl<N: Negotiator> Fsm<N> {
             }
             CONFIGURE_NAK | CONFIGURE_REJECT => {
                 if !self.expecting_answer(pkt.id) {
-                    debug!(
-                        proto = N::NAME,
-                        id = pkt.id,
-                        "unexpected Configure-Nak/Rej dropped"
-                    );
+                    if self.verbose {
+                        debug!(
+                            proto = N::NAME,
+                            id = pkt.id,
+                            "unexpected Configure-Nak/Rej dropped"
+                        );
+                    }
                     return Ok(None);
                 }
                 Options::validate(pkt.data)?;
@@ -681,10 +732,14 @@ impl<N: Negotiator> Fsm<N> {
     /// Run the table entry for `ev`.
     fn event(&mut self, ev: Event, ctx: Ctx<'_>, now: Instant) {
         let Some((actions, next)) = transition(self.state, ev) else {
-            debug!(proto = N::NAME, state = ?self.state, event = ?ev, "event ignored in this state");
+            if self.verbose {
+                debug!(proto = N::NAME, state = ?self.state, event = ?ev, "event ignored in this state");
+            }
             return;
         };
-        debug!(proto = N::NAME, from = ?self.state, event = ?ev, to = ?next, ?actions, "transition");
+        if self.verbose {
+            debug!(proto = N::NAME, from = ?self.state, event = ?ev, to = ?next, ?actions, "transition");
+        }
         let prev = self.state;
         let mut ctx = ctx;
         for &a in actions {
@@ -706,7 +761,10 @@ impl<N: Negotiator> Fsm<N> {
         now: Instant,
     ) {
         match a {
-            Action::Tlu => self.signals.push_back(LayerSignal::Up),
+            Action::Tlu => {
+                self.peer_requests = 0;
+                self.signals.push_back(LayerSignal::Up);
+            }
             Action::Tld => self.signals.push_back(LayerSignal::Down),
             Action::Tls => self.signals.push_back(LayerSignal::Started),
             Action::Tlf => self.signals.push_back(LayerSignal::Finished),
@@ -1157,6 +1215,44 @@ mod tests {
         assert_eq!(sigs, vec![LayerSignal::Finished]);
         assert_eq!(f.state(), State::Stopped);
         assert_eq!(t, now + Duration::from_secs(30));
+    }
+
+    /// ITEM 6: a peer's endless Configure-Requests (each acceptable, ours never
+    /// acknowledged) used to be answered forever: the restart counter only counts
+    /// our own requests. Now 3 × Max-Configure of them end it as TO- would.
+    #[test]
+    fn configure_request_storm_is_bounded() {
+        let now = Instant::now();
+        let mut f = fsm(10);
+        f.up(now);
+        f.open(now);
+        drain(&mut f);
+        let limit = f.peer_request_limit();
+        assert_eq!(limit, 30);
+        let mut acks = 0;
+        for i in 0..1000u32 {
+            recv(&mut f, CONFIGURE_REQUEST, i as u8, &[1, 3, 0], now);
+            let (codes, sigs) = drain(&mut f);
+            acks += codes.iter().filter(|&&c| c == CONFIGURE_ACK).count() as u32;
+            if f.state() == State::Stopped {
+                assert_eq!(sigs, vec![LayerSignal::Finished]);
+                break;
+            }
+        }
+        assert_eq!(f.state(), State::Stopped);
+        assert!(f.gave_up_on_storm());
+        assert_eq!(acks, limit);
+        assert_eq!(f.poll_timeout(), None);
+    }
+
+    /// Reaching Opened forgives earlier requests: a normal negotiation never trips the bound.
+    #[test]
+    fn peer_request_count_resets_when_opened() {
+        let now = Instant::now();
+        let mut f = reach(State::Opened, 10, now);
+        assert_eq!(f.peer_requests(), 0);
+        assert!(!f.gave_up_on_storm());
+        drain(&mut f);
     }
 
     #[test]

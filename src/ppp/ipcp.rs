@@ -67,6 +67,10 @@ pub struct IpcpConfig {
     pub dns: [Option<Ipv4Addr>; 2],
     /// NBNS servers we hand out when the peer asks.
     pub nbns: [Option<Ipv4Addr>; 2],
+    /// Addresses of this host's other interfaces (the LAN, other lines): the
+    /// peer may neither assign one of them to us nor claim one for itself. The
+    /// driver collects them before the session starts; the core stays pure.
+    pub local_addrs: Vec<Ipv4Addr>,
 }
 
 impl IpcpConfig {
@@ -79,6 +83,7 @@ impl IpcpConfig {
             request_nbns: false,
             dns: [None; 2],
             nbns: [None; 2],
+            local_addrs: Vec::new(),
         }
     }
 
@@ -91,6 +96,7 @@ impl IpcpConfig {
             request_nbns: false,
             dns: [dns.first().copied(), dns.get(1).copied()],
             nbns: [None; 2],
+            local_addrs: Vec::new(),
         }
     }
 }
@@ -98,6 +104,62 @@ impl IpcpConfig {
 impl Default for IpcpConfig {
     fn default() -> Self {
         IpcpConfig::client()
+    }
+}
+
+/// Why an address the peer gives cannot be used as an end of the link, or `None`.
+///
+/// pppd's `bad_ip_adrs` (loopback 127/8, multicast 224/4, class E 240/4 with
+/// the broadcast address) plus `0.0.0.0` and any address of another interface
+/// of this host (`local_addrs`), which would put a LAN host or the router itself
+/// behind the line. Link-local 169.254/16 stays allowed, as in pppd.
+pub fn address_problem(addr: Ipv4Addr, local_addrs: &[Ipv4Addr]) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("unspecified")
+    } else if addr.is_loopback() {
+        Some("loopback")
+    } else if addr.is_multicast() {
+        Some("multicast")
+    } else if addr.is_broadcast() {
+        Some("broadcast")
+    } else if addr.octets()[0] >= 240 {
+        Some("reserved, class E")
+    } else if local_addrs.contains(&addr) {
+        Some("an address of another interface of this host")
+    } else {
+        None
+    }
+}
+
+/// How many unusable addresses the peer may offer before IPCP gives up.
+pub const MAX_BAD_OFFERS: u32 = 3;
+
+/// An unusable address the peer insisted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadAddress {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// What is wrong with it ([`address_problem`]).
+    pub problem: &'static str,
+    /// It was for us (in a Configure-Nak), not the peer's own (in its request).
+    pub for_us: bool,
+}
+
+impl std::fmt::Display for BadAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.for_us {
+            write!(
+                f,
+                "peer assigned us {} ({}); refusing",
+                self.addr, self.problem
+            )
+        } else {
+            write!(
+                f,
+                "peer claims address {} ({}) for itself; refusing",
+                self.addr, self.problem
+            )
+        }
     }
 }
 
@@ -109,6 +171,9 @@ pub struct IpcpOptions {
     want_dns: [Option<Ipv4Addr>; 2],
     want_nbns: [Option<Ipv4Addr>; 2],
     peer_addr: Option<Ipv4Addr>,
+    /// Unusable addresses offered so far, and the latest.
+    bad_offers: u32,
+    last_bad: Option<BadAddress>,
 }
 
 impl IpcpOptions {
@@ -120,9 +185,56 @@ impl IpcpOptions {
             want_dns: [None; 2],
             want_nbns: [None; 2],
             peer_addr: None,
+            bad_offers: 0,
+            last_bad: None,
         };
         o.reset();
         o
+    }
+
+    /// The peer kept offering unusable addresses ([`MAX_BAD_OFFERS`] of them):
+    /// the latest, for the session to end the link with.
+    pub fn refused(&self) -> Option<&BadAddress> {
+        self.last_bad
+            .as_ref()
+            .filter(|_| self.bad_offers >= MAX_BAD_OFFERS)
+    }
+
+    /// What is wrong with a final address pair, if anything: an address learned
+    /// from the peer (ours when we asked for one, the peer's when we had none
+    /// to assign) must be usable. Checked again when IPCP opens.
+    pub fn check_final(&self) -> Option<BadAddress> {
+        let local = self.local();
+        if self.cfg.local.is_unspecified()
+            && !local.is_unspecified()
+            && let Some(problem) = address_problem(local, &self.cfg.local_addrs)
+        {
+            return Some(BadAddress {
+                addr: local,
+                problem,
+                for_us: true,
+            });
+        }
+        if self.cfg.peer.is_none()
+            && let Some(peer) = self.peer_addr
+            && let Some(problem) = address_problem(peer, &self.cfg.local_addrs)
+        {
+            return Some(BadAddress {
+                addr: peer,
+                problem,
+                for_us: false,
+            });
+        }
+        None
+    }
+
+    fn note_bad(&mut self, addr: Ipv4Addr, problem: &'static str, for_us: bool) {
+        self.bad_offers = self.bad_offers.saturating_add(1);
+        self.last_bad = Some(BadAddress {
+            addr,
+            problem,
+            for_us,
+        });
     }
 
     /// Our address as negotiated (unspecified if the peer never gave us one).
@@ -220,7 +332,20 @@ impl Negotiator for IpcpOptions {
                 Some(assigned) => nak_to(o.kind, addr, assigned, rid, nak),
                 // Nothing to assign: a peer without an address cannot be helped.
                 None if addr.is_unspecified() => Verdict::Reject,
-                None => Verdict::Ack,
+                None => match address_problem(addr, &self.cfg.local_addrs) {
+                    // Nak with 0.0.0.0: "not that one" (pppd Naks with what it
+                    // wants, which is nothing in particular here).
+                    Some(problem) => {
+                        self.note_bad(addr, problem, false);
+                        if rid {
+                            Verdict::Reject
+                        } else {
+                            emit_option(nak, o.kind, &Ipv4Addr::UNSPECIFIED.octets());
+                            Verdict::Nak
+                        }
+                    }
+                    None => Verdict::Ack,
+                },
             };
             if verdict == Verdict::Ack {
                 self.peer_addr = Some(addr);
@@ -249,14 +374,24 @@ impl Negotiator for IpcpOptions {
             return;
         }
         if o.kind == opt::IP_ADDRESS {
-            // Only take an address from the peer when we did not insist on one.
+            // Only take an address from the peer when we did not insist on one,
+            // and only one we can use: else ask again with 0.0.0.0.
             if self.cfg.local.is_unspecified() && self.want_addr.is_some() {
-                self.want_addr = Some(addr);
+                match address_problem(addr, &self.cfg.local_addrs) {
+                    Some(problem) => {
+                        self.note_bad(addr, problem, true);
+                        self.want_addr = Some(Ipv4Addr::UNSPECIFIED);
+                    }
+                    None => self.want_addr = Some(addr),
+                }
             }
         } else if let Some(ns) = NameServer::from_kind(o.kind) {
+            // A name server on loopback, multicast or this host's other interfaces
+            // would be pinned to the line and routed through it: stop asking instead.
+            let bad = address_problem(addr, &self.cfg.local_addrs).is_some();
             let (slot, _) = self.slot(ns);
             if slot.is_some() {
-                *slot = Some(addr);
+                *slot = if bad { None } else { Some(addr) };
             }
         }
     }
@@ -339,6 +474,72 @@ mod tests {
         let mut hint = Vec::new();
         s.missing_options(false, &mut hint);
         assert_eq!(hint, [3, 6, 10, 0, 0, 2]);
+    }
+
+    #[test]
+    fn address_problems_follow_pppd_plus_local_ones() {
+        let lan = [Ipv4Addr::new(192, 168, 1, 1)];
+        let p = |a: [u8; 4]| address_problem(Ipv4Addr::from(a), &lan);
+        assert_eq!(p([0, 0, 0, 0]), Some("unspecified"));
+        assert_eq!(p([127, 0, 0, 2]), Some("loopback"));
+        assert_eq!(p([224, 0, 0, 5]), Some("multicast"));
+        assert_eq!(p([239, 255, 255, 250]), Some("multicast"));
+        assert_eq!(p([255, 255, 255, 255]), Some("broadcast"));
+        assert_eq!(p([240, 0, 0, 1]), Some("reserved, class E"));
+        assert_eq!(
+            p([192, 168, 1, 1]),
+            Some("an address of another interface of this host")
+        );
+        assert_eq!(p([192, 168, 1, 2]), None);
+        assert_eq!(p([169, 254, 1, 1]), None);
+        assert_eq!(p([10, 64, 1, 2]), None);
+    }
+
+    #[test]
+    fn a_bad_address_in_a_nak_is_not_taken() {
+        let mut c = IpcpOptions::new(IpcpConfig::client());
+        for _ in 0..MAX_BAD_OFFERS {
+            assert_eq!(c.refused(), None);
+            for o in opts(&[3, 6, 127, 0, 0, 2]) {
+                c.apply_nak(o);
+            }
+            assert_eq!(c.local(), Ipv4Addr::UNSPECIFIED);
+        }
+        assert_eq!(
+            c.refused().map(ToString::to_string).as_deref(),
+            Some("peer assigned us 127.0.0.2 (loopback); refusing")
+        );
+    }
+
+    #[test]
+    fn unusable_name_servers_are_not_taken() {
+        let mut cfg = IpcpConfig::client();
+        cfg.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 10)];
+        let mut c = IpcpOptions::new(cfg);
+        let nak = [
+            3, 6, 10, 0, 0, 2, 0x81, 6, 127, 0, 0, 53, 0x83, 6, 192, 168, 1, 10,
+        ];
+        for o in opts(&nak) {
+            c.apply_nak(o);
+        }
+        assert_eq!(c.local(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(c.dns(), Vec::<Ipv4Addr>::new());
+        // Not asked for again, so the negotiation converges.
+        let mut out = Vec::new();
+        c.write_request(&mut out);
+        assert_eq!(out, [3, 6, 10, 0, 0, 2]);
+    }
+
+    #[test]
+    fn a_bad_peer_address_is_naked_then_rejected() {
+        let mut c = IpcpOptions::new(IpcpConfig::client());
+        let req = [3, 6, 224, 0, 0, 1];
+        let o = opts(&req);
+        let mut nak = Vec::new();
+        assert_eq!(c.check_option(o[0], false, &mut nak), Verdict::Nak);
+        assert_eq!(nak, [3, 6, 0, 0, 0, 0]);
+        assert_eq!(c.check_option(o[0], true, &mut Vec::new()), Verdict::Reject);
+        assert_eq!(c.peer(), Ipv4Addr::UNSPECIFIED);
     }
 
     #[test]

@@ -51,6 +51,12 @@
 //!   and reports Down on Terminate-Ack (or after Max-Terminate × restart = 6 s);
 //!   a peer's Terminate-Request is acknowledged and Down follows one restart
 //!   interval later (RFC 1661 zrc), as in pppd.
+//! - Hostile peers: queued control frames are bounded
+//!   ([`Config::max_control_queue`]); call [`Session::poll_transmit`] only when
+//!   the line can take the frame, since frames nobody takes for
+//!   [`Session::tx_stall_limit`] end the session ("peer stopped reading").
+//!   IP must be up within [`Config::establish_timeout`] (also after a
+//!   renegotiation); the Down reason names the phase it was stuck in.
 //! - A peer that renegotiates LCP while we are up (e.g. it restarted) gives
 //!   [`Event::NetworkDown`], then authentication and IPCP run again and a new
 //!   [`Event::Up`] follows.

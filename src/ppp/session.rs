@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::Rng;
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets};
@@ -23,7 +23,10 @@ use super::fsm::{Fsm, FsmConfig, LayerSignal, State};
 use super::hdlc::{ACCM_ALL, Decoder, Encoder, Header};
 use super::ipcp::{self, IpcpConfig, IpcpOptions};
 use super::lcp::{self, AuthMethods, AuthProtocol, Lcp, LcpConfig, LcpNotice};
-use super::packet::{CODE_REJECT, CONFIGURE_REQUEST, ControlPacket, PROTOCOL_REJECT};
+use super::packet::{
+    CODE_REJECT, CONFIGURE_ACK, CONFIGURE_REQUEST, ControlPacket, DISCARD_REQUEST, ECHO_REPLY,
+    PROTOCOL_REJECT, TERMINATE_ACK, TERMINATE_REQUEST,
+};
 use super::pap::{self, PapClient, PapServer};
 
 /// Which end of the link we are.
@@ -82,6 +85,15 @@ pub struct Config {
     pub max_ip_queue: usize,
     /// Received IP packets held until `poll_ip` at most; beyond, new ones are dropped.
     pub max_ip_rx_queue: usize,
+    /// Control frames (LCP, PAP/CHAP, IPCP) waiting for `poll_transmit`, in bytes
+    /// at most. Beyond it best-effort replies (Echo-Reply, Protocol-Reject,
+    /// Code-Reject) are dropped; beyond twice it everything but Terminate-Request
+    /// and Terminate-Ack is. Drops are counted in [`Stats::tx_control_dropped`].
+    pub max_control_queue: usize,
+    /// From the start of the session (and from a renegotiation) to IP up at most;
+    /// then the session ends, naming the phase it was stuck in (pppd's 30 s
+    /// `connect` + negotiation budget). `None`: no limit.
+    pub establish_timeout: Option<Duration>,
     /// Seed for magic numbers and CHAP challenges; set it from the OS RNG.
     pub seed: u64,
 }
@@ -106,6 +118,8 @@ impl Config {
             ipcp: IpcpConfig::client(),
             max_ip_queue: 64,
             max_ip_rx_queue: 256,
+            max_control_queue: DEFAULT_MAX_CONTROL_QUEUE,
+            establish_timeout: Some(DEFAULT_ESTABLISH_TIMEOUT),
             seed: default_seed(),
         }
     }
@@ -120,6 +134,12 @@ impl Config {
         }
     }
 }
+
+/// Default of [`Config::max_control_queue`]: 16 KiB.
+pub const DEFAULT_MAX_CONTROL_QUEUE: usize = 16 * 1024;
+
+/// Default of [`Config::establish_timeout`]: 30 s, as pppd's.
+pub const DEFAULT_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Some entropy without I/O: std's per-process random hash keys mixed with the time.
 fn default_seed() -> u64 {
@@ -222,6 +242,9 @@ pub struct Stats {
     pub tx_frames: u64,
     /// IPv4 packets framed by `send_ip`.
     pub tx_ip_packets: u64,
+    /// Control frames dropped because the control queue was full (the peer is
+    /// not reading what we write).
+    pub tx_control_dropped: u64,
 }
 
 /// One authentication role with the protocol it speaks.
@@ -250,7 +273,25 @@ pub struct Session {
     auth_them: Option<AuthSlot>,
     rng: Rng,
     ctrl_tx: VecDeque<Vec<u8>>,
+    /// Bytes in `ctrl_tx`.
+    ctrl_tx_bytes: usize,
     ip_tx: VecDeque<Vec<u8>>,
+    /// Since when frames have been waiting without `poll_transmit` taking any.
+    tx_waiting_since: Option<Instant>,
+    /// `poll_transmit` handed out a frame since the last look.
+    tx_progress: bool,
+    /// When IP must be up by ([`Config::establish_timeout`]).
+    establish_deadline: Option<Instant>,
+    /// Rate limit of per-packet log lines.
+    log_limit: LogLimiter,
+    /// Configure-Requests received from the peer: LCP, IPCP.
+    rx_conf_requests: [u32; 2],
+    /// Configure-Acks received from the peer: LCP, IPCP.
+    rx_conf_acks: [u32; 2],
+    /// Any LCP, IPCP packet received from the peer.
+    heard: [bool; 2],
+    /// Per-packet debug logs of the frame being handled are on (rate limit).
+    log_verbose: bool,
     ip_rx: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -307,7 +348,16 @@ impl Session {
             auth_them: None,
             rng,
             ctrl_tx: VecDeque::new(),
+            ctrl_tx_bytes: 0,
             ip_tx: VecDeque::new(),
+            tx_waiting_since: None,
+            tx_progress: false,
+            establish_deadline: cfg.establish_timeout.map(|t| now + t),
+            log_limit: LogLimiter::default(),
+            rx_conf_requests: [0; 2],
+            rx_conf_acks: [0; 2],
+            heard: [false; 2],
+            log_verbose: true,
             ip_rx: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -396,6 +446,24 @@ impl Session {
         if self.phase == Phase::Dead {
             return;
         }
+        if self.check_tx_stall(now) {
+            return;
+        }
+        self.run_timers(now);
+        if self.phase != Phase::Dead && self.establish_deadline.is_some_and(|d| d <= now) {
+            self.establish_deadline = None;
+            let secs = self.cfg.establish_timeout.map_or(0.0, |t| t.as_secs_f64());
+            let reason = format!(
+                "PPP not up after {} s (stuck in {})",
+                fmt_secs(secs),
+                self.stuck_in()
+            );
+            self.terminate_now(reason, now);
+        }
+    }
+
+    /// The protocols' own timers (restart, keepalive, authentication).
+    fn run_timers(&mut self, now: Instant) {
         if let Some(notice) = self.lcp.handle_timeout(now) {
             self.lcp_notice(notice, now);
         }
@@ -418,22 +486,43 @@ impl Session {
             .into_iter()
             .flatten()
             .filter_map(|s| s.role.poll_timeout());
-        [self.lcp.poll_timeout(), self.ipcp.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .chain(auth)
-            .min()
+        let stall = self.tx_waiting_since.map(|t| t + self.tx_stall_limit());
+        [
+            self.lcp.poll_timeout(),
+            self.ipcp.poll_timeout(),
+            stall,
+            self.establish_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(auth)
+        .min()
     }
 
     /// Next bytes to write to the line: control frames first, then IP.
+    ///
+    /// Call it only when the line can take the frame (the driver keeps a small
+    /// bounded backlog): frames the line does not take stay queued here, bounded
+    /// (see [`Config::max_control_queue`]), and when none is taken for
+    /// [`Session::tx_stall_limit`] the session ends ("peer stopped reading").
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let frame = self
-            .ctrl_tx
-            .pop_front()
-            .or_else(|| self.ip_tx.pop_front())?;
+        let frame = match self.ctrl_tx.pop_front() {
+            Some(f) => {
+                self.ctrl_tx_bytes = self.ctrl_tx_bytes.saturating_sub(f.len());
+                f
+            }
+            None => self.ip_tx.pop_front()?,
+        };
+        self.tx_progress = true;
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += frame.len() as u64;
         Some(frame)
+    }
+
+    /// Bytes of control frames waiting for `poll_transmit` (bounded by
+    /// [`Config::max_control_queue`]).
+    pub fn queued_control_bytes(&self) -> usize {
+        self.ctrl_tx_bytes
     }
 
     /// Next event.
@@ -495,6 +584,7 @@ impl Session {
         self.lcp.fsm.down(now);
         while self.lcp.fsm.poll_packet().is_some() {}
         self.ctrl_tx.clear();
+        self.ctrl_tx_bytes = 0;
         self.ip_tx.clear();
         self.down_reason = None;
         self.finish(reason.to_string());
@@ -532,6 +622,31 @@ impl Session {
             self.stats.rx_malformed += 1;
             return;
         };
+        // A flooding peer must not flood the log: the first few frames of each
+        // kind per second are logged, the rest summed up.
+        self.log_verbose = match frame_kind(header.protocol, info) {
+            Some(kind) => self.log_limit.allow(kind, now),
+            None => true,
+        };
+        self.lcp.fsm.set_verbose(self.log_verbose);
+        self.ipcp.set_verbose(self.log_verbose);
+        let code = info.first().copied();
+        match header.protocol {
+            lcp::PROTOCOL | ipcp::PROTOCOL => {
+                let i = usize::from(header.protocol == ipcp::PROTOCOL);
+                self.heard[i] = true;
+                match code {
+                    Some(CONFIGURE_REQUEST) => {
+                        self.rx_conf_requests[i] = self.rx_conf_requests[i].saturating_add(1);
+                    }
+                    Some(CONFIGURE_ACK) => {
+                        self.rx_conf_acks[i] = self.rx_conf_acks[i].saturating_add(1);
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
         // Any intact frame proves the peer is alive (lcp-echo-adaptive), except
         // our own echoes coming back from a looped line.
         if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
@@ -566,7 +681,9 @@ impl Session {
 
     fn malformed(&mut self, what: &str, e: impl std::fmt::Display) {
         self.stats.rx_malformed += 1;
-        debug!(protocol = what, error = %e, "malformed packet dropped");
+        if self.log_verbose {
+            debug!(protocol = what, error = %e, "malformed packet dropped");
+        }
     }
 
     /// Unknown protocol (IPv6CP, CCP, ...): Protocol-Reject, only while LCP is open.
@@ -575,10 +692,12 @@ impl Session {
         if self.lcp.fsm.state() != State::Opened {
             return;
         }
-        debug!(
-            protocol = format_args!("{protocol:#06x}"),
-            "Protocol-Reject"
-        );
+        if self.log_verbose {
+            debug!(
+                protocol = format_args!("{protocol:#06x}"),
+                "Protocol-Reject"
+            );
+        }
         let room = usize::from(self.lcp.fsm.negotiator().peer().mru).saturating_sub(6);
         let mut data = protocol.to_be_bytes().to_vec();
         data.extend_from_slice(&info[..info.len().min(room)]);
@@ -606,6 +725,7 @@ impl Session {
         };
         match slot {
             Some(s) if s.protocol == protocol => s.role.input(pkt, now),
+            _ if !self.log_verbose => {}
             _ => debug!(
                 protocol = format_args!("{protocol:#06x}"),
                 code = pkt.code,
@@ -657,9 +777,114 @@ impl Session {
                 self.terminate_now("serial line is looped back".into(), now);
                 progress = true;
             }
+            if self.phase == Phase::Network
+                && let Some(bad) = self.ipcp.negotiator().refused()
+            {
+                let reason = bad.to_string();
+                info!(%reason, "PPP: unusable address from the peer");
+                self.close_with(reason, "Unusable IP address", now);
+                progress = true;
+            }
             if !progress {
                 break;
             }
+        }
+        self.note_tx_waiting(now);
+    }
+
+    /// Frames queued and the driver not taking them: start the stall clock.
+    fn note_tx_waiting(&mut self, now: Instant) {
+        let waiting = !self.ctrl_tx.is_empty() || !self.ip_tx.is_empty();
+        if !waiting || self.phase == Phase::Dead {
+            self.tx_waiting_since = None;
+        } else if std::mem::take(&mut self.tx_progress) || self.tx_waiting_since.is_none() {
+            self.tx_waiting_since = Some(now);
+        }
+    }
+
+    /// How long queued frames may wait for the line before the peer counts as
+    /// gone: `echo_interval × echo_failure` (3 s with the defaults), or
+    /// `restart × max_configure` with the keepalive off.
+    pub fn tx_stall_limit(&self) -> Duration {
+        match self.cfg.lcp.echo_interval.filter(|i| !i.is_zero()) {
+            Some(i) => i.saturating_mul(self.cfg.lcp.echo_failure.max(1)),
+            None => self
+                .cfg
+                .fsm
+                .restart
+                .saturating_mul(self.cfg.fsm.max_configure.max(1)),
+        }
+    }
+
+    /// The line took nothing for [`Session::tx_stall_limit`]: end the session.
+    fn check_tx_stall(&mut self, now: Instant) -> bool {
+        if std::mem::take(&mut self.tx_progress)
+            || (self.ctrl_tx.is_empty() && self.ip_tx.is_empty())
+        {
+            self.tx_waiting_since = None;
+            self.note_tx_waiting(now);
+            return false;
+        }
+        let limit = self.tx_stall_limit();
+        if self.tx_waiting_since.is_none_or(|t| now < t + limit) {
+            return false;
+        }
+        let reason = format!(
+            "peer stopped reading for {} s ({} control frames dropped)",
+            fmt_secs(limit.as_secs_f64()),
+            self.stats.tx_control_dropped
+        );
+        // Nothing more can be written: the courtesy Terminate-Request goes
+        // nowhere, so do not queue it behind the stuck frames.
+        self.lower_down(&reason, now);
+        true
+    }
+
+    /// Where establishment is stuck, in words (for the establish deadline).
+    fn stuck_in(&self) -> String {
+        let peer_reqs = |n: u32| {
+            if n == 1 {
+                "1 Configure-Request".to_string()
+            } else {
+                format!("{n} Configure-Requests")
+            }
+        };
+        // From what the peer did over the whole attempt, not the state of the
+        // moment (a retransmission may just have left Ack-Rcvd).
+        let fsm_words = |proto: &str, i: usize| -> String {
+            let (heard, reqs, acks) = (
+                self.heard[i],
+                self.rx_conf_requests[i],
+                self.rx_conf_acks[i],
+            );
+            let why = match (reqs, acks) {
+                (0, 0) if !heard => "no answer from the peer".to_string(),
+                (0, 0) => "peer sent no Configure-Request and acknowledged none of ours".into(),
+                (0, _) => "peer acknowledged our options but never sent its own".into(),
+                (_, 0) => format!("peer sent {} but never acknowledged ours", peer_reqs(reqs)),
+                _ => format!(
+                    "peer sent {} and acknowledged ours, but negotiation never settled",
+                    peer_reqs(reqs)
+                ),
+            };
+            format!("{proto}: {why}")
+        };
+        match self.phase {
+            Phase::Establish => fsm_words("LCP", 0),
+            Phase::Authenticate => {
+                let waiting: Vec<&str> = [
+                    (&self.auth_us, "authenticating us"),
+                    (&self.auth_them, "authenticating the peer"),
+                ]
+                .into_iter()
+                .filter(|(s, _)| s.as_ref().is_some_and(|s| !s.done))
+                .map(|(_, w)| w)
+                .collect();
+                format!("authentication: {} did not finish", waiting.join(" and "))
+            }
+            Phase::Network => fsm_words("IPCP", 1),
+            Phase::Terminate => "termination".into(),
+            Phase::Dead => "nothing".into(),
         }
     }
 
@@ -743,6 +968,10 @@ impl Session {
                 super::auth::printable(r.as_bytes())
             ),
             Some(_) => "peer closed the link".into(),
+            None if self.lcp.fsm.gave_up_on_storm() => format!(
+                "LCP negotiation failed: peer sent {} Configure-Requests without agreement",
+                self.lcp.fsm.peer_request_limit() + 1
+            ),
             None if !self.lcp_was_up => format!(
                 "LCP negotiation failed: no agreement after {} Configure-Requests",
                 self.cfg.fsm.max_configure
@@ -841,6 +1070,7 @@ impl Session {
     }
 
     fn lcp_down(&mut self, now: Instant) {
+        self.arm_establish_deadline(now);
         self.lcp.stop_keepalive();
         self.auth_us = None;
         self.auth_them = None;
@@ -879,7 +1109,12 @@ impl Session {
                     );
                     return;
                 }
+                if let Some(bad) = o.check_final() {
+                    self.close_with(bad.to_string(), "Unusable IP address", now);
+                    return;
+                }
                 self.ip_up = true;
+                self.establish_deadline = None;
                 let mru = self.lcp.fsm.negotiator().peer().mru;
                 debug!(%local, %peer, ?dns, mru, "IPCP up");
                 self.events.push_back(Event::Up {
@@ -889,11 +1124,14 @@ impl Session {
                     mru,
                 });
             }
-            LayerSignal::Down => self.ip_down(match self.phase {
-                Phase::Terminate => "link closing",
-                Phase::Establish => "LCP renegotiating",
-                _ => "IPCP renegotiating",
-            }),
+            LayerSignal::Down => {
+                self.arm_establish_deadline(now);
+                self.ip_down(match self.phase {
+                    Phase::Terminate => "link closing",
+                    Phase::Establish => "LCP renegotiating",
+                    _ => "IPCP renegotiating",
+                })
+            }
             LayerSignal::Finished => {
                 self.ip_down("IPCP finished");
                 // pppd closes the link when its last network protocol is gone.
@@ -902,12 +1140,23 @@ impl Session {
                         Some(r) => {
                             format!("peer closed IPCP: {}", super::auth::printable(r.as_bytes()))
                         }
+                        None if self.ipcp.gave_up_on_storm() => format!(
+                            "IPCP negotiation failed: peer sent {} Configure-Requests without agreement",
+                            self.ipcp.peer_request_limit() + 1
+                        ),
                         None => "IPCP negotiation failed".into(),
                     };
                     self.close_with(why, "No network protocols running", now);
                 }
             }
             LayerSignal::Started => {}
+        }
+    }
+
+    /// A renegotiation starts: IP must be up again within the establish timeout.
+    fn arm_establish_deadline(&mut self, now: Instant) {
+        if self.establish_deadline.is_none() {
+            self.establish_deadline = self.cfg.establish_timeout.map(|t| now + t);
         }
     }
 
@@ -948,6 +1197,9 @@ impl Session {
         self.auth_us = None;
         self.auth_them = None;
         self.lcp.stop_keepalive();
+        self.establish_deadline = None;
+        self.tx_waiting_since = None;
+        self.log_limit.flush();
         debug!(%reason, "link down");
         self.set_phase(Phase::Dead);
         self.events.push_back(Event::Down { reason });
@@ -965,6 +1217,26 @@ impl Session {
     /// the all-ones ACCM and an uncompressed header (RFC 1662 §7.1, RFC 1661
     /// §6.6); other LCP packets use the negotiated ACCM but never ACFC.
     fn queue_control(&mut self, protocol: u16, pkt: &[u8]) {
+        let code = pkt.first().copied().unwrap_or(0);
+        let lcp_code = |codes: &[u8]| protocol == lcp::PROTOCOL && codes.contains(&code);
+        let cap = self.cfg.max_control_queue;
+        let full = if lcp_code(&[ECHO_REPLY, PROTOCOL_REJECT, CODE_REJECT, DISCARD_REQUEST]) {
+            // Best effort: answers to a peer that is not reading us.
+            self.ctrl_tx_bytes >= cap
+        } else {
+            !lcp_code(&[TERMINATE_REQUEST, TERMINATE_ACK])
+                && self.ctrl_tx_bytes >= cap.saturating_mul(2)
+        };
+        if full {
+            if self.stats.tx_control_dropped == 0 {
+                info!(
+                    queued = self.ctrl_tx_bytes,
+                    "PPP: the peer is not taking what we write; dropping control frames"
+                );
+            }
+            self.stats.tx_control_dropped += 1;
+            return;
+        }
         let mut frame = Vec::with_capacity(pkt.len() * 2 + 10);
         if protocol == lcp::PROTOCOL {
             let (h, n) = Header { protocol }.emit(false, false);
@@ -978,7 +1250,124 @@ impl Session {
             let (h, n) = Header { protocol }.emit(self.tx_acfc, self.tx_pfc);
             self.encoder.encode(&h[..n], pkt, &mut frame);
         }
+        self.ctrl_tx_bytes += frame.len();
         self.ctrl_tx.push_back(frame);
+    }
+}
+
+/// Seconds for messages: "3", "2.5".
+fn fmt_secs(secs: f64) -> String {
+    let s = format!("{secs:.1}");
+    s.strip_suffix(".0").map_or(s.clone(), str::to_string)
+}
+
+/// The kind of a received frame for the log rate limit (`None`: never logged per packet).
+fn frame_kind(protocol: u16, info: &[u8]) -> Option<&'static str> {
+    let code = info.first().copied().unwrap_or(0);
+    Some(match protocol {
+        lcp::PROTOCOL => match code {
+            1 => "LCP Configure-Requests",
+            2 => "LCP Configure-Acks",
+            3 => "LCP Configure-Naks",
+            4 => "LCP Configure-Rejects",
+            5 => "LCP Terminate-Requests",
+            6 => "LCP Terminate-Acks",
+            7 => "LCP Code-Rejects",
+            8 => "LCP Protocol-Rejects",
+            9 => "LCP Echo-Requests",
+            10 => "LCP Echo-Replies",
+            11 => "LCP Discard-Requests",
+            _ => "LCP packets of unknown codes",
+        },
+        ipcp::PROTOCOL => match code {
+            1 => "IPCP Configure-Requests",
+            2..=4 => "IPCP Configure answers",
+            _ => "other IPCP packets",
+        },
+        pap::PROTOCOL => "PAP packets",
+        chap::PROTOCOL => "CHAP packets",
+        ipcp::IPV4 => return None,
+        _ => "frames of unknown protocols",
+    })
+}
+
+/// Frames of one kind logged per window at most; the rest are summed up.
+const LOG_BURST: u32 = 5;
+/// The rate limit's window.
+const LOG_WINDOW: Duration = Duration::from_secs(1);
+
+/// Per-kind log rate limit: the first [`LOG_BURST`] frames of a kind in each
+/// [`LOG_WINDOW`] are logged in full; for the others one summary line ("N more
+/// LCP Configure-Requests suppressed") comes at the next window or at the end.
+/// Kinds are the fixed names of [`frame_kind`], so the table stays small.
+#[derive(Debug, Default)]
+struct LogLimiter {
+    kinds: Vec<KindCount>,
+}
+
+#[derive(Debug)]
+struct KindCount {
+    kind: &'static str,
+    window: Instant,
+    seen: u32,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// Whether this frame of `kind` may be logged.
+    fn allow(&mut self, kind: &'static str, now: Instant) -> bool {
+        let i = match self.kinds.iter().position(|k| k.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.kinds.push(KindCount {
+                    kind,
+                    window: now,
+                    seen: 0,
+                    suppressed: 0,
+                });
+                self.kinds.len() - 1
+            }
+        };
+        let k = &mut self.kinds[i];
+        if now.saturating_duration_since(k.window) >= LOG_WINDOW {
+            k.report();
+            k.window = now;
+            k.seen = 0;
+        }
+        k.seen = k.seen.saturating_add(1);
+        if k.seen <= LOG_BURST {
+            return true;
+        }
+        k.suppressed += 1;
+        false
+    }
+
+    /// Report what is still suppressed (at the end of the session).
+    fn flush(&mut self) {
+        for k in &mut self.kinds {
+            k.report();
+        }
+    }
+
+    /// Frames of each kind suppressed and not yet reported.
+    #[cfg(test)]
+    fn suppressed(&self, kind: &str) -> u64 {
+        self.kinds
+            .iter()
+            .find(|k| k.kind == kind)
+            .map_or(0, |k| k.suppressed)
+    }
+}
+
+impl KindCount {
+    fn report(&mut self) {
+        if self.suppressed > 0 {
+            info!(
+                "PPP: {} more {} suppressed (log rate limit)",
+                self.suppressed, self.kind
+            );
+            self.suppressed = 0;
+        }
     }
 }
 
@@ -986,5 +1375,37 @@ fn auth_protocol_number(p: AuthProtocol) -> u16 {
     match p {
         AuthProtocol::Pap => lcp::PAP,
         AuthProtocol::ChapMd5 => lcp::CHAP,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limiter_logs_a_burst_then_sums_up_per_second() {
+        let t0 = Instant::now();
+        let mut l = LogLimiter::default();
+        let allowed = (0..1000)
+            .filter(|_| l.allow("LCP Configure-Requests", t0))
+            .count();
+        assert_eq!(allowed, LOG_BURST as usize);
+        assert_eq!(
+            l.suppressed("LCP Configure-Requests"),
+            1000 - u64::from(LOG_BURST)
+        );
+        // Another kind has its own budget.
+        assert!(l.allow("LCP Echo-Requests", t0));
+        // The next window reports the sum and starts a new burst.
+        assert!(l.allow("LCP Configure-Requests", t0 + LOG_WINDOW));
+        assert_eq!(l.suppressed("LCP Configure-Requests"), 0);
+        l.flush();
+    }
+
+    #[test]
+    fn seconds_read_naturally() {
+        assert_eq!(fmt_secs(3.0), "3");
+        assert_eq!(fmt_secs(2.5), "2.5");
+        assert_eq!(fmt_secs(30.0), "30");
     }
 }

@@ -673,6 +673,10 @@ fn no_peer_gives_up_after_max_configure() {
     let mut s = Session::new(dialer(None), now);
     let mut t = now;
     let mut sent = 0;
+    // As the driver does: take what is queued before time moves on.
+    while s.poll_transmit().is_some() {
+        sent += 1;
+    }
     while let Some(d) = s.poll_timeout() {
         t = d;
         s.handle_timeout(t);
@@ -1087,4 +1091,322 @@ fn peer_restart_renegotiates_and_comes_back_up() {
         p.a_events
     );
     check_ip_both_ways(&mut p);
+}
+
+// ----- hostile peers (hardening items 4 and 6) -----
+
+/// One LCP packet as a frame on the wire.
+fn lcp_frame(code: u8, id: u8, data: &[u8]) -> Vec<u8> {
+    let pkt = ControlPacket::to_vec(code, id, data);
+    let mut frame = Vec::new();
+    Encoder::new(ACCM_ALL_BITS).encode(&[0xc0, 0x21], &pkt, &mut frame);
+    frame
+}
+
+const ACCM_ALL_BITS: u32 = 0xffff_ffff;
+
+fn events_of(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+/// ITEM 4: a peer floods Echo-Requests and frames of unknown protocols and
+/// never reads what we write. Our replies used to pile up without limit; now
+/// the control queue stays bounded, the drops are counted, and once the line
+/// took nothing for echo_interval × echo_failure (3 s) the session ends.
+#[test]
+fn flood_while_not_reading_is_bounded_then_ends() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let t0 = p.now;
+    let cap = Config::dialer(None).max_control_queue;
+    let mut echo = Vec::new();
+    Encoder::new(0).encode(
+        &[0xc0, 0x21],
+        &[9, 1, 0, 40, 1, 2, 3, 4]
+            .iter()
+            .copied()
+            .chain([0x55; 32])
+            .collect::<Vec<_>>(),
+        &mut echo,
+    );
+    let mut unknown = Vec::new();
+    Encoder::new(0).encode(
+        &[0x80, 0x57],
+        &[1, 1, 0, 200]
+            .iter()
+            .copied()
+            .chain([0xaa; 196])
+            .collect::<Vec<_>>(),
+        &mut unknown,
+    );
+    let mut now = t0;
+    let mut max_queued = 0;
+    let mut events = Vec::new();
+    // 1000 frames every 10 ms (far beyond what a modem carries), nothing read back.
+    while !a.is_dead() && now - t0 < Duration::from_secs(10) {
+        for i in 0..1000 {
+            a.handle_input(if i % 2 == 0 { &echo } else { &unknown }, now);
+        }
+        max_queued = max_queued.max(a.queued_control_bytes());
+        if a.poll_timeout().is_some_and(|d| d <= now) {
+            a.handle_timeout(now);
+        }
+        events.extend(events_of(&mut a));
+        now += Duration::from_millis(10);
+    }
+    assert!(
+        max_queued <= 2 * cap + 1600,
+        "control queue grew to {max_queued}"
+    );
+    assert!(a.stats().tx_control_dropped > 100_000, "{:?}", a.stats());
+    let reason = down_reason(&events).expect("session ended");
+    assert!(
+        reason.starts_with("peer stopped reading for 3 s"),
+        "{reason}"
+    );
+    let took = now - t0;
+    assert!(took <= Duration::from_millis(3100), "took {took:?}");
+    assert_eq!(a.queued_control_bytes(), 0);
+}
+
+/// A peer that reads, however slowly, is not "stopped": a driver taking one
+/// frame a second keeps the session alive through the same flood.
+#[test]
+fn slow_reader_is_not_a_stalled_reader() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let mut now = p.now;
+    let echo = lcp_frame(9, 1, &[1, 2, 3, 4]);
+    for tick in 0..1000u32 {
+        a.handle_input(&echo, now);
+        if tick % 100 == 0 {
+            a.poll_transmit();
+        }
+        if a.poll_timeout().is_some_and(|d| d <= now) {
+            a.handle_timeout(now);
+        }
+        now += Duration::from_millis(10);
+    }
+    assert!(a.is_up(), "{:?}", events_of(&mut a));
+}
+
+/// ITEM 6: the peer acknowledges our Configure-Request but never sends its own.
+/// RCA re-initialises the restart counter, so this used to go on forever.
+#[test]
+fn ack_but_never_request_ends_at_the_establish_deadline() {
+    let t0 = Instant::now();
+    let mut s = Session::new(dialer(None), t0);
+    let mut now = t0;
+    let mut events = Vec::new();
+    while !s.is_dead() && now - t0 < Duration::from_secs(120) {
+        while let Some(f) = s.poll_transmit() {
+            let mut tap = Tap::new();
+            tap.feed(&f);
+            for (proto, info) in tap.seen {
+                if proto == lcp::PROTOCOL && info[0] == 1 {
+                    let pkt = ControlPacket::parse(&info).unwrap();
+                    s.handle_input(&lcp_frame(2, pkt.id, pkt.data), now);
+                }
+            }
+        }
+        events.extend(events_of(&mut s));
+        match s.poll_timeout() {
+            Some(d) => {
+                now = d.max(now);
+                s.handle_timeout(now);
+            }
+            None => break,
+        }
+    }
+    events.extend(events_of(&mut s));
+    assert_eq!(
+        down_reason(&events),
+        Some(
+            "PPP not up after 30 s (stuck in LCP: peer acknowledged our options but never sent its own)"
+        )
+    );
+    assert_eq!(now - t0, Duration::from_secs(30));
+}
+
+/// ITEM 6: an LCP Configure-Request storm ends, bounded by the automaton
+/// (3 × Max-Configure requests without agreement), long before the deadline.
+#[test]
+fn configure_request_storm_ends_with_a_clear_reason() {
+    let t0 = Instant::now();
+    let mut s = Session::new(dialer(None), t0);
+    let mut answers = 0;
+    let mut events = Vec::new();
+    for i in 0..100_000u32 {
+        // A valid request (MRU 1500) we acknowledge; ours is never answered.
+        s.handle_input(&lcp_frame(1, i as u8, &[1, 4, 0x05, 0xdc]), t0);
+        while s.poll_transmit().is_some() {
+            answers += 1;
+        }
+        events.extend(events_of(&mut s));
+        if s.is_dead() {
+            break;
+        }
+    }
+    assert!(s.is_dead());
+    assert_eq!(
+        down_reason(&events),
+        Some("LCP negotiation failed: peer sent 31 Configure-Requests without agreement")
+    );
+    assert!(answers <= 40, "{answers} frames sent");
+}
+
+/// The establish deadline names the phase: a peer that never answers at all.
+#[test]
+fn establish_deadline_names_a_silent_peer() {
+    let t0 = Instant::now();
+    let mut cfg = dialer(None);
+    cfg.establish_timeout = Some(Duration::from_secs(10));
+    let mut s = Session::new(cfg, t0);
+    let mut now = t0;
+    while s.poll_transmit().is_some() {}
+    while let Some(d) = s.poll_timeout() {
+        now = d;
+        s.handle_timeout(now);
+        while s.poll_transmit().is_some() {}
+    }
+    let events = events_of(&mut s);
+    assert_eq!(
+        down_reason(&events),
+        Some("PPP not up after 10 s (stuck in LCP: no answer from the peer)")
+    );
+    assert_eq!(now - t0, Duration::from_secs(10));
+}
+
+/// A session that came up has no establish deadline any more.
+#[test]
+fn establish_deadline_is_off_once_up() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    p.run(Duration::from_secs(120), |p| p.a.is_dead() || p.b.is_dead());
+    assert!(p.a.is_up() && p.b.is_up(), "{:?}", p.a_events);
+}
+
+// ----- addresses the peer hands out (hardening item 10) -----
+
+/// The dialer against an ISP that assigns `assign` to it.
+fn bad_assignment(assign: Ipv4Addr, local_addrs: &[Ipv4Addr]) -> Pair {
+    let mut d = dialer(None);
+    d.ipcp.local_addrs = local_addrs.to_vec();
+    let mut isp = Config::answer(LOCAL, assign, &[DNS1]);
+    isp.seed = 2;
+    let mut p = Pair::new(d, isp);
+    p.run(Duration::from_secs(60), |p| p.a.is_dead());
+    p
+}
+
+#[test]
+fn unusable_assigned_addresses_are_refused() {
+    for (addr, what) in [
+        (Ipv4Addr::new(127, 0, 0, 2), "loopback"),
+        (Ipv4Addr::new(255, 255, 255, 255), "broadcast"),
+        (Ipv4Addr::new(224, 0, 0, 1), "multicast"),
+        (Ipv4Addr::new(240, 1, 2, 3), "reserved, class E"),
+        (
+            Ipv4Addr::new(192, 168, 1, 1),
+            "an address of another interface of this host",
+        ),
+    ] {
+        let p = bad_assignment(addr, &[Ipv4Addr::new(192, 168, 1, 1)]);
+        assert!(up_event(&p.a_events).is_none(), "{addr}: {:?}", p.a_events);
+        assert_eq!(
+            down_reason(&p.a_events),
+            Some(format!("peer assigned us {addr} ({what}); refusing").as_str()),
+            "{addr}"
+        );
+        // Refused by Configure-Request with 0.0.0.0 again, then a clean Terminate.
+        assert!(
+            p.elapsed() < Duration::from_secs(10),
+            "{addr}: {:?}",
+            p.elapsed()
+        );
+    }
+}
+
+#[test]
+fn peer_claiming_a_lan_address_is_refused() {
+    let mut d = dialer(None);
+    // The ISP's own address (LOCAL) is a LAN host's here.
+    d.ipcp.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 1), LOCAL];
+    let mut p = Pair::new(d, answer(AuthMethods::NONE, &[]));
+    p.run(Duration::from_secs(60), |p| p.a.is_dead());
+    assert!(up_event(&p.a_events).is_none(), "{:?}", p.a_events);
+    assert_eq!(
+        down_reason(&p.a_events),
+        Some(
+            "peer claims address 10.0.0.1 (an address of another interface of this host) for itself; refusing"
+        )
+    );
+}
+
+#[test]
+fn usable_addresses_still_come_up() {
+    // Link-local and ordinary private addresses are fine; other local ones do not matter.
+    for addr in [Ipv4Addr::new(169, 254, 3, 4), Ipv4Addr::new(100, 64, 0, 9)] {
+        let mut d = dialer(None);
+        d.ipcp.local_addrs = vec![Ipv4Addr::new(192, 168, 1, 1)];
+        let mut isp = Config::answer(LOCAL, addr, &[DNS1]);
+        isp.seed = 2;
+        let mut p = Pair::new(d, isp);
+        p.run_until_up();
+        let Some(Event::Up { local, .. }) = up_event(&p.a_events) else {
+            panic!("no Up")
+        };
+        assert_eq!(*local, addr);
+    }
+}
+
+/// Counts the lines a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LineCounter(std::sync::Arc<std::sync::Mutex<(usize, usize)>>);
+
+impl std::io::Write for LineCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut g = self.0.lock().unwrap();
+        g.0 += buf.iter().filter(|&&b| b == b'\n').count();
+        g.1 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ITEM 6 (logs): a flood of LCP packets used to write debug lines per packet (525 MB
+/// in 40 s); now each kind gets a few lines a second plus one summary line.
+#[test]
+fn a_flood_does_not_flood_the_debug_log() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let mut a = p.a;
+    let counter = LineCounter::default();
+    let writer = counter.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || writer.clone())
+        .finish();
+    let echo = lcp_frame(9, 1, &[1, 2, 3, 4]);
+    let mut unknown = Vec::new();
+    Encoder::new(0).encode(&[0x80, 0x57], &[1, 1, 0, 4], &mut unknown);
+    let mut now = p.now;
+    tracing::subscriber::with_default(subscriber, || {
+        // 20 000 frames over 2 s, read back by nobody in particular.
+        for i in 0..20_000u32 {
+            a.handle_input(if i % 2 == 0 { &echo } else { &unknown }, now);
+            while a.poll_transmit().is_some() {}
+            if i % 2000 == 1999 {
+                now += Duration::from_millis(200);
+            }
+        }
+        a.close("done", now);
+        a.lower_down("done", now);
+    });
+    let (lines, bytes) = *counter.0.lock().unwrap();
+    assert!(lines < 200, "{lines} log lines, {bytes} bytes");
 }

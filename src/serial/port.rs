@@ -15,6 +15,9 @@ use tokio::time::{Instant, sleep, timeout};
 use super::lock::{DEFAULT_LOCK_DIR, LockError, UucpLock};
 use crate::sys::{cvt, read_fd, register, write_fd};
 
+/// Beyond the guard times, how long the `+++`/`ATH0` escape may take in all.
+const ESCAPE_WRITE_LIMIT: Duration = Duration::from_secs(2);
+
 /// Hardware handshake on the serial line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlowControl {
@@ -230,6 +233,12 @@ impl SerialPort {
         set_raw(self.fd.as_raw_fd(), baud, flow)
     }
 
+    /// Discards written bytes the device has not taken yet.
+    pub fn flush_output(&self) -> io::Result<()> {
+        // SAFETY: plain ioctl on our descriptor.
+        cvt(unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCOFLUSH) })
+    }
+
     /// Discards received bytes not yet read.
     pub fn flush_input(&self) -> io::Result<()> {
         // SAFETY: plain ioctl on our descriptor.
@@ -313,7 +322,7 @@ impl SerialPort {
         let timing = self.hangup;
         // A far end that stopped reading must not keep the line in `hanging-up`: each step
         // has its own bound, and the whole hangup has this one.
-        let bound = timing.dtr_drop + timing.guard * 3 + HANGUP_SLACK;
+        let bound = timing.dtr_drop + timing.guard * 4 + HANGUP_SLACK;
         let steps = async {
             if self.has_modem_lines {
                 match self.set_dtr(false) {
@@ -346,14 +355,26 @@ impl SerialPort {
 
     async fn escape_and_hang_up(&self, timing: HangupTiming) {
         // Errors are expected here (the far end may already be gone): the port is closed
-        // regardless, so they are only worth a debug line.
+        // regardless, so they are only worth a debug line. Unsent PPP frames are dropped
+        // (they would break the guard time), and a modem that takes nothing (flow control
+        // held, a hung far end) cannot hold the hangup: it is bounded as a whole.
+        let _ = self.flush_output();
         sleep(timing.guard).await;
+        let limit = timing.guard * 3 + ESCAPE_WRITE_LIMIT;
         let steps = async {
             self.write_all(b"+++").await?;
             sleep(timing.guard).await;
             let _ = self.flush_input();
             self.write_all(b"ATH0\r").await?;
             wait_for(self, b"OK", timing.guard).await
+        };
+        let steps = async {
+            timeout(limit, steps).await.unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "modem took nothing",
+                ))
+            })
         };
         if let Err(e) = steps.await {
             tracing::debug!(port = %self.path.display(), "escape hangup: {e}");

@@ -15,16 +15,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio::time::sleep_until;
 
 pub use modem::{DialAnswer, ModemConfig, ModemCore, ModemOutput, parse_answers};
 pub use pty::{MasterRead, PtyMaster};
 
 /// Buffer of the in-memory link between the modem and the remote peer.
 const CALL_BUFFER: usize = 64 * 1024;
+/// DTE bytes the modem holds for a remote end that is not taking them, at most.
+const PEER_BACKLOG: usize = 4096;
 
 /// A connected call: the remote end's side of the line. Dropping `stream` hangs up (the
 /// modem says `NO CARRIER`); the stream ends when the modem hangs up.
@@ -136,7 +137,13 @@ async fn run(
 ) {
     let mut buf = vec![0u8; 4096];
     let mut peer_buf = vec![0u8; 4096];
-    let mut peer: Option<DuplexStream> = None;
+    let mut peer: Option<ReadHalf<DuplexStream>> = None;
+    let mut peer_wr: Option<WriteHalf<DuplexStream>> = None;
+    // Bytes from the DTE not yet taken by the remote end. While it is full the modem
+    // stops reading the DTE (as hardware flow control would), but it keeps delivering
+    // what the remote end sends: a remote end that stops reading stalls only one
+    // direction.
+    let mut to_peer: Vec<u8> = Vec::new();
     // Small chunks when paced, so one direction never holds the other up for long.
     let chunk = if core.line_rate().is_some() {
         256
@@ -155,14 +162,8 @@ async fn run(
                 }
                 ModemOutput::ToPeer(bytes) => {
                     up.pace(bytes.len()).await;
-                    let ok = match &mut peer {
-                        Some(_) if silent.load(Ordering::Relaxed) => true,
-                        Some(p) => p.write_all(&bytes).await.is_ok(),
-                        None => true,
-                    };
-                    if !ok {
-                        peer = None;
-                        core.handle_peer_closed();
+                    if peer_wr.is_some() && !silent.load(Ordering::Relaxed) {
+                        to_peer.extend_from_slice(&bytes);
                     }
                 }
                 ModemOutput::Connected { speed, number } => {
@@ -173,17 +174,36 @@ async fn run(
                         stream: theirs,
                     };
                     if calls.send(call).is_ok() {
-                        peer = Some(ours);
+                        let (rd, wr) = tokio::io::split(ours);
+                        peer = Some(rd);
+                        peer_wr = Some(wr);
+                        to_peer.clear();
                     } else {
                         core.handle_peer_closed();
                     }
                 }
-                ModemOutput::HungUp => peer = None,
+                ModemOutput::HungUp => {
+                    peer = None;
+                    peer_wr = None;
+                    to_peer.clear();
+                }
             }
         }
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+        let dte_room = to_peer.len() < PEER_BACKLOG;
         tokio::select! {
-            read = pty.read(&mut buf[..chunk]) => match read {
+            written = write_peer(&mut peer_wr, &to_peer), if !to_peer.is_empty() => match written {
+                Ok(n) if n > 0 => {
+                    to_peer.drain(..n);
+                }
+                _ => {
+                    peer = None;
+                    peer_wr = None;
+                    to_peer.clear();
+                    core.handle_peer_closed();
+                }
+            },
+            read = pty.read(&mut buf[..chunk]), if dte_room => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
                 Ok(MasterRead::Closed) => {
                     tracing::debug!("sim modem: the DTE closed the port");
@@ -206,12 +226,16 @@ async fn run(
                 }
                 _ => {
                     peer = None;
+                    peer_wr = None;
+                    to_peer.clear();
                     core.handle_peer_closed();
                 }
             },
-            _ = sleep_opt(deadline) => core.handle_timeout(Instant::now()),
+            _ = crate::sys::sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
             Some(()) = drop_calls.recv() => {
                 peer = None;
+                peer_wr = None;
+                to_peer.clear();
                 core.handle_peer_closed();
             }
         }
@@ -245,16 +269,16 @@ impl Pacer {
     }
 }
 
-async fn read_peer(peer: &mut Option<DuplexStream>, buf: &mut [u8]) -> io::Result<usize> {
+async fn write_peer(peer: &mut Option<WriteHalf<DuplexStream>>, buf: &[u8]) -> io::Result<usize> {
     match peer {
-        Some(p) => p.read(buf).await,
+        Some(p) => p.write(buf).await,
         None => std::future::pending().await,
     }
 }
 
-async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => sleep_until(d).await,
+async fn read_peer(peer: &mut Option<ReadHalf<DuplexStream>>, buf: &mut [u8]) -> io::Result<usize> {
+    match peer {
+        Some(p) => p.read(buf).await,
         None => std::future::pending().await,
     }
 }

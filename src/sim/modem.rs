@@ -23,7 +23,16 @@ pub enum DialAnswer {
     NoAnswer,
     /// Nothing at all: the dialer's chat script must time out.
     Silent,
+    /// Random bytes (line noise, a wrong baud rate) every few milliseconds, never a result code.
+    Garbage,
+    /// One endless line without a newline ("RING RING RING …"), never a result code.
+    Endless,
 }
+
+/// How often a `garbage` or `endless` modem sends its next chunk, and how much.
+pub const NOISE_PERIOD: Duration = Duration::from_millis(10);
+/// Bytes per chunk of a `garbage` or `endless` modem.
+pub const NOISE_CHUNK: usize = 256;
 
 impl FromStr for DialAnswer {
     type Err = String;
@@ -36,13 +45,15 @@ impl FromStr for DialAnswer {
             "no-dialtone" | "nodialtone" => DialAnswer::NoDialtone,
             "no-answer" | "noanswer" => DialAnswer::NoAnswer,
             "silent" | "none" => DialAnswer::Silent,
+            "garbage" => DialAnswer::Garbage,
+            "endless" => DialAnswer::Endless,
             other => match other.strip_prefix("connect:") {
                 Some(speed) => DialAnswer::Connect(Some(speed.parse().map_err(|_| {
                     format!("bad speed in '{s}': expected connect:<number>, e.g. connect:57600")
                 })?)),
                 None => {
                     return Err(format!(
-                        "unknown answer '{s}': expected connect[:SPEED], busy, no-carrier, no-dialtone, no-answer or silent"
+                        "unknown answer '{s}': expected connect[:SPEED], busy, no-carrier, no-dialtone, no-answer, silent, garbage or endless"
                     ));
                 }
             },
@@ -60,6 +71,8 @@ impl fmt::Display for DialAnswer {
             DialAnswer::NoDialtone => f.write_str("no-dialtone"),
             DialAnswer::NoAnswer => f.write_str("no-answer"),
             DialAnswer::Silent => f.write_str("silent"),
+            DialAnswer::Garbage => f.write_str("garbage"),
+            DialAnswer::Endless => f.write_str("endless"),
         }
     }
 }
@@ -209,6 +222,8 @@ pub struct ModemCore {
     registers: BTreeMap<u16, u16>,
     contexts: BTreeMap<u8, String>,
     out: VecDeque<ModemOutput>,
+    /// State of the `garbage` answer's xorshift generator.
+    noise: u64,
 }
 
 /// Longest command line kept; longer ones are discarded (as a modem's buffer overflows).
@@ -230,6 +245,7 @@ impl ModemCore {
             registers: BTreeMap::new(),
             contexts: BTreeMap::new(),
             out: VecDeque::new(),
+            noise: 0x2545_f491_4f6c_dd1d,
         }
     }
 
@@ -597,6 +613,21 @@ impl ModemCore {
             DialAnswer::NoDialtone => ResultCode::NoDialtone,
             DialAnswer::NoAnswer => ResultCode::NoAnswer,
             DialAnswer::Silent => return,
+            DialAnswer::Garbage | DialAnswer::Endless => {
+                let chunk: Vec<u8> = if answer == DialAnswer::Garbage {
+                    (0..NOISE_CHUNK).map(|_| self.next_noise()).collect()
+                } else {
+                    b"RING ".iter().copied().cycle().take(NOISE_CHUNK).collect()
+                };
+                self.send_to_dte(&chunk);
+                // Still "dialing": the next chunk follows, until the DTE sends anything.
+                self.mode = Mode::Dialing {
+                    deadline: Some(now + NOISE_PERIOD),
+                    answer,
+                    number,
+                };
+                return;
+            }
         };
         self.result(code);
     }
@@ -622,6 +653,15 @@ impl ModemCore {
             format!("{}\r", code.numeric())
         };
         self.send_to_dte(text.as_bytes());
+    }
+
+    fn next_noise(&mut self) -> u8 {
+        let mut x = self.noise;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.noise = x;
+        (x >> 24) as u8
     }
 
     fn send_to_dte(&mut self, bytes: &[u8]) {
@@ -788,6 +828,40 @@ mod tests {
         assert!(parse_answers("connect:fast").is_err());
         assert!(parse_answers("ringing").is_err());
         assert!(parse_answers("").is_err());
+    }
+
+    #[test]
+    fn garbage_and_endless_keep_talking_until_a_keypress() {
+        for answer in ["garbage", "endless"] {
+            let mut s = Sim::new(ModemConfig {
+                answers: parse_answers(answer).unwrap(),
+                ..quiet_config()
+            });
+            let d = ModemConfig::default().dial_delay;
+            let mut got = Vec::new();
+            s.core.handle_dte(b"ATD1\r", s.now);
+            s.now += d;
+            for _ in 0..10 {
+                s.core.handle_timeout(s.now);
+                while let Some(o) = s.core.poll_output() {
+                    let ModemOutput::ToDte(b) = o else {
+                        panic!("{answer}: {o:?}")
+                    };
+                    got.extend(b);
+                }
+                s.now += NOISE_PERIOD;
+            }
+            assert_eq!(got.len(), 10 * NOISE_CHUNK, "{answer}");
+            if answer == "endless" {
+                assert!(!got.contains(&b'\n') && !got.contains(&b'\r'));
+            } else {
+                assert!(got.iter().collect::<std::collections::HashSet<_>>().len() > 100);
+            }
+            // A key press ends it, as any dial.
+            assert_eq!(s.text("x"), "\r\nNO CARRIER\r\n");
+            assert_eq!(s.core.poll_timeout(), None);
+            assert_eq!(answer.parse::<DialAnswer>().unwrap().to_string(), answer);
+        }
     }
 
     #[test]
