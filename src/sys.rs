@@ -48,6 +48,14 @@ pub(crate) async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Res
     use std::os::fd::AsRawFd;
     while !data.is_empty() {
         let mut guard = fd.writable().await?;
+        // A hung-up descriptor stays "writable" for ever (tokio never clears the closed
+        // state), while a pty master without a slave answers EAGAIN: that would spin.
+        if guard.ready().is_write_closed() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the other end of the line is closed",
+            ));
+        }
         match guard.try_io(|fd| write_fd(fd.as_raw_fd(), data)) {
             Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(Ok(n)) => data = &data[n..],

@@ -352,3 +352,40 @@ async fn noisy_and_endless_modems_time_out_and_hang_up() {
             .expect("hangup in time");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hangup_finishes_when_the_far_end_floods_and_never_reads() {
+    // A far end that talks without pause (an LCP storm) and takes nothing: every read has
+    // data at once, every write blocks. The hangup must still keep its deadline.
+    let master = std::sync::Arc::new(eqlplus_dialer::sim::PtyMaster::open().unwrap());
+    let locks = tempfile::tempdir().unwrap();
+    let port = SerialPort::open(master.slave_path(), &serial_config(locks.path())).unwrap();
+    let stuffing = vec![b'x'; 1 << 20];
+    assert!(
+        timeout(Duration::from_millis(500), port.write_all(&stuffing))
+            .await
+            .is_err()
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (master, stop) = (master.clone(), stop.clone());
+        tokio::spawn(async move {
+            let noise = [0x7eu8; 512];
+            // 512 bytes a millisecond: more than the line carries, so a read always has data.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = timeout(Duration::from_millis(1), master.write_all(&noise)).await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    timeout(Duration::from_secs(30), port.hangup())
+        .await
+        .expect("hangup has a deadline");
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.await;
+    // guard 0.2 s: the bound is 0.5 + 4 × 0.2 + 2 s.
+    assert!(took < Duration::from_secs(5), "hangup took {took:?}");
+}

@@ -400,18 +400,25 @@ impl CarrierWatch {
 /// Reads until `needle` shows up or `limit` passes.
 async fn wait_for(port: &SerialPort, needle: &[u8], limit: Duration) -> io::Result<()> {
     let deadline = Instant::now() + limit;
-    let mut seen = Vec::new();
+    // Only the last bytes can start a match: a modem that floods the line costs a constant
+    // amount of memory and work per read, and the deadline holds even when data never stops.
+    let keep = needle.len().saturating_sub(1);
+    let mut tail: Vec<u8> = Vec::with_capacity(keep + 256);
     let mut buf = [0u8; 256];
     loop {
+        if Instant::now() >= deadline {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
         match timeout(deadline - Instant::now(), port.read(&mut buf)).await {
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             Ok(Err(e)) => return Err(e),
             Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Ok(n)) => {
-                seen.extend_from_slice(&buf[..n]);
-                if seen.windows(needle.len()).any(|w| w == needle) {
+                tail.extend_from_slice(&buf[..n]);
+                if tail.windows(needle.len()).any(|w| w == needle) {
                     return Ok(());
                 }
+                tail.drain(..tail.len().saturating_sub(keep));
             }
         }
     }
