@@ -5,6 +5,7 @@ pub mod balance;
 pub mod chat;
 pub mod check_config;
 pub mod completions;
+#[cfg(feature = "test-support")]
 pub mod control_test_server;
 pub mod ctl;
 pub mod daemon;

@@ -39,11 +39,11 @@ pub async fn run(socket: &Path, interval: Duration) -> std::io::Result<Exit> {
     let mut subscription: Option<client::Subscription> = None;
     // When to try to subscribe (now at first).
     let mut retry_at = Some(tokio::time::Instant::now());
-    let panic_for_test = std::env::var_os("EQLPLUS_MONITOR_TEST_PANIC").is_some();
+    let panic_for_test = test_panic_requested();
     loop {
         terminal.draw(|area, buf| state.render(area, buf))?;
         if panic_for_test && state.report.is_some() {
-            panic!("EQLPLUS_MONITOR_TEST_PANIC is set: panicking to test the terminal restore");
+            test_panic();
         }
         tokio::select! {
             event = events.next() => match event {
@@ -91,6 +91,27 @@ pub async fn run(socket: &Path, interval: Duration) -> std::io::Result<Exit> {
         }
     }
 }
+
+/// With the `test-support` feature (tests only): whether `EQLPLUS_MONITOR_TEST_PANIC` asks
+/// the monitor to panic once it has drawn a report, to test that the terminal is restored.
+#[cfg(feature = "test-support")]
+fn test_panic_requested() -> bool {
+    std::env::var_os("EQLPLUS_MONITOR_TEST_PANIC").is_some()
+}
+
+#[cfg(feature = "test-support")]
+fn test_panic() {
+    panic!("EQLPLUS_MONITOR_TEST_PANIC is set: panicking to test the terminal restore");
+}
+
+/// Without the `test-support` feature the monitor never panics on purpose.
+#[cfg(not(feature = "test-support"))]
+fn test_panic_requested() -> bool {
+    false
+}
+
+#[cfg(not(feature = "test-support"))]
+fn test_panic() {}
 
 /// A client error, short enough for the header.
 fn describe(e: &ClientError) -> String {
