@@ -14,7 +14,7 @@ use std::time::Duration;
 use super::conntrack;
 use super::nft::{self, MARK_BASE, NftError, Selection};
 use super::policy::{LineLoad, Policy, dns_pins, pick_table};
-use crate::net::{Netlink, NetlinkError, RoutingConfig};
+use crate::net::{Netlink, NetlinkError, RoutingConfig, valid_ifname};
 
 /// Balancer settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -393,27 +393,4 @@ pub async fn remove_kernel_state(
         .delete_our_routes_where(|t| t == main || tables.contains(&t))
         .await?;
     Ok(())
-}
-
-/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
-pub fn valid_ifname(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interface_names() {
-        assert!(valid_ifname("eq-ttyS1"));
-        assert!(valid_ifname("eq-ttyUSB12.x_1"));
-        assert!(!valid_ifname(""));
-        assert!(!valid_ifname("a-name-longer-than-15"));
-        assert!(!valid_ifname("eq\"; flush"));
-        assert!(!valid_ifname("eq ttyS1"));
-    }
 }

@@ -744,7 +744,7 @@ impl Config {
             let slave = match &l.slave {
                 None => default_slave_name(&device),
                 Some(s) => {
-                    if !crate::balancer::kernel::valid_ifname(s.get_ref()) {
+                    if !crate::net::valid_ifname(s.get_ref()) {
                         c.error(
                             s.span(),
                             &at("slave"),

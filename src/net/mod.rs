@@ -9,5 +9,5 @@ pub mod watch;
 
 pub use queue::{QueueStats, SharedTxQueue, TxQueue};
 pub use routes::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};
-pub use slave::{Slave, SlaveError, TunSlave, default_slave_name};
+pub use slave::{Slave, SlaveError, TunSlave, default_slave_name, valid_ifname};
 pub use watch::KernelWatch;

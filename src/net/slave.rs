@@ -51,6 +51,14 @@ pub fn default_slave_name(device: &str) -> String {
     name
 }
 
+/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
+pub fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A TUN device with a point-to-point address, up. Removed by the kernel when dropped.
 pub struct TunSlave {
     device: tun_rs::AsyncDevice,
@@ -69,7 +77,7 @@ impl TunSlave {
         peer: Ipv4Addr,
         mtu: u16,
     ) -> Result<TunSlave, SlaveError> {
-        if !crate::balancer::kernel::valid_ifname(name) {
+        if !valid_ifname(name) {
             return Err(SlaveError::InvalidName(name.to_string()));
         }
         let device = tun_rs::DeviceBuilder::new()
@@ -120,6 +128,16 @@ impl Slave for TunSlave {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert!(valid_ifname("eq-ttyS1"));
+        assert!(valid_ifname("eq-ttyUSB12.x_1"));
+        assert!(!valid_ifname(""));
+        assert!(!valid_ifname("a-name-longer-than-15"));
+        assert!(!valid_ifname("eq\"; flush"));
+        assert!(!valid_ifname("eq ttyS1"));
+    }
 
     #[test]
     fn default_names() {
