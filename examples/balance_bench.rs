@@ -149,7 +149,7 @@ struct Topology {
 
 impl Topology {
     fn build(lines: usize, o: &Options) -> Result<Topology, Box<dyn Error>> {
-        let (lan, router, internet) = lan_router_internet(PREFIX);
+        let (lan, router, internet) = lan_router_internet(PREFIX).unwrap();
         let rate = format!("{}kbit", o.rate_kbit);
         // Two full frames of burst: enough for tbf to reach its rate, too little to matter.
         let queue = format!("{}ms", o.queue_ms);
@@ -157,11 +157,12 @@ impl Topology {
             ns.exec(&[
                 "tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", &rate, "burst",
                 "3028", "latency", &queue,
-            ]);
+            ])
+            .unwrap();
         };
         let mut isps = Vec::new();
         for i in 1..=lines {
-            let isp = Netns::named(PREFIX, &format!("isp{i}"));
+            let isp = Netns::named(PREFIX, &format!("isp{i}")).unwrap();
             let up = format!("up{i}");
             veth_line(
                 &router,
@@ -171,26 +172,30 @@ impl Topology {
                 &slave(i),
                 line_local(i),
                 line_peer(i),
-            );
+            )
+            .unwrap();
             // A modem line is narrow and has no offloads: no GSO/GRO super-packets past tbf.
             for (ns, dev) in [(&router, slave(i)), (&isp, up.clone())] {
                 ns.exec(&[
                     "ethtool", "-K", &dev, "gso", "off", "tso", "off", "gro", "off",
-                ]);
+                ])
+                .unwrap();
                 tbf(ns, &dev);
             }
             if o.delay_ms > 0 {
-                let out = internet.try_exec(&[
-                    "tc",
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    &format!("ix{i}"),
-                    "root",
-                    "netem",
-                    "delay",
-                    &format!("{}ms", o.delay_ms),
-                ]);
+                let out = internet
+                    .try_exec(&[
+                        "tc",
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        &format!("ix{i}"),
+                        "root",
+                        "netem",
+                        "delay",
+                        &format!("{}ms", o.delay_ms),
+                    ])
+                    .unwrap();
                 if !out.status.success() {
                     return Err(format!(
                         "--delay-ms needs tc netem, which this kernel lacks (sch_netem): {}",
@@ -205,15 +210,17 @@ impl Topology {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let server = {
             let stop = stop.clone();
-            internet.spawn(move || match std::net::TcpListener::bind(WEB_SERVER) {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    web::serve(l, stop);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
+            internet
+                .spawn(move || match std::net::TcpListener::bind(WEB_SERVER) {
+                    Ok(l) => {
+                        let _ = ready_tx.send(Ok(()));
+                        web::serve(l, stop);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                })
+                .unwrap()
         };
         ready_rx.recv()??;
         Ok(Topology {
@@ -230,6 +237,7 @@ impl Topology {
         let sizes = sizes.to_vec();
         self.lan
             .run(move || web::load_page(WEB_SERVER, &sizes, slots))
+            .unwrap()
     }
 }
 
@@ -258,47 +266,50 @@ impl EqlplusRouting {
         let rate_bps = o.rate_kbit.saturating_mul(1000);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = t.router.spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            rt.block_on(async move {
-                let config = BalancerConfig {
-                    policy,
-                    ..BalancerConfig::default()
-                };
-                let b = match Balancer::start(config).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return Ok(());
-                    }
-                };
-                // The daemon's balancer task: it samples the lines' load for least-loaded.
-                let (b, task) = BalancerHandle::spawn(b, None);
-                for i in 1..=lines {
-                    let spec = Enslave {
-                        line: format!("line{i}"),
-                        device: slave(i),
-                        local: line_local(i),
-                        peer: line_peer(i),
-                        weight: None,
-                        speed: Some(rate_bps),
-                        dns: vec![],
+        let thread = t
+            .router
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async move {
+                    let config = BalancerConfig {
+                        policy,
+                        ..BalancerConfig::default()
                     };
-                    if let Err(e) = b.enslave(spec).await {
-                        let _ = ready_tx.send(Err(e));
-                        return b.shutdown().await;
+                    let b = match Balancer::start(config).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return Ok(());
+                        }
+                    };
+                    // The daemon's balancer task: it samples the lines' load for least-loaded.
+                    let (b, task) = BalancerHandle::spawn(b, None);
+                    for i in 1..=lines {
+                        let spec = Enslave {
+                            line: format!("line{i}"),
+                            device: slave(i),
+                            local: line_local(i),
+                            peer: line_peer(i),
+                            weight: None,
+                            speed: Some(rate_bps),
+                            dns: vec![],
+                        };
+                        if let Err(e) = b.enslave(spec).await {
+                            let _ = ready_tx.send(Err(e));
+                            return b.shutdown().await;
+                        }
                     }
-                }
-                let _ = ready_tx.send(Ok(()));
-                let _ = stop_rx.await;
-                let result = b.shutdown().await;
-                let _ = task.await;
-                result
+                    let _ = ready_tx.send(Ok(()));
+                    let _ = stop_rx.await;
+                    let result = b.shutdown().await;
+                    let _ = task.await;
+                    result
+                })
             })
-        });
+            .unwrap();
         ready_rx.recv()??;
         Ok(EqlplusRouting {
             stop: Some(stop_tx),
@@ -324,7 +335,9 @@ impl Drop for EqlplusRouting {
 
 /// The baseline: a multipath default route hashing each flow's 5-tuple over the lines.
 fn start_ecmp(t: &Topology, lines: usize) {
-    t.router.sysctl("net.ipv4.fib_multipath_hash_policy=1");
+    t.router
+        .sysctl("net.ipv4.fib_multipath_hash_policy=1")
+        .unwrap();
     let mut route = vec!["route".to_owned(), "add".into(), "default".into()];
     for i in 1..=lines {
         route.extend(
@@ -341,13 +354,15 @@ fn start_ecmp(t: &Topology, lines: usize) {
         );
     }
     let route: Vec<&str> = route.iter().map(String::as_str).collect();
-    t.router.ip(&route);
-    t.router.exec(&[
-        "nft",
-        "add table ip ecmpnat; \
+    t.router.ip(&route).unwrap();
+    t.router
+        .exec(&[
+            "nft",
+            "add table ip ecmpnat; \
          add chain ip ecmpnat post { type nat hook postrouting priority srcnat; }; \
          add rule ip ecmpnat post oifname \"eq-l*\" masquerade",
-    ]);
+        ])
+        .unwrap();
 }
 
 /// What spreads the connections over the lines.

@@ -247,19 +247,24 @@ impl Soak {
     fn leftovers(&self) -> Vec<String> {
         let r = &self.world.router;
         let mut left = Vec::new();
-        if r.exec(&["nft", "list", "tables"]).contains("eqlplus") {
+        if r.exec(&["nft", "list", "tables"])
+            .unwrap()
+            .contains("eqlplus")
+        {
             left.push("nft table".to_string());
         }
-        let rules = r.exec(&["ip", "rule", "list"]);
+        let rules = r.exec(&["ip", "rule", "list"]).unwrap();
         left.extend(
             rules
                 .lines()
                 .filter(|l| l.starts_with("77"))
                 .map(|l| format!("rule {l}")),
         );
-        let routes = r.exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+        let routes = r
+            .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+            .unwrap();
         left.extend(routes.lines().map(|l| format!("route {l}")));
-        let links = r.exec(&["ip", "-o", "link", "show"]);
+        let links = r.exec(&["ip", "-o", "link", "show"]).unwrap();
         left.extend(
             links
                 .lines()
@@ -374,29 +379,32 @@ fn run() -> Result<bool, Box<dyn Error>> {
     let clients: Vec<_> = (0..o.clients)
         .map(|c| {
             let (attempts, stop) = (attempts.clone(), stop.clone());
-            soak.world.lan.spawn(move || {
-                let mut n = c as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n = n.wrapping_add(1);
-                    let size = 4096 + (n * 7919 % 16) * 1024;
-                    let start = Instant::now();
-                    let ok = fetch_within(
-                        WEB_SERVER,
-                        size,
-                        Duration::from_secs(3),
-                        Duration::from_secs(3),
-                    )
-                    .is_ok();
-                    let end = Instant::now();
-                    attempts
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Attempt { start, end, ok });
-                    if !ok {
-                        std::thread::sleep(Duration::from_millis(50));
+            soak.world
+                .lan
+                .spawn(move || {
+                    let mut n = c as u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        n = n.wrapping_add(1);
+                        let size = 4096 + (n * 7919 % 16) * 1024;
+                        let start = Instant::now();
+                        let ok = fetch_within(
+                            WEB_SERVER,
+                            size,
+                            Duration::from_secs(3),
+                            Duration::from_secs(3),
+                        )
+                        .is_ok();
+                        let end = Instant::now();
+                        attempts
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Attempt { start, end, ok });
+                        if !ok {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
-                }
-            })
+                })
+                .unwrap()
         })
         .collect();
     // Warm up before the first RSS figure: allocator pools, conntrack, the first page loads.
@@ -440,7 +448,10 @@ fn run() -> Result<bool, Box<dyn Error>> {
                 Some(Instant::now())
             }
             Cut::Flush => {
-                soak.world.router.exec(&["nft", "flush", "ruleset"]);
+                soak.world
+                    .router
+                    .exec(&["nft", "flush", "ruleset"])
+                    .unwrap();
                 let start = Instant::now();
                 let mut healed = None;
                 while start.elapsed() < Duration::from_secs(10) {

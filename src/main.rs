@@ -56,24 +56,47 @@ enum Command {
     Man(cmd::completions::ManArgs),
 }
 
-/// Commands for tests and trials, kept out of `--help`, completions and the man page (they
-/// are parsed only when the first argument names one).
-#[derive(Debug, Parser)]
-#[command(name = "eqlplus-dialer")]
-struct HiddenCli {
-    #[arg(long, global = true, env = "EQLPLUS_LOG", default_value = "warn")]
-    log: String,
-    #[command(subcommand)]
-    command: Hidden,
-}
+/// Commands for tests, kept out of `--help`, completions and the man page (they are parsed
+/// only when the first argument names one), and out of the product: they exist only with the
+/// `test-support` feature, which test builds have.
+#[cfg(feature = "test-support")]
+mod hidden {
+    use clap::{Parser, Subcommand};
+    use eqlplus_dialer::cmd;
 
-#[derive(Debug, Subcommand)]
-enum Hidden {
-    /// Serve canned status reports on a control socket (for tests and trying the CLI).
-    ControlTestServer(cmd::control_test_server::ControlTestServerArgs),
-}
+    #[derive(Debug, Parser)]
+    #[command(name = "eqlplus-dialer")]
+    struct HiddenCli {
+        #[arg(long, global = true, env = "EQLPLUS_LOG", default_value = "warn")]
+        log: String,
+        #[command(subcommand)]
+        command: Hidden,
+    }
 
-const HIDDEN: &[&str] = &["control-test-server"];
+    #[derive(Debug, Subcommand)]
+    enum Hidden {
+        /// Serve canned status reports on a control socket (for tests and trying the CLI).
+        ControlTestServer(cmd::control_test_server::ControlTestServerArgs),
+    }
+
+    const HIDDEN: &[&str] = &["control-test-server"];
+
+    /// Runs a hidden command and exits, if the first argument names one.
+    pub fn run_if_named() {
+        let first = std::env::args().nth(1).unwrap_or_default();
+        if !HIDDEN.contains(&first.as_str()) {
+            return;
+        }
+        let cli = HiddenCli::parse();
+        super::logging(&cli.log, "warn");
+        let code = super::runtime().block_on(async {
+            match cli.command {
+                Hidden::ControlTestServer(args) => cmd::control_test_server::run(args).await,
+            }
+        });
+        std::process::exit(code);
+    }
+}
 
 /// Starts logging with `filter`; a bad filter is reported and `fallback` used instead (tracing
 /// would otherwise drop the bad directive and, for a misspelt level, log nothing at all).
@@ -108,17 +131,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn main() {
-    let first = std::env::args().nth(1).unwrap_or_default();
-    if HIDDEN.contains(&first.as_str()) {
-        let cli = HiddenCli::parse();
-        logging(&cli.log, "warn");
-        let code = runtime().block_on(async {
-            match cli.command {
-                Hidden::ControlTestServer(args) => cmd::control_test_server::run(args).await,
-            }
-        });
-        std::process::exit(code);
-    }
+    #[cfg(feature = "test-support")]
+    hidden::run_if_named();
     let cli = Cli::parse();
     // The daemon logs at its configuration's `log_level` (default info), others at warn,
     // unless --log or EQLPLUS_LOG says otherwise.

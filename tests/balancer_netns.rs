@@ -37,10 +37,10 @@ struct World {
 impl World {
     fn new(lines: usize) -> World {
         // The server, ten more "sites" and a DNS server address: all on the internet's loopback.
-        let (lan, router, internet) = lan_router_internet("eqt");
+        let (lan, router, internet) = lan_router_internet("eqt").unwrap();
         let mut isps = Vec::new();
         for i in 1..=lines {
-            let isp = Netns::new(&format!("isp{i}"));
+            let isp = Netns::new(&format!("isp{i}")).unwrap();
             veth_line(
                 &router,
                 &isp,
@@ -49,7 +49,8 @@ impl World {
                 &format!("eq-l{i}"),
                 line_local(i),
                 line_peer(i),
-            );
+            )
+            .unwrap();
             isps.push(isp);
         }
         let hits: Hits = Arc::default();
@@ -57,7 +58,7 @@ impl World {
         let server = {
             let hits = hits.clone();
             let stop = stop.clone();
-            internet.spawn(move || serve(hits, stop))
+            internet.spawn(move || serve(hits, stop)).unwrap()
         };
         // Wait until the server listens.
         std::thread::sleep(Duration::from_millis(100));
@@ -92,7 +93,7 @@ impl World {
 
     /// Like [`connect_burst`](Self::connect_burst), to `site`.
     fn connect_to(&self, site: Ipv4Addr, n: usize) -> usize {
-        self.lan.run(move || connect_many(site, n))
+        self.lan.run(move || connect_many(site, n)).unwrap()
     }
 }
 
@@ -151,36 +152,39 @@ impl RouterBalancer {
             ..BalancerConfig::default()
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = world.router.spawn(move || {
-            runtime().block_on(async move {
-                let mut b = match Balancer::start(config).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        ready_tx.send(Err(e.to_string())).unwrap();
-                        return;
-                    }
-                };
-                ready_tx.send(Ok(())).unwrap();
-                while let Ok((cmd, reply)) = rx.recv() {
-                    let result = match cmd {
-                        Cmd::Enslave(e) => b.enslave(e).await.map(|_| None),
-                        Cmd::Emancipate(l) => b.emancipate(&l).await.map(|_| None),
-                        Cmd::Load(l, bytes) => {
-                            b.set_queued_bytes(&l, bytes);
-                            b.refresh().await.map(|_| None)
-                        }
-                        Cmd::Sample => b.sample_load().await.map(|_| None),
-                        Cmd::Mark(l) => Ok(b.mark_of(&l)),
-                        Cmd::Shutdown => {
-                            let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
-                            let _ = reply.send(r);
+        let thread = world
+            .router
+            .spawn(move || {
+                runtime().block_on(async move {
+                    let mut b = match Balancer::start(config).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            ready_tx.send(Err(e.to_string())).unwrap();
                             return;
                         }
                     };
-                    let _ = reply.send(result.map_err(|e| e.to_string()));
-                }
+                    ready_tx.send(Ok(())).unwrap();
+                    while let Ok((cmd, reply)) = rx.recv() {
+                        let result = match cmd {
+                            Cmd::Enslave(e) => b.enslave(e).await.map(|_| None),
+                            Cmd::Emancipate(l) => b.emancipate(&l).await.map(|_| None),
+                            Cmd::Load(l, bytes) => {
+                                b.set_queued_bytes(&l, bytes);
+                                b.refresh().await.map(|_| None)
+                            }
+                            Cmd::Sample => b.sample_load().await.map(|_| None),
+                            Cmd::Mark(l) => Ok(b.mark_of(&l)),
+                            Cmd::Shutdown => {
+                                let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
+                                let _ = reply.send(r);
+                                return;
+                            }
+                        };
+                        let _ = reply.send(result.map_err(|e| e.to_string()));
+                    }
+                })
             })
-        });
+            .unwrap();
         ready_rx.recv().unwrap().expect("balancer starts");
         RouterBalancer {
             tx,
@@ -316,11 +320,14 @@ fn least_loaded_steers_new_connections_away_from_a_line_busy_with_open_ones() {
     let b = RouterBalancer::start(&world, Policy::LeastLoaded);
     b.call(Cmd::Enslave(world.enslave(1, None))).unwrap();
     // Six long-lived connections (a download in progress, say), all on line 1.
-    let mut streams: Vec<TcpStream> = world.lan.run(|| {
-        (0..6)
-            .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
-            .collect()
-    });
+    let mut streams: Vec<TcpStream> = world
+        .lan
+        .run(|| {
+            (0..6)
+                .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
+                .collect()
+        })
+        .unwrap();
     assert!(streams.iter_mut().all(echoes));
     b.call(Cmd::Enslave(world.enslave(2, None))).unwrap();
     b.call(Cmd::Sample).unwrap();
@@ -343,16 +350,19 @@ fn least_loaded_steers_new_connections_away_from_a_line_busy_with_open_ones() {
 
 /// Source ports of the router's conntrack entries with `mark` towards the echo port.
 fn conntrack_sports(world: &World, mark: u32) -> Vec<u16> {
-    let out = world.router.try_exec(&[
-        "conntrack",
-        "-L",
-        "-p",
-        "tcp",
-        "--dport",
-        &ECHO_PORT.to_string(),
-        "-m",
-        &mark.to_string(),
-    ]);
+    let out = world
+        .router
+        .try_exec(&[
+            "conntrack",
+            "-L",
+            "-p",
+            "tcp",
+            "--dport",
+            &ECHO_PORT.to_string(),
+            "-m",
+            &mark.to_string(),
+        ])
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -386,11 +396,14 @@ fn emancipate_moves_new_connections_and_drops_only_that_lines_conntrack() {
     let mark1 = b.call(Cmd::Mark("line1".into())).unwrap().unwrap();
     let mark2 = b.call(Cmd::Mark("line2".into())).unwrap().unwrap();
     // Ten long-lived connections, spread over both lines.
-    let mut streams: Vec<TcpStream> = world.lan.run(|| {
-        (0..10)
-            .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
-            .collect()
-    });
+    let mut streams: Vec<TcpStream> = world
+        .lan
+        .run(|| {
+            (0..10)
+                .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
+                .collect()
+        })
+        .unwrap();
     assert!(streams.iter_mut().all(echoes));
     let on_line1 = conntrack_sports(&world, mark1);
     let on_line2 = conntrack_sports(&world, mark2);
@@ -418,7 +431,8 @@ fn emancipate_moves_new_connections_and_drops_only_that_lines_conntrack() {
     // New connections succeed at once, all via line 2.
     let ok = world
         .lan
-        .run(|| connect_within(SERVER, 20, Duration::from_secs(1)));
+        .run(|| connect_within(SERVER, 20, Duration::from_secs(1)))
+        .unwrap();
     assert_eq!(ok, 20);
     assert_eq!(per_line(&world.take_hits(), 2), vec![0, 20]);
 
@@ -429,11 +443,13 @@ fn emancipate_moves_new_connections_and_drops_only_that_lines_conntrack() {
         .run(|| {
             TcpStream::connect_timeout(&SocketAddr::from((SERVER, PORT)), Duration::from_secs(5))
         })
+        .unwrap()
         .expect_err("no line is up");
     assert_ne!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     let route = world
         .router
-        .try_exec(&["ip", "route", "get", &SERVER.to_string()]);
+        .try_exec(&["ip", "route", "get", &SERVER.to_string()])
+        .unwrap();
     let said = String::from_utf8_lossy(&route.stderr);
     assert!(
         said.contains("No route to host"),
@@ -461,7 +477,7 @@ fn dns_servers_are_pinned_and_local_traffic_is_balanced() {
         "DNS only via its line"
     );
     // Connections the router itself starts are balanced too.
-    assert_eq!(world.router.run(|| connect_many(SERVER, 100)), 100);
+    assert_eq!(world.router.run(|| connect_many(SERVER, 100)).unwrap(), 100);
     let local = per_line(&world.take_hits(), 2);
     assert!(local[0] >= 45 && local[1] >= 45, "{local:?}");
     b.shutdown();
@@ -471,14 +487,18 @@ fn dns_servers_are_pinned_and_local_traffic_is_balanced() {
 fn user_state(world: &World) -> (String, String, String) {
     let table = world
         .router
-        .exec(&["nft", "list", "table", "inet", "userfw"]);
-    let rules = world.router.exec(&["ip", "rule", "list"]);
+        .exec(&["nft", "list", "table", "inet", "userfw"])
+        .unwrap();
+    let rules = world.router.exec(&["ip", "rule", "list"]).unwrap();
     let rules: String = rules
         .lines()
         .filter(|l| !l.starts_with("77"))
         .map(|l| format!("{l}\n"))
         .collect();
-    let routes = world.router.exec(&["ip", "route", "show", "table", "100"]);
+    let routes = world
+        .router
+        .exec(&["ip", "route", "show", "table", "100"])
+        .unwrap();
     (table, rules, routes)
 }
 
@@ -499,25 +519,31 @@ fn a_users_own_nftables_table_rules_and_routes_survive() {
         })
         .unwrap();
     assert!(out.success());
-    world.router.ip(&[
-        "rule",
-        "add",
-        "pref",
-        "100",
-        "to",
-        "192.0.2.0/24",
-        "lookup",
-        "100",
-    ]);
-    world.router.ip(&[
-        "route",
-        "add",
-        "192.0.2.0/24",
-        "dev",
-        "r-lan",
-        "table",
-        "100",
-    ]);
+    world
+        .router
+        .ip(&[
+            "rule",
+            "add",
+            "pref",
+            "100",
+            "to",
+            "192.0.2.0/24",
+            "lookup",
+            "100",
+        ])
+        .unwrap();
+    world
+        .router
+        .ip(&[
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "dev",
+            "r-lan",
+            "table",
+            "100",
+        ])
+        .unwrap();
     let before = user_state(&world);
 
     let b = RouterBalancer::start(&world, Policy::RoundRobin);
@@ -535,11 +561,13 @@ fn a_users_own_nftables_table_rules_and_routes_survive() {
 
 /// No table, rule in our range, or route of ours is left in `ns`.
 fn assert_no_balancer_state(ns: &Netns) {
-    let tables = ns.exec(&["nft", "list", "tables"]);
+    let tables = ns.exec(&["nft", "list", "tables"]).unwrap();
     assert!(!tables.contains("eqlplus"), "{tables}");
-    let rules = ns.exec(&["ip", "rule", "list"]);
+    let rules = ns.exec(&["ip", "rule", "list"]).unwrap();
     assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
-    let routes = ns.exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+    let routes = ns
+        .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+        .unwrap();
     assert!(routes.trim().is_empty(), "{routes}");
 }
 
@@ -573,7 +601,7 @@ fn kill_9_then_restart_leaves_nothing_stale() {
     assert_eq!(world.connect_burst(20), 20);
     first.kill().unwrap();
     first.wait().unwrap();
-    let rules = world.router.exec(&["ip", "rule", "list"]);
+    let rules = world.router.exec(&["ip", "rule", "list"]).unwrap();
     assert_eq!(
         rules.lines().filter(|l| l.starts_with("77")).count(),
         3,
@@ -582,7 +610,7 @@ fn kill_9_then_restart_leaves_nothing_stale() {
 
     // The restarted balancer replaces the stale state instead of adding to it.
     let second = start();
-    let rules = world.router.exec(&["ip", "rule", "list"]);
+    let rules = world.router.exec(&["ip", "rule", "list"]).unwrap();
     assert_eq!(
         rules.lines().filter(|l| l.starts_with("77")).count(),
         3,
@@ -590,7 +618,8 @@ fn kill_9_then_restart_leaves_nothing_stale() {
     );
     let routes = world
         .router
-        .exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+        .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+        .unwrap();
     assert_eq!(
         routes.lines().count(),
         3,
@@ -649,25 +678,32 @@ fn a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds() {
     assert!(line.starts_with("balancing 2 line(s)"), "{line}");
     assert_eq!(world.connect_burst(20), 20);
     let router = &world.router;
-    let table_back = || router.exec(&["nft", "list", "tables"]).contains("eqlplus");
+    let table_back = || {
+        router
+            .exec(&["nft", "list", "tables"])
+            .unwrap()
+            .contains("eqlplus")
+    };
     let rules_back = || {
-        let rules = router.exec(&["ip", "rule", "list"]);
+        let rules = router.exec(&["ip", "rule", "list"]).unwrap();
         rules.lines().filter(|l| l.starts_with("77")).count() == 3
     };
     let routes_back = || {
         router
             .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+            .unwrap()
             .lines()
             .count()
             == 3
     };
 
     // A firewall reload: every table goes, ours with them.
-    router.exec(&["nft", "flush", "ruleset"]);
+    router.exec(&["nft", "flush", "ruleset"]).unwrap();
     let healed = until(Duration::from_secs(5), || {
         table_back()
             && router
                 .exec(&["nft", "list", "chain", "inet", "eqlplus", "mark_new"])
+                .unwrap()
                 .contains("numgen")
     });
     assert!(healed.is_some(), "table not rebuilt within 5 s");
@@ -683,21 +719,24 @@ fn a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds() {
     );
 
     // One rule of ours, then one line's route, deleted by hand.
-    router.ip(&["rule", "del", "pref", "7701"]);
+    router.ip(&["rule", "del", "pref", "7701"]).unwrap();
     assert!(
         until(Duration::from_secs(5), rules_back).is_some(),
         "rule not restored"
     );
-    router.ip(&["route", "flush", "table", "7702"]);
+    router.ip(&["route", "flush", "table", "7702"]).unwrap();
     assert!(
         until(Duration::from_secs(5), routes_back).is_some(),
         "route not restored"
     );
     // Part of the table: a rule of a base chain.
-    router.exec(&["nft", "flush", "chain", "inet", "eqlplus", "postrouting"]);
+    router
+        .exec(&["nft", "flush", "chain", "inet", "eqlplus", "postrouting"])
+        .unwrap();
     assert!(
         until(Duration::from_secs(5), || router
             .exec(&["nft", "list", "chain", "inet", "eqlplus", "postrouting"])
+            .unwrap()
             .contains("masquerade"))
         .is_some(),
         "masquerade rule not restored"

@@ -49,7 +49,7 @@ impl World {
         let stop = Arc::new(AtomicBool::new(false));
         let server = {
             let (hits, stop) = (hits.clone(), stop.clone());
-            sim.internet.spawn(move || serve(hits, stop))
+            sim.internet.spawn(move || serve(hits, stop)).unwrap()
         };
         std::thread::sleep(Duration::from_millis(100));
         World {
@@ -212,6 +212,7 @@ impl World {
         self.sim
             .lan
             .run(move || connect_within(SERVER, n, Duration::from_secs(2)))
+            .unwrap()
     }
 
     fn take_hits(&self, lines: usize) -> Vec<usize> {
@@ -267,16 +268,17 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 /// Nothing of the daemon is left in the router namespace.
 fn assert_clean(world: &World) {
-    let links = world.sim.router.exec(&["ip", "link", "show"]);
+    let links = world.sim.router.exec(&["ip", "link", "show"]).unwrap();
     assert!(!links.contains("eq-ttyS"), "{links}");
-    let rules = world.sim.router.exec(&["ip", "rule", "list"]);
+    let rules = world.sim.router.exec(&["ip", "rule", "list"]).unwrap();
     assert!(!rules.lines().any(|l| l.starts_with("77")), "{rules}");
     let routes = world
         .sim
         .router
-        .exec(&["ip", "route", "show", "table", "all", "proto", "234"]);
+        .exec(&["ip", "route", "show", "table", "all", "proto", "234"])
+        .unwrap();
     assert!(routes.trim().is_empty(), "{routes}");
-    let tables = world.sim.router.exec(&["nft", "list", "tables"]);
+    let tables = world.sim.router.exec(&["nft", "list", "tables"]).unwrap();
     assert!(!tables.contains("eqlplus"), "{tables}");
     assert!(
         !Path::new(&world.socket()).exists(),
@@ -583,7 +585,7 @@ fn a_second_daemon_leaves_the_first_alone_and_status_never_waits_for_a_reload() 
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(why), "{stderr}");
-        let tables = world.sim.router.exec(&["nft", "list", "tables"]);
+        let tables = world.sim.router.exec(&["nft", "list", "tables"]).unwrap();
         assert!(
             tables.contains("eqlplus"),
             "the first daemon's table stays: {tables}"

@@ -343,7 +343,9 @@ fn keyword_step(keyword: &str, arg: &Token) -> Result<StepKind, String> {
         "SAY" => StepKind::Say(say_text(&arg.text)),
         "ECHO" => StepKind::Echo(on_off("ECHO")?),
         "HANGUP" => StepKind::Hangup(on_off("HANGUP")?),
-        _ => unreachable!("KEYWORDS and keyword_step list the same words"),
+        // KEYWORDS and this match list the same words; should they ever differ, the script
+        // is refused rather than the program stopped.
+        other => return Err(format!("'{other}' is not a keyword this chat knows")),
     })
 }
 
@@ -600,6 +602,16 @@ impl fmt::Display for SendPiece {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_missing_from_the_keyword_match_is_an_error_not_a_panic() {
+        let arg = Token {
+            text: "x".into(),
+            pos: Pos { line: 1, column: 1 },
+        };
+        let e = keyword_step("NOT-A-KEYWORD", &arg).unwrap_err();
+        assert!(e.contains("'NOT-A-KEYWORD' is not a keyword"), "{e}");
+    }
 
     fn parse(s: &str) -> Script {
         Script::parse(s, "test.chat").unwrap()

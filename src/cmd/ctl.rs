@@ -1,12 +1,13 @@
 //! The subcommands that talk to a running daemon over its control socket: `up`, `hangup` and
 //! `reload` here; `status` and `watch` in their own modules. They share the socket options
-//! ([`SocketArgs`]) and the exit codes ([`exit`]).
+//! ([`SocketArgs`]), the exit codes ([`exit`]) and the handling of status reports
+//! ([`status_report`], [`print_report`]).
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::{DEFAULT_CONFIG, defaults};
-use crate::control::{ClientError, Request, Response, client};
+use crate::control::{ClientError, Request, Response, StatusReport, client};
 
 /// Exit codes of the control subcommands.
 pub mod exit {
@@ -134,6 +135,44 @@ pub fn print_out(text: &str) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// The status report in the daemon's answer to `status` (or in one of a subscription's), or
+/// the exit code after saying what came instead.
+pub fn status_report(answer: Result<Response, ClientError>) -> Result<StatusReport, i32> {
+    match answer {
+        Ok(Response::Status(report)) => Ok(report),
+        Ok(Response::Error { message }) => Err(report_refusal(&message)),
+        Ok(Response::Ok { message }) => {
+            eprintln!("eqlplus-dialer: expected a status report, got: {message}");
+            Err(exit::TROUBLE)
+        }
+        Err(e) => Err(report_error(&e)),
+    }
+}
+
+/// Prints a status report as one line of JSON, or as `render` makes it. Like [`print_out`]:
+/// `Ok(false)` when stdout is gone; the exit code after saying why it could not.
+pub fn print_report(
+    report: &StatusReport,
+    json: bool,
+    render: impl FnOnce(&StatusReport) -> String,
+) -> Result<bool, i32> {
+    let text = if json {
+        match serde_json::to_string(report) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                eprintln!("eqlplus-dialer: cannot encode the report: {e}");
+                return Err(exit::TROUBLE);
+            }
+        }
+    } else {
+        render(report)
+    };
+    print_out(&text).map_err(|e| {
+        eprintln!("eqlplus-dialer: cannot write to stdout: {e}");
+        exit::TROUBLE
+    })
 }
 
 /// Resolves the socket, or prints why not (exit 2).

@@ -6,7 +6,6 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::ctl::{self, SocketArgs, exit};
-use super::format;
 use crate::ui::monitor::{self, Exit};
 
 /// Keys and behaviour, for `--help`.
@@ -28,7 +27,7 @@ Exit status:
 #[command(after_help = MONITOR_HELP)]
 pub struct MonitorArgs {
     /// Time between reports: 1s, 500ms, 2m… (at least 100ms).
-    #[arg(long, short = 'i', default_value = "1s", value_parser = format::parse_duration)]
+    #[arg(long, short = 'i', default_value = "1s", value_parser = super::parse_duration)]
     pub interval: Duration,
     #[command(flatten)]
     pub socket: SocketArgs,

@@ -1,8 +1,9 @@
 //! The control socket between the CLI and the daemon: the versioned JSON-lines protocol
 //! ([`protocol`]), the daemon's side ([`server`]: implement [`ControlHandler`], call
-//! [`serve`]), the CLI's side ([`client`]), and a canned daemon for tests and trials
-//! ([`canned`]).
+//! [`serve`]), the CLI's side ([`client`]), and, with the `test-support` feature only, a
+//! canned daemon for tests (`canned`).
 
+#[cfg(feature = "test-support")]
 pub mod canned;
 pub mod client;
 pub mod protocol;

@@ -51,6 +51,14 @@ pub fn default_slave_name(device: &str) -> String {
     name
 }
 
+/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
+pub fn valid_ifname(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A TUN device with a point-to-point address, up. Removed by the kernel when dropped.
 pub struct TunSlave {
     device: tun_rs::AsyncDevice,
@@ -115,14 +123,6 @@ impl Slave for TunSlave {
     async fn send(&self, packet: &[u8]) -> io::Result<()> {
         self.device.send(packet).await.map(|_| ())
     }
-}
-
-/// Linux interface names: 1-15 bytes; restricted further so they can be quoted in nft scripts.
-pub fn valid_ifname(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! connections and child processes in them. Only addresses inside these namespaces are used.
 
 use std::fs::File;
+use std::io;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -15,83 +16,102 @@ pub struct Netns {
 
 impl Netns {
     /// Creates `eqt<pid>-<n>-<role>` with loopback up.
-    pub fn new(role: &str) -> Netns {
+    pub fn new(role: &str) -> io::Result<Netns> {
         Netns::named("eqt", role)
     }
 
     /// Creates `<prefix><pid>-<n>-<role>` with loopback up.
-    pub fn named(prefix: &str, role: &str) -> Netns {
+    pub fn named(prefix: &str, role: &str) -> io::Result<Netns> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!("{prefix}{}-{n}-{role}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
+        sh(&["ip", "netns", "add", &name])?;
+        // From here on, dropping `ns` deletes the namespace again.
         let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
     }
 
-    /// `ip -n NAME ARGS…`, which must succeed.
-    pub fn ip(&self, args: &[&str]) {
+    /// `ip -n NAME ARGS…`; an error if it fails.
+    pub fn ip(&self, args: &[&str]) -> io::Result<()> {
         let mut all = vec!["ip", "-n", &self.name];
         all.extend_from_slice(args);
-        sh(&all);
+        sh(&all).map(drop)
     }
 
-    /// `ip netns exec NAME ARGS…`, which must succeed; returns stdout.
-    pub fn exec(&self, args: &[&str]) -> String {
-        let out = self.try_exec(args);
-        assert!(
-            out.status.success(),
-            "{:?} in {} failed: {}",
-            args,
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    /// `ip netns exec NAME ARGS…`; its stdout, or an error if it fails.
+    pub fn exec(&self, args: &[&str]) -> io::Result<String> {
+        let out = self.try_exec(args)?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{:?} in {} failed: {}",
+                args,
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// `ip netns exec NAME ARGS…`, whatever its outcome.
-    pub fn try_exec(&self, args: &[&str]) -> Output {
+    /// `ip netns exec NAME ARGS…`, whatever its outcome (an error only if it cannot run).
+    pub fn try_exec(&self, args: &[&str]) -> io::Result<Output> {
         Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(args)
             .output()
-            .expect("run ip netns exec")
+            .map_err(|e| io::Error::new(e.kind(), format!("run ip netns exec: {e}")))
     }
 
     /// `sysctl -w KEY=VALUE` inside the namespace.
-    pub fn sysctl(&self, setting: &str) {
-        self.exec(&["sysctl", "-q", "-w", setting]);
+    pub fn sysctl(&self, setting: &str) -> io::Result<()> {
+        self.exec(&["sysctl", "-q", "-w", setting]).map(drop)
     }
 
     /// Runs `f` on a new thread that has entered this namespace; sockets, netlink connections
-    /// and child processes created there belong to it.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            enter(&path);
-            f()
-        })
-        .join()
-        .expect("thread in namespace panicked")
+    /// and child processes created there belong to it. An error if the thread cannot enter
+    /// it (then `f` does not run); a panic in `f` goes on in the caller.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+        match self.spawn(f)?.join() {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
-    /// Like [`run`](Self::run), but returns at once with the thread's handle.
+    /// Like [`run`](Self::run), but returns with the thread's handle as soon as the thread is
+    /// in the namespace (an error, and `f` not run, if it cannot get there).
     pub fn spawn<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
+    ) -> io::Result<std::thread::JoinHandle<T>> {
         let path = format!("/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            enter(&path);
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let inside = enter(&path);
+            let ok = inside.is_ok();
+            let _ = entered_tx.send(inside);
+            if !ok {
+                // Never run `f` outside the namespace: this thread ends here, and the caller
+                // has the error.
+                std::panic::resume_unwind(Box::new("not in the namespace"));
+            }
             f()
-        })
+        });
+        match entered.recv() {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(io::Error::other(format!(
+                "the thread entering {} died",
+                self.name
+            ))),
+        }
     }
 }
 
 /// Moves the calling thread into the namespace at `path`.
-pub fn enter(path: &str) {
-    let file = File::open(path).expect("open netns");
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+pub fn enter(path: &str) -> io::Result<()> {
+    let file =
+        File::open(path).map_err(|e| io::Error::new(e.kind(), format!("open {path}: {e}")))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| io::Error::other(format!("enter {path}: {e}")))
 }
 
 impl Drop for Netns {
@@ -103,27 +123,31 @@ impl Drop for Netns {
 }
 
 /// A veth pair from `a` (named `a_if`) to `b` (named `b_if`).
-pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> io::Result<()> {
     sh(&[
         "ip", "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
         &b.name,
-    ]);
-    a.ip(&["link", "set", a_if, "up"]);
-    b.ip(&["link", "set", b_if, "up"]);
+    ])?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["link", "set", b_if, "up"])
 }
 
-/// Runs a command that must succeed.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
+/// Runs a command; its stdout, or an error naming it if it cannot run or fails.
+pub fn sh(args: &[&str]) -> io::Result<String> {
+    let (program, rest) = args
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command to run"))?;
+    let out = Command::new(program)
+        .args(rest)
         .output()
-        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .map_err(|e| io::Error::new(e.kind(), format!("run {args:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Deletes namespaces `<prefix><pid>-…` whose creating process is gone (a run that was killed

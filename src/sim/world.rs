@@ -74,41 +74,41 @@ pub fn line_peer(i: usize) -> Ipv4Addr {
 
 /// Links ISP number `i` to the internet (10.200.i.1 ↔ 10.200.i.2): the ISP forwards and
 /// routes by default towards the internet, which routes `customers` back through the ISP.
-pub fn connect_isp(isp: &Netns, internet: &Netns, i: usize, customers: &str) {
-    isp.sysctl("net.ipv4.ip_forward=1");
-    veth(isp, &format!("tx{i}"), internet, &format!("ix{i}"));
+pub fn connect_isp(isp: &Netns, internet: &Netns, i: usize, customers: &str) -> io::Result<()> {
+    isp.sysctl("net.ipv4.ip_forward=1")?;
+    veth(isp, &format!("tx{i}"), internet, &format!("ix{i}"))?;
     isp.ip(&[
         "addr",
         "add",
         &format!("10.200.{i}.1/24"),
         "dev",
         &format!("tx{i}"),
-    ]);
+    ])?;
     internet.ip(&[
         "addr",
         "add",
         &format!("10.200.{i}.2/24"),
         "dev",
         &format!("ix{i}"),
-    ]);
-    isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")]);
-    internet.ip(&["route", "add", customers, "via", &format!("10.200.{i}.1")]);
+    ])?;
+    isp.ip(&["route", "add", "default", "via", &format!("10.200.{i}.2")])?;
+    internet.ip(&["route", "add", customers, "via", &format!("10.200.{i}.1")])
 }
 
 /// The fixed part of every world, in new namespaces `<prefix><pid>-<n>-{lan,rtr,inet}`: a LAN
 /// (10.99.0.2, default via the router) behind the router (10.99.0.1, forwarding), and "the
 /// internet" (all of 198.51.100.0/24 on its loopback: web server, sites, DNS).
-pub fn lan_router_internet(prefix: &str) -> (Netns, Netns, Netns) {
-    let lan = Netns::named(prefix, "lan");
-    let router = Netns::named(prefix, "rtr");
-    let internet = Netns::named(prefix, "inet");
-    veth(&lan, "lan0", &router, "r-lan");
-    lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"]);
-    lan.ip(&["route", "add", "default", "via", "10.99.0.1"]);
-    router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"]);
-    router.sysctl("net.ipv4.ip_forward=1");
-    internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"]);
-    (lan, router, internet)
+pub fn lan_router_internet(prefix: &str) -> io::Result<(Netns, Netns, Netns)> {
+    let lan = Netns::named(prefix, "lan")?;
+    let router = Netns::named(prefix, "rtr")?;
+    let internet = Netns::named(prefix, "inet")?;
+    veth(&lan, "lan0", &router, "r-lan")?;
+    lan.ip(&["addr", "add", "10.99.0.2/24", "dev", "lan0"])?;
+    lan.ip(&["route", "add", "default", "via", "10.99.0.1"])?;
+    router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"])?;
+    router.sysctl("net.ipv4.ip_forward=1")?;
+    internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"])?;
+    Ok((lan, router, internet))
 }
 
 /// Line `i` where PPP is not the point: a veth pair from the router (`slave`, `local`) to the
@@ -122,14 +122,14 @@ pub fn veth_line(
     slave: &str,
     local: Ipv4Addr,
     peer: Ipv4Addr,
-) {
+) -> io::Result<()> {
     let up = format!("up{i}");
-    veth(router, slave, isp, &up);
+    veth(router, slave, isp, &up)?;
     let (l, p) = (local.to_string(), peer.to_string());
-    router.ip(&["addr", "add", &l, "peer", &p, "dev", slave]);
-    isp.ip(&["addr", "add", &p, "peer", &l, "dev", &up]);
+    router.ip(&["addr", "add", &l, "peer", &p, "dev", slave])?;
+    isp.ip(&["addr", "add", &p, "peer", &l, "dev", &up])?;
     let [a, b, c, _] = local.octets();
-    connect_isp(isp, internet, i, &format!("{a}.{b}.{c}.0/24"));
+    connect_isp(isp, internet, i, &format!("{a}.{b}.{c}.0/24"))
 }
 
 impl World {
@@ -141,12 +141,12 @@ impl World {
             .enable_all()
             .build()?;
         let ns = |role: &str| Netns::named(&config.prefix, role);
-        let (lan, router, internet) = lan_router_internet(&config.prefix);
+        let (lan, router, internet) = lan_router_internet(&config.prefix)?;
         let mut lines = Vec::new();
         for (index, answers) in config.lines.iter().enumerate() {
             let i = index + 1;
-            let isp = ns(&format!("isp{i}"));
-            connect_isp(&isp, &internet, i, &format!("10.64.{i}.0/24"));
+            let isp = ns(&format!("isp{i}"))?;
+            connect_isp(&isp, &internet, i, &format!("10.64.{i}.0/24"))?;
             let modem_config = ModemConfig {
                 answers: answers.clone(),
                 dial_delay: Duration::from_millis(50),
@@ -165,13 +165,16 @@ impl World {
                 users: config.users.clone(),
                 device: format!("isp-l{i}"),
             };
-            let isp_thread = isp.spawn(move || match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(serve_calls(calls, isp_config)),
-                Err(e) => tracing::error!("sim ISP runtime: {e}"),
-            });
+            let isp_thread =
+                isp.spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt.block_on(serve_calls(calls, isp_config)),
+                        Err(e) => tracing::error!("sim ISP runtime: {e}"),
+                    }
+                })?;
             lines.push(SimLine {
                 modem,
                 isp,
@@ -190,7 +193,7 @@ impl World {
                 Err(e) => {
                     let _ = listener_tx.send(Err(e));
                 }
-            })
+            })?
         };
         listener_rx
             .recv()
@@ -213,7 +216,7 @@ impl World {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.lan.spawn(move || {
             let _ = tx.send(web::load_page(WEB_SERVER, &sizes, slots));
-        });
+        })?;
         rx.await
             .map_err(|_| io::Error::other("the page load thread died"))
     }

@@ -1,8 +1,11 @@
-//! Human-readable numbers and tables for the control subcommands (`status`, `watch`):
+//! Human-readable numbers and tables for the CLI's views (`status`, `watch`) and the monitor:
 //! durations like `3m12s`, byte counts and rates in binary units, aligned text tables with
-//! optional colour, and the `--interval` parser.
+//! optional colour, and the colours of line states ([`state_paint`]: one table for the ANSI
+//! styles and the monitor's ratatui colours).
 
-use std::time::Duration;
+use std::io::IsTerminal;
+
+use ratatui::style::Color;
 
 /// A duration to the second, two units at most: `0s`, `59s`, `3m12s`, `2h05m`, `3d04h`.
 /// Negative durations (clock steps) show as `0s`.
@@ -56,26 +59,6 @@ pub fn percent(share: f64) -> String {
     format!("{}%", p.round() as u64)
 }
 
-/// Parses `--interval`-style durations: `1s`, `500ms`, `1.5s`, `2m`, `1h`, or plain seconds
-/// (`2`, `0.25`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let bad = || format!("'{text}' is not a duration (examples: 1s, 500ms, 1.5s, 2m)");
-    let value: f64 = number.parse().map_err(|_| bad())?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(bad()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| bad())
-}
-
 /// Local wall-clock time of a Unix timestamp: `12:34:56`.
 pub fn clock(unix_seconds: f64) -> String {
     let t = if unix_seconds.is_finite() {
@@ -103,14 +86,46 @@ pub mod style {
     pub const RESET: &str = "\x1b[0m";
 }
 
+/// How a line state is painted: the same colour as an ANSI style (tables, `watch`) and as a
+/// ratatui colour (the monitor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paint {
+    pub ansi: &'static str,
+    pub colour: Color,
+}
+
 /// The colour of a line state: green up, red failed, dim held down or disabled, yellow for
 /// everything in between.
+pub fn state_paint(state: &str) -> Paint {
+    let (ansi, colour) = match state {
+        "up" => (style::GREEN, Color::Green),
+        "failed" => (style::RED, Color::Red),
+        "down" | "disabled" => (style::DIM, Color::DarkGray),
+        _ => (style::YELLOW, Color::Yellow),
+    };
+    Paint { ansi, colour }
+}
+
+/// The ANSI style of a line state ([`state_paint`]).
 pub fn state_style(state: &str) -> &'static str {
-    match state {
-        "up" => style::GREEN,
-        "failed" => style::RED,
-        "down" | "disabled" => style::DIM,
-        _ => style::YELLOW,
+    state_paint(state).ansi
+}
+
+/// The ratatui colour of a line state ([`state_paint`]).
+pub fn state_colour(state: &str) -> Color {
+    state_paint(state).colour
+}
+
+/// Whether to colour stdout: a terminal, and no `NO_COLOR`.
+pub fn colour_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// `text` in an ANSI `style` (then reset), or as it is without one.
+pub fn paint(text: &str, style: Option<&str>) -> String {
+    match style {
+        Some(s) => format!("{s}{text}{}", style::RESET),
+        None => text.to_string(),
     }
 }
 
@@ -194,14 +209,7 @@ impl Table {
                 if self.right[i] {
                     line.push_str(&pad);
                 }
-                match cell.style.filter(|_| colour) {
-                    Some(s) => {
-                        line.push_str(s);
-                        line.push_str(&cell.text);
-                        line.push_str(style::RESET);
-                    }
-                    None => line.push_str(&cell.text),
-                }
+                line.push_str(&paint(&cell.text, cell.style.filter(|_| colour)));
                 if !self.right[i] && !last {
                     line.push_str(&pad);
                 }
@@ -247,21 +255,6 @@ mod tests {
     }
 
     #[test]
-    fn interval_parsing() {
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
-        for bad in ["", "s", "fast", "1x", "-1s", "1..2s"] {
-            let e = parse_duration(bad).unwrap_err();
-            assert!(e.contains("is not a duration"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
     fn table_alignment() {
         let mut t = Table::new(&[("LINE", false), ("RX", true), ("LAST ERROR", false)]);
         t.row(vec!["ttyS0".into(), "5.3 KiB".into(), "-".into()]);
@@ -282,6 +275,20 @@ mod tests {
             "{coloured:?}"
         );
         assert!(coloured.starts_with("\x1b[1mLINE\x1b[0m"), "{coloured:?}");
+    }
+
+    #[test]
+    fn state_colours_agree() {
+        for (state, ansi, colour) in [
+            ("up", style::GREEN, Color::Green),
+            ("failed", style::RED, Color::Red),
+            ("down", style::DIM, Color::DarkGray),
+            ("disabled", style::DIM, Color::DarkGray),
+            ("dial-chat", style::YELLOW, Color::Yellow),
+        ] {
+            assert_eq!(state_style(state), ansi, "{state}");
+            assert_eq!(state_colour(state), colour, "{state}");
+        }
     }
 
     #[test]
