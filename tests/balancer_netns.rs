@@ -98,6 +98,35 @@ impl World {
 }
 
 impl World {
+    /// `eqlplus-dialer balance` over lines 1 and 2 (round-robin) in the router namespace,
+    /// once it says it balances; with `log`, its log (info) is piped for the test to read.
+    fn start_balance(&self, log: bool) -> std::process::Child {
+        let spec = |i: usize| format!("line{i}:eq-l{i}:{}:{}", line_local(i), line_peer(i));
+        let mut child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.router.name,
+                env!("CARGO_BIN_EXE_eqlplus-dialer"),
+            ])
+            .args(["balance", "--policy", "round-robin"])
+            .args(["--line", &spec(1), "--line", &spec(2)])
+            .env("EQLPLUS_LOG", "eqlplus_dialer=info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(if log {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(line.starts_with("balancing 2 line(s)"), "{line}");
+        child
+    }
+
     fn take_hits(&self) -> HashMap<Ipv4Addr, usize> {
         std::mem::take(&mut *self.hits.lock().unwrap())
     }
@@ -577,26 +606,7 @@ fn kill_9_then_restart_leaves_nothing_stale() {
         return;
     }
     let world = World::new(2);
-    let spec = |i: usize| format!("line{i}:eq-l{i}:{}:{}", line_local(i), line_peer(i));
-    let start = || {
-        let mut child = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &world.router.name,
-                env!("CARGO_BIN_EXE_eqlplus-dialer"),
-            ])
-            .args(["balance", "--policy", "round-robin"])
-            .args(["--line", &spec(1), "--line", &spec(2)])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        assert!(line.starts_with("balancing 2 line(s)"), "{line}");
-        child
-    };
+    let start = || world.start_balance(false);
     let mut first = start();
     assert_eq!(world.connect_burst(20), 20);
     first.kill().unwrap();
@@ -657,25 +667,7 @@ fn a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds() {
         return;
     }
     let world = World::new(2);
-    let spec = |i: usize| format!("line{i}:eq-l{i}:{}:{}", line_local(i), line_peer(i));
-    let mut child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &world.router.name,
-            env!("CARGO_BIN_EXE_eqlplus-dialer"),
-        ])
-        .args(["balance", "--policy", "round-robin"])
-        .args(["--line", &spec(1), "--line", &spec(2)])
-        .env("EQLPLUS_LOG", "eqlplus_dialer=info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    assert!(line.starts_with("balancing 2 line(s)"), "{line}");
+    let child = world.start_balance(true);
     assert_eq!(world.connect_burst(20), 20);
     let router = &world.router;
     let table_back = || {

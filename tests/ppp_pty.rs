@@ -50,15 +50,18 @@ fn isp_config(auth: Auth) -> Config {
     c
 }
 
-/// A dialled line with PPP running on both ends.
-struct Call {
-    _sim: SimModem,
-    _locks: tempfile::TempDir,
-    dialer: Spawned<SerialPort>,
-    isp: Spawned<DuplexStream>,
+/// A call the simulated modem connected (chat done), before PPP.
+struct Connected {
+    sim: SimModem,
+    locks: tempfile::TempDir,
+    port: SerialPort,
+    call: eqlplus_dialer::sim::SimCall,
+    /// What the modem sent after CONNECT: the first PPP bytes.
+    leftover: Vec<u8>,
 }
 
-async fn dial(auth: Auth, password: &str) -> Call {
+/// Dials the simulated modem (CONNECT 57600) with a chat script over a real pty.
+async fn connect() -> Connected {
     let locks = tempfile::tempdir().unwrap();
     let (sim, mut calls) = SimModem::spawn(ModemConfig {
         answers: parse_answers("connect:57600").unwrap(),
@@ -78,6 +81,31 @@ async fn dial(auth: Auth, password: &str) -> Call {
     };
     assert_eq!(connected.speed, Some(57600));
     let call = timeout(LIMIT, calls.recv()).await.unwrap().unwrap();
+    Connected {
+        sim,
+        locks,
+        port,
+        call,
+        leftover: connected.leftover,
+    }
+}
+
+/// A dialled line with PPP running on both ends.
+struct Call {
+    _sim: SimModem,
+    _locks: tempfile::TempDir,
+    dialer: Spawned<SerialPort>,
+    isp: Spawned<DuplexStream>,
+}
+
+async fn dial(auth: Auth, password: &str) -> Call {
+    let Connected {
+        sim,
+        locks,
+        port,
+        call,
+        leftover,
+    } = connect().await;
     assert_eq!(call.number, "123");
 
     let isp = driver::spawn(
@@ -90,7 +118,7 @@ async fn dial(auth: Auth, password: &str) -> Call {
     let dialer = driver::spawn(
         Session::new(Config::dialer(creds), Instant::now()),
         port,
-        connected.leftover,
+        leftover,
         DriverConfig::default(),
     );
     Call {
@@ -328,29 +356,18 @@ struct HostileCall {
 }
 
 async fn dial_hostile(mode: Misbehave, dialer: Config) -> HostileCall {
-    let locks = tempfile::tempdir().unwrap();
-    let (sim, mut calls) = SimModem::spawn(ModemConfig {
-        answers: parse_answers("connect:57600").unwrap(),
-        guard: GUARD,
-        dial_delay: Duration::from_millis(50),
-        ..ModemConfig::default()
-    })
-    .unwrap();
-    let port = SerialPort::open(sim.tty(), &serial_config(locks.path())).unwrap();
-    let script = Script::parse("'' ATZ OK ATDT123 CONNECT ''", "test").unwrap();
-    let mut engine = ChatEngine::new(script, ChatOptions::default(), Instant::now());
-    let outcome = timeout(LIMIT, run_chat(&port, &mut engine, &mut |_| {}))
-        .await
-        .expect("chat in time");
-    let Outcome::Success(connected) = outcome else {
-        panic!("chat failed: {outcome:?}")
-    };
-    let call = timeout(LIMIT, calls.recv()).await.unwrap().unwrap();
+    let Connected {
+        sim,
+        locks,
+        port,
+        call,
+        leftover,
+    } = connect().await;
     let far_end = tokio::spawn(misbehave(call.stream, mode, isp_config(Auth::None)));
     let dialer = driver::spawn(
         Session::new(dialer, Instant::now()),
         port,
-        connected.leftover,
+        leftover,
         DriverConfig::default(),
     );
     HostileCall {

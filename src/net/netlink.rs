@@ -256,11 +256,6 @@ impl Netlink {
         req.message_mut()
             .attributes
             .push(RuleAttribute::FwMask(u32::MAX));
-        req.message_mut()
-            .attributes
-            .push(RuleAttribute::Protocol(RouteProtocol::Other(
-                ROUTE_PROTOCOL,
-            )));
         self.execute_rule(
             req,
             format!("add rule {priority}: fwmark {mark:#x} lookup {table}"),
@@ -283,11 +278,6 @@ impl Netlink {
         req.message_mut()
             .attributes
             .push(RuleAttribute::SuppressPrefixLen(0));
-        req.message_mut()
-            .attributes
-            .push(RuleAttribute::Protocol(RouteProtocol::Other(
-                ROUTE_PROTOCOL,
-            )));
         self.execute_rule(
             req,
             format!("add rule {priority}: lookup main suppress_prefixlength 0"),
@@ -295,11 +285,17 @@ impl Netlink {
         .await
     }
 
+    /// Adds a rule, tagged as ours (`proto 234`); one that exists already is fine.
     async fn execute_rule(
         &self,
-        req: rtnetlink::RuleAddRequest<Ipv4Addr>,
+        mut req: rtnetlink::RuleAddRequest<Ipv4Addr>,
         what: String,
     ) -> Result<(), NetlinkError> {
+        req.message_mut()
+            .attributes
+            .push(RuleAttribute::Protocol(RouteProtocol::Other(
+                ROUTE_PROTOCOL,
+            )));
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
@@ -307,16 +303,20 @@ impl Netlink {
         }
     }
 
-    /// Priorities of the IPv4 rules tagged as ours.
-    pub async fn our_rule_priorities(&self) -> Result<Vec<u32>, NetlinkError> {
-        let rules: Vec<RuleMessage> = self
-            .handle
+    /// Every IPv4 rule.
+    async fn rules(&self) -> Result<Vec<RuleMessage>, NetlinkError> {
+        self.handle
             .rule()
             .get(IpVersion::V4)
             .execute()
             .try_collect()
             .await
-            .map_err(ctx("list rules"))?;
+            .map_err(ctx("list rules"))
+    }
+
+    /// Priorities of the IPv4 rules tagged as ours.
+    pub async fn our_rule_priorities(&self) -> Result<Vec<u32>, NetlinkError> {
+        let rules = self.rules().await?;
         Ok(rules
             .iter()
             .filter(|r| {
@@ -353,14 +353,7 @@ impl Netlink {
         &self,
         range: std::ops::RangeInclusive<u32>,
     ) -> Result<(), NetlinkError> {
-        let rules: Vec<RuleMessage> = self
-            .handle
-            .rule()
-            .get(IpVersion::V4)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(ctx("list rules"))?;
+        let rules = self.rules().await?;
         for rule in rules {
             if rule_is_ours_in(&rule, &range) {
                 match self.handle.rule().del(rule).execute().await {
