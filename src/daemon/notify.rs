@@ -8,7 +8,12 @@ use std::time::Duration;
 
 /// Sends `state` (e.g. `READY=1`) to systemd, if it is listening.
 pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), state);
+}
+
+/// Sends `state` to the socket `$NOTIFY_SOCKET` names (`@name`: abstract), if any.
+fn notify_to(socket: Option<&std::ffi::OsStr>, state: &str) {
+    let Some(path) = socket else {
         return;
     };
     let path = path.to_string_lossy().into_owned();
@@ -45,13 +50,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let listener = UnixDatagram::bind(&path).unwrap();
-        // SAFETY: the test sets and removes its own variable; no other test reads it.
-        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-        notify("READY=1");
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+        notify_to(Some(path.as_os_str()), "READY=1");
         let mut buf = [0u8; 64];
         let n = listener.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
-        notify("READY=1"); // no socket: nothing happens
+        notify_to(None, "READY=1"); // no socket: nothing happens
     }
 }

@@ -88,11 +88,16 @@ impl Supervisor {
         .await?;
         let (balancer, balancer_task) =
             BalancerHandle::spawn(balancer, Some(config.daemon.resolv_conf.clone()));
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            ^ u64::from(std::process::id()) << 32;
+        // Magic numbers, CHAP challenges and redial jitter all derive from this: the OS's
+        // randomness, with the clock and PID only if the OS cannot give any.
+        let seed = getrandom::u64().unwrap_or_else(|e| {
+            tracing::warn!("no randomness from the OS ({e}); seeding from the clock");
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                ^ u64::from(std::process::id()) << 32
+        });
         let registry = LineRegistry::default();
         registry.lock().policy = config.balancer.policy.name();
         let mut s = Supervisor {

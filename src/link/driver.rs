@@ -58,9 +58,9 @@ const LOAD_REPORT: Duration = Duration::from_millis(100);
 
 /// Runs a line until it receives [`LineCommand::Shutdown`] (or the command channel closes).
 pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand>) {
+    // Every step runs instrumented with this span (an entered guard would not survive the
+    // awaits).
     let span = tracing::info_span!("line", line = %ctx.config.name);
-    let _guard = span.enter();
-    drop(_guard);
     let now = Instant::now();
     let policy = RedialPolicy::new(ctx.config.redial, ctx.seed);
     let has_init = ctx.init_script.is_some();

@@ -36,7 +36,9 @@
 //!   frames before queued IP); write them in order.
 //! - Set [`Config::seed`] from the OS RNG: it feeds magic numbers and CHAP
 //!   challenges. `Config::dialer`/`Config::answer` fill it from std's hasher
-//!   keys and the clock, which is fine for magic numbers only.
+//!   keys and the clock, which is fine for magic numbers only; the daemon's
+//!   line drivers derive each session's seed from the supervisor's, which
+//!   comes from `getrandom`.
 //! - Header compression: [`hdlc::Header`] emits ACFC/PFC-compressed headers
 //!   when asked; the session asks only for what the peer acknowledged, and
 //!   never for LCP. LCP negotiation packets (codes 1–7) always go out with the
@@ -83,8 +85,8 @@ pub use session::{Config, Event, Phase, Role, SendError, Session, Stats};
 
 /// Small deterministic PRNG (SplitMix64) for magic numbers and CHAP challenges.
 ///
-/// Seeded from [`session::Config::seed`] so tests are reproducible; the driver
-/// should seed it from the OS (e.g. `getrandom`) in production.
+/// Seeded from [`session::Config::seed`] so tests are reproducible; in the
+/// daemon that seed comes from the OS (`getrandom`, via the supervisor).
 #[derive(Clone)]
 pub(crate) struct Rng(u64);
 
