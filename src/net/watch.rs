@@ -161,6 +161,24 @@ fn text(value: &[u8]) -> &[u8] {
     value.split(|b| *b == 0).next().unwrap_or(&[])
 }
 
+/// Whether a datagram read on the nftables (`netfilter`) or the rtnetlink socket says that
+/// someone deleted part of the balancer's state (`inet eqlplus` other than its `mark_new`
+/// rewrites, a policy rule, a route tagged `route_protocol`). Malformed input counts as a
+/// change; nothing panics.
+pub fn touches_us(datagram: &[u8], netfilter: bool, route_protocol: u8) -> bool {
+    if netfilter {
+        nft_touches_us(
+            datagram,
+            &NftFilter {
+                table: "eqlplus",
+                own_chain: "mark_new",
+            },
+        )
+    } else {
+        route_touches_us(datagram, route_protocol)
+    }
+}
+
 /// Whether an nftables notification deletes part of our table.
 fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
     let Ok(messages) = messages(datagram) else {
@@ -322,6 +340,21 @@ mod tests {
             &message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, &p),
             &US
         ));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, and any bytes behind a well-formed header: no panic.
+        #[test]
+        fn any_datagram_is_read_without_panicking(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            kind in proptest::prelude::any::<u16>(),
+        ) {
+            let _ = touches_us(&data, true, 234);
+            let _ = touches_us(&data, false, 234);
+            let framed = message(kind, &data);
+            let _ = touches_us(&framed, true, 234);
+            let _ = touches_us(&framed, false, 234);
+        }
     }
 
     #[test]
