@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Duration;
 
+use super::walk::{Message, Messages, attributes};
+
 use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -149,99 +151,16 @@ pub fn count_open_tcp(datagram: &[u8], counts: &mut BTreeMap<u32, u32>) -> io::R
 
 /// `(NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW`: an entry of a dump.
 const CONNTRACK_NEW: u16 = 1 << 8;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const CTA_PROTOINFO: u16 = 4;
 const CTA_MARK: u16 = 8;
 const CTA_PROTOINFO_TCP: u16 = 1;
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
 
-/// One netlink message of a datagram.
-enum Message<'a> {
-    Done,
-    /// An error message with code 0.
-    Ack,
-    /// The positive errno of an error message.
-    Error(i32),
-    Other {
-        kind: u16,
-        payload: &'a [u8],
-    },
-}
-
-/// The netlink messages of a datagram: a typed walk over the bytes, every length checked.
-struct Messages<'a> {
-    rest: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Messages<'a> {
-    fn new(datagram: &'a [u8]) -> Self {
-        Messages {
-            rest: datagram,
-            offset: 0,
-        }
-    }
-}
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = io::Result<Message<'a>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let invalid = |offset: usize, what: &str| {
-            Some(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("netlink message at byte {offset}: {what}"),
-            )))
-        };
-        let Some(header) = self.rest.get(..16) else {
-            self.rest = &[];
-            return invalid(self.offset, "shorter than its 16-byte header");
-        };
-        let length = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let kind = u16::from_ne_bytes([header[4], header[5]]);
-        let Some(payload) = self.rest.get(16..length.max(16)) else {
-            self.rest = &[];
-            return invalid(self.offset, "its length runs past the datagram");
-        };
-        let step = (length.max(16) + 3) & !3;
-        self.rest = self.rest.get(step..).unwrap_or(&[]);
-        self.offset += step;
-        Some(Ok(match kind {
-            NLMSG_DONE => Message::Done,
-            NLMSG_ERROR => match payload.get(..4) {
-                Some(code) => match i32::from_ne_bytes([code[0], code[1], code[2], code[3]]) {
-                    0 => Message::Ack,
-                    code => Message::Error(code.saturating_neg()),
-                },
-                None => return invalid(self.offset - step, "an error message without its code"),
-            },
-            kind => Message::Other { kind, payload },
-        }))
-    }
-}
-
-/// The attributes (type without the nested/byte-order flags, value) in `data`; stops at the
-/// first malformed one.
-fn attributes(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let header = data.get(..4)?;
-        let length = usize::from(u16::from_ne_bytes([header[0], header[1]]));
-        let kind = u16::from_ne_bytes([header[2], header[3]]) & 0x3fff;
-        let value = data.get(4..length.max(4))?;
-        data = data.get((length.max(4) + 3) & !3..).unwrap_or(&[]);
-        Some((kind, value))
-    })
-}
-
 /// The mark of an entry that is an open TCP connection.
 fn open_tcp_mark(entry: &[u8]) -> Option<u32> {
     let mut mark = None;
     let mut open = false;
-    for (kind, value) in attributes(entry) {
+    for (kind, value) in attributes(entry).map_while(Result::ok) {
         match kind {
             CTA_MARK => {
                 mark = value
@@ -250,8 +169,9 @@ fn open_tcp_mark(entry: &[u8]) -> Option<u32> {
             }
             CTA_PROTOINFO => {
                 open = attributes(value)
+                    .map_while(Result::ok)
                     .filter(|(k, _)| *k == CTA_PROTOINFO_TCP)
-                    .flat_map(|(_, tcp)| attributes(tcp))
+                    .flat_map(|(_, tcp)| attributes(tcp).map_while(Result::ok))
                     .any(|(k, v)| {
                         k == CTA_PROTOINFO_TCP_STATE
                             && v.first().is_some_and(|s| OPEN_TCP_STATES.contains(s))

@@ -7,6 +7,7 @@ pub mod nft;
 pub mod pump;
 pub mod queue;
 pub mod slave;
+mod walk;
 pub mod watch;
 
 pub use netlink::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};

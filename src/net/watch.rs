@@ -11,6 +11,8 @@ use std::io;
 use netlink_sys::{Socket, SocketAddr, protocols};
 use tokio::io::unix::AsyncFd;
 
+use super::walk::{Message, Messages, attributes};
+
 /// `NFNL_SUBSYS_NFTABLES`: nftables messages are `(10 << 8) | NFT_MSG_*`.
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_DELTABLE: u16 = 2;
@@ -113,49 +115,6 @@ struct NftFilter<'a> {
     own_chain: &'a str,
 }
 
-/// One netlink message: its type and payload.
-struct Message<'a> {
-    kind: u16,
-    payload: &'a [u8],
-}
-
-/// The messages in one datagram; a truncated or malformed one ends the walk with `Err`.
-fn messages(mut data: &[u8]) -> Result<Vec<Message<'_>>, ()> {
-    let mut out = Vec::new();
-    while data.len() >= 16 {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        if len < 16 || len > data.len() {
-            return Err(());
-        }
-        out.push(Message {
-            kind,
-            payload: &data[16..len],
-        });
-        let aligned = (len + 3) & !3;
-        data = data.get(aligned..).unwrap_or(&[]);
-    }
-    Ok(out)
-}
-
-/// The attributes after a fixed header of `skip` bytes: (type, value).
-fn attributes(payload: &[u8], skip: usize) -> Result<Vec<(u16, &[u8])>, ()> {
-    let mut data = payload.get(skip..).ok_or(())?;
-    let mut out = Vec::new();
-    while data.len() >= 4 {
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        // NLA_F_NESTED and NLA_F_NET_BYTEORDER live in the top bits.
-        let kind = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
-        if len < 4 || len > data.len() {
-            return Err(());
-        }
-        out.push((kind, &data[4..len]));
-        let aligned = (len + 3) & !3;
-        data = data.get(aligned..).unwrap_or(&[]);
-    }
-    Ok(out)
-}
-
 /// A NUL-terminated string attribute.
 fn text(value: &[u8]) -> &[u8] {
     value.split(|b| *b == 0).next().unwrap_or(&[])
@@ -181,14 +140,15 @@ pub fn touches_us(datagram: &[u8], netfilter: bool, route_protocol: u8) -> bool 
 
 /// Whether an nftables notification deletes part of our table.
 fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
-    let Ok(messages) = messages(datagram) else {
-        return true;
-    };
-    messages.iter().any(|m| {
-        if m.kind >> 8 != NFNL_SUBSYS_NFTABLES {
+    Messages::new(datagram).any(|m| {
+        let Ok(Message::Other { kind, payload }) = m else {
+            // Malformed: count it as a change. Acks, errors and done: not a deletion.
+            return m.is_err();
+        };
+        if kind >> 8 != NFNL_SUBSYS_NFTABLES {
             return false;
         }
-        let op = m.kind & 0xff;
+        let op = kind & 0xff;
         if !matches!(
             op,
             NFT_MSG_DELTABLE | NFT_MSG_DELCHAIN | NFT_MSG_DELRULE | NFT_MSG_DELSET
@@ -196,13 +156,17 @@ fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
             return false;
         }
         // nfgenmsg: family, version, resource id.
-        let Some(&family) = m.payload.first() else {
+        let Some(&family) = payload.first() else {
             return true;
         };
         if family != libc::NFPROTO_INET as u8 {
             return false;
         }
-        let Ok(attrs) = attributes(m.payload, 4) else {
+        // After nfgenmsg (family, version, resource id).
+        let Some(Ok(attrs)) = payload
+            .get(4..)
+            .map(|a| attributes(a).collect::<Result<Vec<_>, _>>())
+        else {
             return true;
         };
         // Attribute 1 is the table's name in table, chain, rule and set messages alike.
@@ -222,14 +186,17 @@ fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
 /// Whether an rtnetlink notification deletes a policy rule (any: ours carry a protocol
 /// attribute older kernels drop) or one of our routes.
 fn route_touches_us(datagram: &[u8], protocol: u8) -> bool {
-    let Ok(messages) = messages(datagram) else {
-        return true;
-    };
-    messages.iter().any(|m| match m.kind {
-        RTM_DELRULE => true,
+    Messages::new(datagram).any(|m| match m {
+        Err(_) => true,
+        Ok(Message::Other {
+            kind: RTM_DELRULE, ..
+        }) => true,
         // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type.
-        RTM_DELROUTE => m.payload.get(5).is_none_or(|p| *p == protocol),
-        _ => false,
+        Ok(Message::Other {
+            kind: RTM_DELROUTE,
+            payload,
+        }) => payload.get(5).is_none_or(|p| *p == protocol),
+        Ok(_) => false,
     })
 }
 
