@@ -16,4 +16,5 @@ pub mod ppp;
 pub mod serial;
 pub mod sim;
 pub mod sys;
+pub mod track;
 pub mod ui;
