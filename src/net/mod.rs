@@ -2,8 +2,10 @@
 //! policy rules over netlink.
 
 pub mod conntrack;
+pub mod icmp;
 pub mod netlink;
 pub mod nft;
+pub mod probe;
 pub mod pump;
 pub mod queue;
 pub mod slave;

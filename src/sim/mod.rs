@@ -1,7 +1,10 @@
 //! Simulated equipment for tests, the demo and trying scripts without hardware: a Hayes-style
 //! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]).
 
-pub mod icmp;
+pub mod icmp {
+    //! The ICMP echo codec lives in [`crate::net::icmp`]; re-exported for the tests and demos.
+    pub use crate::net::icmp::*;
+}
 pub mod isp;
 pub mod modem;
 pub mod netns;
