@@ -27,6 +27,8 @@ pub struct IspConfig {
     pub users: Vec<(String, String)>,
     /// Name of the ISP-side TUN device (in the ISP's namespace).
     pub device: String,
+    /// What the upstream adds to the customer's packets (see `sim::upstream`).
+    pub delay: super::upstream::Delay,
 }
 
 /// How one call ended.
@@ -103,6 +105,7 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
                 let Some(from_line) = incoming.take() else {
                     break;
                 };
+                let from_line = super::upstream::delayed(from_line, config.delay.clone());
                 let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
                 let pumps = start_pumps(
                     slave.clone(),

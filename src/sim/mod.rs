@@ -5,10 +5,12 @@ pub mod icmp {
     //! The ICMP echo codec lives in [`crate::net::icmp`]; re-exported for the tests and demos.
     pub use crate::net::icmp::*;
 }
+pub mod dns;
 pub mod isp;
 pub mod modem;
 pub mod netns;
 pub mod pty;
+pub mod upstream;
 pub mod web;
 pub mod world;
 

@@ -52,6 +52,33 @@ impl Netns {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// `ip netns exec NAME ARGS…` with `input` on its standard input; its stdout, or an
+    /// error if it fails.
+    pub fn exec_stdin(&self, args: &[&str], input: &str) -> io::Result<String> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("run ip netns exec: {e}")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{:?} in {} failed: {}",
+                args,
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// `ip netns exec NAME ARGS…`, whatever its outcome (an error only if it cannot run).
     pub fn try_exec(&self, args: &[&str]) -> io::Result<Output> {
         Command::new("ip")

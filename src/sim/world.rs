@@ -6,7 +6,9 @@
 //!                        ▼
 //!  isp1..N: our PPP engine in answer role (10.64.i.1, gives the caller 10.64.i.2), a TUN
 //!           device, forwarding ── internet (198.51.100.0/24 on loopback; a web server on
-//!                                            198.51.100.10:80)
+//!           (its upstream can be             198.51.100.10:80, a resolver on .53; the
+//!            cut: World::set_upstream)       default tracking targets 1.1.1.1, 8.8.8.8,
+//!                                            9.9.9.9 answer pings)
 //! ```
 //!
 //! Used by `eqlplus-dialer demo` and the end-to-end tests. Needs root (network namespaces).
@@ -19,15 +21,17 @@ use std::time::Duration;
 
 use super::isp::{IspConfig, serve_calls};
 use super::netns::{Netns, veth};
+use super::upstream::{self, Delay, Upstream};
 use super::web::{self, PageLoad};
 use super::{DialAnswer, ModemConfig, SimModem};
 
 /// The web server of "the internet".
-pub const WEB_SERVER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
-    Ipv4Addr::new(198, 51, 100, 10),
-    80,
-));
-/// The DNS address the ISPs hand out (nothing answers there; it is pinned to its line).
+pub const WEB_SERVER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(WEB_SERVER_IP, 80));
+/// The web server's address.
+const WEB_SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+
+/// The DNS address the ISPs hand out (a resolver answering every A query; it is pinned to
+/// its line by the balancer).
 pub const ISP_DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 
 /// How to build the world.
@@ -47,6 +51,9 @@ pub struct WorldConfig {
 pub struct SimLine {
     pub modem: SimModem,
     pub isp: Netns,
+    /// The customer's device in the ISP's namespace.
+    pub isp_device: String,
+    delay: Delay,
     _isp_thread: std::thread::JoinHandle<()>,
 }
 
@@ -58,6 +65,7 @@ pub struct World {
     pub lines: Vec<SimLine>,
     stop: Arc<AtomicBool>,
     web: Option<std::thread::JoinHandle<()>>,
+    dns: Option<std::thread::JoinHandle<()>>,
     /// Runs the modems; shut down without blocking, so a world may be dropped anywhere.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -108,6 +116,11 @@ pub fn lan_router_internet(prefix: &str) -> io::Result<(Netns, Netns, Netns)> {
     router.ip(&["addr", "add", "10.99.0.1/24", "dev", "r-lan"])?;
     router.sysctl("net.ipv4.ip_forward=1")?;
     internet.ip(&["addr", "add", "198.51.100.0/24", "dev", "lo"])?;
+    for target in crate::track::TrackConfig::default_targets() {
+        if let crate::track::Target::Icmp(a) = target {
+            internet.ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"])?;
+        }
+    }
     Ok((lan, router, internet))
 }
 
@@ -158,12 +171,15 @@ impl World {
                 let _inside = runtime.enter();
                 SimModem::spawn(modem_config)?
             };
+            let delay = Delay::default();
+            let isp_device = format!("isp-l{i}");
             let isp_config = IspConfig {
                 local: line_peer(i),
                 peer: line_local(i),
                 dns: vec![ISP_DNS],
                 users: config.users.clone(),
-                device: format!("isp-l{i}"),
+                device: isp_device.clone(),
+                delay: delay.clone(),
             };
             let isp_thread =
                 isp.spawn(move || {
@@ -178,6 +194,8 @@ impl World {
             lines.push(SimLine {
                 modem,
                 isp,
+                isp_device,
+                delay,
                 _isp_thread: isp_thread,
             });
         }
@@ -198,6 +216,14 @@ impl World {
         listener_rx
             .recv()
             .map_err(|_| io::Error::other("web server thread died"))??;
+        let resolver = std::net::UdpSocket::bind((ISP_DNS, 53));
+        let dns = {
+            let stop = stop.clone();
+            internet.spawn(move || match resolver {
+                Ok(socket) => super::dns::serve(socket, WEB_SERVER_IP, stop),
+                Err(e) => tracing::error!("sim resolver: {e}"),
+            })?
+        };
         Ok(World {
             lan,
             router,
@@ -205,8 +231,18 @@ impl World {
             lines,
             stop,
             web: Some(web),
+            dns: Some(dns),
             runtime: Some(runtime),
         })
+    }
+
+    /// Switches the upstream of line `i`'s ISP (1-based): its PPP stays up whatever happens.
+    pub fn set_upstream(&self, i: usize, mode: Upstream) -> io::Result<()> {
+        let line = i
+            .checked_sub(1)
+            .and_then(|index| self.lines.get(index))
+            .ok_or_else(|| io::Error::other(format!("no line {i} in this world")))?;
+        upstream::set(&line.isp, &line.isp_device, &line.delay, mode)
     }
 
     /// Loads a page from the LAN through the router, on a thread of its own: the caller can
@@ -225,8 +261,8 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(w) = self.web.take() {
-            let _ = w.join();
+        for thread in [self.web.take(), self.dns.take()].into_iter().flatten() {
+            let _ = thread.join();
         }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
