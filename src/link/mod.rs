@@ -7,6 +7,7 @@ pub mod hooks;
 pub mod machine;
 pub mod redial;
 pub mod status;
+pub mod track;
 
 pub use driver::{LineCommand, LineContext, run_line};
 pub use machine::{LineEvent, LineMachine, LineState, Step};

@@ -24,6 +24,10 @@ use super::{Latency, TrackConfig};
 /// reports a timeout itself; this only guards against a probe never reported).
 const GRACE: Duration = Duration::from_millis(500);
 
+/// After acting on passive suspicion, further suspicion is ignored this long: a client that
+/// keeps trying a dead server must not turn the line's probes into a stream.
+const SUSPICION_COOLDOWN: Duration = Duration::from_secs(5);
+
 /// Names one probe in flight.
 pub type ProbeId = u64;
 
@@ -104,6 +108,8 @@ pub struct Tracker {
     /// Since when the line has been out of the balance (offline or degraded).
     out_since: Option<Instant>,
     redial_asked: bool,
+    /// When passive suspicion was last acted on.
+    suspected_at: Option<Instant>,
     probes_sent: u64,
     probes_lost: u64,
 }
@@ -126,6 +132,7 @@ impl Tracker {
             latency: Latency::new(),
             out_since: None,
             redial_asked: false,
+            suspected_at: None,
             probes_sent: 0,
             probes_lost: 0,
         }
@@ -245,18 +252,26 @@ impl Tracker {
     /// Passive evidence: the line's own connections go unanswered. Unless the line is already
     /// in doubt, ask every target now; this counts as a failed round.
     pub fn suspect(&mut self, now: Instant) {
-        if !self.config.enabled() {
+        if !self.config.enabled()
+            || self
+                .suspected_at
+                .is_some_and(|t| now < t + SUSPICION_COOLDOWN)
+        {
             return;
         }
         match self.phase {
             Phase::Online => {
+                self.suspected_at = Some(now);
                 self.phase = Phase::Suspect;
                 self.failed = self.failed.max(self.config.down.saturating_sub(1));
                 if self.round.is_none() {
                     self.next_round = Some(now);
                 }
             }
-            Phase::Starting if self.round.is_none() => self.next_round = Some(now),
+            Phase::Starting if self.round.is_none() => {
+                self.suspected_at = Some(now);
+                self.next_round = Some(now);
+            }
             _ => {}
         }
     }

@@ -248,3 +248,16 @@ fn unreported_probes_count_as_lost() {
     t.probe_result(1, Ok(Duration::from_millis(5)), later);
     assert!(matches!(t.internet(), Internet::Offline { .. }));
 }
+
+#[test]
+fn repeated_suspicion_on_a_healthy_line_is_rate_limited() {
+    let mut h = Harness::new(config(3));
+    h.run(secs(5.0), &|_, _| true);
+    let before = h.sent;
+    for k in 0..20 {
+        h.t.suspect(h.now);
+        h.run(secs(5.0 + 0.5 * f64::from(k + 1)), &|_, _| true);
+    }
+    // Ten seconds of suspicion every 0.5 s: a round at 5 and 10 s, plus the probe at 10 s.
+    assert!(h.sent <= before + 3 + 3 + 1, "{} probes", h.sent - before);
+}
