@@ -296,6 +296,8 @@ impl EqlplusRouting {
                             weight: None,
                             speed: Some(rate_bps),
                             dns: vec![],
+                            tier: 0,
+                            tracked: false,
                         };
                         if let Err(e) = b.enslave(spec).await {
                             let _ = ready_tx.send(Err(e));

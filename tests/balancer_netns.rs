@@ -82,6 +82,8 @@ impl World {
             weight,
             speed: None,
             dns: vec![],
+            tier: 0,
+            tracked: false,
         }
     }
 

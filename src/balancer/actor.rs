@@ -140,7 +140,7 @@ async fn run(
             _ = tick.tick(), if dirty || balancer.follows_load() => {
                 dirty = false;
                 let result = if balancer.follows_load() {
-                    balancer.sample_load().await
+                    balancer.sample_load().await.map(drop)
                 } else {
                     balancer.refresh().await
                 };

@@ -38,6 +38,11 @@ pub struct Enslave {
     pub speed: Option<u32>,
     /// The peer's DNS servers, reachable only through this line.
     pub dns: Vec<Ipv4Addr>,
+    /// Failover tier (0 primary; higher tiers carry traffic only while no lower one has the
+    /// Internet).
+    pub tier: u32,
+    /// Whether the line's Internet is tracked (then its unanswered connections are watched).
+    pub tracked: bool,
 }
 
 /// Why the balancer could not do something. Nothing already up is lost by a failed call.
@@ -75,6 +80,8 @@ struct Slot {
     spec: Enslave,
     queued_bytes: u64,
     open_connections: u32,
+    /// Upstream tracking's verdict: the Internet is reachable through the line (or not known).
+    internet: bool,
 }
 
 impl Slot {
@@ -95,6 +102,10 @@ pub struct Balancer {
     /// The sticky map's timeout.
     hold: Duration,
 }
+
+/// Connections of a line unanswered a moment ago that make its upstream suspect: one may be a
+/// dead server; two at once are worth a probe round.
+const UNANSWERED_EVIDENCE: u32 = 2;
 
 /// How long the sticky policy keeps a client→destination pair on its line by default.
 const DEFAULT_STICKY_HOLD: Duration = Duration::from_secs(600);
@@ -151,6 +162,7 @@ impl Balancer {
             spec,
             queued_bytes: 0,
             open_connections: 0,
+            internet: true,
         };
         // Routes and rule first: the policy must never pick a line its packets cannot take.
         self.netlink
@@ -222,21 +234,38 @@ impl Balancer {
         self.config.policy == Policy::LeastLoaded
     }
 
-    /// Counts each line's open TCP connections in the conntrack table, then re-applies the
-    /// policy if that changed its slot table.
-    pub async fn sample_load(&mut self) -> Result<(), BalancerError> {
+    /// Whether a tracked line is enslaved (then call [`sample_load`] now and then for the
+    /// passive evidence, whatever the policy).
+    pub fn watches_answers(&self) -> bool {
+        self.lines.values().any(|l| l.spec.tracked)
+    }
+
+    /// Reads the conntrack table: each line's open TCP connections (the load of
+    /// `least-loaded`, which is re-applied if that changed its slot table) and which tracked
+    /// lines in the balance have connections that went unanswered a moment ago (returned:
+    /// upstream tracking's passive evidence).
+    pub async fn sample_load(&mut self) -> Result<Vec<String>, BalancerError> {
         if self.lines.is_empty() {
-            return Ok(()); // nothing to steer: no dump every 100 ms while every line is down
+            return Ok(Vec::new()); // nothing to steer: no dump every 100 ms while every line is down
         }
         // Without the counts (no ctnetlink), the queue depths still steer.
-        let counted = conntrack::open_tcp_by_mark(MARK_BASE, nft::MARK_MASK).await;
+        let counted = conntrack::tally_by_mark(MARK_BASE, nft::MARK_MASK).await;
+        let mut suspect = Vec::new();
         if let Ok(counts) = &counted {
-            for l in self.lines.values_mut() {
-                l.open_connections = counts.get(&l.mark()).copied().unwrap_or(0);
+            for (name, l) in self.lines.iter_mut() {
+                let tally = counts.get(&l.mark()).copied().unwrap_or_default();
+                l.open_connections = tally.open_tcp;
+                if l.spec.tracked && l.internet && tally.unanswered >= UNANSWERED_EVIDENCE {
+                    suspect.push(name.clone());
+                }
             }
         }
-        self.reselect(false).await?;
-        counted.map(|_| ()).map_err(BalancerError::CountConnections)
+        if self.follows_load() {
+            self.reselect(false).await?;
+        }
+        counted
+            .map(|_| suspect)
+            .map_err(BalancerError::CountConnections)
     }
 
     /// The mark of a line's connections.
@@ -271,6 +300,8 @@ impl Balancer {
                 speed: l.spec.speed,
                 queued_bytes: l.queued_bytes,
                 open_connections: l.open_connections,
+                tier: l.spec.tier,
+                internet: l.internet,
             })
             .collect();
         let pick = pick_table(self.config.policy, &loads);
@@ -359,9 +390,16 @@ impl Balancer {
         Ok(repaired)
     }
 
-    /// The main table's default: via the first live line, or unreachable when none is up.
+    /// The main table's default (the router's own traffic that no socket steers): via the
+    /// first line in the balance, or unreachable when none is up.
     async fn update_main_default(&self) -> Result<(), BalancerError> {
-        let first = self.lines.values().next().map(|l| (l.index, l.spec.peer));
+        let in_balance = self.applied.first().copied();
+        let first = self
+            .lines
+            .values()
+            .find(|l| Some(l.mark()) == in_balance)
+            .or_else(|| self.lines.values().next())
+            .map(|l| (l.index, l.spec.peer));
         self.netlink
             .set_main_default(first, self.config.routing.default_metric)
             .await?;

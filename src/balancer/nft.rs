@@ -5,7 +5,9 @@
 //! Layout:
 //! - `prerouting` (mangle) and `output` (route, so a new mark re-routes local traffic):
 //!   packets of a marked connection get the connection's mark back (`ct mark` → `meta mark`);
-//!   new IPv4 connections not addressed to this host go through `mark_new`.
+//!   new IPv4 connections not addressed to this host go through `mark_new`. In `output`, a
+//!   packet that already carries one of our marks keeps it: it is a probe of upstream
+//!   tracking, whose socket chose its line (`SO_MARK`) whatever the balance.
 //! - `mark_new`: a DNS server of a line → that line; (sticky) a known client→destination pair →
 //!   its line; otherwise `numgen inc mod N map @pick`, the policy's slot table. The choice is
 //!   stored in the conntrack entry.
@@ -61,6 +63,7 @@ table {TABLE} {{
   chain output {{
     type route hook output priority mangle; policy accept;
     ct mark and {MARK_MASK:#010x} == {MARK_BASE:#010x} meta mark set ct mark return
+    meta mark and {MARK_MASK:#010x} == {MARK_BASE:#010x} return
     ct state new fib daddr type local return
     ct state new meta nfproto ipv4 jump mark_new
   }}

@@ -73,6 +73,12 @@ pub struct LineLoad {
     pub queued_bytes: u64,
     /// The line's open TCP connections (conntrack), which share its speed.
     pub open_connections: u32,
+    /// Failover tier: lines of a higher tier carry traffic only while no line of a lower one
+    /// has the Internet (0 = primary; `backup = true` is 1).
+    pub tier: u32,
+    /// Whether upstream tracking says the Internet is reachable through the line (or does not
+    /// know yet, or the line is not tracked).
+    pub internet: bool,
 }
 
 impl LineLoad {
@@ -93,9 +99,27 @@ impl LineLoad {
     }
 }
 
-/// Fills the pick table: one mark per slot, in the order the kernel walks them.
-/// Empty when there are no lines (the kernel then has nothing to choose from).
+/// The lines that carry new connections: those with the Internet, of the lowest tier that has
+/// any. If no line has the Internet, the lowest tier's lines all do: tracking may be wrong
+/// (its targets blocked), and steering nowhere would make the outage ours.
+pub fn in_balance(lines: &[LineLoad]) -> Vec<LineLoad> {
+    let with_internet = lines.iter().filter(|l| l.internet);
+    let tier = match with_internet.clone().map(|l| l.tier).min() {
+        Some(t) => t,
+        None => match lines.iter().map(|l| l.tier).min() {
+            Some(t) => {
+                return lines.iter().filter(|l| l.tier == t).cloned().collect();
+            }
+            None => return Vec::new(),
+        },
+    };
+    with_internet.filter(|l| l.tier == tier).cloned().collect()
+}
+
+/// Fills the pick table: one mark per slot, in the order the kernel walks them, from the lines
+/// [`in_balance`]. Empty when there are no lines (the kernel then has nothing to choose from).
 pub fn pick_table(policy: Policy, lines: &[LineLoad]) -> Vec<u32> {
+    let lines = &in_balance(lines)[..];
     if lines.is_empty() {
         return Vec::new();
     }
@@ -234,6 +258,8 @@ mod tests {
             speed,
             queued_bytes: queued,
             open_connections: 0,
+            tier: 0,
+            internet: true,
         }
     }
 
@@ -389,5 +415,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn lines_without_the_internet_and_backups_carry_nothing_while_a_primary_has_it() {
+        let primary = line(1, None, Some(56_000), 0);
+        let dead = LineLoad {
+            internet: false,
+            ..line(2, None, Some(56_000), 0)
+        };
+        let backup = LineLoad {
+            tier: 1,
+            ..line(3, None, Some(56_000), 0)
+        };
+        let all = [primary.clone(), dead.clone(), backup.clone()];
+        for policy in [Policy::RoundRobin, Policy::Weighted, Policy::LeastLoaded] {
+            assert_eq!(pick_table(policy, &all), vec![1], "{policy:?}");
+        }
+        // The last primary loses the Internet: the backup takes over.
+        let gone = LineLoad {
+            internet: false,
+            ..primary
+        };
+        let t = pick_table(
+            Policy::RoundRobin,
+            &[gone.clone(), dead.clone(), backup.clone()],
+        );
+        assert_eq!(t, vec![3]);
+        // Nothing has the Internet (tracking may be wrong): the primaries carry on.
+        let lost = LineLoad {
+            internet: false,
+            ..backup
+        };
+        let t = pick_table(Policy::RoundRobin, &[gone, dead, lost]);
+        assert_eq!(t, vec![1, 2]);
     }
 }

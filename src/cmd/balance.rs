@@ -70,6 +70,8 @@ impl FromStr for LineSpec {
             weight,
             speed: None,
             dns,
+            tier: 0,
+            tracked: false,
         }))
     }
 }

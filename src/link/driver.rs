@@ -484,6 +484,8 @@ impl Line {
             weight,
             speed,
             dns: dns.clone(),
+            tier: 0,
+            tracked: false,
         };
         self.ctx.shared.edit(|i| {
             i.local = Some(local);

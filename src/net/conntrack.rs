@@ -3,7 +3,9 @@
 //!   and reconnect over a live line, instead of waiting for TCP timeouts on a route that no
 //!   longer exists;
 //! - counting each line's open TCP connections, the load signal of `least-loaded` for
-//!   traffic whose queue the router cannot see (a download queues at the ISP's end).
+//!   traffic whose queue the router cannot see (a download queues at the ISP's end);
+//! - counting each line's connections that went unanswered a moment ago (SYN or UDP sent, no
+//!   reply for a second or more): upstream tracking's passive evidence.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -100,18 +102,69 @@ fn send_request(flags: u16, request: ConntrackMessage) -> io::Result<Socket> {
 /// Conntrack's TCP states that carry data yet (`enum tcp_conntrack`): SYN_SENT, SYN_RECV,
 /// ESTABLISHED, SYN_SENT2. A connection in FIN_WAIT and later has had its last data.
 const OPEN_TCP_STATES: [u8; 4] = [1, 2, 3, 9];
+/// `TCP_CONNTRACK_SYN_SENT`.
+const SYN_SENT: u8 = 1;
 
-/// Counts the open TCP connections by mark, among the IPv4 entries whose
-/// `mark & mask == value & mask` (the kernel filters the dump).
-pub async fn open_tcp_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, u32>> {
+/// Seconds without a reply after which a new connection counts as unanswered: TCP resends
+/// its SYN after one second. Older than [`UNANSWERED_UNTIL`] it is old news (one client
+/// retrying a dead server must not keep its line suspect), and it no longer counts as load.
+const UNANSWERED_FROM: u32 = 1;
+const UNANSWERED_UNTIL: u32 = 4;
+
+/// What one line's entries say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MarkTally {
+    /// Open TCP connections (a SYN unanswered for long is not one).
+    pub open_tcp: u32,
+    /// Connections (TCP or UDP) unanswered for a second or few.
+    pub unanswered: u32,
+}
+
+/// The kernel's initial timeouts of unanswered entries, by which an entry's age is known
+/// (a dump gives the time left, not the age).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp_syn_sent: u32,
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            tcp_syn_sent: 120,
+            udp: 30,
+        }
+    }
+}
+
+impl Timeouts {
+    /// The current network namespace's settings (the kernel's defaults where unreadable).
+    pub fn read() -> Timeouts {
+        let read = |name: &str, default: u32| {
+            std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        let d = Timeouts::default();
+        Timeouts {
+            tcp_syn_sent: read("nf_conntrack_tcp_timeout_syn_sent", d.tcp_syn_sent),
+            udp: read("nf_conntrack_udp_timeout", d.udp),
+        }
+    }
+}
+
+/// Tallies the entries by mark, among the IPv4 entries whose `mark & mask == value & mask`
+/// (the kernel filters the dump).
+pub async fn tally_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, MarkTally>> {
     let socket = send_request(
         NLM_F_REQUEST | NLM_F_DUMP,
         ConntrackMessage::Get(mark_filter(value, mask)),
     )?;
-    off_runtime(move || read_dump(&socket)).await
+    off_runtime(move || read_dump(&socket, Timeouts::read())).await
 }
 
-fn read_dump(socket: &Socket) -> io::Result<BTreeMap<u32, u32>> {
+fn read_dump(socket: &Socket, timeouts: Timeouts) -> io::Result<BTreeMap<u32, MarkTally>> {
     let mut counts = BTreeMap::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -122,25 +175,44 @@ fn read_dump(socket: &Socket) -> io::Result<BTreeMap<u32, u32>> {
                 "ctnetlink closed the conntrack dump",
             ));
         }
-        if count_open_tcp(&buf[..n], &mut counts)? {
+        if tally(&buf[..n], timeouts, &mut counts)? {
             return Ok(counts);
         }
     }
 }
 
-/// Adds the open TCP connections of one datagram of a conntrack dump to `counts`; true when
-/// the dump is complete. Malformed input is an error, never a panic (fuzz target
-/// `conntrack_dump`; netlink-packet-core's attribute parser panics on some inputs, so this
-/// walks the few attributes it needs itself).
-pub fn count_open_tcp(datagram: &[u8], counts: &mut BTreeMap<u32, u32>) -> io::Result<bool> {
+/// Adds the entries of one datagram of a conntrack dump to `counts`; true when the dump is
+/// complete. Malformed input is an error, never a panic (fuzz target `conntrack_dump`;
+/// netlink-packet-core's attribute parser panics on some inputs, so this walks the few
+/// attributes it needs itself).
+pub fn tally(
+    datagram: &[u8],
+    timeouts: Timeouts,
+    counts: &mut BTreeMap<u32, MarkTally>,
+) -> io::Result<bool> {
     for message in Messages::new(datagram) {
         match message? {
             Message::Done | Message::Ack => return Ok(true),
             Message::Error(code) => return Err(io::Error::from_raw_os_error(code)),
             Message::Other { kind, payload } if kind == CONNTRACK_NEW => {
                 // nfgenmsg (family, version, resource id), then the entry's attributes.
-                if let Some(mark) = payload.get(4..).and_then(open_tcp_mark) {
-                    *counts.entry(mark).or_default() += 1;
+                if let Some(entry) = payload.get(4..).and_then(Entry::read) {
+                    let t = counts.entry(entry.mark).or_default();
+                    let unanswered = entry.unanswered_for(timeouts);
+                    if unanswered
+                        .is_some_and(|age| (UNANSWERED_FROM..UNANSWERED_UNTIL).contains(&age))
+                    {
+                        t.unanswered += 1;
+                    }
+                    let stale_syn = entry.tcp_state == Some(SYN_SENT)
+                        && unanswered.is_some_and(|age| age >= UNANSWERED_UNTIL);
+                    if entry
+                        .tcp_state
+                        .is_some_and(|s| OPEN_TCP_STATES.contains(&s))
+                        && !stale_syn
+                    {
+                        t.open_tcp += 1;
+                    }
                 }
             }
             Message::Other { .. } => {}
@@ -151,45 +223,106 @@ pub fn count_open_tcp(datagram: &[u8], counts: &mut BTreeMap<u32, u32>) -> io::R
 
 /// `(NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW`: an entry of a dump.
 const CONNTRACK_NEW: u16 = 1 << 8;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_STATUS: u16 = 3;
 const CTA_PROTOINFO: u16 = 4;
+const CTA_TIMEOUT: u16 = 7;
 const CTA_MARK: u16 = 8;
 const CTA_PROTOINFO_TCP: u16 = 1;
 const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+/// `IPS_SEEN_REPLY`: a packet came back.
+const SEEN_REPLY: u32 = 1 << 1;
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
 
-/// The mark of an entry that is an open TCP connection.
-fn open_tcp_mark(entry: &[u8]) -> Option<u32> {
-    let mut mark = None;
-    let mut open = false;
-    for (kind, value) in attributes(entry).map_while(Result::ok) {
-        match kind {
-            CTA_MARK => {
-                mark = value
-                    .get(..4)
-                    .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]));
+/// The few things read from one conntrack entry.
+#[derive(Debug, Default)]
+struct Entry {
+    mark: u32,
+    proto: Option<u8>,
+    status: u32,
+    timeout: Option<u32>,
+    tcp_state: Option<u8>,
+}
+
+impl Entry {
+    fn read(attrs: &[u8]) -> Option<Entry> {
+        let be32 = |v: &[u8]| {
+            v.get(..4)
+                .map(|m| u32::from_be_bytes([m[0], m[1], m[2], m[3]]))
+        };
+        let mut e = Entry::default();
+        let mut mark = None;
+        for (kind, value) in attributes(attrs).map_while(Result::ok) {
+            match kind {
+                CTA_MARK => mark = be32(value),
+                CTA_STATUS => e.status = be32(value).unwrap_or(0),
+                CTA_TIMEOUT => e.timeout = be32(value),
+                CTA_TUPLE_ORIG => {
+                    e.proto = nested(value, CTA_TUPLE_PROTO)
+                        .and_then(|p| nested(p, CTA_PROTO_NUM))
+                        .and_then(|n| n.first().copied());
+                }
+                CTA_PROTOINFO => {
+                    e.tcp_state = nested(value, CTA_PROTOINFO_TCP)
+                        .and_then(|tcp| nested(tcp, CTA_PROTOINFO_TCP_STATE))
+                        .and_then(|s| s.first().copied());
+                }
+                _ => {}
             }
-            CTA_PROTOINFO => {
-                open = attributes(value)
-                    .map_while(Result::ok)
-                    .filter(|(k, _)| *k == CTA_PROTOINFO_TCP)
-                    .flat_map(|(_, tcp)| attributes(tcp).map_while(Result::ok))
-                    .any(|(k, v)| {
-                        k == CTA_PROTOINFO_TCP_STATE
-                            && v.first().is_some_and(|s| OPEN_TCP_STATES.contains(s))
-                    });
-            }
-            _ => {}
         }
+        e.mark = mark?;
+        Some(e)
     }
-    mark.filter(|_| open)
+
+    /// Seconds since the connection began, if nothing has answered it.
+    fn unanswered_for(&self, timeouts: Timeouts) -> Option<u32> {
+        if self.status & SEEN_REPLY != 0 {
+            return None;
+        }
+        let initial = match (self.proto, self.tcp_state) {
+            (Some(PROTO_TCP), Some(SYN_SENT)) => timeouts.tcp_syn_sent,
+            (Some(PROTO_UDP), _) => timeouts.udp,
+            _ => return None,
+        };
+        Some(initial.saturating_sub(self.timeout?))
+    }
+}
+
+/// The value of the first attribute of `kind` among `attrs`.
+fn nested(attrs: &[u8], kind: u16) -> Option<&[u8]> {
+    attributes(attrs)
+        .map_while(Result::ok)
+        .find(|(k, _)| *k == kind)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_netfilter::conntrack::{ProtoInfo, ProtoInfoTCP};
+    use netlink_packet_netfilter::conntrack::{
+        ProtoInfo, ProtoInfoTCP, ProtoTuple, Protocol, Status, Tuple,
+    };
 
-    fn entry(mark: u32, tcp_state: Option<u8>) -> Vec<u8> {
-        let mut attributes = vec![ConntrackAttribute::CtaMark(mark)];
+    /// One dump entry: TCP with `tcp_state`, or UDP; `left` seconds to live; replied or not.
+    fn entry(mark: u32, tcp_state: Option<u8>, left: u32, replied: bool) -> Vec<u8> {
+        let proto = if tcp_state.is_some() {
+            Protocol::Tcp
+        } else {
+            Protocol::Udp
+        };
+        let mut attributes = vec![
+            ConntrackAttribute::CtaTupleOrig(vec![Tuple::Proto(vec![ProtoTuple::Protocol(proto)])]),
+            ConntrackAttribute::CtaStatus(if replied {
+                Status::SeenReply
+            } else {
+                Status::empty()
+            }),
+            ConntrackAttribute::CtaTimeout(left),
+            ConntrackAttribute::CtaMark(mark),
+        ];
         if let Some(state) = tcp_state {
             attributes.push(ConntrackAttribute::CtaProtoInfo(vec![ProtoInfo::TCP(
                 vec![ProtoInfoTCP::State(state)],
@@ -208,35 +341,65 @@ mod tests {
         buf
     }
 
-    #[test]
-    fn counts_open_tcp_connections_by_mark() {
+    fn tally_of(entries: &[(u32, Option<u8>, u32, bool)]) -> BTreeMap<u32, MarkTally> {
         let mut datagram = Vec::new();
-        for (mark, state) in [
-            (0xe101, Some(3)),
-            (0xe101, Some(1)),
-            (0xe101, Some(7)), // TIME_WAIT: done
-            (0xe102, Some(3)),
-            (0xe102, None), // UDP
-        ] {
-            datagram.extend(entry(mark, state));
+        for &(mark, state, left, replied) in entries {
+            datagram.extend(entry(mark, state, left, replied));
         }
         let mut counts = BTreeMap::new();
-        assert!(!count_open_tcp(&datagram, &mut counts).unwrap());
-        assert_eq!(counts, BTreeMap::from([(0xe101, 2), (0xe102, 1)]));
+        assert!(!tally(&datagram, Timeouts::default(), &mut counts).unwrap());
+        counts
+    }
+
+    fn t(open_tcp: u32, unanswered: u32) -> MarkTally {
+        MarkTally {
+            open_tcp,
+            unanswered,
+        }
+    }
+
+    #[test]
+    fn counts_open_tcp_connections_by_mark() {
+        let counts = tally_of(&[
+            (0xe101, Some(3), 7000, true),
+            (0xe101, Some(1), 120, false), // SYN_SENT, just now
+            (0xe101, Some(7), 100, true),  // TIME_WAIT: done
+            (0xe102, Some(3), 7000, true),
+            (0xe102, None, 170, true), // UDP, answered
+        ]);
+        assert_eq!(
+            counts,
+            BTreeMap::from([(0xe101, t(2, 0)), (0xe102, t(1, 0))])
+        );
+    }
+
+    #[test]
+    fn connections_unanswered_for_a_second_or_few_are_evidence() {
+        let counts = tally_of(&[
+            (0xe101, Some(1), 119, false), // SYN unanswered for 1 s
+            (0xe101, Some(1), 117, false), // 3 s
+            (0xe101, Some(1), 100, false), // 20 s: old news, and no load either
+            (0xe101, None, 28, false),     // UDP, 2 s
+            (0xe101, None, 30, false),     // UDP, just sent
+            (0xe102, Some(1), 118, true),  // a reply came (SYN_SENT2 path): not evidence
+        ]);
+        assert_eq!(counts[&0xe101], t(2, 3));
+        assert_eq!(counts[&0xe102], t(1, 0));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let good = entry(0xe101, Some(3));
+        let good = entry(0xe101, Some(3), 100, true);
+        let count = |d: &[u8]| tally(d, Timeouts::default(), &mut BTreeMap::new());
         for cut in 0..good.len() {
-            let _ = count_open_tcp(&good[..cut], &mut BTreeMap::new());
+            let _ = count(&good[..cut]);
         }
         // An error message with the most negative code (found by the fuzzer).
         let crash = [
             0x19, 0, 0, 0, 2, 0, 0xa1, 0xa1, 0xa1, 0xa1, 0, 0, 0xc4, 0, 0, 9, 0, 0, 0, 0x80, 0, 0,
             0x7e, 0x7e, 0x87,
         ];
-        assert!(count_open_tcp(&crash, &mut BTreeMap::new()).is_err());
+        assert!(count(&crash).is_err());
         // An attribute shorter than its header, which netlink-packet-core's parser panics on.
         let crash = [
             0x36, 0, 0, 0, 9, 0xa, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0x32, 0x13, 6, 0, 0x11, 0,
@@ -244,9 +407,9 @@ mod tests {
             0xff, 0xff, 0xa9, 6, 0x2a, 0, 0, 0, 0x2f, 0, 0x66, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x32,
             0xff, 0,
         ];
-        let _ = count_open_tcp(&crash, &mut BTreeMap::new());
+        let _ = count(&crash);
         let mut bad = good.clone();
         bad[0] = 0xff; // a length beyond the datagram
-        assert!(count_open_tcp(&bad, &mut BTreeMap::new()).is_err());
+        assert!(count(&bad).is_err());
     }
 }
