@@ -105,11 +105,13 @@ const OPEN_TCP_STATES: [u8; 4] = [1, 2, 3, 9];
 /// `TCP_CONNTRACK_SYN_SENT`.
 const SYN_SENT: u8 = 1;
 
-/// Seconds without a reply after which a new connection counts as unanswered: TCP resends
-/// its SYN after one second. Older than [`UNANSWERED_UNTIL`] it is old news (one client
-/// retrying a dead server must not keep its line suspect), and it no longer counts as load.
-const UNANSWERED_FROM: u32 = 1;
-const UNANSWERED_UNTIL: u32 = 4;
+/// An entry's age in whole seconds, as a dump tells it (the kernel rounds the time left
+/// down, so a brand-new entry reads as one second old), from which a new connection without a
+/// reply counts as unanswered: over a second, TCP has resent its SYN. From
+/// [`UNANSWERED_UNTIL`] on it is old news (one client retrying a dead server must not keep
+/// its line suspect), and an unanswered SYN no longer counts as load.
+const UNANSWERED_FROM: u32 = 2;
+const UNANSWERED_UNTIL: u32 = 5;
 
 /// What one line's entries say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -376,14 +378,15 @@ mod tests {
     #[test]
     fn connections_unanswered_for_a_second_or_few_are_evidence() {
         let counts = tally_of(&[
-            (0xe101, Some(1), 119, false), // SYN unanswered for 1 s
-            (0xe101, Some(1), 117, false), // 3 s
+            (0xe101, Some(1), 119, false), // SYN sent just now: not yet
+            (0xe101, Some(1), 117, false), // unanswered for 2-3 s
+            (0xe101, Some(1), 118, false), // 1-2 s
             (0xe101, Some(1), 100, false), // 20 s: old news, and no load either
             (0xe101, None, 28, false),     // UDP, 2 s
             (0xe101, None, 30, false),     // UDP, just sent
             (0xe102, Some(1), 118, true),  // a reply came (SYN_SENT2 path): not evidence
         ]);
-        assert_eq!(counts[&0xe101], t(2, 3));
+        assert_eq!(counts[&0xe101], t(3, 3));
         assert_eq!(counts[&0xe102], t(1, 0));
     }
 
