@@ -2,50 +2,30 @@
 //! the simulated modem's pty share, and a `$PATH` lookup.
 
 use std::io;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
 /// Registers an owned descriptor with the tokio reactor.
 pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd owns `fd`, so the descriptor stays open and unchanged for its life.
+    // SAFETY: the AsyncFd owns `fd` (an OwnedFd, which closes its descriptor only when
+    // dropped and never changes it), so the descriptor stays open and the same for its life.
     unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
 }
 
-/// read(2) into `buf`.
-pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for buf.len() bytes.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+/// read(2) into `buf`: errors as the OS reports them (EAGAIN is `WouldBlock`, which tokio's
+/// `try_io` takes for "not ready after all").
+pub(crate) fn read_fd(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    nix::unistd::read(fd.as_fd().as_raw_fd(), buf).map_err(io::Error::from)
 }
 
-/// write(2) of `data`.
-pub(crate) fn write_fd(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    // SAFETY: data is valid for data.len() bytes.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// Turns a C return code into `io::Result`.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// write(2) of `data`, errors as [`read_fd`]'s.
+pub(crate) fn write_fd(fd: impl AsFd, data: &[u8]) -> io::Result<usize> {
+    nix::unistd::write(fd, data).map_err(io::Error::from)
 }
 
 /// Writes all of `data` to a non-blocking descriptor registered with tokio.
 pub(crate) async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
     while !data.is_empty() {
         let mut guard = fd.writable().await?;
         // A hung-up descriptor stays "writable" for ever (tokio never clears the closed
@@ -56,7 +36,7 @@ pub(crate) async fn write_all(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> io::Res
                 "the other end of the line is closed",
             ));
         }
-        match guard.try_io(|fd| write_fd(fd.as_raw_fd(), data)) {
+        match guard.try_io(|fd| write_fd(fd, data)) {
             Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(Ok(n)) => data = &data[n..],
             Ok(Err(e)) => return Err(e),

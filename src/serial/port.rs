@@ -2,18 +2,20 @@
 //! read and written asynchronously.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IsTerminal;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use nix::sys::termios::{FlushArg, tcflush};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, sleep, timeout};
 
 use super::lock::{DEFAULT_LOCK_DIR, LockError, UucpLock};
-use crate::sys::{cvt, read_fd, register, write_fd};
+use crate::sys::{read_fd, register, write_fd};
 
 /// Beyond the guard times, how long the `+++`/`ATH0` escape may take in all.
 const ESCAPE_WRITE_LIMIT: Duration = Duration::from_secs(2);
@@ -158,7 +160,6 @@ impl SerialPort {
             None => None,
         };
         let fd = open_tty(path)?;
-        let raw = fd.as_raw_fd();
         let configure = |what, r: io::Result<()>| {
             r.map_err(|source| SerialError::Configure {
                 path: path.to_path_buf(),
@@ -166,25 +167,23 @@ impl SerialPort {
                 source,
             })
         };
-        // SAFETY: isatty only inspects the descriptor we own.
-        if unsafe { libc::isatty(raw) } != 1 {
+        if !fd.is_terminal() {
             return Err(SerialError::NotATty {
                 path: path.to_path_buf(),
             });
         }
         // Exclusive mode: further open(2)s fail with EBUSY (root can still override, which is
         // why the UUCP lock is taken as well).
-        configure("TIOCEXCL", ioctl_none(raw, libc::TIOCEXCL))?;
-        configure("termios", set_raw(raw, config.baud, config.flow))?;
+        configure("TIOCEXCL", set_exclusive(fd.as_fd()))?;
+        configure("termios", set_raw(fd.as_fd(), config.baud, config.flow))?;
         // Bytes the far end sent before we opened (a previous session's tail) would be read
         // first and confuse the chat script.
-        // SAFETY: plain ioctl on our descriptor.
-        configure("flush", cvt(unsafe { libc::tcflush(raw, libc::TCIFLUSH) }))?;
-        let has_modem_lines = get_modem_bits(raw).is_ok();
+        configure("flush", flush(fd.as_fd(), FlushArg::TCIFLUSH))?;
+        let has_modem_lines = get_modem_bits(fd.as_fd()).is_ok();
         if has_modem_lines {
             configure(
                 "raise DTR/RTS",
-                set_modem_bits(raw, libc::TIOCM_DTR | libc::TIOCM_RTS, true),
+                set_modem_bits(fd.as_fd(), libc::TIOCM_DTR | libc::TIOCM_RTS, true),
             )?;
         }
         let fd = register(fd).map_err(|source| SerialError::Open {
@@ -216,7 +215,7 @@ impl SerialPort {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| read_fd(fd.as_raw_fd(), buf)) {
+            match guard.try_io(|fd| read_fd(fd, buf)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -230,19 +229,17 @@ impl SerialPort {
 
     /// Changes the line speed of the open port.
     pub fn set_baud(&self, baud: u32, flow: FlowControl) -> io::Result<()> {
-        set_raw(self.fd.as_raw_fd(), baud, flow)
+        set_raw(self.fd.as_fd(), baud, flow)
     }
 
     /// Discards written bytes the device has not taken yet.
     pub fn flush_output(&self) -> io::Result<()> {
-        // SAFETY: plain ioctl on our descriptor.
-        cvt(unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCOFLUSH) })
+        flush(self.fd.as_fd(), FlushArg::TCOFLUSH)
     }
 
     /// Discards received bytes not yet read.
     pub fn flush_input(&self) -> io::Result<()> {
-        // SAFETY: plain ioctl on our descriptor.
-        cvt(unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCIFLUSH) })
+        flush(self.fd.as_fd(), FlushArg::TCIFLUSH)
     }
 
     /// A handle that reads the carrier (DCD) while the port itself is lent to another task
@@ -263,7 +260,7 @@ impl SerialPort {
         if !self.has_modem_lines {
             return None;
         }
-        let bits = get_modem_bits(self.fd.as_raw_fd()).ok()?;
+        let bits = get_modem_bits(self.fd.as_fd()).ok()?;
         Some(ModemStatus {
             dcd: bits & libc::TIOCM_CAR != 0,
             dsr: bits & libc::TIOCM_DSR != 0,
@@ -286,15 +283,16 @@ impl SerialPort {
         // struct serial_struct starts with `int type`; the buffer is large enough for the
         // whole structure on every architecture.
         let mut buf = [0u8; 256];
-        // SAFETY: TIOCGSERIAL copies one serial_struct (< 128 bytes) into buf.
-        let r = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TIOCGSERIAL, buf.as_mut_ptr()) };
+        // SAFETY: TIOCGSERIAL copies one serial_struct (< 128 bytes) into `buf`, which is
+        // larger, on a descriptor we own.
+        let r = unsafe { ioctls::tiocgserial(self.fd.as_raw_fd(), &mut buf) };
         let port_type = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-        r == 0 && port_type == 0
+        r == Ok(0) && port_type == 0
     }
 
     /// Raises or drops DTR. Fails with ENOTTY on a pty.
     pub fn set_dtr(&self, on: bool) -> io::Result<()> {
-        set_modem_bits(self.fd.as_raw_fd(), libc::TIOCM_DTR, on)
+        set_modem_bits(self.fd.as_fd(), libc::TIOCM_DTR, on)
     }
 
     /// Sends a BREAK (a quarter second of space), as chat's `\K`. Not tcsendbreak(3), which
@@ -302,14 +300,14 @@ impl SerialPort {
     /// async sleep.
     pub async fn send_break(&self) -> io::Result<()> {
         /// Ends the break however the wait ends (an abandoned chat too).
-        struct Breaking(RawFd);
-        impl Drop for Breaking {
+        struct Breaking<'a>(BorrowedFd<'a>);
+        impl Drop for Breaking<'_> {
             fn drop(&mut self) {
-                let _ = ioctl_none(self.0, libc::TIOCCBRK);
+                let _ = set_break(self.0, false);
             }
         }
-        let fd = self.fd.as_raw_fd();
-        ioctl_none(fd, libc::TIOCSBRK)?;
+        let fd = self.fd.as_fd();
+        set_break(fd, true)?;
         let _breaking = Breaking(fd);
         sleep(BREAK_LENGTH).await;
         Ok(())
@@ -344,8 +342,7 @@ impl SerialPort {
         // close(2) of a tty waits for unsent output to drain (closing_wait: 30 s by default),
         // and unsent output is what a stuck far end leaves: discard it, then close off the
         // async threads.
-        // SAFETY: plain ioctl on our descriptor.
-        let _ = unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCOFLUSH) };
+        let _ = self.flush_output();
         let path = self.path.clone();
         // Dropping self closes the descriptor (with HUPCL, which drops DTR again) and then
         // removes the lock file.
@@ -391,7 +388,7 @@ pub struct CarrierWatch {
 impl CarrierWatch {
     /// Whether the carrier is up (`None` if the line cannot be read any more).
     pub fn carrier(&self) -> Option<bool> {
-        get_modem_bits(self.fd.as_raw_fd())
+        get_modem_bits(self.fd.as_fd())
             .ok()
             .map(|bits| bits & libc::TIOCM_CAR != 0)
     }
@@ -433,7 +430,7 @@ fn poll_read_fd(
     loop {
         let mut guard = ready!(fd.poll_read_ready(cx))?;
         let unfilled = buf.initialize_unfilled();
-        match guard.try_io(|fd| read_fd(fd.as_raw_fd(), unfilled)) {
+        match guard.try_io(|fd| read_fd(fd, unfilled)) {
             Ok(Ok(n)) => {
                 buf.advance(n);
                 return Poll::Ready(Ok(()));
@@ -452,7 +449,7 @@ fn poll_write_fd(
 ) -> Poll<io::Result<usize>> {
     loop {
         let mut guard = ready!(fd.poll_write_ready(cx))?;
-        match guard.try_io(|fd| write_fd(fd.as_raw_fd(), data)) {
+        match guard.try_io(|fd| write_fd(fd, data)) {
             Ok(result) => return Poll::Ready(result),
             Err(_would_block) => continue,
         }
@@ -528,33 +525,55 @@ impl AsFd for SerialPort {
 
 fn open_tty(path: &Path) -> Result<OwnedFd, SerialError> {
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
     let open_err = |source| SerialError::Open {
         path: path.to_path_buf(),
         source,
     };
-    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| open_err(io::ErrorKind::InvalidInput.into()))?;
-    // O_NONBLOCK: don't wait for carrier on open, and let tokio drive the descriptor.
-    // SAFETY: valid C string; the returned descriptor is owned below.
-    let fd = unsafe {
-        libc::open(
-            cpath.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(open_err(io::Error::last_os_error()));
+    // No path with a NUL byte opens; this error is the one it has always been refused with
+    // (std's would word it differently).
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(open_err(io::ErrorKind::InvalidInput.into()));
     }
-    // SAFETY: fd was just returned by open(2) and is not owned elsewhere.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // O_NONBLOCK: don't wait for carrier on open, and let tokio drive the descriptor. std
+    // adds O_CLOEXEC.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(open_err)
+}
+
+/// The tty ioctls nix has no safe call for. Each is `unsafe` only because the kernel reads or
+/// writes through the pointer: every caller passes a value of the type the ioctl expects.
+mod ioctls {
+    nix::ioctl_none_bad!(tiocexcl, libc::TIOCEXCL);
+    nix::ioctl_none_bad!(tiocsbrk, libc::TIOCSBRK);
+    nix::ioctl_none_bad!(tioccbrk, libc::TIOCCBRK);
+    nix::ioctl_read_bad!(tiocmget, libc::TIOCMGET, libc::c_int);
+    nix::ioctl_write_ptr_bad!(tiocmbis, libc::TIOCMBIS, libc::c_int);
+    nix::ioctl_write_ptr_bad!(tiocmbic, libc::TIOCMBIC, libc::c_int);
+    nix::ioctl_read_bad!(tcgets2, libc::TCGETS2, libc::termios2);
+    nix::ioctl_write_ptr_bad!(tcsets2, libc::TCSETS2, libc::termios2);
+    // The buffer is larger than any architecture's struct serial_struct.
+    nix::ioctl_read_bad!(tiocgserial, libc::TIOCGSERIAL, [u8; 256]);
+}
+
+/// tcflush(3).
+fn flush(fd: BorrowedFd<'_>, what: FlushArg) -> io::Result<()> {
+    tcflush(fd, what).map_err(io::Error::from)
 }
 
 /// Raw 8N1 (cfmakeraw) at any baud rate via termios2/BOTHER, receiver on, modem lines
 /// ignored for open/read (CLOCAL: carrier is watched explicitly), DTR dropped on close (HUPCL).
-fn set_raw(fd: RawFd, baud: u32, flow: FlowControl) -> io::Result<()> {
-    // SAFETY: termios2 is plain data; the ioctls fill/read it for our descriptor.
+/// termios2, which nix's termios calls do not know, is what takes a rate that is not a `Bnnn`.
+fn set_raw(fd: BorrowedFd<'_>, baud: u32, flow: FlowControl) -> io::Result<()> {
+    // SAFETY: termios2 is integers and arrays of integers, for which all zeroes is a value.
     let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::ioctl(fd, libc::TCGETS2, &mut t) })?;
+    // SAFETY: TCGETS2 fills one termios2, which `t` is.
+    unsafe { ioctls::tcgets2(fd.as_raw_fd(), &mut t) }?;
     t.c_iflag &= !(libc::IGNBRK
         | libc::BRKINT
         | libc::PARMRK
@@ -578,23 +597,46 @@ fn set_raw(fd: RawFd, baud: u32, flow: FlowControl) -> io::Result<()> {
     t.c_ospeed = baud;
     t.c_cc[libc::VMIN] = 1;
     t.c_cc[libc::VTIME] = 0;
-    cvt(unsafe { libc::ioctl(fd, libc::TCSETS2, &t) })
+    // SAFETY: TCSETS2 reads one termios2, which `t` is.
+    unsafe { ioctls::tcsets2(fd.as_raw_fd(), &t) }?;
+    Ok(())
 }
 
-fn ioctl_none(fd: RawFd, request: libc::Ioctl) -> io::Result<()> {
-    // SAFETY: an argument-less ioctl on our descriptor.
-    cvt(unsafe { libc::ioctl(fd, request) })
+/// TIOCEXCL: further open(2)s of the device fail with EBUSY.
+fn set_exclusive(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCEXCL takes no argument.
+    unsafe { ioctls::tiocexcl(fd.as_raw_fd()) }?;
+    Ok(())
 }
 
-fn get_modem_bits(fd: RawFd) -> io::Result<libc::c_int> {
+/// Switches a BREAK on or off (TIOCSBRK/TIOCCBRK).
+fn set_break(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: TIOCSBRK and TIOCCBRK take no argument.
+    unsafe {
+        if on {
+            ioctls::tiocsbrk(fd.as_raw_fd())
+        } else {
+            ioctls::tioccbrk(fd.as_raw_fd())
+        }
+    }?;
+    Ok(())
+}
+
+fn get_modem_bits(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     let mut bits: libc::c_int = 0;
-    // SAFETY: TIOCMGET writes one int.
-    cvt(unsafe { libc::ioctl(fd, libc::TIOCMGET, &mut bits) })?;
+    // SAFETY: TIOCMGET writes one int, which `bits` is.
+    unsafe { ioctls::tiocmget(fd.as_raw_fd(), &mut bits) }?;
     Ok(bits)
 }
 
-fn set_modem_bits(fd: RawFd, bits: libc::c_int, on: bool) -> io::Result<()> {
-    let request = if on { libc::TIOCMBIS } else { libc::TIOCMBIC };
-    // SAFETY: TIOCMBIS/TIOCMBIC read one int.
-    cvt(unsafe { libc::ioctl(fd, request, &bits) })
+fn set_modem_bits(fd: BorrowedFd<'_>, bits: libc::c_int, on: bool) -> io::Result<()> {
+    // SAFETY: TIOCMBIS and TIOCMBIC read one int, which `bits` is.
+    unsafe {
+        if on {
+            ioctls::tiocmbis(fd.as_raw_fd(), &bits)
+        } else {
+            ioctls::tiocmbic(fd.as_raw_fd(), &bits)
+        }
+    }?;
+    Ok(())
 }

@@ -73,7 +73,7 @@ impl PtyMaster {
             if !self.slave_open {
                 // With no opener the master polls as hung up forever: sample it instead.
                 tokio::time::sleep(REOPEN_POLL).await;
-                match read_fd(self.raw_fd()?, buf) {
+                match read_fd(self.master()?, buf) {
                     Ok(n) => {
                         self.reopened()?;
                         return Ok(MasterRead::Data(n));
@@ -86,7 +86,7 @@ impl PtyMaster {
             }
             let fd = self.fd.as_ref().ok_or_else(gone)?;
             let mut guard = fd.readable().await?;
-            match guard.try_io(|fd| read_fd(fd.as_raw_fd(), buf)) {
+            match guard.try_io(|fd| read_fd(fd, buf)) {
                 Ok(Ok(n)) => return Ok(MasterRead::Data(n)),
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => {
                     self.slave_open = false;
@@ -101,11 +101,11 @@ impl PtyMaster {
     /// Writes to the slave's reader. Bytes written while nobody has the slave open are kept
     /// by the kernel and read by the next opener (who should flush them, as SerialPort does).
     pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
-        crate::sys::write_all(self.fd.as_ref().ok_or_else(gone)?, data).await
+        crate::sys::write_all(self.master()?, data).await
     }
 
-    fn raw_fd(&self) -> io::Result<i32> {
-        Ok(self.fd.as_ref().ok_or_else(gone)?.as_raw_fd())
+    fn master(&self) -> io::Result<&AsyncFd<OwnedFd>> {
+        self.fd.as_ref().ok_or_else(gone)
     }
 
     /// Someone opened the slave. tokio remembers the hangup it saw while nobody had it open

@@ -66,10 +66,12 @@ pub fn clock(unix_seconds: f64) -> String {
     } else {
         0
     };
-    // SAFETY: localtime_r writes only into `tm`, which is a plain C struct of integers (and a
-    // pointer it sets to static storage); zeroed is a valid initial value.
+    // Neither std nor nix has localtime: libc's is used directly.
+    // SAFETY: `tm` is integers and one pointer (tm_zone), for which all zeroes (null) is a
+    // valid value.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call.
+    // SAFETY: localtime_r reads `t` and writes only into `tm`, both valid for the call; what
+    // tm_zone comes to point at is static storage, never freed.
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
         return "??:??:??".into();
     }
