@@ -15,6 +15,7 @@ mod tracker;
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::str::FromStr;
 use std::time::Duration;
 
 pub use latency::{LOSS_WINDOW, Latency};
@@ -42,19 +43,111 @@ pub enum Target {
     },
 }
 
+/// Written as in the configuration: `ping 1.1.1.1`, `tcp 198.51.100.10:443`, `dns example.com`
+/// (the line's own servers) or `dns example.com@9.9.9.9`, `http://192.0.2.80/generate_204 204`.
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Icmp(a) => write!(f, "ping {a}"),
             Target::Tcp(a) => write!(f, "tcp {a}"),
-            Target::Dns { server: None, name } => write!(f, "dns {name} (line's servers)"),
+            Target::Dns { server: None, name } => write!(f, "dns {name}"),
             Target::Dns {
                 server: Some(s),
                 name,
-            } => write!(f, "dns {name} @{s}"),
+            } => write!(f, "dns {name}@{s}"),
             Target::Http {
-                addr, host, path, ..
-            } => write!(f, "http://{host}{path} ({addr})"),
+                addr,
+                host,
+                path,
+                expect,
+            } => {
+                let port = if addr.port() == 80 {
+                    String::new()
+                } else {
+                    format!(":{}", addr.port())
+                };
+                if host == &addr.ip().to_string() {
+                    write!(f, "http://{host}{port}{path} {expect}")
+                } else {
+                    write!(f, "http://{}{port}{path} {expect} host={host}", addr.ip())
+                }
+            }
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Target, String> {
+        let words: Vec<&str> = s.split_whitespace().collect();
+        let addr = |a: &str| {
+            a.parse::<Ipv4Addr>()
+                .map_err(|_| format!("'{a}' is not an IPv4 address"))
+        };
+        match words.as_slice() {
+            ["ping" | "icmp", a] => Ok(Target::Icmp(addr(a)?)),
+            ["tcp", a] => a
+                .parse::<SocketAddrV4>()
+                .map(Target::Tcp)
+                .map_err(|_| format!("'{a}' is not ADDRESS:PORT")),
+            ["dns", query] => {
+                let (name, server) = match query.split_once('@') {
+                    Some((n, s)) => (n, Some(addr(s)?)),
+                    None => (*query, None),
+                };
+                if name.is_empty() || name.len() > 253 || !name.is_ascii() {
+                    return Err(format!("'{name}' is not a DNS name"));
+                }
+                Ok(Target::Dns {
+                    server,
+                    name: name.to_string(),
+                })
+            }
+            [url, rest @ ..] if url.starts_with("http://") => {
+                let authority_path = &url["http://".len()..];
+                let (authority, path) = match authority_path.find('/') {
+                    Some(i) => authority_path.split_at(i),
+                    None => (authority_path, "/"),
+                };
+                let (ip, port) = match authority.split_once(':') {
+                    Some((ip, port)) => (
+                        ip,
+                        port.parse::<u16>()
+                            .map_err(|_| format!("'{port}' is not a port"))?,
+                    ),
+                    None => (authority, 80),
+                };
+                let ip = addr(ip)?;
+                let mut expect = 200;
+                let mut host = ip.to_string();
+                for word in rest {
+                    if let Some(h) = word.strip_prefix("host=") {
+                        host = h.to_string();
+                    } else {
+                        expect = word
+                            .parse()
+                            .ok()
+                            .filter(|c| (100..600).contains(c))
+                            .ok_or_else(|| format!("'{word}' is not an HTTP status"))?;
+                    }
+                }
+                if path.bytes().any(|b| b.is_ascii_control())
+                    || host.bytes().any(|b| b.is_ascii_control())
+                {
+                    return Err("control characters in the URL".into());
+                }
+                Ok(Target::Http {
+                    addr: SocketAddrV4::new(ip, port),
+                    host,
+                    path: path.to_string(),
+                    expect,
+                })
+            }
+            _ => Err(format!(
+                "'{s}' is not a target: ping ADDRESS, tcp ADDRESS:PORT, dns NAME[@SERVER] or \
+                 http://ADDRESS[:PORT]/PATH [STATUS] [host=NAME]"
+            )),
         }
     }
 }
@@ -116,6 +209,43 @@ impl Default for TrackConfig {
             max_latency: None,
             max_loss: None,
             redial_after: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_and_print_alike() {
+        for t in [
+            "ping 1.1.1.1",
+            "tcp 198.51.100.10:443",
+            "dns example.com",
+            "dns example.com@9.9.9.9",
+            "http://192.0.2.80/generate_204 204",
+            "http://192.0.2.80:8080/ 200 host=example.net",
+        ] {
+            assert_eq!(t.parse::<Target>().unwrap().to_string(), t);
+        }
+        assert_eq!(
+            "icmp 8.8.8.8".parse::<Target>().unwrap(),
+            Target::Icmp(Ipv4Addr::new(8, 8, 8, 8))
+        );
+        for bad in [
+            "",
+            "ping",
+            "ping example.com",
+            "tcp 1.2.3.4",
+            "dns",
+            "dns x@y",
+            "http://example.com/",
+            "http://1.2.3.4/ 999",
+            "https://1.2.3.4/",
+            "smtp 1.2.3.4",
+        ] {
+            assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
     }
 }
