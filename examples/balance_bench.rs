@@ -298,7 +298,7 @@ impl EqlplusRouting {
                             dns: vec![],
                         };
                         if let Err(e) = b.enslave(spec).await {
-                            let _ = ready_tx.send(Err(e));
+                            let _ = ready_tx.send(Err(e.to_string()));
                             return b.shutdown().await;
                         }
                     }
@@ -308,6 +308,7 @@ impl EqlplusRouting {
                     let _ = task.await;
                     result
                 })
+                .map_err(|e| e.to_string())
             })
             .unwrap();
         ready_rx.recv()??;
