@@ -16,6 +16,7 @@ use super::wire::{Incoming, LineReader, decode_request, encode, sanitize};
 use super::{ControlHandler, Limits, MAX_SUBSCRIBE_INTERVAL, MIN_SUBSCRIBE_INTERVAL};
 use crate::control::protocol::{MAX_REQUEST_BYTES, Request, Response};
 
+/// The handler's answer, bounded in time; a panic or a timeout is an internal error.
 async fn call<H: ControlHandler>(handler: &H, request: Request, limit: Duration) -> Response {
     let answer = AssertUnwindSafe(handler.handle(request)).catch_unwind();
     match tokio::time::timeout(limit, answer).await {
