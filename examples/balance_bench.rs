@@ -300,7 +300,7 @@ impl EqlplusRouting {
                             tracked: false,
                         };
                         if let Err(e) = b.enslave(spec).await {
-                            let _ = ready_tx.send(Err(e));
+                            let _ = ready_tx.send(Err(e.to_string()));
                             return b.shutdown().await;
                         }
                     }
@@ -310,6 +310,7 @@ impl EqlplusRouting {
                     let _ = task.await;
                     result
                 })
+                .map_err(|e| e.to_string())
             })
             .unwrap();
         ready_rx.recv()??;

@@ -204,7 +204,7 @@ impl Soak {
             Ok(Ok(Response::Status(report))) => report
                 .lines
                 .into_iter()
-                .map(|l| (l.name, l.state))
+                .map(|l| (l.name, l.state.to_string()))
                 .collect(),
             _ => BTreeMap::new(),
         }

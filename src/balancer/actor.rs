@@ -23,11 +23,22 @@ const RECONCILE_EVERY: Duration = Duration::from_secs(30);
 /// reload is a burst of changes; check once it is over.
 const RECONCILE_SETTLE: Duration = Duration::from_millis(250);
 
+/// Why a request to the balancer task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// The task has ended (shut down, or it panicked): nothing was done.
+    #[error("the balancer has stopped")]
+    Gone,
+    /// The kernel refused or the line was not fit for the balance.
+    #[error(transparent)]
+    Kernel(#[from] BalancerError),
+}
+
 enum Request {
-    Enslave(Enslave, oneshot::Sender<Result<(), String>>),
+    Enslave(Enslave, oneshot::Sender<Result<(), BalancerError>>),
     Emancipate(String, oneshot::Sender<()>),
     Load(String, u64),
-    Shutdown(oneshot::Sender<Result<(), String>>),
+    Shutdown(oneshot::Sender<Result<(), BalancerError>>),
 }
 
 /// A cheap handle to the balancer task.
@@ -49,13 +60,12 @@ impl BalancerHandle {
     }
 
     /// Puts a line into the balance; the error says why not.
-    pub async fn enslave(&self, spec: Enslave) -> Result<(), String> {
+    pub async fn enslave(&self, spec: Enslave) -> Result<(), HandleError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Request::Enslave(spec, tx))
-            .map_err(|_| "the balancer has stopped".to_string())?;
-        rx.await
-            .unwrap_or_else(|_| Err("the balancer has stopped".into()))
+            .map_err(|_| HandleError::Gone)?;
+        Ok(rx.await.map_err(|_| HandleError::Gone)??)
     }
 
     /// Takes a line out of the balance (its connections are dropped).
@@ -75,13 +85,14 @@ impl BalancerHandle {
         let _ = self.tx.send(Request::Load(line.to_string(), queued_bytes));
     }
 
-    /// Removes all kernel state and stops the task.
-    pub async fn shutdown(&self) -> Result<(), String> {
+    /// Removes all kernel state and stops the task. A task that ends without answering (it
+    /// was already shutting down) counts as done.
+    pub async fn shutdown(&self) -> Result<(), HandleError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Request::Shutdown(tx))
-            .map_err(|_| "the balancer has stopped".to_string())?;
-        rx.await.unwrap_or(Ok(()))
+            .map_err(|_| HandleError::Gone)?;
+        Ok(rx.await.unwrap_or(Ok(()))?)
     }
 }
 
@@ -161,7 +172,7 @@ async fn run(
             Request::Enslave(spec, reply) => {
                 let (line, device, servers) =
                     (spec.line.clone(), spec.device.clone(), spec.dns.clone());
-                let result = balancer.enslave(spec).await.map_err(|e| e.to_string());
+                let result = balancer.enslave(spec).await;
                 if let (Ok(()), Some(dns)) = (&result, dns.as_mut()) {
                     dns.line_up(line, device, servers);
                 }
@@ -184,11 +195,7 @@ async fn run(
                 if let Some(dns) = dns.as_mut() {
                     dns.all_down();
                 }
-                let result = balancer
-                    .shutdown()
-                    .await
-                    .map_err(|e: BalancerError| e.to_string());
-                let _ = reply.send(result);
+                let _ = reply.send(balancer.shutdown().await);
                 return;
             }
         }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::control::client;
-use crate::control::{Request, Response, StatusReport};
+use crate::control::{LineState, Request, Response, StatusReport};
 use crate::sim::DialAnswer;
 use crate::sim::web::{PageLoad, page};
 use crate::sim::world::{World, WorldConfig, line_local};
@@ -189,7 +189,7 @@ async fn scenario(
     let n = usize::from(args.lines);
     let all: Vec<String> = (1..=n).map(|i| format!("ttyS{i}")).collect();
     wait_for(socket, "every line up", Duration::from_secs(60), |s| {
-        s.lines.len() == n && s.lines.iter().all(|l| l.state == "up")
+        s.lines.len() == n && s.lines.iter().all(|l| l.state == LineState::Up)
     })
     .await?;
     let status = status(socket).await?;
@@ -220,7 +220,7 @@ async fn scenario(
         )
         .await?;
         wait_for(socket, "one line left", Duration::from_secs(30), |s| {
-            s.lines.iter().filter(|l| l.state == "up").count() == 1
+            s.lines.iter().filter(|l| l.state == LineState::Up).count() == 1
         })
         .await?;
         say("loading the page over 1 line…");
@@ -228,7 +228,7 @@ async fn scenario(
         report(&one, 1);
         control(socket, Request::Up { lines: vec![] }).await?;
         wait_for(socket, "every line back up", Duration::from_secs(60), |s| {
-            s.lines.iter().all(|l| l.state == "up")
+            s.lines.iter().all(|l| l.state == LineState::Up)
         })
         .await?;
         Some(one)

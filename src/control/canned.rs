@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::protocol::{LineStatus, Request, Response, StatusReport};
+use super::protocol::{AdminState, LineState, LineStatus, Policy, Request, Response, StatusReport};
 use super::server::ControlHandler;
 
 /// Seconds since the Unix epoch, now.
@@ -48,9 +48,9 @@ impl CannedHandler {
             name: name.into(),
             device: format!("/dev/{name}"),
             slave: format!("eq-{name}"),
-            state: "up".into(),
+            state: LineState::Up,
             since: start - 192.0 * f64::from(n + 1),
-            admin: "up".into(),
+            admin: AdminState::Up,
             local: Some(Ipv4Addr::new(10, 64, n, 2)),
             peer: Some(Ipv4Addr::new(10, 64, n, 1)),
             dns: vec![Ipv4Addr::new(10, 64, 0, 53)],
@@ -62,9 +62,9 @@ impl CannedHandler {
             name: "ttyUSB0".into(),
             device: "/dev/ttyUSB0".into(),
             slave: "eq-ttyUSB0".into(),
-            state: "holdoff".into(),
+            state: LineState::Holdoff,
             since: start - 4.0,
-            admin: "up".into(),
+            admin: AdminState::Up,
             redials: 3,
             last_error: Some("dial-chat: BUSY".into()),
             next_attempt: Some(start + 8.0),
@@ -97,8 +97,8 @@ impl CannedHandler {
         let rates: Vec<(f64, f64)> = s
             .lines
             .iter()
-            .map(|l| match (l.state.as_str(), l.connect_speed) {
-                ("up", Some(speed)) => {
+            .map(|l| match (&l.state, l.connect_speed) {
+                (LineState::Up, Some(speed)) => {
                     let rx = f64::from(speed) / 10.0 * (0.7 + 0.05 * (k % 5.0));
                     (rx, rx / 8.0)
                 }
@@ -115,7 +115,7 @@ impl CannedHandler {
         }
         Response::Status(StatusReport {
             time: s.start.max(unix_now()),
-            policy: "weighted".into(),
+            policy: Policy::Weighted,
             lines: s
                 .lines
                 .iter()
@@ -146,7 +146,7 @@ impl CannedHandler {
             if up {
                 // A hung-up line comes back as it was first made up (ttyS0 and ttyS1 `up`
                 // with their addresses, ttyUSB0 in holdoff); the traffic counters go on.
-                if l.admin == "down" {
+                if l.admin == AdminState::Down {
                     *l = LineStatus {
                         since: now,
                         rx_bytes: l.rx_bytes,
@@ -156,8 +156,8 @@ impl CannedHandler {
                     };
                 }
             } else {
-                l.admin = "down".into();
-                l.state = "down".into();
+                l.admin = AdminState::Down;
+                l.state = LineState::Down;
                 l.since = now;
                 l.local = None;
                 l.peer = None;
@@ -216,7 +216,7 @@ mod tests {
     fn hangup_and_up_change_the_state() {
         let h = CannedHandler::new();
         let before = lines(&h);
-        assert_eq!(before[1].state, "up");
+        assert_eq!(before[1].state, LineState::Up);
         assert_eq!(
             h.set_admin(&["ttyS1".into()], false),
             Response::Ok {
@@ -225,12 +225,12 @@ mod tests {
         );
         let after = lines(&h);
         assert_eq!(
-            (after[1].state.as_str(), after[1].admin.as_str()),
-            ("down", "down")
+            (&after[1].state, &after[1].admin),
+            (&LineState::Down, &AdminState::Down)
         );
         assert_eq!(after[1].local, None);
         assert_eq!((after[1].rx_rate, after[1].share), (0.0, 0.0));
-        assert_eq!(after[0].state, "up");
+        assert_eq!(after[0].state, LineState::Up);
         assert!((after[0].share + after[2].share - 1.0).abs() < 1e-9);
         assert_eq!(
             h.set_admin(&["ttyS1".into()], true),
@@ -240,8 +240,8 @@ mod tests {
         );
         let again = lines(&h);
         assert_eq!(
-            (again[1].state.as_str(), again[1].admin.as_str()),
-            ("up", "up")
+            (&again[1].state, &again[1].admin),
+            (&LineState::Up, &AdminState::Up)
         );
         assert_eq!(again[1].local, before[1].local);
         assert_eq!(again[1].connect_speed, Some(33_600));
@@ -249,7 +249,7 @@ mod tests {
         assert!(again[1].rx_bytes >= after[1].rx_bytes);
         // `up` of a line that is not held down changes nothing.
         h.set_admin(&[], true);
-        assert_eq!(lines(&h)[2].state, "holdoff");
+        assert_eq!(lines(&h)[2].state, LineState::Holdoff);
         assert!(matches!(
             h.set_admin(&["ttyS9".into()], false),
             Response::Error { .. }

@@ -11,5 +11,8 @@ pub mod server;
 mod slots;
 
 pub use client::{Client, ClientError, Subscription};
-pub use protocol::{Envelope, LineStatus, PROTOCOL_VERSION, Request, Response, StatusReport};
+pub use protocol::{
+    AdminState, Envelope, LineState, LineStatus, PROTOCOL_VERSION, Policy, Request, Response,
+    StatusReport,
+};
 pub use server::{ControlHandler, ControlServer, ServerOptions, serve, serve_with};

@@ -5,6 +5,7 @@
 //! Requests carry the protocol version; the daemon refuses other versions with an error
 //! response rather than guessing.
 
+use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
@@ -69,7 +70,7 @@ pub enum Response {
 pub struct StatusReport {
     /// Seconds since the Unix epoch when this report was made.
     pub time: f64,
-    pub policy: String,
+    pub policy: Policy,
     pub lines: Vec<LineStatus>,
 }
 
@@ -79,13 +80,11 @@ pub struct LineStatus {
     pub name: String,
     pub device: String,
     pub slave: String,
-    /// `disabled`, `down` (held down by `hangup`), `locking`, `init-chat`, `dial-chat`, `ppp`,
-    /// `up`, `hanging-up`, `holdoff`, `failed`.
-    pub state: String,
+    pub state: LineState,
     /// Seconds since the Unix epoch when the line entered `state`.
     pub since: f64,
-    /// `up` or `down`: what the administrator asked.
-    pub admin: String,
+    /// What the administrator asked.
+    pub admin: AdminState,
     pub local: Option<Ipv4Addr>,
     pub peer: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
@@ -107,6 +106,153 @@ pub struct LineStatus {
     /// When the next redial happens (seconds since the epoch), in `holdoff`.
     pub next_attempt: Option<f64>,
 }
+
+// The three names below travel as plain strings (`"dial-chat"`, `"down"`, `"least-loaded"`).
+// A value this build does not know — a newer daemon's state or policy — is kept as it came in
+// `Other`, so an older CLI still shows it instead of failing on the whole report. The domain
+// types they mirror (`link::LineState`, `balancer::Policy`) live beside `control`, not below it,
+// so the daemon converts them (`daemon::wire`).
+
+/// A line's state, as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LineState {
+    /// Not enabled in the configuration.
+    Disabled,
+    /// Held down by `hangup`.
+    Down,
+    Locking,
+    InitChat,
+    DialChat,
+    Ppp,
+    Up,
+    HangingUp,
+    /// Waiting to redial.
+    Holdoff,
+    Failed,
+    /// A state this build does not know, as the daemon sent it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl LineState {
+    const KNOWN: [LineState; 10] = [
+        LineState::Disabled,
+        LineState::Down,
+        LineState::Locking,
+        LineState::InitChat,
+        LineState::DialChat,
+        LineState::Ppp,
+        LineState::Up,
+        LineState::HangingUp,
+        LineState::Holdoff,
+        LineState::Failed,
+    ];
+
+    /// The name on the wire (and on screen).
+    pub fn as_str(&self) -> &str {
+        match self {
+            LineState::Disabled => "disabled",
+            LineState::Down => "down",
+            LineState::Locking => "locking",
+            LineState::InitChat => "init-chat",
+            LineState::DialChat => "dial-chat",
+            LineState::Ppp => "ppp",
+            LineState::Up => "up",
+            LineState::HangingUp => "hanging-up",
+            LineState::Holdoff => "holdoff",
+            LineState::Failed => "failed",
+            LineState::Other(s) => s,
+        }
+    }
+}
+
+/// What the administrator asked of a line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminState {
+    Up,
+    /// `hangup`: down until `up`.
+    Down,
+    /// A value this build does not know, as the daemon sent it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl AdminState {
+    const KNOWN: [AdminState; 2] = [AdminState::Up, AdminState::Down];
+
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AdminState::Up => "up",
+            AdminState::Down => "down",
+            AdminState::Other(s) => s,
+        }
+    }
+}
+
+/// How the daemon spreads new connections over the lines (the configuration's names).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    RoundRobin,
+    Weighted,
+    LeastLoaded,
+    Sticky,
+    /// A policy this build does not know, as the daemon sent it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl Policy {
+    const KNOWN: [Policy; 4] = [
+        Policy::RoundRobin,
+        Policy::Weighted,
+        Policy::LeastLoaded,
+        Policy::Sticky,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Policy::RoundRobin => "round-robin",
+            Policy::Weighted => "weighted",
+            Policy::LeastLoaded => "least-loaded",
+            Policy::Sticky => "sticky",
+            Policy::Other(s) => s,
+        }
+    }
+}
+
+/// What the three wire names share: parsing from text as the wire does (unknown text kept in
+/// `Other`), display as the wire name, and an empty `Other` as "nothing reported".
+macro_rules! wire_name {
+    ($($name:ident),*) => {$(
+        impl From<&str> for $name {
+            fn from(text: &str) -> Self {
+                Self::KNOWN
+                    .into_iter()
+                    .find(|known| known.as_str() == text)
+                    .unwrap_or_else(|| Self::Other(text.to_string()))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::Other(String::new())
+            }
+        }
+    )*};
+}
+
+wire_name!(LineState, AdminState, Policy);
 
 #[cfg(test)]
 mod tests {
@@ -137,5 +283,101 @@ mod tests {
         let s = Response::Status(StatusReport::default());
         let back: Response = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// A report as daemons before the typed states wrote it, byte for byte.
+    const OLD_REPORT: &str = concat!(
+        r#"{"result":"status","time":1000.5,"policy":"least-loaded","lines":[{"name":"ttyS0","#,
+        r#""device":"/dev/ttyS0","slave":"eq-ttyS0","state":"dial-chat","since":990.0,"#,
+        r#""admin":"up","local":null,"peer":null,"dns":[],"connect_speed":null,"mru":null,"#,
+        r#""rx_bytes":0,"tx_bytes":0,"rx_rate":0.0,"tx_rate":0.0,"share":0.0,"queued_bytes":0,"#,
+        r#""dropped_packets":0,"redials":2,"last_error":null,"next_attempt":null},"#,
+        r#"{"name":"ttyS1","device":"/dev/ttyS1","slave":"eq-ttyS1","state":"down","#,
+        r#""since":900.0,"admin":"down","local":null,"peer":null,"dns":[],"connect_speed":null,"#,
+        r#""mru":null,"rx_bytes":0,"tx_bytes":0,"rx_rate":0.0,"tx_rate":0.0,"share":0.0,"#,
+        r#""queued_bytes":0,"dropped_packets":0,"redials":0,"last_error":null,"#,
+        r#""next_attempt":null}]}"#
+    );
+
+    #[test]
+    fn typed_states_keep_the_wire_format() {
+        let Response::Status(report) = serde_json::from_str(OLD_REPORT).unwrap() else {
+            panic!("not a status report");
+        };
+        assert_eq!(report.policy, Policy::LeastLoaded);
+        assert_eq!(report.lines[0].state, LineState::DialChat);
+        assert_eq!(report.lines[0].admin, AdminState::Up);
+        assert_eq!(report.lines[1].state, LineState::Down);
+        assert_eq!(report.lines[1].admin, AdminState::Down);
+        let again = serde_json::to_string(&Response::Status(report)).unwrap();
+        assert_eq!(again, OLD_REPORT);
+    }
+
+    #[test]
+    fn every_name_is_its_wire_string() {
+        fn check<T>(known: &[T], names: &[&str])
+        where
+            T: Serialize + for<'de> Deserialize<'de> + fmt::Display + PartialEq + fmt::Debug,
+            for<'a> T: From<&'a str>,
+        {
+            assert_eq!(known.len(), names.len());
+            for (value, name) in known.iter().zip(names) {
+                let json = format!("\"{name}\"");
+                assert_eq!(serde_json::to_string(value).unwrap(), json);
+                assert_eq!(&serde_json::from_str::<T>(&json).unwrap(), value);
+                assert_eq!(value.to_string(), *name);
+                assert_eq!(&T::from(*name), value);
+            }
+        }
+        check(
+            &LineState::KNOWN,
+            &[
+                "disabled",
+                "down",
+                "locking",
+                "init-chat",
+                "dial-chat",
+                "ppp",
+                "up",
+                "hanging-up",
+                "holdoff",
+                "failed",
+            ],
+        );
+        check(&AdminState::KNOWN, &["up", "down"]);
+        check(
+            &Policy::KNOWN,
+            &["round-robin", "weighted", "least-loaded", "sticky"],
+        );
+    }
+
+    #[test]
+    fn names_from_a_newer_daemon_are_kept() {
+        let line: LineStatus = serde_json::from_str(
+            r#"{"name":"ttyS0","device":"/dev/ttyS0","slave":"eq-ttyS0","state":"warp-drive",
+               "since":1.0,"admin":"maybe","local":null,"peer":null,"dns":[],
+               "connect_speed":null,"mru":null,"rx_bytes":0,"tx_bytes":0,"rx_rate":0.0,
+               "tx_rate":0.0,"share":0.0,"queued_bytes":0,"dropped_packets":0,"redials":0,
+               "last_error":null,"next_attempt":null}"#,
+        )
+        .unwrap();
+        assert_eq!(line.state, LineState::Other("warp-drive".into()));
+        assert_eq!(line.state.to_string(), "warp-drive");
+        assert_eq!(line.admin, AdminState::Other("maybe".into()));
+        let policy: Policy = serde_json::from_str(r#""coin-toss""#).unwrap();
+        assert_eq!(policy, Policy::Other("coin-toss".into()));
+        // Passed on as they came.
+        assert_eq!(
+            serde_json::to_string(&line.state).unwrap(),
+            r#""warp-drive""#
+        );
+        assert_eq!(serde_json::to_string(&policy).unwrap(), r#""coin-toss""#);
+        // Still only strings.
+        assert!(serde_json::from_str::<LineState>("7").is_err());
+        // Nothing reported: empty, as the untyped report had it.
+        assert_eq!(
+            serde_json::to_string(&StatusReport::default()).unwrap(),
+            r#"{"time":0.0,"policy":"","lines":[]}"#
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod instance;
 pub mod notify;
 pub mod supervisor;
+mod wire;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -48,7 +48,7 @@ pub struct LineRegistry {
 
 #[derive(Default)]
 struct Registry {
-    policy: &'static str,
+    policy: crate::balancer::Policy,
     lines: BTreeMap<String, LineEntry>,
 }
 
@@ -99,7 +99,7 @@ impl Supervisor {
                 ^ u64::from(std::process::id()) << 32
         });
         let registry = LineRegistry::default();
-        registry.lock().policy = config.balancer.policy.name();
+        registry.lock().policy = config.balancer.policy;
         let mut s = Supervisor {
             config: config.clone(),
             tasks: BTreeMap::new(),
@@ -437,9 +437,9 @@ impl LineRegistry {
                     name: name.clone(),
                     device: l.config.device.display().to_string(),
                     slave: l.config.slave.clone(),
-                    state: i.state.as_str().to_string(),
+                    state: i.state.into(),
                     since: epoch(i.since),
-                    admin: if i.admin_up { "up" } else { "down" }.to_string(),
+                    admin: super::wire::admin_state(i.admin_up),
                     local: i.local,
                     peer: i.peer,
                     dns: i.dns.clone(),

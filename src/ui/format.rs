@@ -7,6 +7,8 @@ use std::io::IsTerminal;
 
 use ratatui::style::Color;
 
+use crate::control::LineState;
+
 /// A duration to the second, two units at most: `0s`, `59s`, `3m12s`, `2h05m`, `3d04h`.
 /// Negative durations (clock steps) show as `0s`.
 pub fn duration(seconds: f64) -> String {
@@ -98,23 +100,23 @@ pub struct Paint {
 
 /// The colour of a line state: green up, red failed, dim held down or disabled, yellow for
 /// everything in between.
-pub fn state_paint(state: &str) -> Paint {
+pub fn state_paint(state: &LineState) -> Paint {
     let (ansi, colour) = match state {
-        "up" => (style::GREEN, Color::Green),
-        "failed" => (style::RED, Color::Red),
-        "down" | "disabled" => (style::DIM, Color::DarkGray),
+        LineState::Up => (style::GREEN, Color::Green),
+        LineState::Failed => (style::RED, Color::Red),
+        LineState::Down | LineState::Disabled => (style::DIM, Color::DarkGray),
         _ => (style::YELLOW, Color::Yellow),
     };
     Paint { ansi, colour }
 }
 
 /// The ANSI style of a line state ([`state_paint`]).
-pub fn state_style(state: &str) -> &'static str {
+pub fn state_style(state: &LineState) -> &'static str {
     state_paint(state).ansi
 }
 
 /// The ratatui colour of a line state ([`state_paint`]).
-pub fn state_colour(state: &str) -> Color {
+pub fn state_colour(state: &LineState) -> Color {
     state_paint(state).colour
 }
 
@@ -288,8 +290,9 @@ mod tests {
             ("disabled", style::DIM, Color::DarkGray),
             ("dial-chat", style::YELLOW, Color::Yellow),
         ] {
-            assert_eq!(state_style(state), ansi, "{state}");
-            assert_eq!(state_colour(state), colour, "{state}");
+            let state = LineState::from(state);
+            assert_eq!(state_style(&state), ansi, "{state}");
+            assert_eq!(state_colour(&state), colour, "{state}");
         }
     }
 

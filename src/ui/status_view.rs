@@ -3,7 +3,7 @@
 //! of states come from [`format::state_paint`], shared with the monitor.
 
 use super::format::{self, Cell, Table};
-use crate::control::{LineStatus, StatusReport};
+use crate::control::{LineState, LineStatus, StatusReport};
 
 fn opt<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".into(), |v| v.to_string())
@@ -11,10 +11,17 @@ fn opt<T: ToString>(value: Option<T>) -> String {
 
 /// The state, with the time to the next attempt in `holdoff`.
 pub fn state_text(line: &LineStatus, now: f64) -> String {
-    match (line.state.as_str(), line.next_attempt) {
-        ("holdoff", Some(next)) => format!("holdoff (next {})", format::duration(next - now)),
-        _ => line.state.clone(),
+    match (&line.state, line.next_attempt) {
+        (LineState::Holdoff, Some(next)) => {
+            format!("holdoff (next {})", format::duration(next - now))
+        }
+        (state, _) => state.to_string(),
     }
+}
+
+/// A reported name, or `-` where the report has none.
+pub fn or_dash(name: &str) -> &str {
+    if name.is_empty() { "-" } else { name }
 }
 
 fn addresses(list: &[std::net::Ipv4Addr]) -> String {
@@ -71,16 +78,16 @@ pub fn render_table(report: &StatusReport, colour: bool) -> String {
 
 /// The summary line above the table.
 pub fn render_summary(report: &StatusReport) -> String {
-    let up = report.lines.iter().filter(|l| l.state == "up").count();
+    let up = report
+        .lines
+        .iter()
+        .filter(|l| l.state == LineState::Up)
+        .count();
     let rx: f64 = report.lines.iter().map(|l| l.rx_rate).sum();
     let tx: f64 = report.lines.iter().map(|l| l.tx_rate).sum();
     format!(
         "policy {}, {} of {} line{} up, rx {}, tx {}\n",
-        if report.policy.is_empty() {
-            "-"
-        } else {
-            &report.policy
-        },
+        or_dash(report.policy.as_str()),
         up,
         report.lines.len(),
         if report.lines.len() == 1 { "" } else { "s" },
@@ -100,7 +107,7 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
                 "{} for {} (asked: {})",
                 l.state,
                 format::duration(now - l.since),
-                if l.admin.is_empty() { "-" } else { &l.admin }
+                or_dash(l.admin.as_str())
             ),
         ),
         ("local", opt(l.local)),
@@ -172,8 +179,11 @@ pub fn render(report: &StatusReport, detail: bool, colour: bool) -> String {
 pub fn watch_line(report: &StatusReport, colour: bool) -> String {
     let mut parts = Vec::with_capacity(report.lines.len() + 1);
     for l in &report.lines {
-        let state = format::paint(&l.state, colour.then(|| format::state_style(&l.state)));
-        if l.state == "up" || l.rx_rate > 0.0 || l.tx_rate > 0.0 {
+        let state = format::paint(
+            l.state.as_str(),
+            colour.then(|| format::state_style(&l.state)),
+        );
+        if l.state == LineState::Up || l.rx_rate > 0.0 || l.tx_rate > 0.0 {
             parts.push(format!(
                 "{} {} rx {} tx {} {}",
                 l.name,
@@ -199,20 +209,21 @@ pub fn watch_line(report: &StatusReport, colour: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::control::{AdminState, Policy};
     use std::net::Ipv4Addr;
 
     fn sample() -> StatusReport {
         StatusReport {
             time: 1000.0,
-            policy: "weighted".into(),
+            policy: Policy::Weighted,
             lines: vec![
                 LineStatus {
                     name: "ttyS0".into(),
                     device: "/dev/ttyS0".into(),
                     slave: "eq-ttyS0".into(),
-                    state: "up".into(),
+                    state: LineState::Up,
                     since: 808.0,
-                    admin: "up".into(),
+                    admin: AdminState::Up,
                     local: Some(Ipv4Addr::new(10, 64, 0, 2)),
                     peer: Some(Ipv4Addr::new(10, 64, 0, 1)),
                     dns: vec![Ipv4Addr::new(10, 64, 0, 53), Ipv4Addr::new(10, 64, 0, 54)],
@@ -275,11 +286,11 @@ ttyUSB0  holdoff (next 8s)     4s  -          -          -                      
     fn one_line_per_report() {
         let report = StatusReport {
             time: 0.0,
-            policy: "weighted".into(),
+            policy: Policy::Weighted,
             lines: vec![
                 LineStatus {
                     name: "ttyS0".into(),
-                    state: "up".into(),
+                    state: LineState::Up,
                     rx_rate: 5427.0,
                     tx_rate: 700.0,
                     share: 0.624,
@@ -287,7 +298,7 @@ ttyUSB0  holdoff (next 8s)     4s  -          -          -                      
                 },
                 LineStatus {
                     name: "ttyS1".into(),
-                    state: "up".into(),
+                    state: LineState::Up,
                     rx_rate: 3200.0,
                     tx_rate: 500.0,
                     share: 0.376,
@@ -295,7 +306,7 @@ ttyUSB0  holdoff (next 8s)     4s  -          -          -                      
                 },
                 LineStatus {
                     name: "ttyUSB0".into(),
-                    state: "holdoff".into(),
+                    state: LineState::Holdoff,
                     ..LineStatus::default()
                 },
             ],

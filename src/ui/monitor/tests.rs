@@ -10,7 +10,7 @@ use ratatui::style::Color;
 use super::state::*;
 use super::view::*;
 use super::*;
-use crate::control::{LineStatus, Request, Response, StatusReport};
+use crate::control::{AdminState, LineState, LineStatus, Policy, Request, Response, StatusReport};
 use crate::ui::format;
 use crossterm::event::KeyEventState;
 use ratatui::Terminal;
@@ -28,9 +28,9 @@ fn ch(c: char) -> KeyEvent {
 fn up_line(name: &str, n: u8, speed: u32, rx: f64, share: f64) -> LineStatus {
     LineStatus {
         name: name.into(),
-        state: "up".into(),
+        state: LineState::Up,
         since: 0.0,
-        admin: "up".into(),
+        admin: AdminState::Up,
         local: Some(Ipv4Addr::new(10, 64, n, 2)),
         peer: Some(Ipv4Addr::new(10, 64, n, 1)),
         connect_speed: Some(speed),
@@ -44,7 +44,7 @@ fn up_line(name: &str, n: u8, speed: u32, rx: f64, share: f64) -> LineStatus {
 fn sample() -> StatusReport {
     StatusReport {
         time: 1000.0,
-        policy: "weighted".into(),
+        policy: Policy::Weighted,
         lines: vec![
             up_line("ttyS0", 0, 57_600, 4800.0, 0.625),
             up_line("ttyS1", 1, 33_600, 2880.0, 0.375),
@@ -156,10 +156,10 @@ fn full_layout_rows_bars_and_total() {
 
 #[test]
 fn state_colours_follow_the_status_command() {
-    assert_eq!(state_style("up").fg, Some(Color::Green));
-    assert_eq!(state_style("failed").fg, Some(Color::Red));
-    assert_eq!(state_style("down").fg, Some(Color::DarkGray));
-    assert_eq!(state_style("dial-chat").fg, Some(Color::Yellow));
+    assert_eq!(state_style(&LineState::Up).fg, Some(Color::Green));
+    assert_eq!(state_style(&LineState::Failed).fg, Some(Color::Red));
+    assert_eq!(state_style(&LineState::Down).fg, Some(Color::DarkGray));
+    assert_eq!(state_style(&LineState::DialChat).fg, Some(Color::Yellow));
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn short_terminal_gets_one_row_per_line() {
 fn many_lines_scroll_with_the_selection() {
     let report = StatusReport {
         time: 0.0,
-        policy: "round-robin".into(),
+        policy: Policy::RoundRobin,
         lines: (0..20)
             .map(|i| up_line(&format!("line{i:02}"), i, 28_800, 100.0, 0.05))
             .collect(),
@@ -427,7 +427,7 @@ fn before_the_first_report_and_without_lines() {
     assert_eq!(s.handle_key(ch('j')), Effect::None);
     s.on_report(StatusReport {
         time: 5.0,
-        policy: String::new(),
+        policy: Policy::default(),
         lines: vec![],
     });
     let (_, rows) = draw(&mut s, 80, 20);
@@ -461,7 +461,7 @@ fn daemon_gone_then_back() {
 fn odd_report() -> StatusReport {
     let odd = |name: &str, rate: f64, share: f64| LineStatus {
         name: name.into(),
-        state: "up".into(),
+        state: LineState::Up,
         since: f64::NAN,
         connect_speed: Some(u32::MAX),
         rx_bytes: u64::MAX,
@@ -476,7 +476,7 @@ fn odd_report() -> StatusReport {
     };
     StatusReport {
         time: f64::NAN,
-        policy: "p".repeat(300),
+        policy: Policy::Other("p".repeat(300)),
         lines: vec![
             odd("nan", f64::NAN, f64::NAN),
             odd("inf", f64::INFINITY, f64::INFINITY),
@@ -486,7 +486,7 @@ fn odd_report() -> StatusReport {
             odd(&"long-name-".repeat(10), f64::MAX, 0.5),
             odd("ünïcödé 名前", 1.0, 0.5),
             LineStatus {
-                state: "holdoff".into(),
+                state: LineState::Holdoff,
                 next_attempt: Some(f64::NEG_INFINITY),
                 ..LineStatus::default()
             },
@@ -591,17 +591,18 @@ proptest::proptest! {
         width in 0u16..160,
         height in 0u16..40,
     ) {
-        const STATES: [&str; 4] = ["up", "down", "holdoff", "dial-chat"];
+        const STATES: [LineState; 4] =
+            [LineState::Up, LineState::Down, LineState::Holdoff, LineState::DialChat];
         const KEYS: [char; 9] = ['j', 'k', 'h', 'u', 'y', 'n', 'G', 'g', 'x'];
         let report = StatusReport {
             time: lines.first().map_or(0.0, |l| l.0),
-            policy: "weighted".into(),
+            policy: Policy::Weighted,
             lines: lines
                 .iter()
                 .enumerate()
                 .map(|(i, &(rx, tx, share, speed, state))| LineStatus {
                     name: format!("l{i}"),
-                    state: STATES[state].into(),
+                    state: STATES[state].clone(),
                     since: tx,
                     rx_rate: rx,
                     tx_rate: tx,

@@ -9,9 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, RenderDirection, Sparkline, Widget};
 
 use super::state::{Connection, HISTORY, History, MessageKind, MonitorState, clean};
-use crate::control::LineStatus;
+use crate::control::{LineState, LineStatus};
 use crate::ui::format;
-use crate::ui::status_view::state_text;
+use crate::ui::status_view::{or_dash, state_text};
 
 /// Below this many columns the sparklines and addresses are dropped.
 pub const NARROW_WIDTH: u16 = 60;
@@ -82,10 +82,10 @@ impl MonitorState {
                 spans.push(Span::styled("  connecting…", base));
             }
             (_, Some(r)) => {
-                let up = r.lines.iter().filter(|l| l.state == "up").count();
+                let up = r.lines.iter().filter(|l| l.state == LineState::Up).count();
                 let rx: f64 = r.lines.iter().map(|l| clean(l.rx_rate)).sum();
                 let tx: f64 = r.lines.iter().map(|l| clean(l.tx_rate)).sum();
-                let policy = if r.policy.is_empty() { "-" } else { &r.policy };
+                let policy = or_dash(r.policy.as_str());
                 spans.push(Span::styled(
                     format!(
                         "  policy {policy}  {up}/{} up  rx {}  tx {}",
@@ -179,7 +179,7 @@ impl MonitorState {
         // Capacity: the CONNECT speeds of the lines that are up, in bytes per second.
         let capacity: f64 = lines
             .iter()
-            .filter(|l| l.state == "up")
+            .filter(|l| l.state == LineState::Up)
             .filter_map(|l| l.connect_speed)
             .map(|s| f64::from(s) / 8.0)
             .sum();
@@ -267,7 +267,7 @@ fn pad(text: &str, width: usize) -> String {
 
 /// The ratatui style of a line state: [`format::state_colour`], the colour `status` and
 /// `watch` use.
-pub(super) fn state_style(state: &str) -> Style {
+pub(super) fn state_style(state: &LineState) -> Style {
     Style::new().fg(format::state_colour(state))
 }
 
@@ -294,7 +294,7 @@ impl Columns {
         Columns {
             name: width(&|l| l.name.clone()).clamp(4, 16),
             state: width(&|l| state_text(l, now)).clamp(5, 20),
-            bare_state: width(&|l| l.state.clone()).clamp(5, 20),
+            bare_state: width(&|l| l.state.to_string()).clamp(5, 20),
             addresses: if narrow {
                 0
             } else {
@@ -390,7 +390,7 @@ fn render_compact_row(
     };
     // Narrow: the bare state, without the holdoff countdown.
     let (state, state_width) = if narrow {
-        (l.state.clone(), columns.bare_state)
+        (l.state.to_string(), columns.bare_state)
     } else {
         (state_text(l, now), columns.state)
     };
