@@ -299,7 +299,7 @@ impl EqlplusRouting {
                             tier: 0,
                             tracked: false,
                         };
-                        if let Err(e) = b.enslave(spec).await {
+                        if let Err(e) = b.enslave(spec, None).await {
                             let _ = ready_tx.send(Err(e.to_string()));
                             return b.shutdown().await;
                         }

@@ -164,6 +164,8 @@ enum Cmd {
     /// second under least-loaded).
     Sample,
     Mark(String),
+    /// Upstream tracking's verdict on a line.
+    Internet(String, bool),
     Shutdown,
 }
 
@@ -205,6 +207,7 @@ impl RouterBalancer {
                             }
                             Cmd::Sample => b.sample_load().await.map(|_| None),
                             Cmd::Mark(l) => Ok(b.mark_of(&l)),
+                            Cmd::Internet(l, ok) => b.set_internet(&l, ok).await.map(|_| None),
                             Cmd::Shutdown => {
                                 let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
                                 let _ = reply.send(r);
@@ -753,4 +756,71 @@ fn a_firewall_reload_or_a_deleted_rule_or_route_heals_within_seconds() {
     let repairs = log.matches("changed from outside").count();
     assert!((4..=5).contains(&repairs), "{repairs} repairs: {log}");
     assert_no_balancer_state(&world.router);
+}
+
+#[test]
+fn lines_without_the_internet_and_backups_carry_nothing_while_a_primary_has_it() {
+    if !require_root("lines_without_the_internet_and_backups_carry_nothing_while_a_primary_has_it")
+    {
+        return;
+    }
+    let world = World::new(3);
+    let b = RouterBalancer::start(&world, Policy::RoundRobin);
+    for i in 1..=3 {
+        let mut spec = world.enslave(i, None);
+        spec.tier = u32::from(i == 3);
+        b.call(Cmd::Enslave(spec)).unwrap();
+    }
+    assert_eq!(world.connect_burst(100), 100);
+    assert_eq!(
+        per_line(&world.take_hits(), 3),
+        vec![50, 50, 0],
+        "the backup waits"
+    );
+    // Line 1 loses the Internet: its connections are dropped, new ones go to line 2.
+    let mark = b.call(Cmd::Mark("line1".into())).unwrap().unwrap();
+    let _open: Vec<TcpStream> = world
+        .lan
+        .run(|| {
+            (0..4)
+                .map(|_| TcpStream::connect((SERVER, ECHO_PORT)).expect("echo connect"))
+                .collect()
+        })
+        .unwrap();
+    assert_eq!(conntrack_sports(&world, mark).len(), 2);
+    b.call(Cmd::Internet("line1".into(), false)).unwrap();
+    assert!(
+        conntrack_sports(&world, mark).is_empty(),
+        "line 1's entries are gone"
+    );
+    b.call(Cmd::Internet("line1".into(), false)).unwrap(); // said twice: no change
+    assert_eq!(world.connect_burst(60), 60);
+    assert_eq!(per_line(&world.take_hits(), 3), vec![0, 60, 0]);
+    // A probe of line 1 (a socket with its mark) still leaves by line 1: its routes stay.
+    let local = line_local(1);
+    let source = world
+        .router
+        .run(move || {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.set_mark(mark)?;
+            s.bind(&SocketAddr::from((local, 0)).into())?;
+            s.connect_timeout(
+                &SocketAddr::from((SERVER, PORT)).into(),
+                Duration::from_secs(2),
+            )?;
+            s.local_addr().map(|a| a.as_socket())
+        })
+        .unwrap()
+        .expect("a marked socket connects through its line");
+    assert_eq!(source.map(|a| a.ip()), Some(local.into()));
+    world.take_hits();
+    // Line 2 too: the backup takes every new connection; back, the primaries take them again.
+    b.call(Cmd::Internet("line2".into(), false)).unwrap();
+    assert_eq!(world.connect_burst(30), 30);
+    assert_eq!(per_line(&world.take_hits(), 3), vec![0, 0, 30]);
+    b.call(Cmd::Internet("line1".into(), true)).unwrap();
+    b.call(Cmd::Internet("line2".into(), true)).unwrap();
+    assert_eq!(world.connect_burst(40), 40);
+    assert_eq!(per_line(&world.take_hits(), 3), vec![20, 20, 0]);
+    b.shutdown();
 }

@@ -2,10 +2,13 @@
 //! one at a time, in the order asked. It also publishes the DNS servers of the live lines
 //! ([`super::dns`]).
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::dns::DnsPublisher;
@@ -15,6 +18,10 @@ use crate::net::{KernelWatch, ROUTE_PROTOCOL};
 /// How often the lines' load (queue depths, open connections) is folded into the policy
 /// (least-loaded), at most: a page's objects take a fraction of a second on a modem line.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
+
+/// Under a policy that does not follow the load, the conntrack table is read only this often
+/// (in ticks of REFRESH_EVERY) for upstream tracking's passive evidence.
+const EVIDENCE_TICKS: u32 = 2;
 
 /// How often the kernel state is checked against what it should be, notifications or not.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
@@ -35,9 +42,14 @@ pub enum HandleError {
 }
 
 enum Request {
-    Enslave(Enslave, oneshot::Sender<Result<(), BalancerError>>),
+    Enslave(
+        Enslave,
+        Option<Arc<Notify>>,
+        oneshot::Sender<Result<u32, BalancerError>>,
+    ),
     Emancipate(String, oneshot::Sender<()>),
     Load(String, u64),
+    Internet(String, bool),
     Shutdown(oneshot::Sender<Result<(), BalancerError>>),
 }
 
@@ -59,13 +71,24 @@ impl BalancerHandle {
         (BalancerHandle { tx }, task)
     }
 
-    /// Puts a line into the balance; the error says why not.
-    pub async fn enslave(&self, spec: Enslave) -> Result<(), HandleError> {
+    /// Puts a line into the balance; the error says why not. Returns the mark of the line's
+    /// connections (its probes carry it too). With `suspect`, a tracked line is told when its
+    /// connections go unanswered (passive evidence for upstream tracking).
+    pub async fn enslave(
+        &self,
+        spec: Enslave,
+        suspect: Option<Arc<Notify>>,
+    ) -> Result<u32, HandleError> {
         let (tx, rx) = oneshot::channel();
         self.tx
-            .send(Request::Enslave(spec, tx))
+            .send(Request::Enslave(spec, suspect, tx))
             .map_err(|_| HandleError::Gone)?;
         Ok(rx.await.map_err(|_| HandleError::Gone)??)
+    }
+
+    /// Upstream tracking's verdict on an enslaved line: whether it may carry new connections.
+    pub fn set_internet(&self, line: &str, internet: bool) {
+        let _ = self.tx.send(Request::Internet(line.to_string(), internet));
     }
 
     /// Takes a line out of the balance (its connections are dropped).
@@ -107,6 +130,11 @@ async fn run(
     };
     let mut dirty = false;
     let mut failing = false;
+    let mut ticks = 0u32;
+    // Per enslaved line: its device and DNS servers (to publish again when it gets the
+    // Internet back), and whom to tell of unanswered connections.
+    let mut published: HashMap<String, (String, Vec<Ipv4Addr>)> = HashMap::new();
+    let mut suspects: HashMap<String, Arc<Notify>> = HashMap::new();
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut watch = match KernelWatch::new("eqlplus", "mark_new", ROUTE_PROTOCOL) {
@@ -148,13 +176,30 @@ async fn run(
                 reconcile(&mut balancer).await;
                 continue;
             }
-            _ = tick.tick(), if dirty || balancer.follows_load() => {
-                dirty = false;
-                let result = if balancer.follows_load() {
-                    balancer.sample_load().await.map(drop)
+            _ = tick.tick(), if dirty || balancer.follows_load() || balancer.watches_answers() => {
+                ticks = ticks.wrapping_add(1);
+                let evidence_due = balancer.watches_answers() && ticks % EVIDENCE_TICKS == 0;
+                let result = if balancer.follows_load() || evidence_due {
+                    match balancer.sample_load().await {
+                        Ok(unanswered) => {
+                            for line in unanswered {
+                                if let Some(n) = suspects.get(&line) {
+                                    n.notify_one();
+                                }
+                            }
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
                 } else {
-                    balancer.refresh().await
+                    Ok(())
                 };
+                let result = if dirty && !balancer.follows_load() {
+                    result.and(balancer.refresh().await)
+                } else {
+                    result
+                };
+                dirty = false;
                 match result {
                     // Said once per streak of failures, not ten times a second.
                     Err(e) if !failing => {
@@ -169,16 +214,42 @@ async fn run(
         };
         let Some(request) = request else { break };
         match request {
-            Request::Enslave(spec, reply) => {
+            Request::Enslave(spec, suspect, reply) => {
                 let (line, device, servers) =
                     (spec.line.clone(), spec.device.clone(), spec.dns.clone());
                 let result = balancer.enslave(spec).await;
-                if let (Ok(()), Some(dns)) = (&result, dns.as_mut()) {
-                    dns.line_up(line, device, servers);
+                if result.is_ok() {
+                    if let Some(dns) = dns.as_mut() {
+                        dns.line_up(line.clone(), device.clone(), servers.clone());
+                    }
+                    published.insert(line.clone(), (device, servers));
+                    if let Some(n) = suspect {
+                        suspects.insert(line, n);
+                    }
                 }
                 let _ = reply.send(result);
             }
+            Request::Internet(line, internet) => {
+                match balancer.set_internet(&line, internet).await {
+                    Ok(true) => {
+                        // A line without the Internet likely has no working DNS either.
+                        if let (Some(dns), Some((device, servers))) =
+                            (dns.as_mut(), published.get(&line))
+                        {
+                            if internet {
+                                dns.line_up(line.clone(), device.clone(), servers.clone());
+                            } else {
+                                dns.line_down(&line);
+                            }
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(line = %line, "balance by upstream tracking: {e}"),
+                }
+            }
             Request::Emancipate(line, reply) => {
+                published.remove(&line);
+                suspects.remove(&line);
                 if let Err(e) = balancer.emancipate(&line).await {
                     tracing::warn!(line = %line, "emancipate: {e}");
                 }

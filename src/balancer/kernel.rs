@@ -138,8 +138,8 @@ impl Balancer {
         Ok(balancer)
     }
 
-    /// Puts a line into the balance.
-    pub async fn enslave(&mut self, spec: Enslave) -> Result<(), BalancerError> {
+    /// Puts a line into the balance; returns the mark of its connections.
+    pub async fn enslave(&mut self, spec: Enslave) -> Result<u32, BalancerError> {
         if !valid_ifname(&spec.device) {
             return Err(BalancerError::InvalidDevice(spec.device));
         }
@@ -172,7 +172,8 @@ impl Balancer {
             .add_mark_rule(routing.rule_base + u32::from(slot), line.mark(), table)
             .await?;
         let name = line.spec.line.clone();
-        tracing::info!(line = %name, device = %line.spec.device, mark = format!("{:#x}", line.mark()), table, "enslaved");
+        let mark = line.mark();
+        tracing::info!(line = %name, device = %line.spec.device, mark = format!("{mark:#x}"), table, "enslaved");
         self.lines.insert(name.clone(), line);
         if let Err(e) = self.reselect(true).await {
             // Leave the kernel as it was before this call.
@@ -180,7 +181,8 @@ impl Balancer {
             self.lines.remove(&name);
             return Err(e);
         }
-        self.update_main_default().await
+        self.update_main_default().await?;
+        Ok(mark)
     }
 
     /// Takes a line out of the balance at once: no new connection picks it, its existing
@@ -198,22 +200,60 @@ impl Balancer {
                 line: line.to_string(),
                 source,
             })?;
-        if matches!(self.config.policy, Policy::Sticky { .. }) {
-            let listing =
-                run_nft::list_json("sticky map listing", &["map", "inet", "eqlplus", "sticky"])
-                    .await?;
-            let learned = match listing {
-                Some(json) => nft::parse_sticky_json(&json)?,
-                None => Vec::new(),
-            };
-            let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = learned
-                .into_iter()
-                .filter(|(_, _, m)| *m == gone.mark())
-                .map(|(s, d, _)| (s, d))
-                .collect();
-            run_nft::apply(&nft::render_forget(&pairs), "sticky cleanup").await?;
-        }
+        self.forget_sticky(gone.mark()).await?;
         tracing::info!(line, "emancipated");
+        Ok(())
+    }
+
+    /// Upstream tracking's verdict on a line. A line without the Internet stays enslaved (its
+    /// routes and rule stay, so its probes still leave by it) but carries no new connection,
+    /// and its connections are dropped so that applications reconnect over another line.
+    /// Returns whether anything changed.
+    pub async fn set_internet(
+        &mut self,
+        line: &str,
+        internet: bool,
+    ) -> Result<bool, BalancerError> {
+        let Some(l) = self.lines.get_mut(line) else {
+            return Ok(false);
+        };
+        if l.internet == internet {
+            return Ok(false);
+        }
+        l.internet = internet;
+        let mark = l.mark();
+        self.reselect(true).await?;
+        self.update_main_default().await?;
+        if !internet {
+            conntrack::delete_by_mark(mark)
+                .await
+                .map_err(|source| BalancerError::Conntrack {
+                    line: line.to_string(),
+                    source,
+                })?;
+            self.forget_sticky(mark).await?;
+        }
+        tracing::info!(line, internet, "balance changed by upstream tracking");
+        Ok(true)
+    }
+
+    /// Deletes the sticky pairs that point at `mark` (under the sticky policy).
+    async fn forget_sticky(&self, mark: u32) -> Result<(), BalancerError> {
+        if !matches!(self.config.policy, Policy::Sticky { .. }) {
+            return Ok(());
+        }
+        let listing =
+            run_nft::list_json("sticky map listing", &["map", "inet", "eqlplus", "sticky"]).await?;
+        let learned = match listing {
+            Some(json) => nft::parse_sticky_json(&json)?,
+            None => Vec::new(),
+        };
+        let pairs: Vec<(Ipv4Addr, Ipv4Addr)> = learned
+            .into_iter()
+            .filter(|(_, _, m)| *m == mark)
+            .map(|(s, d, _)| (s, d))
+            .collect();
+        run_nft::apply(&nft::render_forget(&pairs), "sticky cleanup").await?;
         Ok(())
     }
 

@@ -108,7 +108,7 @@ async fn balance(args: BalanceArgs) -> anyhow::Result<()> {
     let mut names = Vec::new();
     for LineSpec(spec) in args.lines {
         let name = spec.line.clone();
-        if let Err(e) = balancer.enslave(spec).await {
+        if let Err(e) = balancer.enslave(spec, None).await {
             eprintln!("eqlplus-dialer balance: line {name}: {e}");
             stop(&balancer, task).await?;
             anyhow::bail!("not all lines could be enslaved");

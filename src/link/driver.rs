@@ -493,7 +493,7 @@ impl Line {
             i.dns = dns.clone();
             i.mru = Some(mru);
         });
-        if let Err(e) = self.ctx.balancer.enslave(spec).await {
+        if let Err(e) = self.ctx.balancer.enslave(spec, None).await {
             let u = UpLine {
                 slave,
                 queue,
