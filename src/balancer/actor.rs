@@ -178,7 +178,7 @@ async fn run(
             }
             _ = tick.tick(), if dirty || balancer.follows_load() || balancer.watches_answers() => {
                 ticks = ticks.wrapping_add(1);
-                let evidence_due = balancer.watches_answers() && ticks % EVIDENCE_TICKS == 0;
+                let evidence_due = balancer.watches_answers() && ticks.is_multiple_of(EVIDENCE_TICKS);
                 let result = if balancer.follows_load() || evidence_due {
                     match balancer.sample_load().await {
                         Ok(unanswered) => {
