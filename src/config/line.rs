@@ -12,6 +12,7 @@ use super::checker::Checker;
 use super::{LineConfig, MAX_LINES, RedialConfig, Weight, defaults, limits};
 use crate::net::default_slave_name;
 use crate::serial::FlowControl;
+use crate::track::TrackConfig;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -45,6 +46,12 @@ pub(super) struct RawLine {
     escape_guard: Option<Spanned<f64>>,
     slave: Option<Spanned<String>>,
     enabled: Option<bool>,
+    track: Option<bool>,
+    track_targets: Option<Vec<Spanned<String>>>,
+    max_latency: Option<Spanned<f64>>,
+    max_loss: Option<Spanned<f64>>,
+    backup: Option<bool>,
+    tier: Option<Spanned<i64>>,
 }
 
 /// What tells two device paths apart: the device number where the device exists, else the
@@ -90,11 +97,13 @@ struct Taken {
     slaves: BTreeSet<String>,
 }
 
-/// Validates every `[[line]]`; `resolve` makes relative paths relative to the file.
+/// Validates every `[[line]]`; `resolve` makes relative paths relative to the file; `track`
+/// is `[track]`, which the lines' own tracking options amend.
 pub(super) fn parse(
     c: &mut Checker<'_>,
     raw: &[Spanned<RawLine>],
     resolve: &dyn Fn(PathBuf) -> PathBuf,
+    track: &TrackConfig,
 ) -> Vec<LineConfig> {
     if let Some(extra) = raw.get(MAX_LINES) {
         c.error(
@@ -110,7 +119,7 @@ pub(super) fn parse(
     let mut taken = Taken::default();
     raw.iter()
         .enumerate()
-        .map(|(i, entry)| line(c, i + 1, entry, &mut taken, resolve))
+        .map(|(i, entry)| line(c, i + 1, entry, &mut taken, resolve, track))
         .collect()
 }
 
@@ -121,6 +130,7 @@ fn line(
     entry: &Spanned<RawLine>,
     taken: &mut Taken,
     resolve: &dyn Fn(PathBuf) -> PathBuf,
+    track: &TrackConfig,
 ) -> LineConfig {
     let at = |field: &str| format!("line[{number}].{field}");
     let l = entry.get_ref();
@@ -151,6 +161,18 @@ fn line(
     let weight = weight(c, number, l);
     let slave = slave(c, number, entry, &device, taken);
     let redial = redial(c, number, l);
+    let track = super::track::for_line(
+        c,
+        track,
+        &super::track::RawLineTrack {
+            enabled: l.track,
+            targets: &l.track_targets,
+            max_latency: &l.max_latency,
+            max_loss: &l.max_loss,
+        },
+        &at,
+    );
+    let tier = tier(c, number, l);
     LineConfig {
         name,
         device: PathBuf::from(device),
@@ -190,6 +212,37 @@ fn line(
         ),
         slave,
         enabled: l.enabled.unwrap_or(true),
+        track,
+        tier,
+    }
+}
+
+/// The failover tier: `tier = N`, or `backup = true` (tier 1); not both.
+fn tier(c: &mut Checker<'_>, number: usize, l: &RawLine) -> u32 {
+    let option = format!("line[{number}].tier");
+    match (&l.tier, l.backup) {
+        (Some(t), Some(_)) => {
+            c.error(
+                t.span(),
+                &option,
+                "give either tier or backup, not both".into(),
+                Some("backup = true is tier = 1"),
+            );
+            0
+        }
+        (Some(t), None) => match u32::try_from(*t.get_ref()) {
+            Ok(n) if n <= 255 => n,
+            _ => {
+                c.error(
+                    t.span(),
+                    &option,
+                    format!("{} is not a tier from 0 (primary) to 255", t.get_ref()),
+                    None,
+                );
+                0
+            }
+        },
+        (None, backup) => u32::from(backup == Some(true)),
     }
 }
 

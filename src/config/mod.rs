@@ -10,6 +10,7 @@ mod control;
 mod daemon;
 mod line;
 pub mod secrets;
+mod track;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use balancer::{MAX_RULE_BASE, MAX_TABLE_BASE, MIN_TABLE_BASE};
 pub use check::{LineSetup, Loaded, load, load_checked};
 pub use daemon::{LOG_LEVELS, check_log_filter, log_level_from};
 pub use secrets::{SecretsError, SecretsFile};
+pub use track::MAX_TARGETS;
 
 /// Where the daemon looks without `--config`.
 pub const DEFAULT_CONFIG: &str = "/etc/eqlplus-dialer/eqlplus-dialer.toml";
@@ -160,6 +162,11 @@ pub struct LineConfig {
     pub escape_guard: Duration,
     pub slave: String,
     pub enabled: bool,
+    /// Upstream tracking (`[track]` with the line's own options); no targets: off.
+    pub track: crate::track::TrackConfig,
+    /// Failover tier: 0 primary, higher tiers carry traffic only while no lower one has the
+    /// Internet (`backup = true` is 1).
+    pub tier: u32,
 }
 
 /// The file as written; each section's own file has its raw model and its checks.
@@ -172,6 +179,8 @@ struct RawConfig {
     control: control::RawControl,
     #[serde(default)]
     daemon: daemon::RawDaemon,
+    #[serde(default)]
+    track: track::RawTrack,
     #[serde(default)]
     line: Vec<Spanned<line::RawLine>>,
 }
@@ -239,7 +248,8 @@ impl Config {
         let balancer = balancer::parse(&mut c, &raw.balancer);
         let control = control::parse(&mut c, &raw.control, &resolve);
         let daemon = daemon::parse(&mut c, &raw.daemon, &resolve);
-        let lines = line::parse(&mut c, &raw.line, &resolve);
+        let track = track::parse(&mut c, &raw.track);
+        let lines = line::parse(&mut c, &raw.line, &resolve, &track);
         c.finish()?;
         Ok(Config {
             path: path.to_path_buf(),

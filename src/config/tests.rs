@@ -428,3 +428,67 @@ fn ppp_timeout_is_read_and_checked() {
     let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nppp_timeout = 0\n");
     assert_eq!(e.option, "line[1].ppp_timeout");
 }
+
+#[test]
+fn tracking_is_on_by_default_and_set_per_section_and_line() {
+    let c = parse("[[line]]\ndevice = \"/dev/ttyS1\"\n").unwrap();
+    assert_eq!(c.lines[0].track, crate::track::TrackConfig::default());
+    assert!(c.lines[0].track.enabled());
+    assert_eq!(c.lines[0].tier, 0);
+    let c = parse(
+        "[track]\ntargets = [\"ping 192.0.2.1\", \"dns example.com\"]\ninterval = 5\nretry = 0.5\ntimeout = 0.8\ndown = 3\nup = 2\nquorum = 2\nredial_after = 0\n\
+         [[line]]\ndevice = \"/dev/ttyS1\"\nmax_latency = 0.4\nmax_loss = 0.2\n\
+         [[line]]\ndevice = \"/dev/ttyS2\"\ntrack = false\nbackup = true\n\
+         [[line]]\ndevice = \"/dev/ttyS3\"\ntrack_targets = [\"tcp 192.0.2.2:443\"]\ntier = 2\n",
+    )
+    .unwrap();
+    let t = &c.lines[0].track;
+    assert_eq!(t.targets.len(), 2);
+    assert_eq!(t.targets[1].to_string(), "dns example.com");
+    assert_eq!(
+        (t.interval, t.retry, t.timeout),
+        (
+            Duration::from_secs(5),
+            Duration::from_millis(500),
+            Duration::from_millis(800)
+        )
+    );
+    assert_eq!((t.down, t.up, t.quorum, t.redial_after), (3, 2, 2, None));
+    assert_eq!(
+        (t.max_latency, t.max_loss),
+        (Some(Duration::from_millis(400)), Some(0.2))
+    );
+    assert!(!c.lines[1].track.enabled());
+    assert_eq!(c.lines[1].tier, 1);
+    let t = &c.lines[2].track;
+    assert_eq!(t.targets.len(), 1);
+    assert_eq!(t.quorum, 1, "a line's own targets bound the quorum");
+    assert_eq!(c.lines[2].tier, 2);
+    // Off for all, on again for one line.
+    let c = parse("[track]\nenabled = false\n[[line]]\ndevice = \"/dev/ttyS1\"\n[[line]]\ndevice = \"/dev/ttyS2\"\ntrack = true\n").unwrap();
+    assert!(!c.lines[0].track.enabled());
+    assert!(c.lines[1].track.enabled());
+}
+
+#[test]
+fn bad_tracking_options_name_the_option() {
+    let e = one_error("[track]\ntargets = [\"ping example.com\"]\n");
+    assert_eq!((e.option.as_str(), e.line), ("track.targets", 2));
+    assert!(e.message.contains("not an IPv4 address"), "{e}");
+    let e = one_error("[track]\ntargets = [\"ping 192.0.2.1\"]\nquorum = 2\n");
+    assert_eq!(e.option, "track.quorum");
+    let e = one_error("[track]\ndown = 0\n");
+    assert_eq!(e.option, "track.down");
+    let e = one_error("[track]\nup = 1000\n");
+    assert_eq!(e.option, "track.up");
+    let e = one_error("[track]\ninterval = 0\n");
+    assert_eq!(e.option, "track.interval");
+    let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nmax_loss = 1.5\n");
+    assert_eq!(e.option, "line[1].max_loss");
+    let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\ntrack_targets = [\"smtp 1.2.3.4\"]\n");
+    assert_eq!((e.option.as_str(), e.line), ("line[1].track_targets", 3));
+    let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nbackup = true\ntier = 2\n");
+    assert_eq!(e.option, "line[1].tier");
+    let e = one_error("[track]\nsometimes = true\n");
+    assert!(e.message.contains("sometimes"), "{e}");
+}
