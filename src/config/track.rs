@@ -143,15 +143,13 @@ pub(super) fn for_line(
 }
 
 fn targets(c: &mut Checker<'_>, list: &[Spanned<String>], option: &str) -> Vec<Target> {
-    if list.len() > MAX_TARGETS {
-        if let Some(extra) = list.get(MAX_TARGETS) {
-            c.error(
-                extra.span(),
-                option,
-                format!("{} targets; at most {MAX_TARGETS}", list.len()),
-                None,
-            );
-        }
+    if let Some(extra) = list.get(MAX_TARGETS) {
+        c.error(
+            extra.span(),
+            option,
+            format!("{} targets; at most {MAX_TARGETS}", list.len()),
+            None,
+        );
     }
     list.iter()
         .take(MAX_TARGETS)
