@@ -105,6 +105,37 @@ pub struct LineStatus {
     pub last_error: Option<String>,
     /// When the next redial happens (seconds since the epoch), in `holdoff`.
     pub next_attempt: Option<f64>,
+    /// Failover tier: 0 primary; higher tiers carry traffic only while no lower one has the
+    /// Internet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tier: u32,
+    /// The smoothed LCP echo round trip in milliseconds, while PPP is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lcp_rtt_ms: Option<f64>,
+    /// Upstream tracking, for a tracked line whose link is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackStatus>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What upstream tracking knows of a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct TrackStatus {
+    pub internet: Internet,
+    /// Why the line is offline or degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Smoothed probe round trip and its jitter, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    pub jitter_ms: Option<f64>,
+    /// Share of the recent probes that went unanswered, 0.0–1.0.
+    pub loss: f64,
+    /// What the probes cost on the wire since the line came up, and that rate over a day.
+    pub probe_bytes: u64,
+    pub probe_bytes_per_day: u64,
 }
 
 // The three names below travel as plain strings (`"dial-chat"`, `"down"`, `"least-loaded"`).
@@ -126,6 +157,10 @@ pub enum LineState {
     DialChat,
     Ppp,
     Up,
+    /// PPP up, but no Internet through the line (upstream tracking): out of the balance.
+    NoInternet,
+    /// PPP up, the Internet too slow or lossy by the line's limits: out of the balance.
+    Degraded,
     HangingUp,
     /// Waiting to redial.
     Holdoff,
@@ -136,7 +171,7 @@ pub enum LineState {
 }
 
 impl LineState {
-    const KNOWN: [LineState; 10] = [
+    const KNOWN: [LineState; 12] = [
         LineState::Disabled,
         LineState::Down,
         LineState::Locking,
@@ -144,6 +179,8 @@ impl LineState {
         LineState::DialChat,
         LineState::Ppp,
         LineState::Up,
+        LineState::NoInternet,
+        LineState::Degraded,
         LineState::HangingUp,
         LineState::Holdoff,
         LineState::Failed,
@@ -159,6 +196,8 @@ impl LineState {
             LineState::DialChat => "dial-chat",
             LineState::Ppp => "ppp",
             LineState::Up => "up",
+            LineState::NoInternet => "no-internet",
+            LineState::Degraded => "degraded",
             LineState::HangingUp => "hanging-up",
             LineState::Holdoff => "holdoff",
             LineState::Failed => "failed",
@@ -177,6 +216,40 @@ pub enum AdminState {
     /// A value this build does not know, as the daemon sent it.
     #[serde(untagged)]
     Other(String),
+}
+
+/// Whether the Internet is reachable through a line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Internet {
+    /// Not known yet: the line carries traffic meanwhile.
+    Unknown,
+    Online,
+    Offline,
+    Degraded,
+    /// A value this build does not know, as the daemon sent it.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl Internet {
+    const KNOWN: [Internet; 4] = [
+        Internet::Unknown,
+        Internet::Online,
+        Internet::Offline,
+        Internet::Degraded,
+    ];
+
+    /// The name on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Internet::Unknown => "unknown",
+            Internet::Online => "online",
+            Internet::Offline => "offline",
+            Internet::Degraded => "degraded",
+            Internet::Other(s) => s,
+        }
+    }
 }
 
 impl AdminState {
@@ -252,7 +325,7 @@ macro_rules! wire_name {
     )*};
 }
 
-wire_name!(LineState, AdminState, Policy);
+wire_name!(LineState, AdminState, Policy, Internet);
 
 #[cfg(test)]
 mod tests {

@@ -459,6 +459,12 @@ impl LineRegistry {
                     redials: i.redials,
                     last_error: i.last_error.clone(),
                     next_attempt: i.next_attempt.map(epoch),
+                    tier: l.config.tier,
+                    lcp_rtt_ms: super::wire::lcp_rtt_ms(l.shared.lcp_rtt()),
+                    track: l
+                        .shared
+                        .track()
+                        .map(|t| super::wire::track_status(&t, Instant::now())),
                 }
             })
             .collect();

@@ -2,9 +2,42 @@
 //! beside `link` and `balancer`, not above them (docs/architecture.md, "Layers"), so neither
 //! side can name the other's type and the daemon, above both, converts.
 
+use std::time::Instant;
+
 use crate::balancer;
-use crate::control::{AdminState, LineState, Policy};
+use crate::control::{AdminState, Internet, LineState, Policy, TrackStatus};
 use crate::link;
+use crate::link::track::TrackSnapshot;
+use crate::track;
+
+/// Milliseconds, as the wire gives round trips.
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Upstream tracking's snapshot as the status report shows it.
+pub fn track_status(s: &TrackSnapshot, now: Instant) -> TrackStatus {
+    let (internet, reason) = match &s.internet {
+        track::Internet::Unknown => (Internet::Unknown, None),
+        track::Internet::Online => (Internet::Online, None),
+        track::Internet::Offline { reason } => (Internet::Offline, Some(reason.clone())),
+        track::Internet::Degraded { reason } => (Internet::Degraded, Some(reason.clone())),
+    };
+    TrackStatus {
+        internet,
+        reason,
+        rtt_ms: s.rtt.map(ms),
+        jitter_ms: s.jitter.map(ms),
+        loss: s.loss,
+        probe_bytes: s.probe_bytes,
+        probe_bytes_per_day: s.probe_bytes_per_day(now),
+    }
+}
+
+/// The LCP echo round trip on the wire.
+pub fn lcp_rtt_ms(rtt: Option<std::time::Duration>) -> Option<f64> {
+    rtt.map(ms)
+}
 
 impl From<link::LineState> for LineState {
     fn from(state: link::LineState) -> LineState {
@@ -16,6 +49,8 @@ impl From<link::LineState> for LineState {
             link::LineState::DialChat => LineState::DialChat,
             link::LineState::Ppp => LineState::Ppp,
             link::LineState::Up => LineState::Up,
+            link::LineState::NoInternet => LineState::NoInternet,
+            link::LineState::Degraded => LineState::Degraded,
             link::LineState::HangingUp => LineState::HangingUp,
             link::LineState::Holdoff => LineState::Holdoff,
             link::LineState::Failed => LineState::Failed,
@@ -60,6 +95,8 @@ mod tests {
             link::LineState::DialChat,
             link::LineState::Ppp,
             link::LineState::Up,
+            link::LineState::NoInternet,
+            link::LineState::Degraded,
             link::LineState::HangingUp,
             link::LineState::Holdoff,
             link::LineState::Failed,

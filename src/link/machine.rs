@@ -7,6 +7,8 @@
 //!  locking ──► init-chat ──► dial-chat ──► ppp ──► up ──► hanging-up ──► holdoff ──► locking …
 //!     │ (no port)                 │ (chat failed)   │ (line lost)        ▲
 //!     └──────────► holdoff        └─────────────────┴────────────────────┘
+//!                                                   up ⇄ no-internet / degraded
+//!                                      (upstream tracking; the link stays, out of the balance)
 //! ```
 //!
 //! The driver tells it what happened ([`LineEvent`]) and it answers with the next [`Step`]
@@ -27,6 +29,10 @@ pub enum LineState {
     DialChat,
     Ppp,
     Up,
+    /// The link is up but upstream tracking finds no Internet through it.
+    NoInternet,
+    /// The link is up, the Internet answers, but too slowly or with too much loss.
+    Degraded,
     HangingUp,
     Holdoff,
     Failed,
@@ -42,6 +48,8 @@ impl LineState {
             LineState::DialChat => "dial-chat",
             LineState::Ppp => "ppp",
             LineState::Up => "up",
+            LineState::NoInternet => "no-internet",
+            LineState::Degraded => "degraded",
             LineState::HangingUp => "hanging-up",
             LineState::Holdoff => "holdoff",
             LineState::Failed => "failed",
@@ -52,7 +60,15 @@ impl LineState {
     pub fn holds_port(self) -> bool {
         matches!(
             self,
-            LineState::InitChat | LineState::DialChat | LineState::Ppp | LineState::Up
+            LineState::InitChat | LineState::DialChat | LineState::Ppp
+        ) || self.link_up()
+    }
+
+    /// Whether PPP is up with IP (whatever upstream tracking says).
+    pub fn link_up(self) -> bool {
+        matches!(
+            self,
+            LineState::Up | LineState::NoInternet | LineState::Degraded
         )
     }
 }
@@ -97,6 +113,13 @@ pub enum LineEvent {
     },
     HungUp,
     TimerFired,
+    /// Upstream tracking: no Internet through the line (or, `degraded`, a poor one).
+    InternetLost {
+        degraded: bool,
+        reason: String,
+    },
+    /// Upstream tracking: the Internet is back.
+    InternetBack,
 }
 
 /// The state machine of one line.
@@ -237,16 +260,34 @@ impl LineMachine {
             }
             (LineState::Ppp, LineEvent::PppUp) => {
                 self.failures = 0;
+                // What went wrong before is over: status shows the line up, not an old error.
+                self.last_error = None;
                 self.enter(LineState::Up, now);
                 Step::Ppp
             }
             // IP went down but the link stays: negotiating again, no longer up.
-            (LineState::Up, LineEvent::NetworkDown) => {
+            (s, LineEvent::NetworkDown) if s.link_up() => {
                 self.enter(LineState::Ppp, now);
                 Step::Ppp
             }
-            (LineState::Ppp | LineState::Up, LineEvent::PppEnded { message, kind }) => {
-                let was_up = self.state == LineState::Up;
+            (s, LineEvent::InternetLost { degraded, reason }) if s.link_up() => {
+                // Not the line's fault: no failure counted, no redial; the reason shows.
+                self.last_error = Some(reason);
+                let state = if degraded {
+                    LineState::Degraded
+                } else {
+                    LineState::NoInternet
+                };
+                self.enter(state, now);
+                Step::Ppp
+            }
+            (s, LineEvent::InternetBack) if s.link_up() => {
+                self.last_error = None;
+                self.enter(LineState::Up, now);
+                Step::Ppp
+            }
+            (s, LineEvent::PppEnded { message, kind }) if s == LineState::Ppp || s.link_up() => {
+                let was_up = s.link_up();
                 self.fail(message, kind);
                 if was_up {
                     // A line that was up and dropped is redialed at once, as after one failure.
@@ -269,7 +310,9 @@ impl LineMachine {
             LineState::Locking => Step::Open,
             LineState::InitChat => Step::InitChat,
             LineState::DialChat => Step::DialChat,
-            LineState::Ppp | LineState::Up => Step::Ppp,
+            LineState::Ppp | LineState::Up | LineState::NoInternet | LineState::Degraded => {
+                Step::Ppp
+            }
             LineState::HangingUp => Step::HangUp,
             LineState::Holdoff => self.next_attempt.map_or(Step::Idle, Step::WaitUntil),
             LineState::Disabled | LineState::Down | LineState::Failed => Step::Idle,

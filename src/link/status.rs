@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use super::machine::{LineMachine, LineState};
+use super::track::TrackSnapshot;
 use crate::net::SharedTxQueue;
 use crate::net::pump::TrafficCounter;
 
@@ -53,6 +54,10 @@ pub struct LineShared {
     /// IP bytes sent on the line (from the kernel).
     pub tx_bytes: AtomicU64,
     queue: Mutex<Option<Arc<SharedTxQueue>>>,
+    /// Upstream tracking's latest snapshot, while the line is up and tracked.
+    track: Mutex<Option<tokio::sync::watch::Receiver<TrackSnapshot>>>,
+    /// The smoothed LCP echo round trip, while PPP is up.
+    lcp_rtt: Mutex<Option<std::time::Duration>>,
 }
 
 /// An `Instant` as wall-clock time.
@@ -66,6 +71,26 @@ pub fn wall(at: Instant) -> SystemTime {
 }
 
 impl LineShared {
+    /// Where the line's tracking snapshot is read from (`None`: not tracked or not up).
+    pub fn set_track(&self, snapshot: Option<tokio::sync::watch::Receiver<TrackSnapshot>>) {
+        *self.track.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
+    }
+
+    /// Upstream tracking's latest snapshot, if the line is tracked and up.
+    pub fn track(&self) -> Option<TrackSnapshot> {
+        let t = self.track.lock().unwrap_or_else(|p| p.into_inner());
+        t.as_ref().map(|rx| rx.borrow().clone())
+    }
+
+    /// Records the LCP echo round trip (`None` once PPP is down).
+    pub fn set_lcp_rtt(&self, rtt: Option<std::time::Duration>) {
+        *self.lcp_rtt.lock().unwrap_or_else(|p| p.into_inner()) = rtt;
+    }
+
+    pub fn lcp_rtt(&self) -> Option<std::time::Duration> {
+        *self.lcp_rtt.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A copy of the current facts.
     pub fn info(&self) -> LineInfo {
         self.lock().clone()
@@ -82,7 +107,7 @@ impl LineShared {
         i.next_attempt = m.next_attempt().map(wall);
         // Addresses belong to an up line (bring-up sets them just before `up`): a line back
         // in `ppp` after IP went down has none.
-        if m.state() != LineState::Up {
+        if !m.state().link_up() {
             i.local = None;
             i.peer = None;
             i.dns.clear();

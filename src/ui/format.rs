@@ -98,12 +98,12 @@ pub struct Paint {
     pub colour: Color,
 }
 
-/// The colour of a line state: green up, red failed, dim held down or disabled, yellow for
-/// everything in between.
+/// The colour of a line state: green up, red failed or up without the Internet, dim held
+/// down or disabled, yellow for everything in between (degraded among them).
 pub fn state_paint(state: &LineState) -> Paint {
     let (ansi, colour) = match state {
         LineState::Up => (style::GREEN, Color::Green),
-        LineState::Failed => (style::RED, Color::Red),
+        LineState::Failed | LineState::NoInternet => (style::RED, Color::Red),
         LineState::Down | LineState::Disabled => (style::DIM, Color::DarkGray),
         _ => (style::YELLOW, Color::Yellow),
     };

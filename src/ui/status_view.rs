@@ -35,6 +35,37 @@ fn addresses(list: &[std::net::Ipv4Addr]) -> String {
     }
 }
 
+/// The round trip through the line: the probes' (the Internet's), else the LCP echo's (the
+/// ISP's), in milliseconds.
+fn rtt(l: &LineStatus) -> String {
+    l.track
+        .as_ref()
+        .and_then(|t| t.rtt_ms)
+        .or(l.lcp_rtt_ms)
+        .map_or_else(|| "-".into(), |ms| format!("{ms:.0}ms"))
+}
+
+/// Upstream tracking in words: `online, rtt 34 ms ±5, loss 0 %, probes 12.0 KB (~620.0 KB/day)`.
+fn internet_text(t: &crate::control::TrackStatus) -> String {
+    let mut parts = vec![t.internet.to_string()];
+    if let Some(reason) = &t.reason {
+        parts[0] = format!("{} ({reason})", t.internet);
+    }
+    if let Some(rtt) = t.rtt_ms {
+        parts.push(format!(
+            "rtt {rtt:.0} ms ±{:.0}",
+            t.jitter_ms.unwrap_or_default()
+        ));
+    }
+    parts.push(format!("loss {}", format::percent(t.loss)));
+    parts.push(format!(
+        "probes {} (~{}/day)",
+        format::bytes(t.probe_bytes as f64),
+        format::bytes(t.probe_bytes_per_day as f64)
+    ));
+    parts.join(", ")
+}
+
 /// The status table: one row per line.
 pub fn render_table(report: &StatusReport, colour: bool) -> String {
     let mut table = Table::new(&[
@@ -51,6 +82,7 @@ pub fn render_table(report: &StatusReport, colour: bool) -> String {
         ("RX/s", true),
         ("TX/s", true),
         ("SHARE", true),
+        ("RTT", true),
         ("REDIALS", true),
         ("LAST ERROR", false),
     ]);
@@ -69,6 +101,7 @@ pub fn render_table(report: &StatusReport, colour: bool) -> String {
             format::rate(l.rx_rate).into(),
             format::rate(l.tx_rate).into(),
             format::percent(l.share).into(),
+            rtt(l).into(),
             l.redials.to_string().into(),
             l.last_error.as_deref().unwrap_or("-").into(),
         ]);
@@ -85,12 +118,22 @@ pub fn render_summary(report: &StatusReport) -> String {
         .count();
     let rx: f64 = report.lines.iter().map(|l| l.rx_rate).sum();
     let tx: f64 = report.lines.iter().map(|l| l.tx_rate).sum();
+    let cut_off = report
+        .lines
+        .iter()
+        .filter(|l| matches!(l.state, LineState::NoInternet | LineState::Degraded))
+        .count();
     format!(
-        "policy {}, {} of {} line{} up, rx {}, tx {}\n",
+        "policy {}, {} of {} line{} up{}, rx {}, tx {}\n",
         or_dash(report.policy.as_str()),
         up,
         report.lines.len(),
         if report.lines.len() == 1 { "" } else { "s" },
+        if cut_off > 0 {
+            format!(" ({cut_off} connected without the Internet)")
+        } else {
+            String::new()
+        },
         format::rate(rx),
         format::rate(tx),
     )
@@ -148,6 +191,21 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
         ("redials", l.redials.to_string()),
         ("last error", opt(l.last_error.as_deref())),
     ];
+    if let Some(t) = &l.track {
+        rows.push(("internet", internet_text(t)));
+    }
+    if let Some(ms) = l.lcp_rtt_ms {
+        rows.push(("lcp echo", format!("rtt {ms:.0} ms")));
+    }
+    if l.tier > 0 {
+        rows.push((
+            "tier",
+            format!(
+                "{} (carries traffic only while no lower tier has the Internet)",
+                l.tier
+            ),
+        ));
+    }
     if let Some(next) = l.next_attempt {
         rows.push(("next dial", format!("in {}", format::duration(next - now))));
     }
@@ -234,6 +292,16 @@ mod tests {
                     rx_rate: 5427.0,
                     tx_rate: 700.0,
                     share: 0.624,
+                    lcp_rtt_ms: Some(38.4),
+                    track: Some(crate::control::TrackStatus {
+                        internet: crate::control::Internet::Online,
+                        reason: None,
+                        rtt_ms: Some(41.2),
+                        jitter_ms: Some(3.0),
+                        loss: 0.0,
+                        probe_bytes: 12_288,
+                        probe_bytes_per_day: 614_400,
+                    }),
                     ..LineStatus::default()
                 },
                 crate::ui::fixtures::holdoff_line(),
@@ -246,11 +314,31 @@ mod tests {
         let text = render(&sample(), false, false);
         let expected = "\
 policy weighted, 1 of 2 lines up, rx 5.3 KiB/s, tx 700 B/s
-LINE     STATE              SINCE  LOCAL      PEER       DNS                    SPEED   MRU       RX         TX       RX/s     TX/s  SHARE  REDIALS  LAST ERROR
-ttyS0    up                 3m12s  10.64.0.2  10.64.0.1  10.64.0.53,10.64.0.54  57600  1500  5.3 MiB  683.6 KiB  5.3 KiB/s  700 B/s    62%        0  -
-ttyUSB0  holdoff (next 8s)     4s  -          -          -                          -     -      0 B        0 B      0 B/s    0 B/s     0%        3  dial-chat: BUSY
+LINE     STATE              SINCE  LOCAL      PEER       DNS                    SPEED   MRU       RX         TX       RX/s     TX/s  SHARE   RTT  REDIALS  LAST ERROR
+ttyS0    up                 3m12s  10.64.0.2  10.64.0.1  10.64.0.53,10.64.0.54  57600  1500  5.3 MiB  683.6 KiB  5.3 KiB/s  700 B/s    62%  41ms        0  -
+ttyUSB0  holdoff (next 8s)     4s  -          -          -                          -     -      0 B        0 B      0 B/s    0 B/s     0%     -        3  dial-chat: BUSY
 ";
         assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn detail_shows_the_internet_behind_a_tracked_line() {
+        let report = sample();
+        let text = render_detail(&report.lines[0], report.time);
+        assert!(
+            text.contains(
+                "  internet    online, rtt 41 ms ±3, loss 0%, probes 12.0 KiB (~600.0 KiB/day)\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("  lcp echo    rtt 38 ms\n"), "{text}");
+        let mut cut = report.clone();
+        cut.lines[0].state = LineState::NoInternet;
+        let summary = render_summary(&cut);
+        assert!(
+            summary.contains("0 of 2 lines up (1 connected without the Internet)"),
+            "{summary}"
+        );
     }
 
     #[test]
