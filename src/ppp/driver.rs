@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info};
 
-use super::session::{Event, Session};
+use super::{Event, Session};
 
 /// Tunables of the driver; the protocol's own timers are in [`super::Config`].
 #[derive(Debug, Clone)]

@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use tracing::debug;
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::chap";
 
 use super::Rng;
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets, constant_time_eq, printable};

@@ -9,7 +9,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::pap";
 
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets, constant_time_eq, printable};
 use super::packet::ControlPacket;

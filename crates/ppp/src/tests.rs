@@ -1410,3 +1410,45 @@ fn a_flood_does_not_flood_the_debug_log() {
     let (lines, bytes) = *counter.0.lock().unwrap();
     assert!(lines < 200, "{lines} log lines, {bytes} bytes");
 }
+
+/// Keeps what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogText(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The core logs under the targets it had as the main crate's module `ppp`, so log lines read
+/// the same and a filter such as `eqlplus_dialer::ppp=debug` still selects them.
+#[test]
+fn logs_keep_the_main_crates_targets() {
+    let text = LogText::default();
+    let writer = text.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("warn,eqlplus_dialer::ppp=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut p = Pair::new(
+            dialer(Some(("alice", "pw"))),
+            answer(PAP_ONLY, &[("alice", "pw")]),
+        );
+        p.run_until_up();
+    });
+    let text = String::from_utf8(text.0.lock().unwrap().clone()).unwrap();
+    for target in ["session", "fsm", "pap"] {
+        assert!(
+            text.contains(&format!(" eqlplus_dialer::ppp::{target}: ")),
+            "{target}: {text}"
+        );
+    }
+    assert!(!text.contains("eqlplus_ppp"), "{text}");
+}

@@ -247,7 +247,7 @@ pub struct DecoderStats {
 /// Streaming frame decoder: feed it byte chunks as they come off the line.
 ///
 /// ```
-/// use eqlplus_dialer::ppp::hdlc::Decoder;
+/// use eqlplus_ppp::hdlc::Decoder;
 /// let mut dec = Decoder::new(1500);
 /// let mut input: &[u8] = &[0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7e];
 /// while !input.is_empty() {

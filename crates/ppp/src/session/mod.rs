@@ -14,7 +14,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tracing::{debug, info};
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::session";
 
 use super::Rng;
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets};

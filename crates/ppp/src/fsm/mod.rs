@@ -25,7 +25,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::fsm";
 
 use super::packet::{
     CODE_REJECT, CONFIGURE_ACK, CONFIGURE_NAK, CONFIGURE_REJECT, CONFIGURE_REQUEST, ConfigOption,
@@ -836,7 +837,7 @@ impl<N: Negotiator> Fsm<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::packet::{ECHO_REQUEST, emit_option};
+    use crate::packet::{ECHO_REQUEST, emit_option};
 
     /// The table exactly as printed in RFC 1661 §4.1, parsed below and compared
     /// with [`transition`]: two independent transcriptions must agree.
