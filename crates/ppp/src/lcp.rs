@@ -10,9 +10,6 @@
 
 use std::time::{Duration, Instant};
 
-/// Log target: the module's path from before the core became a crate (see the crate root).
-const LOG_TARGET: &str = "eqlplus_dialer::ppp::lcp";
-
 use super::Rng;
 use super::fsm::{Fsm, FsmConfig, Negotiator, State, Verdict};
 use super::hdlc::ACCM_ALL;
@@ -20,6 +17,9 @@ use super::packet::{
     ConfigOption, ControlPacket, DISCARD_REQUEST, ECHO_REPLY, ECHO_REQUEST, PROTOCOL_REJECT,
     PacketError, emit_option,
 };
+
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::lcp";
 
 /// LCP protocol number.
 pub const PROTOCOL: u16 = 0xc021;
