@@ -21,7 +21,9 @@ use crate::config::{LineConfig, Weight};
 use crate::net::pump::{Pumps, start_pumps};
 use crate::net::{Netlink, SharedTxQueue, TunSlave};
 use crate::ppp::auth::Secret;
-use crate::ppp::{Config as PppConfig, Credentials, Event, Session, driver as ppp_driver};
+use crate::ppp::{
+    Config as PppConfig, Credentials, DownReason, Event, Session, driver as ppp_driver,
+};
 use crate::serial::{HangupTiming, SerialConfig, SerialPort};
 
 /// Administrative commands to a line.
@@ -349,7 +351,6 @@ impl Line {
         } = link;
         let mut incoming = Some(incoming);
         let mut up: Option<UpLine> = None;
-        let mut auth_failure = None;
         let mut closing = false;
         let mut load = tokio::time::interval(LOAD_REPORT);
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
@@ -383,7 +384,6 @@ impl Line {
                     }
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");
-                        auth_failure = Some(reason);
                     }
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
@@ -429,17 +429,12 @@ impl Line {
             }
         };
         self.port = Some(finished.line);
-        let reason = finished.ended.reason;
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
-        let (message, kind) = match auth_failure {
-            _ if carrier_lost => (
-                "carrier lost (DCD dropped)".to_string(),
-                FailureKind::Transient,
-            ),
-            Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
-            None if m.state() == LineState::Up => (reason, FailureKind::Transient),
-            None => (reason, FailureKind::Other),
-        };
+        let (message, kind) = ppp_failure(
+            &finished.ended.reason,
+            carrier_lost,
+            m.state() == LineState::Up,
+        );
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
     }
 
@@ -608,6 +603,24 @@ async fn chat(
     }
 }
 
+/// Why a PPP session ended, for the line's status, and how soon to redial: a dropped carrier
+/// (which only this layer sees) or a line that was up is everyday, rejected credentials back
+/// off hard (also when the line went down while the session was closing for them), the rest
+/// by the configured factor.
+fn ppp_failure(reason: &DownReason, carrier_lost: bool, was_up: bool) -> (String, FailureKind) {
+    if carrier_lost {
+        return (
+            "carrier lost (DCD dropped)".to_string(),
+            FailureKind::Transient,
+        );
+    }
+    match reason.auth_failure() {
+        Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
+        None if was_up => (reason.to_string(), FailureKind::Transient),
+        None => (reason.to_string(), FailureKind::Other),
+    }
+}
+
 /// BUSY, NO CARRIER, NO ANSWER, NO DIALTONE are everyday: redial soon. The rest backs off.
 fn chat_failure_kind(f: &Failure) -> FailureKind {
     match f {
@@ -631,6 +644,57 @@ fn chat_failure_kind(f: &Failure) -> FailureKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ppp_failures_by_kind() {
+        let auth = DownReason::AuthFailed {
+            reason: "peer rejected our PAP credentials: Login incorrect".into(),
+        };
+        let auth_message = (
+            "authentication failed: peer rejected our PAP credentials: Login incorrect".to_string(),
+            FailureKind::Auth,
+        );
+        assert_eq!(ppp_failure(&auth, false, false), auth_message);
+        // The line went down before the Terminate exchange for the failure finished.
+        let cut = DownReason::LowerDown {
+            reason: "line closed: end of file".into(),
+            closing: Some(Box::new(auth.clone())),
+        };
+        assert_eq!(ppp_failure(&cut, false, false), auth_message);
+        // Carrier loss, which only the line sees, comes first.
+        assert_eq!(
+            ppp_failure(&auth, true, false),
+            (
+                "carrier lost (DCD dropped)".to_string(),
+                FailureKind::Transient
+            )
+        );
+        let dead = DownReason::EchoTimeout { requests: 3 };
+        assert_eq!(
+            ppp_failure(&dead, false, true),
+            (
+                "link dead: no reply to 3 LCP Echo-Requests".to_string(),
+                FailureKind::Transient
+            )
+        );
+        assert_eq!(
+            ppp_failure(&dead, false, false),
+            (
+                "link dead: no reply to 3 LCP Echo-Requests".to_string(),
+                FailureKind::Other
+            )
+        );
+        let closed = DownReason::LowerDown {
+            reason: "line closed: end of file".into(),
+            closing: Some(Box::new(DownReason::LocalClose {
+                reason: "User request".into(),
+            })),
+        };
+        assert_eq!(
+            ppp_failure(&closed, false, false),
+            ("line closed: end of file".to_string(), FailureKind::Other)
+        );
+    }
 
     #[test]
     fn chat_failures_by_kind() {

@@ -717,8 +717,8 @@ impl Header {
     /// Emit the header into a small buffer, returning it and its length.
     ///
     /// `acfc` omits `ff 03`; `pfc` sends protocols below 0x100 as one byte.
-    /// The caller must never compress LCP frames (RFC 1661 §6.6): see
-    /// [`Header::emit_for`].
+    /// The caller must never compress LCP frames (RFC 1661 §6.6); the session
+    /// never asks it to.
     pub fn emit(&self, acfc: bool, pfc: bool) -> ([u8; MAX_HEADER_LEN], usize) {
         let mut h = [0u8; MAX_HEADER_LEN];
         let mut n = 0;

@@ -54,6 +54,11 @@
 //!   and reports Down on Terminate-Ack (or after Max-Terminate × restart = 6 s);
 //!   a peer's Terminate-Request is acknowledged and Down follows one restart
 //!   interval later (RFC 1661 zrc), as in pppd.
+//! - Why it ended is a [`DownReason`] (as quinn's `ConnectionError`): act on
+//!   its variant (e.g. [`DownReason::auth_failure`] to back off), show its
+//!   `Display`. A line failure during a close keeps the close's reason
+//!   (`LowerDown::closing`), so an authentication failure is never lost to
+//!   the hangup that follows it.
 //! - Hostile peers: queued control frames are bounded
 //!   ([`Config::max_control_queue`]); call [`Session::poll_transmit`] only when
 //!   the line can take the frame, since frames nobody takes for
@@ -94,7 +99,10 @@ pub use auth::{Credentials, Secret, Secrets};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};
-pub use session::{Config, Event, Phase, Role, SendError, Session, Stats};
+pub use session::{
+    Config, ControlProtocol, DownReason, Event, NegotiationFailure, Phase, Role, SendError,
+    Session, Stats,
+};
 
 /// Small deterministic PRNG (SplitMix64) for magic numbers and CHAP challenges.
 ///

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Event, LOG_TARGET, Phase, Session};
+use super::{DownReason, Event, LOG_TARGET, Phase, Session};
 use crate::auth::{AuthOutcome, AuthRole};
 use crate::chap::{self, ChapPeer, ChapServer, ChapServerConfig};
 use crate::lcp::{self, AuthProtocol};
@@ -39,7 +39,11 @@ impl Session {
             self.events.push_back(Event::AuthFailed {
                 reason: reason.clone(),
             });
-            self.close_with(reason, "Authentication required", now);
+            self.close_with(
+                DownReason::AuthFailed { reason },
+                "Authentication required",
+                now,
+            );
             return;
         }
         self.auth_them = them.map(|p| self.authenticator(p));
@@ -161,7 +165,11 @@ impl Session {
                     reason: reason.clone(),
                 });
                 self.stop_authentication();
-                self.close_with(reason, "Authentication failed", now);
+                self.close_with(
+                    DownReason::AuthFailed { reason },
+                    "Authentication failed",
+                    now,
+                );
             }
             AuthOutcome::Success { .. } if self.phase != Phase::Authenticate => {}
             AuthOutcome::Success { .. } => {

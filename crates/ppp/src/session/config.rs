@@ -53,7 +53,7 @@ pub struct Config {
     /// Control frames (LCP, PAP/CHAP, IPCP) waiting for `poll_transmit`, in bytes
     /// at most. Beyond it best-effort replies (Echo-Reply, Protocol-Reject,
     /// Code-Reject) are dropped; beyond twice it everything but Terminate-Request
-    /// and Terminate-Ack is. Drops are counted in [`Stats::tx_control_dropped`].
+    /// and Terminate-Ack is. Drops are counted in [`Stats::tx_control_dropped`](super::Stats::tx_control_dropped).
     pub max_control_queue: usize,
     /// From the start of the session (and from a renegotiation) to IP up at most;
     /// then the session ends, naming the phase it was stuck in (pppd's 30 s

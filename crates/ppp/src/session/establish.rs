@@ -3,20 +3,17 @@
 
 use std::time::Instant;
 
-use super::event::fmt_secs;
-use super::{Phase, Session};
+use super::{DownReason, Phase, Session};
 
 impl Session {
     /// IP is not up by the deadline: end the session.
     pub(super) fn check_establish_deadline(&mut self, now: Instant) {
         if self.phase != Phase::Dead && self.establish_deadline.is_some_and(|d| d <= now) {
             self.establish_deadline = None;
-            let secs = self.cfg.establish_timeout.map_or(0.0, |t| t.as_secs_f64());
-            let reason = format!(
-                "PPP not up after {} s (stuck in {})",
-                fmt_secs(secs),
-                self.stuck_in()
-            );
+            let reason = DownReason::EstablishTimeout {
+                after: self.cfg.establish_timeout.unwrap_or_default(),
+                stuck_in: self.stuck_in(),
+            };
             self.terminate_now(reason, now);
         }
     }

@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 pub use config::{Config, DEFAULT_ESTABLISH_TIMEOUT, DEFAULT_MAX_CONTROL_QUEUE, Role};
-pub use event::{Event, SendError, Stats};
+pub use event::{ControlProtocol, DownReason, Event, NegotiationFailure, SendError, Stats};
 
 use self::auth::AuthSlot;
 use self::input::LogLimiter;
@@ -98,7 +98,8 @@ pub struct Session {
     ip_rx: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
-    down_reason: Option<String>,
+    /// Why the session is closing (ours or an error), for [`Event::Down`].
+    down_reason: Option<DownReason>,
     ip_up: bool,
     lcp_was_up: bool,
     /// Name the peer authenticated with, until reported.
@@ -295,7 +296,10 @@ impl Session {
         if self.phase == Phase::Dead {
             return;
         }
-        self.down_reason.get_or_insert_with(|| reason.to_string());
+        self.down_reason
+            .get_or_insert_with(|| DownReason::LocalClose {
+                reason: reason.to_string(),
+            });
         self.set_phase(Phase::Terminate);
         self.lcp.fsm.close(reason, now);
         self.pump(now);
@@ -304,8 +308,20 @@ impl Session {
     /// The line under the link is gone (the port failed, the far end closed it,
     /// carrier lost): RFC 1661's Down event from the lower layer. Nothing can be
     /// sent any more, so queued frames are discarded and [`Event::Down`] with
-    /// `reason` follows at once (after [`Event::NetworkDown`] if IP was up).
+    /// `reason` follows at once (after [`Event::NetworkDown`] if IP was up):
+    /// [`DownReason::LowerDown`], which keeps the reason of a close in progress.
     pub fn lower_down(&mut self, reason: &str, now: Instant) {
+        let reason = reason.to_string();
+        self.end_at_once(|closing| DownReason::LowerDown { reason, closing }, now);
+    }
+
+    /// Nothing can be sent any more: discard what is queued and go down at once,
+    /// for the reason `why` makes of the close in progress (if any).
+    pub(super) fn end_at_once(
+        &mut self,
+        why: impl FnOnce(Option<Box<DownReason>>) -> DownReason,
+        now: Instant,
+    ) {
         if self.phase == Phase::Dead {
             return;
         }
@@ -314,11 +330,11 @@ impl Session {
         self.ctrl_tx.clear();
         self.ctrl_tx_bytes = 0;
         self.ip_tx.clear();
-        self.down_reason = None;
-        self.finish(reason.to_string());
+        let closing = self.down_reason.take().map(Box::new);
+        self.finish(why(closing));
     }
 
-    // ----- input -----
+    // ----- LCP and the phases -----
 
     fn lcp_notice(&mut self, notice: LcpNotice, now: Instant) {
         match notice {
@@ -330,8 +346,8 @@ impl Session {
                 );
             }
             LcpNotice::LinkDead => {
-                let n = self.cfg.lcp.echo_failure;
-                self.terminate_now(format!("link dead: no reply to {n} LCP Echo-Requests"), now);
+                let requests = self.cfg.lcp.echo_failure;
+                self.terminate_now(DownReason::EchoTimeout { requests }, now);
             }
         }
     }
@@ -353,7 +369,7 @@ impl Session {
             progress |= self.pump_auth(now);
             progress |= self.pump_network(now);
             if self.lcp.fsm.negotiator().looped_back() && self.phase != Phase::Dead {
-                self.terminate_now("serial line is looped back".into(), now);
+                self.terminate_now(DownReason::LoopedBack, now);
                 progress = true;
             }
             progress |= self.check_peer_address(now);
@@ -382,22 +398,26 @@ impl Session {
         }
     }
 
-    fn default_down_reason(&self) -> String {
+    /// LCP finished without a reason of ours: the peer's doing, or no agreement.
+    fn default_down_reason(&self) -> DownReason {
+        let lcp_failed = |failure| DownReason::NegotiationFailed {
+            protocol: ControlProtocol::Lcp,
+            failure,
+        };
         match self.lcp.fsm.peer_term_reason() {
-            Some(r) if !r.is_empty() => format!(
-                "peer closed the link: {}",
-                crate::auth::printable(r.as_bytes())
-            ),
-            Some(_) => "peer closed the link".into(),
-            None if self.lcp.fsm.gave_up_on_storm() => format!(
-                "LCP negotiation failed: peer sent {} Configure-Requests without agreement",
-                self.lcp.fsm.peer_request_limit() + 1
-            ),
-            None if !self.lcp_was_up => format!(
-                "LCP negotiation failed: no agreement after {} Configure-Requests",
-                self.cfg.fsm.max_configure
-            ),
-            None => "LCP renegotiation failed".into(),
+            Some(r) if !r.is_empty() => DownReason::PeerTerminated {
+                reason: Some(crate::auth::printable(r.as_bytes())),
+            },
+            Some(_) => DownReason::PeerTerminated { reason: None },
+            None if self.lcp.fsm.gave_up_on_storm() => {
+                lcp_failed(NegotiationFailure::PeerRequestStorm {
+                    requests: self.lcp.fsm.peer_request_limit() + 1,
+                })
+            }
+            None if !self.lcp_was_up => lcp_failed(NegotiationFailure::NoAgreement {
+                requests: self.cfg.fsm.max_configure,
+            }),
+            None => lcp_failed(NegotiationFailure::Renegotiation),
         }
     }
 
@@ -443,7 +463,7 @@ impl Session {
     }
 
     /// Close LCP with `wire_reason` in the Terminate-Request; report `reason`.
-    fn close_with(&mut self, reason: String, wire_reason: &str, now: Instant) {
+    fn close_with(&mut self, reason: DownReason, wire_reason: &str, now: Instant) {
         self.down_reason.get_or_insert(reason);
         self.set_phase(Phase::Terminate);
         self.lcp.fsm.close(wire_reason, now);
@@ -451,18 +471,18 @@ impl Session {
 
     /// Send one Terminate-Request as a courtesy and go down at once: the peer is
     /// not answering (or is ourselves), so waiting for its Ack is pointless.
-    fn terminate_now(&mut self, reason: String, now: Instant) {
-        self.down_reason.get_or_insert(reason);
+    /// A reason of a close already in progress stays.
+    fn terminate_now(&mut self, reason: DownReason, now: Instant) {
         self.lcp.fsm.close("Peer not responding", now);
         self.lcp.fsm.down(now);
         while let Some(pkt) = self.lcp.fsm.poll_packet() {
             self.queue_control(lcp::PROTOCOL, &pkt);
         }
-        let reason = self.down_reason.take().unwrap_or_default();
+        let reason = self.down_reason.take().unwrap_or(reason);
         self.finish(reason);
     }
 
-    fn finish(&mut self, reason: String) {
+    fn finish(&mut self, reason: DownReason) {
         if self.phase == Phase::Dead {
             return;
         }

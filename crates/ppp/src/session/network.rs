@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use super::{Event, LOG_TARGET, Phase, SendError, Session};
+use super::{
+    ControlProtocol, DownReason, Event, LOG_TARGET, NegotiationFailure, Phase, SendError, Session,
+};
 use crate::fsm::LayerSignal;
 use crate::hdlc::Header;
 use crate::ipcp;
@@ -38,9 +40,9 @@ impl Session {
         let Some(bad) = self.ipcp.negotiator().refused() else {
             return false;
         };
-        let reason = bad.to_string();
-        info!(%reason, "PPP: unusable address from the peer");
-        self.close_with(reason, "Unusable IP address", now);
+        let bad = bad.clone();
+        info!(reason = %bad, "PPP: unusable address from the peer");
+        self.close_with(DownReason::BadAddress(bad), "Unusable IP address", now);
         true
     }
 
@@ -53,15 +55,11 @@ impl Session {
                 let o = self.ipcp.negotiator();
                 let (local, peer, dns) = (o.local(), o.peer(), o.dns());
                 if local.is_unspecified() {
-                    self.close_with(
-                        "peer did not assign us an IP address".into(),
-                        "No IP address",
-                        now,
-                    );
+                    self.close_with(DownReason::NoAddress, "No IP address", now);
                     return;
                 }
                 if let Some(bad) = o.check_final() {
-                    self.close_with(bad.to_string(), "Unusable IP address", now);
+                    self.close_with(DownReason::BadAddress(bad), "Unusable IP address", now);
                     return;
                 }
                 self.ip_up = true;
@@ -87,15 +85,20 @@ impl Session {
                 self.ip_down("IPCP finished");
                 // pppd closes the link when its last network protocol is gone.
                 if self.phase == Phase::Network {
+                    let failed = |failure| DownReason::NegotiationFailed {
+                        protocol: ControlProtocol::Ipcp,
+                        failure,
+                    };
                     let why = match self.ipcp.peer_term_reason() {
-                        Some(r) => {
-                            format!("peer closed IPCP: {}", crate::auth::printable(r.as_bytes()))
+                        Some(r) => DownReason::PeerClosedIpcp {
+                            reason: crate::auth::printable(r.as_bytes()),
+                        },
+                        None if self.ipcp.gave_up_on_storm() => {
+                            failed(NegotiationFailure::PeerRequestStorm {
+                                requests: self.ipcp.peer_request_limit() + 1,
+                            })
                         }
-                        None if self.ipcp.gave_up_on_storm() => format!(
-                            "IPCP negotiation failed: peer sent {} Configure-Requests without agreement",
-                            self.ipcp.peer_request_limit() + 1
-                        ),
-                        None => "IPCP negotiation failed".into(),
+                        None => failed(NegotiationFailure::GaveUp),
                     };
                     self.close_with(why, "No network protocols running", now);
                 }

@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::event::fmt_secs;
-use super::{LOG_TARGET, Phase, Session};
+use super::{DownReason, LOG_TARGET, Phase, Session};
 use crate::hdlc::{Encoder, Header};
 use crate::lcp;
 use crate::packet::{
@@ -17,7 +16,7 @@ impl Session {
     ///
     /// Call it only when the line can take the frame (the driver keeps a small
     /// bounded backlog): frames the line does not take stay queued here, bounded
-    /// (see [`Config::max_control_queue`]), and when none is taken for
+    /// (see [`Config::max_control_queue`](super::Config::max_control_queue)), and when none is taken for
     /// [`Session::tx_stall_limit`] the session ends ("peer stopped reading").
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let frame = match self.ctrl_tx.pop_front() {
@@ -34,7 +33,7 @@ impl Session {
     }
 
     /// Bytes of control frames waiting for `poll_transmit` (bounded by
-    /// [`Config::max_control_queue`]).
+    /// [`Config::max_control_queue`](super::Config::max_control_queue)).
     pub fn queued_control_bytes(&self) -> usize {
         self.ctrl_tx_bytes
     }
@@ -76,14 +75,17 @@ impl Session {
         if self.tx_waiting_since.is_none_or(|t| now < t + limit) {
             return false;
         }
-        let reason = format!(
-            "peer stopped reading for {} s ({} control frames dropped)",
-            fmt_secs(limit.as_secs_f64()),
-            self.stats.tx_control_dropped
-        );
+        let dropped = self.stats.tx_control_dropped;
         // Nothing more can be written: the courtesy Terminate-Request goes
         // nowhere, so do not queue it behind the stuck frames.
-        self.lower_down(&reason, now);
+        self.end_at_once(
+            |closing| DownReason::PeerStoppedReading {
+                after: limit,
+                dropped,
+                closing,
+            },
+            now,
+        );
         true
     }
 
