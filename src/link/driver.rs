@@ -48,7 +48,8 @@ pub struct LineContext {
     pub balancer: BalancerHandle,
     pub hooks: Hooks,
     pub shared: Arc<LineShared>,
-    /// Seed for the redial jitter and PPP's magic numbers.
+    /// Seed of the line's generator, which seeds the redial jitter and each PPP session
+    /// (magic numbers, CHAP challenges).
     pub seed: u64,
 }
 
@@ -64,7 +65,8 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
     // awaits).
     let span = tracing::info_span!("line", line = %ctx.config.name);
     let now = Instant::now();
-    let policy = RedialPolicy::new(ctx.config.redial, ctx.seed);
+    let mut rng = fastrand::Rng::with_seed(ctx.seed);
+    let policy = RedialPolicy::new(ctx.config.redial, rng.u64(..));
     let has_init = ctx.init_script.is_some();
     let (mut machine, mut step) = LineMachine::new(ctx.config.enabled, has_init, policy, now);
     let mut line = Line {
@@ -72,7 +74,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         port: None,
         leftover: Vec::new(),
         shutting_down: false,
-        sessions: 0,
+        rng,
         hook_tasks: Vec::new(),
     };
     line.publish(&machine);
@@ -110,8 +112,8 @@ struct Line {
     /// Bytes received after CONNECT: the first PPP bytes.
     leftover: Vec<u8>,
     shutting_down: bool,
-    /// PPP sessions started on this line (each gets its own random seed).
-    sessions: u64,
+    /// Draws each PPP session's seed.
+    rng: fastrand::Rng,
     /// Hooks started by this line that may still run.
     hook_tasks: Vec<JoinHandle<()>>,
 }
@@ -320,11 +322,7 @@ impl Line {
         config.ipcp.local_addrs = crate::sys::local_ipv4_addrs(&c.slave);
         // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
         // left over from the last session must not match this one's.
-        self.sessions += 1;
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15 ^ clock ^ self.sessions.rotate_left(32);
+        config.seed = self.rng.u64(..);
         let session = Session::new(config, Instant::now());
         // The port goes to the PPP task; DCD stays readable through a duplicate.
         let carrier = port.carrier_watch();

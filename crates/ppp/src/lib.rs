@@ -36,10 +36,10 @@
 //! - [`Session::poll_transmit`] returns one complete frame per call (control
 //!   frames before queued IP); write them in order.
 //! - Set [`Config::seed`] from the OS RNG: it feeds magic numbers and CHAP
-//!   challenges. `Config::dialer`/`Config::answer` fill it from std's hasher
-//!   keys and the clock, which is fine for magic numbers only; the daemon's
-//!   line drivers derive each session's seed from the supervisor's, which
-//!   comes from `getrandom`.
+//!   challenges. `Config::dialer`/`Config::answer` fill it from fastrand's
+//!   thread-local generator (std's hasher keys and the clock), which is fine
+//!   for magic numbers only; the daemon's line drivers draw each session's
+//!   seed from their generator, seeded from the supervisor's `getrandom` seed.
 //! - Header compression: [`hdlc::Header`] emits ACFC/PFC-compressed headers
 //!   when asked; the session asks only for what the peer acknowledged, and
 //!   never for LCP. LCP negotiation packets (codes 1–7) always go out with the
@@ -104,12 +104,13 @@ pub use session::{
     Session, Stats,
 };
 
-/// Small deterministic PRNG (SplitMix64) for magic numbers and CHAP challenges.
+/// The seeded generator for magic numbers and CHAP challenges: the project's
+/// one PRNG, [`fastrand`]'s, in a wrapper whose `Debug` hides the state.
 ///
 /// Seeded from [`session::Config::seed`] so tests are reproducible; in the
 /// daemon that seed comes from the OS (`getrandom`, via the supervisor).
 #[derive(Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(fastrand::Rng);
 
 /// The state would let anyone predict magic numbers and CHAP challenges.
 impl std::fmt::Debug for Rng {
@@ -120,26 +121,19 @@ impl std::fmt::Debug for Rng {
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
 
     pub(crate) fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
+        self.0.u32(..)
     }
 
     pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
+        self.0.fill(buf);
     }
 }
 

@@ -1,6 +1,5 @@
 //! What a session is told: its role, the protocols' settings, limits and the seed.
 
-use std::hash::{BuildHasher, Hasher};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -85,7 +84,8 @@ impl Config {
             max_ip_rx_queue: 256,
             max_control_queue: DEFAULT_MAX_CONTROL_QUEUE,
             establish_timeout: Some(DEFAULT_ESTABLISH_TIMEOUT),
-            seed: default_seed(),
+            // Not from the OS (no I/O here): good enough for magic numbers only.
+            seed: fastrand::u64(..),
         }
     }
 
@@ -105,15 +105,3 @@ pub const DEFAULT_MAX_CONTROL_QUEUE: usize = 16 * 1024;
 
 /// Default of [`Config::establish_timeout`]: 30 s, as pppd's.
 pub const DEFAULT_ESTABLISH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Some entropy without I/O: std's per-process random hash keys mixed with the time.
-fn default_seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
