@@ -33,20 +33,11 @@ const PACKETS: usize = 32;
 const HEADER: [u8; 4] = [0xff, 0x03, 0x00, 0x21];
 const ACCMS: [(u32, &str); 2] = [(0xffff_ffff, "accm-ffffffff"), (0, "accm-00000000")];
 
-/// Deterministic random packets (xorshift64*).
+/// Deterministic random packets (a fixed seed).
 fn packets() -> Vec<Vec<u8>> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     (0..PACKETS)
-        .map(|_| {
-            (0..PACKET)
-                .map(|_| {
-                    x ^= x >> 12;
-                    x ^= x << 25;
-                    x ^= x >> 27;
-                    (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
-                })
-                .collect()
-        })
+        .map(|_| (0..PACKET).map(|_| rng.u8(..)).collect())
         .collect()
 }
 

@@ -77,26 +77,6 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-/// A small PRNG (xorshift): the chaos is reproducible by `--seed`.
-struct Rng(u64);
-
-impl Rng {
-    /// Seeds through splitmix64, so that small seeds give well-mixed sequences.
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Cut {
     Drop,
@@ -411,15 +391,16 @@ fn run() -> Result<bool, Box<dyn Error>> {
     std::thread::sleep(Duration::from_secs(5));
     let rss_start = rss_kib(pid).unwrap_or(0);
 
-    let mut rng = Rng::new(o.seed);
+    // The chaos is reproducible by `--seed`.
+    let mut rng = fastrand::Rng::with_seed(o.seed);
     let mut windows: Vec<Window> = Vec::new();
     let mut injected: BTreeMap<Cut, usize> = BTreeMap::new();
     let mut stuck = Vec::new();
     let mut heal_times: Vec<Duration> = Vec::new();
     let kinds = [Cut::Drop, Cut::Silent, Cut::Hangup, Cut::Reload, Cut::Flush];
     for n in 0..o.cuts {
-        let cut = kinds[rng.below(kinds.len())];
-        let index = rng.below(o.lines);
+        let cut = kinds[rng.usize(..kinds.len())];
+        let index = rng.usize(..o.lines.max(1));
         let name = soak.names[index].clone();
         *injected.entry(cut).or_default() += 1;
         let from = Instant::now();
@@ -493,7 +474,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
             break;
         }
         // Some load on all lines between cuts.
-        std::thread::sleep(Duration::from_millis(300 + rng.below(700) as u64));
+        std::thread::sleep(Duration::from_millis(rng.u64(300..1000)));
     }
     std::thread::sleep(Duration::from_secs(2));
     let rss_end = rss_kib(pid).unwrap_or(0);

@@ -14,25 +14,28 @@ use eqlplus_dialer::ppp::hdlc::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// Deterministic chunk lengths (xorshift) from a seed taken from the input.
-struct Chunks(u32);
+/// Deterministic chunk lengths from a seed taken from the input (the project's one PRNG).
+struct Chunks(Option<fastrand::Rng>);
 
 impl Chunks {
-    /// Seed 0 means "everything at once".
+    fn seeded(seed: u64) -> Chunks {
+        Chunks(Some(fastrand::Rng::with_seed(seed)))
+    }
+
+    /// Everything at once.
+    fn whole() -> Chunks {
+        Chunks(None)
+    }
+
     fn next_len(&mut self, max: usize) -> usize {
-        if self.0 == 0 {
+        let Some(rng) = &mut self.0 else {
             return max;
-        }
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.0 = x;
+        };
         // Mostly small chunks (splits inside escapes and flags), sometimes large ones.
-        let len = if x & 0x100 != 0 {
-            x as usize % 8
+        let len = if rng.bool() {
+            rng.usize(..8)
         } else {
-            x as usize % 512
+            rng.usize(..512)
         };
         len.clamp(1, max.max(1))
     }
@@ -144,17 +147,27 @@ fuzz_target!(|data: &[u8]| {
     }
     let accm = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
     let mru = usize::from(data[4]) * 8;
-    let seed = u32::from(data[5]) | 0x8000_0000;
+    let seed = data[5];
     let payload = &data[6..];
 
     // 1. Arbitrary bytes, arbitrary chunking: never panics, frames within the MRU,
     //    and the result does not depend on the chunking.
     let mut dec = Decoder::new(mru);
     dec.set_accm(accm);
-    let chunked = decode_chunked(&mut dec, payload, &mut Chunks(seed), mru + MAX_HEADER_LEN);
+    let chunked = decode_chunked(
+        &mut dec,
+        payload,
+        &mut Chunks::seeded(u64::from(seed)),
+        mru + MAX_HEADER_LEN,
+    );
     let mut whole = Decoder::new(mru);
     whole.set_accm(accm);
-    let at_once = decode_chunked(&mut whole, payload, &mut Chunks(0), mru + MAX_HEADER_LEN);
+    let at_once = decode_chunked(
+        &mut whole,
+        payload,
+        &mut Chunks::whole(),
+        mru + MAX_HEADER_LEN,
+    );
     assert_eq!(chunked, at_once, "chunking changed the frames");
     assert_eq!(dec.stats(), whole.stats());
     let (want, want_stats) = reference_decode(payload, accm, mru);
@@ -188,7 +201,12 @@ fuzz_target!(|data: &[u8]| {
     let mru = payload.len().max(4);
     let mut dec = Decoder::new(mru);
     dec.set_accm(accm);
-    let frames = decode_chunked(&mut dec, &wire, &mut Chunks(seed), mru + MAX_HEADER_LEN);
+    let frames = decode_chunked(
+        &mut dec,
+        &wire,
+        &mut Chunks::seeded(u64::from(seed)),
+        mru + MAX_HEADER_LEN,
+    );
     let want = [[header, payload].concat(), [header, b"tail"].concat()];
     assert_eq!(frames, want);
     let stats = dec.stats();

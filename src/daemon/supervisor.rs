@@ -70,7 +70,8 @@ pub struct Supervisor {
     balancer: BalancerHandle,
     balancer_task: Option<JoinHandle<()>>,
     netlink: Netlink,
-    seed: u64,
+    /// Seeds each line's generator (see `start`).
+    rng: fastrand::Rng,
 }
 
 /// Shared with the signal loop and the control socket's `reload`.
@@ -88,8 +89,9 @@ impl Supervisor {
         .await?;
         let (balancer, balancer_task) =
             BalancerHandle::spawn(balancer, Some(config.daemon.resolv_conf.clone()));
-        // Magic numbers, CHAP challenges and redial jitter all derive from this: the OS's
-        // randomness, with the clock and PID only if the OS cannot give any.
+        // Magic numbers, CHAP challenges and redial jitter all derive from this one seed (through
+        // `rng`, which seeds each line's generator): the OS's randomness, with the clock and PID
+        // only if the OS cannot give any.
         let seed = getrandom::u64().unwrap_or_else(|e| {
             tracing::warn!("no randomness from the OS ({e}); seeding from the clock");
             SystemTime::now()
@@ -107,7 +109,7 @@ impl Supervisor {
             balancer,
             balancer_task: Some(balancer_task),
             netlink,
-            seed,
+            rng: fastrand::Rng::with_seed(seed),
         };
         for (name, setup) in lines {
             s.start_line(name, setup);
@@ -117,10 +119,6 @@ impl Supervisor {
     }
 
     fn start_line(&mut self, name: String, fp: LineSetup) {
-        self.seed = self
-            .seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
         let shared = Arc::new(LineShared::default());
         let d = &self.config.daemon;
         let ctx = LineContext {
@@ -141,7 +139,7 @@ impl Supervisor {
                 timeout: d.hook_timeout,
             },
             shared: shared.clone(),
-            seed: self.seed,
+            seed: self.rng.u64(..),
         };
         let (tx, rx) = mpsc::channel(LINE_INBOX);
         let task = tokio::spawn(run_line(ctx, rx));

@@ -21,7 +21,9 @@ use crate::config::{LineConfig, Weight};
 use crate::net::pump::{Pumps, start_pumps};
 use crate::net::{Netlink, SharedTxQueue, TunSlave};
 use crate::ppp::auth::Secret;
-use crate::ppp::{Config as PppConfig, Credentials, Event, Session, driver as ppp_driver};
+use crate::ppp::{
+    Config as PppConfig, Credentials, DownReason, Event, Session, driver as ppp_driver,
+};
 use crate::serial::{HangupTiming, SerialConfig, SerialPort};
 
 /// Administrative commands to a line.
@@ -46,7 +48,8 @@ pub struct LineContext {
     pub balancer: BalancerHandle,
     pub hooks: Hooks,
     pub shared: Arc<LineShared>,
-    /// Seed for the redial jitter and PPP's magic numbers.
+    /// Seed of the line's generator, which seeds the redial jitter and each PPP session
+    /// (magic numbers, CHAP challenges).
     pub seed: u64,
 }
 
@@ -62,7 +65,8 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
     // awaits).
     let span = tracing::info_span!("line", line = %ctx.config.name);
     let now = Instant::now();
-    let policy = RedialPolicy::new(ctx.config.redial, ctx.seed);
+    let mut rng = fastrand::Rng::with_seed(ctx.seed);
+    let policy = RedialPolicy::new(ctx.config.redial, rng.u64(..));
     let has_init = ctx.init_script.is_some();
     let (mut machine, mut step) = LineMachine::new(ctx.config.enabled, has_init, policy, now);
     let mut line = Line {
@@ -70,7 +74,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         port: None,
         leftover: Vec::new(),
         shutting_down: false,
-        sessions: 0,
+        rng,
         hook_tasks: Vec::new(),
     };
     line.publish(&machine);
@@ -108,8 +112,8 @@ struct Line {
     /// Bytes received after CONNECT: the first PPP bytes.
     leftover: Vec<u8>,
     shutting_down: bool,
-    /// PPP sessions started on this line (each gets its own random seed).
-    sessions: u64,
+    /// Draws each PPP session's seed.
+    rng: fastrand::Rng,
     /// Hooks started by this line that may still run.
     hook_tasks: Vec<JoinHandle<()>>,
 }
@@ -318,11 +322,7 @@ impl Line {
         config.ipcp.local_addrs = crate::sys::local_ipv4_addrs(&c.slave);
         // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
         // left over from the last session must not match this one's.
-        self.sessions += 1;
-        let clock = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        config.seed = self.ctx.seed ^ 0x9e37_79b9_7f4a_7c15 ^ clock ^ self.sessions.rotate_left(32);
+        config.seed = self.rng.u64(..);
         let session = Session::new(config, Instant::now());
         // The port goes to the PPP task; DCD stays readable through a duplicate.
         let carrier = port.carrier_watch();
@@ -349,7 +349,6 @@ impl Line {
         } = link;
         let mut incoming = Some(incoming);
         let mut up: Option<UpLine> = None;
-        let mut auth_failure = None;
         let mut closing = false;
         let mut load = tokio::time::interval(LOAD_REPORT);
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
@@ -383,7 +382,6 @@ impl Line {
                     }
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");
-                        auth_failure = Some(reason);
                     }
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
@@ -429,17 +427,12 @@ impl Line {
             }
         };
         self.port = Some(finished.line);
-        let reason = finished.ended.reason;
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
-        let (message, kind) = match auth_failure {
-            _ if carrier_lost => (
-                "carrier lost (DCD dropped)".to_string(),
-                FailureKind::Transient,
-            ),
-            Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
-            None if m.state() == LineState::Up => (reason, FailureKind::Transient),
-            None => (reason, FailureKind::Other),
-        };
+        let (message, kind) = ppp_failure(
+            &finished.ended.reason,
+            carrier_lost,
+            m.state() == LineState::Up,
+        );
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
     }
 
@@ -610,6 +603,24 @@ async fn chat(
     }
 }
 
+/// Why a PPP session ended, for the line's status, and how soon to redial: a dropped carrier
+/// (which only this layer sees) or a line that was up is everyday, rejected credentials back
+/// off hard (also when the line went down while the session was closing for them), the rest
+/// by the configured factor.
+fn ppp_failure(reason: &DownReason, carrier_lost: bool, was_up: bool) -> (String, FailureKind) {
+    if carrier_lost {
+        return (
+            "carrier lost (DCD dropped)".to_string(),
+            FailureKind::Transient,
+        );
+    }
+    match reason.auth_failure() {
+        Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
+        None if was_up => (reason.to_string(), FailureKind::Transient),
+        None => (reason.to_string(), FailureKind::Other),
+    }
+}
+
 /// BUSY, NO CARRIER, NO ANSWER, NO DIALTONE are everyday: redial soon. The rest backs off.
 fn chat_failure_kind(f: &Failure) -> FailureKind {
     match f {
@@ -633,6 +644,57 @@ fn chat_failure_kind(f: &Failure) -> FailureKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ppp_failures_by_kind() {
+        let auth = DownReason::AuthFailed {
+            reason: "peer rejected our PAP credentials: Login incorrect".into(),
+        };
+        let auth_message = (
+            "authentication failed: peer rejected our PAP credentials: Login incorrect".to_string(),
+            FailureKind::Auth,
+        );
+        assert_eq!(ppp_failure(&auth, false, false), auth_message);
+        // The line went down before the Terminate exchange for the failure finished.
+        let cut = DownReason::LowerDown {
+            reason: "line closed: end of file".into(),
+            closing: Some(Box::new(auth.clone())),
+        };
+        assert_eq!(ppp_failure(&cut, false, false), auth_message);
+        // Carrier loss, which only the line sees, comes first.
+        assert_eq!(
+            ppp_failure(&auth, true, false),
+            (
+                "carrier lost (DCD dropped)".to_string(),
+                FailureKind::Transient
+            )
+        );
+        let dead = DownReason::EchoTimeout { requests: 3 };
+        assert_eq!(
+            ppp_failure(&dead, false, true),
+            (
+                "link dead: no reply to 3 LCP Echo-Requests".to_string(),
+                FailureKind::Transient
+            )
+        );
+        assert_eq!(
+            ppp_failure(&dead, false, false),
+            (
+                "link dead: no reply to 3 LCP Echo-Requests".to_string(),
+                FailureKind::Other
+            )
+        );
+        let closed = DownReason::LowerDown {
+            reason: "line closed: end of file".into(),
+            closing: Some(Box::new(DownReason::LocalClose {
+                reason: "User request".into(),
+            })),
+        };
+        assert_eq!(
+            ppp_failure(&closed, false, false),
+            ("line closed: end of file".to_string(), FailureKind::Other)
+        );
+    }
 
     #[test]
     fn chat_failures_by_kind() {

@@ -25,18 +25,18 @@ pub enum FailureKind {
 const AUTH_MIN_DELAY: Duration = Duration::from_secs(30);
 
 /// Decides the wait before the next attempt. Pure: the random jitter comes from a seeded
-/// generator, so tests are exact.
+/// generator (the project's one PRNG, fastrand's), so tests are exact.
 #[derive(Debug, Clone)]
 pub struct RedialPolicy {
     config: RedialConfig,
-    rng: u64,
+    rng: fastrand::Rng,
 }
 
 impl RedialPolicy {
     pub fn new(config: RedialConfig, seed: u64) -> RedialPolicy {
         RedialPolicy {
             config,
-            rng: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -53,22 +53,13 @@ impl RedialPolicy {
                 .max(AUTH_MIN_DELAY.as_secs_f64()),
         };
         let capped = base.min(c.max_delay.as_secs_f64());
-        let jitter = 0.8 + 0.4 * self.next_unit();
+        let jitter = 0.8 + 0.4 * self.rng.f64();
         Duration::from_secs_f64((capped * jitter).max(0.05))
     }
 
     /// Whether to stop trying after `failures` consecutive failures.
     pub fn gives_up(&self, failures: u32) -> bool {
         self.config.max_failures > 0 && failures >= self.config.max_failures
-    }
-
-    /// xorshift64*: a uniform number in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let x = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info};
 
-use super::session::{Event, Session};
+use super::{DownReason, Event, Session};
 
 /// Tunables of the driver; the protocol's own timers are in [`super::Config`].
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ pub fn channels(capacity: usize) -> (Link, Channels) {
 #[derive(Debug)]
 pub struct Ended {
     /// Why, as in the final [`Event::Down`].
-    pub reason: String,
+    pub reason: DownReason,
     /// The line's own failure (end of file or I/O error), if that ended it.
     pub line_error: Option<io::Error>,
 }
@@ -160,7 +160,7 @@ where
     // A received packet waiting for room in `incoming`.
     let mut rx_held: Option<Vec<u8>> = None;
     let mut outgoing_open = true;
-    let mut down_reason: Option<String> = None;
+    let mut down_reason: Option<DownReason> = None;
     let mut line_error: Option<io::Error> = None;
 
     if !initial.is_empty() {
@@ -283,7 +283,11 @@ where
         }
     }
     Ended {
-        reason: down_reason.unwrap_or_else(|| "session ended".into()),
+        // The session always reports Down before it is dead; this is for completeness.
+        reason: down_reason.unwrap_or_else(|| DownReason::LowerDown {
+            reason: "session ended".into(),
+            closing: None,
+        }),
         line_error,
     }
 }
@@ -484,18 +488,22 @@ mod tests {
         assert_eq!(
             d_events.last(),
             Some(&Event::Down {
-                reason: "User request".into()
+                reason: DownReason::LocalClose {
+                    reason: "User request".into()
+                }
             })
         );
         assert_eq!(
             s_events.last(),
             Some(&Event::Down {
-                reason: "peer closed the link: User request".into()
+                reason: DownReason::PeerTerminated {
+                    reason: Some("User request".into())
+                }
             })
         );
         let d_end = timeout(LIMIT, d.task).await.unwrap().unwrap();
         let s_end = timeout(LIMIT, s.task).await.unwrap().unwrap();
-        assert_eq!(d_end.ended.reason, "User request");
+        assert_eq!(d_end.ended.reason.to_string(), "User request");
         assert!(d_end.ended.line_error.is_none());
         assert!(s_end.ended.line_error.is_none());
         assert!(d_end.session.is_dead() && s_end.session.is_dead());
@@ -529,12 +537,11 @@ mod tests {
         // Take the answer's line away under it: the dialer reads end of file.
         s.task.abort();
         let events = rest(&mut d.link).await;
-        assert_eq!(
-            events.last(),
-            Some(&Event::Down {
-                reason: "line closed: end of file".into()
-            })
-        );
+        let Some(Event::Down { reason }) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(reason.to_string(), "line closed: end of file");
+        assert!(matches!(reason, DownReason::LowerDown { .. }), "{reason:?}");
         assert!(
             events
                 .iter()
@@ -560,7 +567,10 @@ mod tests {
         let started = Instant::now();
         let close = tokio::time::sleep(Duration::from_secs(1));
         let ended = run(&mut session, &mut a, &[], ch, close, &config).await;
-        assert_eq!(ended.reason, "closed without Terminate-Ack from the peer");
+        assert_eq!(
+            ended.reason.to_string(),
+            "closed without Terminate-Ack from the peer"
+        );
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         let events: Vec<_> = std::iter::from_fn(|| link.events.try_recv().ok()).collect();
         assert_eq!(
@@ -674,6 +684,11 @@ mod tests {
         let Some(Event::Down { reason }) = events.last() else {
             unreachable!()
         };
+        assert!(
+            matches!(reason, DownReason::PeerStoppedReading { .. }),
+            "{reason:?}"
+        );
+        let reason = reason.to_string();
         assert!(
             reason.starts_with("peer stopped reading for 3 s"),
             "{reason}"

@@ -133,7 +133,7 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
     }
     drop(closer);
     let reason = match task.await {
-        Ok(f) => f.ended.reason,
+        Ok(f) => f.ended.reason.to_string(),
         Err(e) => e.to_string(),
     };
     CallEnd { was_up, reason }

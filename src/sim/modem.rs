@@ -222,8 +222,8 @@ pub struct ModemCore {
     registers: BTreeMap<u16, u16>,
     contexts: BTreeMap<u8, String>,
     out: VecDeque<ModemOutput>,
-    /// State of the `garbage` answer's xorshift generator.
-    noise: u64,
+    /// The `garbage` answer's generator, with a fixed seed: the same noise every run.
+    noise: fastrand::Rng,
 }
 
 /// Longest command line kept; longer ones are discarded (as a modem's buffer overflows).
@@ -245,7 +245,7 @@ impl ModemCore {
             registers: BTreeMap::new(),
             contexts: BTreeMap::new(),
             out: VecDeque::new(),
-            noise: 0x2545_f491_4f6c_dd1d,
+            noise: fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d),
         }
     }
 
@@ -615,7 +615,7 @@ impl ModemCore {
             DialAnswer::Silent => return,
             DialAnswer::Garbage | DialAnswer::Endless => {
                 let chunk: Vec<u8> = if answer == DialAnswer::Garbage {
-                    (0..NOISE_CHUNK).map(|_| self.next_noise()).collect()
+                    (0..NOISE_CHUNK).map(|_| self.noise.u8(..)).collect()
                 } else {
                     b"RING ".iter().copied().cycle().take(NOISE_CHUNK).collect()
                 };
@@ -653,15 +653,6 @@ impl ModemCore {
             format!("{}\r", code.numeric())
         };
         self.send_to_dte(text.as_bytes());
-    }
-
-    fn next_noise(&mut self) -> u8 {
-        let mut x = self.noise;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.noise = x;
-        (x >> 24) as u8
     }
 
     fn send_to_dte(&mut self, bytes: &[u8]) {

@@ -65,13 +65,7 @@ pub fn page(objects: usize, min_kib: u64, max_kib: u64, seed: u64) -> Vec<u64> {
     let mut page: Vec<u64> = (0..objects)
         .map(|i| sizes_kib[i % sizes_kib.len()] * 1024)
         .collect();
-    let mut state = seed | 1;
-    for i in (1..page.len()).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        page.swap(i, (state % (i as u64 + 1)) as usize);
-    }
+    fastrand::Rng::with_seed(seed).shuffle(&mut page);
     page
 }
 

@@ -10,8 +10,6 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::debug;
-
 use super::Rng;
 use super::fsm::{Fsm, FsmConfig, Negotiator, State, Verdict};
 use super::hdlc::ACCM_ALL;
@@ -19,6 +17,9 @@ use super::packet::{
     ConfigOption, ControlPacket, DISCARD_REQUEST, ECHO_REPLY, ECHO_REQUEST, PROTOCOL_REJECT,
     PacketError, emit_option,
 };
+
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::lcp";
 
 /// LCP protocol number.
 pub const PROTOCOL: u16 = 0xc021;
@@ -604,7 +605,7 @@ impl Lcp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::packet::{
+    use crate::packet::{
         CONFIGURE_ACK, CONFIGURE_NAK, CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket,
     };
 
@@ -843,17 +844,16 @@ mod tests {
         let first_magic = o.our_magic();
         let mut buf = Vec::new();
         o.write_request(&mut buf);
-        for opt in crate::ppp::packet::Options::new(&[
-            2, 6, 0, 0x0a, 0, 0, 5, 6, 1, 2, 3, 4, 3, 4, 0xc0, 0x23,
-        ])
-        .flatten()
+        for opt in
+            crate::packet::Options::new(&[2, 6, 0, 0x0a, 0, 0, 5, 6, 1, 2, 3, 4, 3, 4, 0xc0, 0x23])
+                .flatten()
         {
             o.apply_nak(opt);
         }
         assert_eq!(o.our_accm(), 0x000a_0000);
         assert_ne!(o.our_magic(), first_magic);
         assert_eq!(o.auth_peer_with(), Some(AuthProtocol::Pap));
-        for opt in crate::ppp::packet::Options::new(&[7, 2, 8, 2, 3, 4, 0xc0, 0x23]).flatten() {
+        for opt in crate::packet::Options::new(&[7, 2, 8, 2, 3, 4, 0xc0, 0x23]).flatten() {
             o.apply_reject(opt);
         }
         assert!(o.auth_refused());

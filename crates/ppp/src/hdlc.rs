@@ -247,7 +247,7 @@ pub struct DecoderStats {
 /// Streaming frame decoder: feed it byte chunks as they come off the line.
 ///
 /// ```
-/// use eqlplus_dialer::ppp::hdlc::Decoder;
+/// use eqlplus_ppp::hdlc::Decoder;
 /// let mut dec = Decoder::new(1500);
 /// let mut input: &[u8] = &[0x7e, 0xff, 0x7d, 0x23, 0xc0, 0x21, 0x7e];
 /// while !input.is_empty() {
@@ -717,8 +717,8 @@ impl Header {
     /// Emit the header into a small buffer, returning it and its length.
     ///
     /// `acfc` omits `ff 03`; `pfc` sends protocols below 0x100 as one byte.
-    /// The caller must never compress LCP frames (RFC 1661 §6.6): see
-    /// [`Header::emit_for`].
+    /// The caller must never compress LCP frames (RFC 1661 §6.6); the session
+    /// never asks it to.
     pub fn emit(&self, acfc: bool, pfc: bool) -> ([u8; MAX_HEADER_LEN], usize) {
         let mut h = [0u8; MAX_HEADER_LEN];
         let mut n = 0;

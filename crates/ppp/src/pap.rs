@@ -9,10 +9,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tracing::debug;
-
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets, constant_time_eq, printable};
 use super::packet::ControlPacket;
+
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::pap";
 
 /// PAP protocol number.
 pub const PROTOCOL: u16 = 0xc023;

@@ -12,11 +12,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use tracing::debug;
 
 use super::Rng;
 use super::auth::{AuthOutcome, AuthRole, Credentials, Secrets, constant_time_eq, printable};
 use super::packet::ControlPacket;
+
+/// Log target: the module's path from before the core became a crate (see the crate root).
+const LOG_TARGET: &str = "eqlplus_dialer::ppp::chap";
 
 /// CHAP protocol number.
 pub const PROTOCOL: u16 = 0xc223;

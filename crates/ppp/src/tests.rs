@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::hdlc::{Decoder, Encoder, Header};
 use super::lcp::AuthMethods;
 use super::packet::ControlPacket;
-use super::session::{Config, Event, Phase, SendError, Session};
+use super::session::{Config, DownReason, Event, Phase, SendError, Session};
 use super::{Credentials, Secrets, chap, ipcp, lcp, pap};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -213,11 +213,16 @@ fn up_event(events: &[Event]) -> Option<&Event> {
     events.iter().find(|e| matches!(e, Event::Up { .. }))
 }
 
-fn down_reason(events: &[Event]) -> Option<&str> {
+fn down(events: &[Event]) -> Option<&DownReason> {
     events.iter().find_map(|e| match e {
-        Event::Down { reason } => Some(reason.as_str()),
+        Event::Down { reason } => Some(reason),
         _ => None,
     })
+}
+
+/// The Down reason as people read it.
+fn down_reason(events: &[Event]) -> Option<String> {
+    down(events).map(ToString::to_string)
 }
 
 fn auth_failed(events: &[Event]) -> Option<&str> {
@@ -424,7 +429,17 @@ fn wrong_pap_password_fails_cleanly_on_both_sides() {
         Some("peer sent a wrong PAP password for user \"alice\"")
     );
     assert!(p.a.is_dead() && p.b.is_dead());
-    assert!(down_reason(&p.a_events).is_some() && down_reason(&p.b_events).is_some());
+    // Both ends say why in the Down reason itself (what the line driver acts on).
+    for events in [&p.a_events, &p.b_events] {
+        assert!(
+            matches!(down(events), Some(DownReason::AuthFailed { .. })),
+            "{events:?}"
+        );
+        assert_eq!(
+            down(events).and_then(DownReason::auth_failure),
+            auth_failed(events)
+        );
+    }
     assert!(
         p.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -449,7 +464,7 @@ fn wrong_chap_secret_fails_cleanly_on_both_sides() {
         Some("peer \"alice\" failed the CHAP challenge (wrong secret)")
     );
     assert_eq!(
-        down_reason(&p.b_events),
+        down_reason(&p.b_events).as_deref(),
         Some("peer \"alice\" failed the CHAP challenge (wrong secret)")
     );
     assert!(p.a.is_dead() && p.b.is_dead());
@@ -473,9 +488,9 @@ fn close_terminates_both_sides_with_reasons() {
     let now = p.now;
     p.a.close("user hung up", now);
     p.run(Duration::from_secs(30), |p| p.a.is_dead() && p.b.is_dead());
-    assert_eq!(down_reason(&p.a_events), Some("user hung up"));
+    assert_eq!(down_reason(&p.a_events).as_deref(), Some("user hung up"));
     assert_eq!(
-        down_reason(&p.b_events),
+        down_reason(&p.b_events).as_deref(),
         Some("peer closed the link: user hung up")
     );
     // IP goes down because we close, not because anything renegotiates.
@@ -520,7 +535,10 @@ fn lower_down_ends_the_session_at_once() {
     assert!(p.a.is_dead());
     assert_eq!(p.a.poll_transmit(), None, "queued frames are dropped");
     assert_eq!(p.a.poll_timeout(), None);
-    assert_eq!(down_reason(&p.a_events), Some("line closed: end of file"));
+    assert_eq!(
+        down_reason(&p.a_events).as_deref(),
+        Some("line closed: end of file")
+    );
     assert!(
         matches!(p.a_events.last(), Some(Event::Down { .. })),
         "{:?}",
@@ -542,7 +560,16 @@ fn lower_down_ends_the_session_at_once() {
             _ => None,
         })
         .collect();
-    assert_eq!(downs, ["line closed: EIO"]);
+    assert_eq!(
+        downs,
+        [DownReason::LowerDown {
+            reason: "line closed: EIO".into(),
+            closing: Some(Box::new(DownReason::LocalClose {
+                reason: "user request".into()
+            })),
+        }]
+    );
+    assert_eq!(downs[0].to_string(), "line closed: EIO");
 }
 
 #[test]
@@ -553,7 +580,11 @@ fn dead_peer_detected_by_echo() {
     let t0 = p.now;
     p.run(Duration::from_secs(30), |p| p.a.is_dead());
     assert_eq!(
-        down_reason(&p.a_events),
+        down(&p.a_events),
+        Some(&DownReason::EchoTimeout { requests: 3 })
+    );
+    assert_eq!(
+        down_reason(&p.a_events).as_deref(),
         Some("link dead: no reply to 3 LCP Echo-Requests")
     );
     // The first tick still sees the traffic from before the cut, then three
@@ -603,7 +634,7 @@ fn looped_back_echoes_are_no_proof_of_life() {
     }
     p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
     assert_eq!(
-        down_reason(&p.a_events),
+        down_reason(&p.a_events).as_deref(),
         Some("link dead: no reply to 3 LCP Echo-Requests")
     );
     assert!(now - t0 <= Duration::from_secs(5), "took {:?}", now - t0);
@@ -686,7 +717,7 @@ fn no_peer_gives_up_after_max_configure() {
     }
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
     assert_eq!(
-        down_reason(&events),
+        down_reason(&events).as_deref(),
         Some("LCP negotiation failed: no agreement after 10 Configure-Requests")
     );
     assert_eq!(t - now, Duration::from_secs(30));
@@ -714,7 +745,10 @@ fn looped_back_line_is_detected() {
         }
     }
     let events: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
-    assert_eq!(down_reason(&events), Some("serial line is looped back"));
+    assert_eq!(
+        down_reason(&events).as_deref(),
+        Some("serial line is looped back")
+    );
 }
 
 #[test]
@@ -916,7 +950,9 @@ fn simulate_lossy(
 }
 
 /// Cases the proptest once found (stale PAP Acks and Configure-Requests
-/// duplicated across LCP renegotiations).
+/// duplicated across LCP renegotiations). They were found with the core's
+/// earlier SplitMix64 generator; with fastrand the same seeds replay other
+/// (still fixed) runs, kept as deterministic cases next to the proptest.
 #[test]
 fn lossy_channel_regressions() {
     for (seed, dup) in [(8514056233526867077, 26), (17006082119639691812, 27)] {
@@ -1222,7 +1258,7 @@ fn ack_but_never_request_ends_at_the_establish_deadline() {
     }
     events.extend(events_of(&mut s));
     assert_eq!(
-        down_reason(&events),
+        down_reason(&events).as_deref(),
         Some(
             "PPP not up after 30 s (stuck in LCP: peer acknowledged our options but never sent its own)"
         )
@@ -1251,7 +1287,7 @@ fn configure_request_storm_ends_with_a_clear_reason() {
     }
     assert!(s.is_dead());
     assert_eq!(
-        down_reason(&events),
+        down_reason(&events).as_deref(),
         Some("LCP negotiation failed: peer sent 31 Configure-Requests without agreement")
     );
     assert!(answers <= 40, "{answers} frames sent");
@@ -1273,7 +1309,7 @@ fn establish_deadline_names_a_silent_peer() {
     }
     let events = events_of(&mut s);
     assert_eq!(
-        down_reason(&events),
+        down_reason(&events).as_deref(),
         Some("PPP not up after 10 s (stuck in LCP: no answer from the peer)")
     );
     assert_eq!(now - t0, Duration::from_secs(10));
@@ -1316,7 +1352,7 @@ fn unusable_assigned_addresses_are_refused() {
         let p = bad_assignment(addr, &[Ipv4Addr::new(192, 168, 1, 1)]);
         assert!(up_event(&p.a_events).is_none(), "{addr}: {:?}", p.a_events);
         assert_eq!(
-            down_reason(&p.a_events),
+            down_reason(&p.a_events).as_deref(),
             Some(format!("peer assigned us {addr} ({what}); refusing").as_str()),
             "{addr}"
         );
@@ -1338,7 +1374,7 @@ fn peer_claiming_a_lan_address_is_refused() {
     p.run(Duration::from_secs(60), |p| p.a.is_dead());
     assert!(up_event(&p.a_events).is_none(), "{:?}", p.a_events);
     assert_eq!(
-        down_reason(&p.a_events),
+        down_reason(&p.a_events).as_deref(),
         Some(
             "peer claims address 10.0.0.1 (an address of another interface of this host) for itself; refusing"
         )
@@ -1409,4 +1445,46 @@ fn a_flood_does_not_flood_the_debug_log() {
     });
     let (lines, bytes) = *counter.0.lock().unwrap();
     assert!(lines < 200, "{lines} log lines, {bytes} bytes");
+}
+
+/// Keeps what a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogText(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogText {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The core logs under the targets it had as the main crate's module `ppp`, so log lines read
+/// the same and a filter such as `eqlplus_dialer::ppp=debug` still selects them.
+#[test]
+fn logs_keep_the_main_crates_targets() {
+    let text = LogText::default();
+    let writer = text.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("warn,eqlplus_dialer::ppp=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut p = Pair::new(
+            dialer(Some(("alice", "pw"))),
+            answer(PAP_ONLY, &[("alice", "pw")]),
+        );
+        p.run_until_up();
+    });
+    let text = String::from_utf8(text.0.lock().unwrap().clone()).unwrap();
+    for target in ["session", "fsm", "pap"] {
+        assert!(
+            text.contains(&format!(" eqlplus_dialer::ppp::{target}: ")),
+            "{target}: {text}"
+        );
+    }
+    assert!(!text.contains("eqlplus_ppp"), "{text}");
 }

@@ -408,7 +408,7 @@ impl Negotiator for IpcpOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ppp::packet::Options;
+    use crate::packet::Options;
 
     fn opts(data: &[u8]) -> Vec<ConfigOption<'_>> {
         Options::new(data).collect::<Result<_, _>>().unwrap()

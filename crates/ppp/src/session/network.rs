@@ -1,0 +1,159 @@
+//! The Network phase: IPCP on top of an open, authenticated link, and the IPv4 packets that
+//! flow once it is open (the outgoing queue and the received packets).
+
+use std::time::Instant;
+
+use super::{
+    ControlProtocol, DownReason, Event, LOG_TARGET, NegotiationFailure, Phase, SendError, Session,
+};
+use crate::fsm::LayerSignal;
+use crate::hdlc::Header;
+use crate::ipcp;
+
+impl Session {
+    /// Authentication is done (or not needed): IPCP starts.
+    pub(super) fn enter_network(&mut self, now: Instant) {
+        self.set_phase(Phase::Network);
+        self.ipcp.open(now);
+        self.ipcp.up(now);
+    }
+
+    /// IPCP's signals and packets since the last look; true if there were any.
+    pub(super) fn pump_network(&mut self, now: Instant) -> bool {
+        let mut progress = false;
+        while let Some(sig) = self.ipcp.poll_signal() {
+            progress = true;
+            self.ipcp_signal(sig, now);
+        }
+        while let Some(pkt) = self.ipcp.poll_packet() {
+            progress = true;
+            self.queue_control(ipcp::PROTOCOL, &pkt);
+        }
+        progress
+    }
+
+    /// The peer insists on an address we refused: close the link (true if so).
+    pub(super) fn check_peer_address(&mut self, now: Instant) -> bool {
+        if self.phase != Phase::Network {
+            return false;
+        }
+        let Some(bad) = self.ipcp.negotiator().refused() else {
+            return false;
+        };
+        let bad = bad.clone();
+        info!(reason = %bad, "PPP: unusable address from the peer");
+        self.close_with(DownReason::BadAddress(bad), "Unusable IP address", now);
+        true
+    }
+
+    fn ipcp_signal(&mut self, sig: LayerSignal, now: Instant) {
+        if self.phase == Phase::Dead {
+            return;
+        }
+        match sig {
+            LayerSignal::Up => {
+                let o = self.ipcp.negotiator();
+                let (local, peer, dns) = (o.local(), o.peer(), o.dns());
+                if local.is_unspecified() {
+                    self.close_with(DownReason::NoAddress, "No IP address", now);
+                    return;
+                }
+                if let Some(bad) = o.check_final() {
+                    self.close_with(DownReason::BadAddress(bad), "Unusable IP address", now);
+                    return;
+                }
+                self.ip_up = true;
+                self.establish_deadline = None;
+                let mru = self.lcp.fsm.negotiator().peer().mru;
+                debug!(%local, %peer, ?dns, mru, "IPCP up");
+                self.events.push_back(Event::Up {
+                    local,
+                    peer,
+                    dns,
+                    mru,
+                });
+            }
+            LayerSignal::Down => {
+                self.arm_establish_deadline(now);
+                self.ip_down(match self.phase {
+                    Phase::Terminate => "link closing",
+                    Phase::Establish => "LCP renegotiating",
+                    _ => "IPCP renegotiating",
+                })
+            }
+            LayerSignal::Finished => {
+                self.ip_down("IPCP finished");
+                // pppd closes the link when its last network protocol is gone.
+                if self.phase == Phase::Network {
+                    let failed = |failure| DownReason::NegotiationFailed {
+                        protocol: ControlProtocol::Ipcp,
+                        failure,
+                    };
+                    let why = match self.ipcp.peer_term_reason() {
+                        Some(r) => DownReason::PeerClosedIpcp {
+                            reason: crate::auth::printable(r.as_bytes()),
+                        },
+                        None if self.ipcp.gave_up_on_storm() => {
+                            failed(NegotiationFailure::PeerRequestStorm {
+                                requests: self.ipcp.peer_request_limit() + 1,
+                            })
+                        }
+                        None => failed(NegotiationFailure::GaveUp),
+                    };
+                    self.close_with(why, "No network protocols running", now);
+                }
+            }
+            LayerSignal::Started => {}
+        }
+    }
+
+    pub(super) fn ip_down(&mut self, reason: &str) {
+        if std::mem::take(&mut self.ip_up) {
+            self.ip_tx.clear();
+            self.events.push_back(Event::NetworkDown {
+                reason: reason.into(),
+            });
+        }
+    }
+
+    /// Frame an IPv4 packet for sending (only while IPCP is open).
+    pub fn send_ip(&mut self, packet: &[u8]) -> Result<(), SendError> {
+        if !self.ip_up {
+            return Err(SendError::NotUp);
+        }
+        let mru = self.lcp.fsm.negotiator().peer().mru;
+        if packet.len() > usize::from(mru) {
+            return Err(SendError::TooBig {
+                len: packet.len(),
+                mru,
+            });
+        }
+        if self.ip_tx.len() >= self.cfg.max_ip_queue {
+            return Err(SendError::QueueFull);
+        }
+        let (h, n) = Header {
+            protocol: ipcp::IPV4,
+        }
+        .emit(self.tx_acfc, self.tx_pfc);
+        let mut frame = Vec::with_capacity(packet.len() + packet.len() / 16 + 10);
+        self.encoder.encode(&h[..n], packet, &mut frame);
+        self.ip_tx.push_back(frame);
+        self.stats.tx_ip_packets += 1;
+        Ok(())
+    }
+
+    /// A received IPv4 packet: held for `poll_ip` while IP is up and the queue has room.
+    pub(super) fn receive_ip(&mut self, packet: &[u8]) {
+        if self.ip_up && self.ip_rx.len() < self.cfg.max_ip_rx_queue {
+            self.ip_rx.push_back(packet.to_vec());
+            self.stats.rx_ip_packets += 1;
+        } else {
+            self.stats.rx_ip_dropped += 1;
+        }
+    }
+
+    /// Next received IPv4 packet.
+    pub fn poll_ip(&mut self) -> Option<Vec<u8>> {
+        self.ip_rx.pop_front()
+    }
+}
