@@ -14,6 +14,7 @@ use super::hooks::{HookEvent, HookLink, Hooks};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
 use super::redial::{FailureKind, RedialPolicy};
 use super::status::LineShared;
+use super::track::{self as tracking, TrackTask};
 use crate::balancer::Enslave;
 use crate::balancer::actor::BalancerHandle;
 use crate::chat::{ChatEngine, ChatOptions, Failure, Outcome, Script, run_chat};
@@ -25,6 +26,7 @@ use crate::ppp::{
     Config as PppConfig, Credentials, DownReason, Event, Session, driver as ppp_driver,
 };
 use crate::serial::{HangupTiming, SerialConfig, SerialPort};
+use crate::track::{Internet, TrackEvent};
 
 /// Administrative commands to a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,6 +352,8 @@ impl Line {
         let mut incoming = Some(incoming);
         let mut up: Option<UpLine> = None;
         let mut closing = false;
+        // Set when upstream tracking asked for a new call: the session's end says so.
+        let mut redial_for: Option<String> = None;
         let mut load = tokio::time::interval(LOAD_REPORT);
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
         loop {
@@ -383,6 +387,7 @@ impl Line {
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");
                     }
+                    Some(Event::EchoRtt { rtt }) => self.ctx.shared.set_lcp_rtt(Some(rtt)),
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
                 },
@@ -402,6 +407,29 @@ impl Line {
                     }
                     carrier_was_up = now_up;
                 }
+                verdict = async {
+                    match up.as_mut().and_then(|u| u.track.as_mut()) {
+                        Some(t) => t.events.recv().await,
+                        None => std::future::pending().await,
+                    }
+                }, if !closing => match verdict {
+                    Some(TrackEvent::Changed(internet)) => self.internet(m, internet),
+                    Some(TrackEvent::Redial) => {
+                        let after = self.ctx.config.track.redial_after.unwrap_or_default();
+                        redial_for = Some(format!(
+                            "no Internet through the line for {}: dialling again",
+                            crate::ui::format::duration(after.as_secs_f64())
+                        ));
+                        closer.close();
+                        closing = true;
+                    }
+                    // The tracking task ended (it never does on its own): carry on untracked.
+                    None => {
+                        if let Some(u) = up.as_mut() {
+                            u.track = None;
+                        }
+                    }
+                },
                 _ = load.tick(), if up.is_some() => {
                     if let Some(u) = &up {
                         self.ctx.balancer.set_load(&self.ctx.config.name, u.queue.depth());
@@ -427,12 +455,12 @@ impl Line {
             }
         };
         self.port = Some(finished.line);
+        self.ctx.shared.set_lcp_rtt(None);
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
-        let (message, kind) = ppp_failure(
-            &finished.ended.reason,
-            carrier_lost,
-            m.state() == LineState::Up,
-        );
+        let (message, kind) = match redial_for {
+            Some(why) => (why, FailureKind::Transient),
+            None => ppp_failure(&finished.ended.reason, carrier_lost, m.state().link_up()),
+        };
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
     }
 
@@ -477,8 +505,8 @@ impl Line {
             weight,
             speed,
             dns: dns.clone(),
-            tier: 0,
-            tracked: false,
+            tier: c.tier,
+            tracked: c.track.enabled(),
         };
         self.ctx.shared.edit(|i| {
             i.local = Some(local);
@@ -486,22 +514,42 @@ impl Line {
             i.dns = dns.clone();
             i.mru = Some(mru);
         });
-        if let Err(e) = self.ctx.balancer.enslave(spec, None).await {
-            let u = UpLine {
-                slave,
-                queue,
-                pumps,
-                enslaved: false,
-                local,
-                peer,
-                dns,
-                speed,
-            };
-            let mut none = None;
-            self.bring_down(u, &mut none).await;
-            return Err(format!("cannot enslave {}: {e}", c.slave));
-        }
+        let suspect = c
+            .track
+            .enabled()
+            .then(|| Arc::new(tokio::sync::Notify::new()));
+        let mark = match self.ctx.balancer.enslave(spec, suspect.clone()).await {
+            Ok(mark) => mark,
+            Err(e) => {
+                let u = UpLine {
+                    slave,
+                    queue,
+                    pumps,
+                    enslaved: false,
+                    local,
+                    peer,
+                    dns,
+                    speed,
+                    track: None,
+                };
+                let mut none = None;
+                self.bring_down(u, &mut none).await;
+                return Err(format!("cannot enslave {}: {e}", c.slave));
+            }
+        };
         tracing::info!(%local, %peer, ?dns, mtu, "up and enslaved");
+        // Upstream tracking: probes leave by this line whatever the balance.
+        let track = suspect.map(|suspect| {
+            let via = crate::net::probe::Via {
+                device: c.slave.clone(),
+                local,
+                mark,
+                dns: dns.clone(),
+            };
+            let task = tracking::spawn(c.track.clone(), via, suspect);
+            self.ctx.shared.set_track(Some(task.snapshot.clone()));
+            task
+        });
         let link = HookLink {
             local,
             peer,
@@ -518,7 +566,41 @@ impl Line {
             peer,
             dns,
             speed,
+            track,
         })
+    }
+
+    /// Upstream tracking's verdict: the line leaves the balance without the Internet (the
+    /// link stays up; it is not the line's fault) and comes back with it.
+    fn internet(&mut self, m: &mut LineMachine, internet: Internet) {
+        let name = &self.ctx.config.name;
+        match internet {
+            Internet::Unknown | Internet::Online => {
+                self.ctx.balancer.set_internet(name, true);
+                self.feed(m, LineEvent::InternetBack);
+            }
+            Internet::Offline { reason } => {
+                self.ctx.balancer.set_internet(name, false);
+                self.feed(
+                    m,
+                    LineEvent::InternetLost {
+                        degraded: false,
+                        reason: format!("no Internet: {reason}"),
+                    },
+                );
+            }
+            Internet::Degraded { reason } => {
+                self.ctx.balancer.set_internet(name, false);
+                self.feed(
+                    m,
+                    LineEvent::InternetLost {
+                        degraded: true,
+                        reason: format!("degraded: {reason}"),
+                    },
+                );
+            }
+        }
+        self.publish(m);
     }
 
     /// Keeps a started hook's task, so the line's end can wait for it.
@@ -530,6 +612,9 @@ impl Line {
     /// IP went down: out of the balance at once, then the slave goes.
     async fn bring_down(&mut self, u: UpLine, incoming: &mut Option<mpsc::Receiver<Vec<u8>>>) {
         let c = self.ctx.config.clone();
+        // Tracking first: its probes would only fail from here on.
+        drop(u.track);
+        self.ctx.shared.set_track(None);
         if u.enslaved {
             self.ctx.balancer.emancipate(&c.name).await;
             // What ip-up was told: the CONNECT speed of this session (the status may have
@@ -564,6 +649,8 @@ struct UpLine {
     dns: Vec<Ipv4Addr>,
     /// The CONNECT speed this session came up with (given to both hooks).
     speed: Option<u32>,
+    /// Upstream tracking, for a tracked line.
+    track: Option<TrackTask>,
 }
 
 /// Runs a chat script: `Connected` and the bytes after the CONNECT line on success (the

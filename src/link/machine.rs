@@ -260,8 +260,6 @@ impl LineMachine {
             }
             (LineState::Ppp, LineEvent::PppUp) => {
                 self.failures = 0;
-                // What went wrong before is over: status shows the line up, not an old error.
-                self.last_error = None;
                 self.enter(LineState::Up, now);
                 Step::Ppp
             }
@@ -282,7 +280,7 @@ impl LineMachine {
                 Step::Ppp
             }
             (s, LineEvent::InternetBack) if s.link_up() => {
-                self.last_error = None;
+                // The last error stays, as after a redial: it says what happened last.
                 self.enter(LineState::Up, now);
                 Step::Ppp
             }
@@ -546,5 +544,54 @@ mod tests {
     fn states_have_names() {
         assert_eq!(LineState::HangingUp.as_str(), "hanging-up");
         assert!(LineState::Up.holds_port() && !LineState::Holdoff.holds_port());
+    }
+
+    #[test]
+    fn a_line_without_the_internet_stays_connected_and_comes_back() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        m.on(LineEvent::PppUp, now);
+        let lost = LineEvent::InternetLost {
+            degraded: false,
+            reason: "no Internet: ping 1.1.1.1: no answer".into(),
+        };
+        assert_eq!(m.on(lost, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::NoInternet);
+        assert!(m.state().holds_port() && m.state().link_up());
+        assert_eq!(m.last_error(), Some("no Internet: ping 1.1.1.1: no answer"));
+        let degraded = LineEvent::InternetLost {
+            degraded: true,
+            reason: "degraded: slow".into(),
+        };
+        assert_eq!(m.on(degraded, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::Degraded);
+        assert_eq!(m.on(LineEvent::InternetBack, now), Step::Ppp);
+        assert_eq!(m.state(), LineState::Up);
+        assert_eq!(m.redials(), 0, "no redial");
+        // Verdicts while not up are late news.
+        m.on(
+            LineEvent::PppEnded {
+                message: "link dead".into(),
+                kind: FailureKind::Transient,
+            },
+            now,
+        );
+        assert_eq!(m.state(), LineState::HangingUp);
+        m.on(LineEvent::InternetBack, now);
+        assert_eq!(m.state(), LineState::HangingUp);
+        // A line that loses its link while without the Internet redials like an up one.
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        m.on(LineEvent::PppUp, now);
+        m.on(
+            LineEvent::InternetLost {
+                degraded: false,
+                reason: "x".into(),
+            },
+            now,
+        );
+        assert_eq!(m.admin_down_now(now), Step::HangUp);
     }
 }

@@ -443,6 +443,8 @@ pub enum LcpNotice {
     ProtocolRejected(u16),
     /// No answer to `echo_failure` Echo-Requests and no other traffic.
     LinkDead,
+    /// An Echo-Reply answered our latest Echo-Request: the smoothed round trip so far.
+    EchoRtt(Duration),
 }
 
 /// LCP: the automaton plus the LCP-only packets and the keepalive.
@@ -455,6 +457,10 @@ pub struct Lcp {
     echo_deadline: Option<Instant>,
     echos_pending: u32,
     traffic_seen: bool,
+    /// Our latest Echo-Request: its identifier and when it left.
+    echo_sent: Option<(u8, Instant)>,
+    /// The smoothed echo round trip (1/8 gain, as TCP's SRTT).
+    echo_srtt: Option<Duration>,
 }
 
 impl Lcp {
@@ -474,6 +480,8 @@ impl Lcp {
             echo_deadline: None,
             echos_pending: 0,
             traffic_seen: false,
+            echo_sent: None,
+            echo_srtt: None,
         }
     }
 
@@ -508,6 +516,18 @@ impl Lcp {
                     debug!("received our own Echo-Reply: line looped back?");
                 } else {
                     self.echos_pending = 0;
+                    if let Some((id, sent)) = self.echo_sent
+                        && id == ext.id
+                    {
+                        self.echo_sent = None;
+                        let sample = now.saturating_duration_since(sent);
+                        let srtt = match self.echo_srtt {
+                            None => sample,
+                            Some(s) => (s * 7 + sample) / 8,
+                        };
+                        self.echo_srtt = Some(srtt);
+                        return Ok(Some(LcpNotice::EchoRtt(srtt)));
+                    }
                 }
             }
             _ => {
@@ -553,6 +573,8 @@ impl Lcp {
     /// Start the keepalive (on LCP up).
     pub fn start_keepalive(&mut self, now: Instant) {
         self.echos_pending = 0;
+        self.echo_sent = None;
+        self.echo_srtt = None;
         self.traffic_seen = false;
         self.echo_deadline = self.echo_interval.map(|i| now + i);
     }
@@ -592,8 +614,14 @@ impl Lcp {
         let magic = self.fsm.negotiator().our_magic().unwrap_or(0);
         let id = self.fsm.fresh_id();
         self.fsm.send(ECHO_REQUEST, id, &magic.to_be_bytes());
+        self.echo_sent = Some((id, now));
         self.echos_pending += 1;
         None
+    }
+
+    /// The smoothed round trip of our Echo-Requests, once one was answered.
+    pub fn echo_rtt(&self) -> Option<Duration> {
+        self.echo_srtt
     }
 
     /// Echo-Requests sent without any sign of life since.
@@ -803,6 +831,34 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.echos_pending(), 0);
+    }
+
+    #[test]
+    fn echo_replies_measure_the_round_trip() {
+        let (t0, s) = (Instant::now(), Duration::from_secs(1));
+        let mut l = lcp(AuthMethods::NONE);
+        open(&mut l);
+        l.start_keepalive(t0);
+        assert_eq!(l.echo_rtt(), None);
+        let answer = |l: &mut Lcp, sent: Instant, after: Duration| {
+            l.handle_timeout(sent);
+            let req = l.fsm.poll_packet().unwrap();
+            l.input(
+                &ControlPacket::to_vec(ECHO_REPLY, req[1], &[0x12, 0x34, 0x56, 0x78]),
+                sent + after,
+            )
+            .unwrap()
+        };
+        let first = answer(&mut l, t0 + s, Duration::from_millis(80));
+        assert_eq!(first, Some(LcpNotice::EchoRtt(Duration::from_millis(80))));
+        let second = answer(&mut l, t0 + s * 2, Duration::from_millis(160));
+        assert_eq!(second, Some(LcpNotice::EchoRtt(Duration::from_millis(90))));
+        // A reply to an older request (another id) is a sign of life but no sample.
+        l.handle_timeout(t0 + s * 3);
+        let req = l.fsm.poll_packet().unwrap();
+        let stale = ControlPacket::to_vec(ECHO_REPLY, req[1].wrapping_sub(1), &[0, 0, 0, 1]);
+        assert_eq!(l.input(&stale, t0 + s * 3).unwrap(), None);
+        assert_eq!(l.echo_rtt(), Some(Duration::from_millis(90)));
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum Event {
         /// Why, in plain words.
         reason: String,
     },
+    /// An LCP Echo-Reply came back: the smoothed echo round trip (the ISP's latency).
+    EchoRtt {
+        /// Smoothed round trip.
+        rtt: std::time::Duration,
+    },
     /// The link is finished; the session is dead.
     Down {
         /// Why; its `Display` is the message for people.

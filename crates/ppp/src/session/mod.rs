@@ -349,6 +349,7 @@ impl Session {
                 let requests = self.cfg.lcp.echo_failure;
                 self.terminate_now(DownReason::EchoTimeout { requests }, now);
             }
+            LcpNotice::EchoRtt(rtt) => self.events.push_back(Event::EchoRtt { rtt }),
         }
     }
 
