@@ -11,7 +11,7 @@
 //! This file is the phase machine: the public API, LCP opening and closing the
 //! link, and how the session ends. The other phases and the plumbing are in
 //! submodules, each an `impl Session` block over the same state:
-//! - [`config`]: what a session is told; [`event`]: what it reports;
+//! - `config`: what a session is told; `event`: what it reports;
 //! - `auth`: the Authenticate phase (PAP/CHAP, both directions);
 //! - `network`: the Network phase (IPCP, the IPv4 queues);
 //! - `input`: received frames to the protocols, with a log rate limit;
@@ -19,9 +19,9 @@
 //! - `establish`: the deadline for IP to come up, and where it got stuck.
 
 mod auth;
-pub mod config;
+mod config;
 mod establish;
-pub mod event;
+mod event;
 mod input;
 mod network;
 mod output;
