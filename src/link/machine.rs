@@ -137,6 +137,9 @@ pub struct LineMachine {
     /// The line has been dialed once (its next attempt is a redial).
     dialed: bool,
     last_kind: FailureKind,
+    /// IP came up in this call (it may have gone down again before the link ended: the
+    /// session reports IP down before the link's end).
+    session_up: bool,
     last_error: Option<String>,
     next_attempt: Option<Instant>,
     policy: RedialPolicy,
@@ -159,6 +162,7 @@ impl LineMachine {
             redials: 0,
             dialed: false,
             last_kind: FailureKind::Other,
+            session_up: false,
             last_error: None,
             next_attempt: None,
             policy,
@@ -260,6 +264,7 @@ impl LineMachine {
             }
             (LineState::Ppp, LineEvent::PppUp) => {
                 self.failures = 0;
+                self.session_up = true;
                 self.enter(LineState::Up, now);
                 Step::Ppp
             }
@@ -285,7 +290,7 @@ impl LineMachine {
                 Step::Ppp
             }
             (s, LineEvent::PppEnded { message, kind }) if s == LineState::Ppp || s.link_up() => {
-                let was_up = s.link_up();
+                let was_up = self.was_up();
                 self.fail(message, kind);
                 if was_up {
                     // A line that was up and dropped is redialed at once, as after one failure.
@@ -317,7 +322,13 @@ impl LineMachine {
         }
     }
 
+    /// Whether IP came up in the current call: its end is a line lost, redialed at once.
+    pub fn was_up(&self) -> bool {
+        self.session_up || self.state.link_up()
+    }
+
     fn attempt(&mut self, now: Instant) -> Step {
+        self.session_up = false;
         if self.dialed {
             self.redials = self.redials.saturating_add(1);
         }
@@ -593,5 +604,33 @@ mod tests {
             now,
         );
         assert_eq!(m.admin_down_now(now), Step::HangUp);
+    }
+
+    #[test]
+    fn a_call_whose_ip_went_down_before_its_end_counts_as_a_lost_line() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        assert!(!m.was_up());
+        m.on(LineEvent::PppUp, now);
+        // The session says IP is down, then that the link ended.
+        m.on(LineEvent::NetworkDown, now);
+        assert_eq!(m.state(), LineState::Ppp);
+        assert!(m.was_up());
+        m.on(
+            LineEvent::PppEnded {
+                message: "peer terminated".into(),
+                kind: FailureKind::Transient,
+            },
+            now,
+        );
+        m.on(LineEvent::HungUp, now);
+        // Redialed as after one failure (the holdoff), not with grown backoff.
+        let Some(next) = m.next_attempt() else {
+            panic!("a redial is due")
+        };
+        assert!(next <= now + Duration::from_secs_f64(2.0 * 1.2 + 0.01));
+        m.on(LineEvent::TimerFired, next);
+        assert!(!m.was_up(), "a new call starts afresh");
     }
 }

@@ -216,14 +216,22 @@ impl World {
         listener_rx
             .recv()
             .map_err(|_| io::Error::other("web server thread died"))??;
-        let resolver = std::net::UdpSocket::bind((ISP_DNS, 53));
+        let (resolver_tx, resolver_rx) = std::sync::mpsc::channel();
         let dns = {
             let stop = stop.clone();
-            internet.spawn(move || match resolver {
-                Ok(socket) => super::dns::serve(socket, WEB_SERVER_IP, stop),
-                Err(e) => tracing::error!("sim resolver: {e}"),
+            internet.spawn(move || match std::net::UdpSocket::bind((ISP_DNS, 53)) {
+                Ok(socket) => {
+                    let _ = resolver_tx.send(Ok(()));
+                    super::dns::serve(socket, WEB_SERVER_IP, stop);
+                }
+                Err(e) => {
+                    let _ = resolver_tx.send(Err(e));
+                }
             })?
         };
+        resolver_rx
+            .recv()
+            .map_err(|_| io::Error::other("resolver thread died"))??;
         Ok(World {
             lan,
             router,
