@@ -15,12 +15,12 @@ pub const MAX_TARGETS: usize = 16;
 /// Bounds, in seconds.
 mod limits {
     use std::ops::RangeInclusive;
-    pub const INTERVAL: RangeInclusive<f64> = 1.0..=3_600.0;
-    pub const RETRY: RangeInclusive<f64> = 0.2..=600.0;
-    pub const TIMEOUT: RangeInclusive<f64> = 0.1..=60.0;
-    pub const MAX_LATENCY: RangeInclusive<f64> = 0.001..=60.0;
+    pub(super) const INTERVAL: RangeInclusive<f64> = 1.0..=3_600.0;
+    pub(super) const RETRY: RangeInclusive<f64> = 0.2..=600.0;
+    pub(super) const TIMEOUT: RangeInclusive<f64> = 0.1..=60.0;
+    pub(super) const MAX_LATENCY: RangeInclusive<f64> = 0.001..=60.0;
     /// 0 means never.
-    pub const REDIAL_AFTER: RangeInclusive<f64> = 0.0..=7.0 * 86_400.0;
+    pub(super) const REDIAL_AFTER: RangeInclusive<f64> = 0.0..=7.0 * 86_400.0;
 }
 
 /// `[track]` as written.

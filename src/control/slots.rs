@@ -31,7 +31,7 @@ pub(super) struct SlotLimits {
 
 impl SlotLimits {
     /// The limits with their bounds applied.
-    pub fn clamped(self) -> SlotLimits {
+    pub(super) fn clamped(self) -> SlotLimits {
         let max_clients = self.max_clients.max(1);
         SlotLimits {
             max_clients,
@@ -89,7 +89,7 @@ pub(super) struct Slots<K> {
 }
 
 impl<K: Copy + PartialEq> Slots<K> {
-    pub fn new(limits: SlotLimits) -> Slots<K> {
+    pub(super) fn new(limits: SlotLimits) -> Slots<K> {
         Slots {
             limits: limits.clamped(),
             clients: Vec::new(),
@@ -98,7 +98,7 @@ impl<K: Copy + PartialEq> Slots<K> {
     }
 
     /// Clients holding a slot.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.clients.len()
     }
 
@@ -112,7 +112,7 @@ impl<K: Copy + PartialEq> Slots<K> {
     ///   the admin reserve. Read-only peers moreover at most `read_only` together.
     /// - Members of the control group, too, take a read-only client's slot when no other is
     ///   free to them.
-    pub fn admit(&mut self, key: K, uid: u32, class: Class) -> Result<Option<K>, Refusal> {
+    pub(super) fn admit(&mut self, key: K, uid: u32, class: Class) -> Result<Option<K>, Refusal> {
         let limits = self.limits;
         let total = self.clients.len();
         let victim = match class {
@@ -165,7 +165,7 @@ impl<K: Copy + PartialEq> Slots<K> {
     }
 
     /// Frees `key`'s slot (a no-op if it holds none).
-    pub fn remove(&mut self, key: K) {
+    pub(super) fn remove(&mut self, key: K) {
         self.clients.retain(|c| c.key != key);
     }
 

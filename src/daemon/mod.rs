@@ -135,7 +135,7 @@ mod control {
     }
 
     /// Binds the configured socket; fails if another daemon answers on it.
-    pub async fn bind(config: &Config) -> std::io::Result<ControlListener> {
+    pub(super) async fn bind(config: &Config) -> std::io::Result<ControlListener> {
         let options = ServerOptions {
             group: config.control.group.clone(),
             ..ServerOptions::default()
@@ -143,7 +143,7 @@ mod control {
         server::bind(&config.control.socket, options).await
     }
 
-    pub fn serve(
+    pub(super) fn serve(
         listener: ControlListener,
         supervisor: SharedSupervisor,
         registry: LineRegistry,

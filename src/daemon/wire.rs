@@ -16,7 +16,7 @@ fn ms(d: std::time::Duration) -> f64 {
 }
 
 /// Upstream tracking's snapshot as the status report shows it.
-pub fn track_status(s: &TrackSnapshot, now: Instant) -> TrackStatus {
+pub(super) fn track_status(s: &TrackSnapshot, now: Instant) -> TrackStatus {
     let (internet, reason) = match &s.internet {
         track::Internet::Unknown => (Internet::Unknown, None),
         track::Internet::Online => (Internet::Online, None),
@@ -35,7 +35,7 @@ pub fn track_status(s: &TrackSnapshot, now: Instant) -> TrackStatus {
 }
 
 /// The LCP echo round trip on the wire.
-pub fn lcp_rtt_ms(rtt: Option<std::time::Duration>) -> Option<f64> {
+pub(super) fn lcp_rtt_ms(rtt: Option<std::time::Duration>) -> Option<f64> {
     rtt.map(ms)
 }
 
@@ -70,7 +70,7 @@ impl From<balancer::Policy> for Policy {
 }
 
 /// What the administrator asked, from the line machine's flag.
-pub fn admin_state(admin_up: bool) -> AdminState {
+pub(super) fn admin_state(admin_up: bool) -> AdminState {
     if admin_up {
         AdminState::Up
     } else {

@@ -8,7 +8,6 @@ use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{
     RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -87,21 +86,6 @@ impl Netlink {
             Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
             Err(e) => Err(ctx(format!("look up interface {name}"))(e)),
         }
-    }
-
-    /// The MTU of interface `index`.
-    pub async fn link_mtu(&self, index: u32) -> Result<Option<u32>, NetlinkError> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let link = links
-            .try_next()
-            .await
-            .map_err(ctx(format!("look up interface {index}")))?;
-        Ok(link.and_then(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::Mtu(m) => Some(*m),
-                _ => None,
-            })
-        }))
     }
 
     /// Sets the MTU and brings the interface up.

@@ -4,7 +4,7 @@ use crate::control::{AdminState, LineState, LineStatus};
 
 /// `ttyUSB0`, in holdoff since 996 after a BUSY, next dial at 1008 (the samples' reports are
 /// at 1000).
-pub fn holdoff_line() -> LineStatus {
+pub(super) fn holdoff_line() -> LineStatus {
     LineStatus {
         name: "ttyUSB0".into(),
         device: "/dev/ttyUSB0".into(),

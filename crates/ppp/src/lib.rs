@@ -70,6 +70,7 @@
 //!   [`Event::Up`] follows.
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 /// `tracing`'s macros under this crate's log targets. The core was the main crate's module
 /// `eqlplus_dialer::ppp` before it became a crate of its own; its log lines keep those
