@@ -22,11 +22,11 @@ pub const IPV4: u16 = 0x0021;
 
 /// Option types.
 mod opt {
-    pub const IP_ADDRESS: u8 = 3;
-    pub const PRIMARY_DNS: u8 = 129;
-    pub const PRIMARY_NBNS: u8 = 130;
-    pub const SECONDARY_DNS: u8 = 131;
-    pub const SECONDARY_NBNS: u8 = 132;
+    pub(super) const IP_ADDRESS: u8 = 3;
+    pub(super) const PRIMARY_DNS: u8 = 129;
+    pub(super) const PRIMARY_NBNS: u8 = 130;
+    pub(super) const SECONDARY_DNS: u8 = 131;
+    pub(super) const SECONDARY_NBNS: u8 = 132;
 }
 
 /// Which name-server slot an option type refers to.

@@ -38,12 +38,12 @@ const MAX_LOOPS: u32 = 10;
 
 /// Option types.
 mod opt {
-    pub const MRU: u8 = 1;
-    pub const ACCM: u8 = 2;
-    pub const AUTH: u8 = 3;
-    pub const MAGIC: u8 = 5;
-    pub const PFC: u8 = 7;
-    pub const ACFC: u8 = 8;
+    pub(super) const MRU: u8 = 1;
+    pub(super) const ACCM: u8 = 2;
+    pub(super) const AUTH: u8 = 3;
+    pub(super) const MAGIC: u8 = 5;
+    pub(super) const PFC: u8 = 7;
+    pub(super) const ACFC: u8 = 8;
 }
 
 /// Authentication protocols we speak.
