@@ -1,5 +1,6 @@
 //! The README's main command, as CI runs it: `demo --lines 2 --non-interactive` builds its
-//! world, shows more than 1.6x speedup over two lines, and leaves nothing behind. Root only.
+//! world, shows more than 1.6x speedup over two lines, a line whose ISP lost its upstream
+//! leaving the balance and coming back, and leaves nothing behind. Root only.
 
 mod support;
 
@@ -35,6 +36,8 @@ fn demo_with_two_lines_speeds_up_and_cleans_up() {
     assert!(speedup > 1.6, "speedup {speedup} with 2 lines:\n{stdout}");
     assert!(stdout.contains("share: ttyS1"), "{stdout}");
     assert!(stdout.contains("cleaned up"), "{stdout}");
+    assert!(stdout.contains("ttyS1 no-internet after"), "{stdout}");
+    assert!(stdout.contains("back in the balance"), "{stdout}");
     let namespaces = String::from_utf8_lossy(
         &Command::new("ip")
             .args(["netns", "list"])

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crate::control::client;
 use crate::control::{LineState, Request, Response, StatusReport};
 use crate::sim::DialAnswer;
+use crate::sim::upstream::Upstream;
 use crate::sim::web::{PageLoad, page};
 use crate::sim::world::{World, WorldConfig, line_local};
 use crate::sys::on_path;
@@ -247,12 +248,67 @@ async fn scenario(
             many.elapsed.as_secs_f64()
         );
     }
+    if n > 1 {
+        upstream_outage(world, socket, &sizes).await?;
+    }
     if !args.non_interactive
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
     {
         offer_monitor(socket, work).await;
     }
+    Ok(())
+}
+
+/// Upstream tracking: ttyS1's ISP loses its upstream while its PPP stays up; the line leaves
+/// the balance (the page still loads over the others) and comes back when the upstream does.
+async fn upstream_outage(world: &World, socket: &Path, sizes: &[u64]) -> Result<(), String> {
+    let set = |mode: Upstream| {
+        // A short `nft -f` in the ISP's namespace.
+        tokio::task::block_in_place(|| world.set_upstream(1, mode)).map_err(|e| e.to_string())
+    };
+    say("cutting ttyS1's ISP off the Internet (its PPP stays up: LCP echoes still answered)…");
+    set(Upstream::Down)?;
+    let cut = Instant::now();
+    // The page loads meanwhile: its connections on ttyS1 go unanswered, which tells first.
+    let (page, detected) = tokio::join!(load(world, sizes), async {
+        wait_for(
+            socket,
+            "ttyS1 out of the balance",
+            Duration::from_secs(30),
+            |s| {
+                s.lines
+                    .first()
+                    .is_some_and(|l| l.state == LineState::NoInternet)
+            },
+        )
+        .await
+        .map(|()| cut.elapsed())
+    });
+    let (page, detected) = (page?, detected?);
+    let s = status(socket).await?;
+    let reason = s
+        .lines
+        .first()
+        .and_then(|l| l.track.as_ref())
+        .and_then(|t| t.reason.clone())
+        .unwrap_or_default();
+    say(&format!(
+        "  ttyS1 no-internet after {:.1} s ({reason}); the page still loaded in {:.1} s",
+        detected.as_secs_f64(),
+        page.elapsed.as_secs_f64()
+    ));
+    report(&page, s.lines.len());
+    set(Upstream::Working)?;
+    let back = Instant::now();
+    wait_for(socket, "ttyS1 back", Duration::from_secs(30), |s| {
+        s.lines.iter().all(|l| l.state == LineState::Up)
+    })
+    .await?;
+    say(&format!(
+        "  upstream restored: ttyS1 back in the balance after {:.1} s, without redialling",
+        back.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
