@@ -250,3 +250,62 @@ fn a_backup_line_carries_traffic_only_while_no_primary_has_the_internet() {
     assert!(took <= Duration::from_secs(3), "{took:?}");
     stop(&world, daemon);
 }
+
+#[test]
+fn a_slow_line_is_degraded_and_a_long_outage_redials() {
+    if !require_root("a_slow_line_is_degraded_and_a_long_outage_redials") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let extra = Extra {
+        top: "[track]\ninterval = 1\nredial_after = 4\n".into(),
+        lines: vec!["max_latency = 0.2\n".into(), String::new()],
+    };
+    let (world, daemon) = running(2, &extra);
+    // 400 ms more each way out: the smoothed round trip climbs past 200 ms.
+    world
+        .sim
+        .set_upstream(1, Upstream::Slow(Duration::from_millis(400)))
+        .unwrap();
+    let slow = time_until(&world, Duration::from_secs(20), |s| {
+        s[0] == "degraded" && s[1] == "up"
+    });
+    let track = world.status()["lines"][0]["track"].clone();
+    assert_eq!(track["internet"], "degraded", "{track}");
+    assert!(track["rtt_ms"].as_f64().unwrap() > 200.0, "{track}");
+    world.sim.set_upstream(1, Upstream::Working).unwrap();
+    let fast = time_until(&world, Duration::from_secs(20), |s| all(s, "up", 2));
+
+    // Without the Internet for redial_after (4 s): hung up and dialled again.
+    world.sim.set_upstream(2, Upstream::Down).unwrap();
+    world.wait_for(
+        "line 2 without the Internet",
+        Duration::from_secs(10),
+        |s| s[1] == "no-internet",
+    );
+    let start = Instant::now();
+    loop {
+        let line = world.status()["lines"][1].clone();
+        if line["redials"].as_u64() >= Some(1) {
+            let error = line["last_error"].as_str().unwrap_or_default().to_string();
+            assert!(error.contains("dialling again"), "{line}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no redial: {line}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    world.sim.set_upstream(2, Upstream::Working).unwrap();
+    world.wait_for("line 2 back", Duration::from_secs(20), |s| all(s, "up", 2));
+    eprintln!(
+        "FIGURES latency: degraded {:.1} s after 400 ms were added (max_latency 200 ms, a probe a \
+         second), up again {:.1} s after they went; redialled {:.1} s after losing the Internet \
+         (redial_after 4 s)",
+        slow.as_secs_f64(),
+        fast.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+    stop(&world, daemon);
+}

@@ -412,12 +412,18 @@ mod tests {
                 "dial-chat",
                 "ppp",
                 "up",
+                "no-internet",
+                "degraded",
                 "hanging-up",
                 "holdoff",
                 "failed",
             ],
         );
         check(&AdminState::KNOWN, &["up", "down"]);
+        check(
+            &Internet::KNOWN,
+            &["unknown", "online", "offline", "degraded"],
+        );
         check(
             &Policy::KNOWN,
             &["round-robin", "weighted", "least-loaded", "sticky"],

@@ -28,6 +28,9 @@ const GRACE: Duration = Duration::from_millis(500);
 /// keeps trying a dead server must not turn the line's probes into a stream.
 const SUSPICION_COOLDOWN: Duration = Duration::from_secs(5);
 
+/// A degraded line is good again below this share of its limits.
+const HYSTERESIS: f64 = 0.8;
+
 /// Names one probe in flight.
 pub type ProbeId = u64;
 
@@ -373,11 +376,18 @@ impl Tracker {
         }
     }
 
-    /// Online by the probes: good enough, or degraded by the configured limits?
+    /// Online by the probes: good enough, or degraded by the configured limits? A degraded
+    /// line must get back under 80 % of a limit to count as good again, so one good probe
+    /// right at the limit does not make it flap.
     fn judge_quality(&mut self, now: Instant) {
+        let margin = if matches!(self.internet, Internet::Degraded { .. }) {
+            HYSTERESIS
+        } else {
+            1.0
+        };
         let mut why = Vec::new();
         if let (Some(max), Some(srtt)) = (self.config.max_latency, self.latency.srtt())
-            && srtt > max
+            && srtt > max.mul_f64(margin)
         {
             why.push(format!(
                 "round trip {} ms over max_latency {} ms",
@@ -388,7 +398,7 @@ impl Tracker {
         // Loss is judged once the window holds a few probes, not on the first lost one.
         if let Some(max) = self.config.max_loss
             && self.latency.samples() >= 5
-            && self.latency.loss() > max
+            && self.latency.loss() > max * margin
         {
             why.push(format!(
                 "{:.0} % of probes lost, over max_loss {:.0} %",

@@ -36,8 +36,8 @@ fn addresses(list: &[std::net::Ipv4Addr]) -> String {
 }
 
 /// The round trip through the line: the probes' (the Internet's), else the LCP echo's (the
-/// ISP's), in milliseconds.
-fn rtt(l: &LineStatus) -> String {
+/// ISP's), in milliseconds; shared with the monitor.
+pub fn rtt_text(l: &LineStatus) -> String {
     l.track
         .as_ref()
         .and_then(|t| t.rtt_ms)
@@ -101,7 +101,7 @@ pub fn render_table(report: &StatusReport, colour: bool) -> String {
             format::rate(l.rx_rate).into(),
             format::rate(l.tx_rate).into(),
             format::percent(l.share).into(),
-            rtt(l).into(),
+            rtt_text(l).into(),
             l.redials.to_string().into(),
             l.last_error.as_deref().unwrap_or("-").into(),
         ]);

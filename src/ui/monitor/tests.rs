@@ -160,6 +160,25 @@ fn state_colours_follow_the_status_command() {
     assert_eq!(state_style(&LineState::Failed).fg, Some(Color::Red));
     assert_eq!(state_style(&LineState::Down).fg, Some(Color::DarkGray));
     assert_eq!(state_style(&LineState::DialChat).fg, Some(Color::Yellow));
+    assert_eq!(state_style(&LineState::NoInternet).fg, Some(Color::Red));
+    assert_eq!(state_style(&LineState::Degraded).fg, Some(Color::Yellow));
+}
+
+#[test]
+fn a_line_without_the_internet_shows_so_with_its_round_trip() {
+    let mut report = sample();
+    report.lines[0].state = LineState::NoInternet;
+    report.lines[0].last_error = Some("no Internet: ping 1.1.1.1: no answer".into());
+    report.lines[1].lcp_rtt_ms = Some(41.4);
+    let mut s = state_with(report);
+    let (buf, rows) = draw(&mut s, 120, 30);
+    assert!(rows[1].contains("RTT"), "{}", rows[1]);
+    let s0 = row_with(&rows, "ttyS0");
+    assert!(s0.contains("no-internet"), "{s0}");
+    let (x, y) = position(&rows, "no-internet");
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    let s1 = row_with(&rows, "ttyS1");
+    assert!(s1.contains("41ms"), "{s1}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, RenderDirection, Sparkline, Widg
 use super::state::{Connection, HISTORY, History, MessageKind, MonitorState, clean};
 use crate::control::{LineState, LineStatus};
 use crate::ui::format;
-use crate::ui::status_view::{or_dash, state_text};
+use crate::ui::status_view::{or_dash, rtt_text, state_text};
 
 /// Below this many columns the sparklines and addresses are dropped.
 pub const NARROW_WIDTH: u16 = 60;
@@ -115,7 +115,10 @@ impl MonitorState {
         if columns.addresses > 0 {
             text.push_str(&format!("  {}", pad("LOCAL → PEER", columns.addresses)));
         }
-        text.push_str(&format!("  {:>6}  {:>7}  LAST ERROR", "SPEED", "REDIALS"));
+        text.push_str(&format!(
+            "  {:>6}  {:>6}  {:>7}  LAST ERROR",
+            "SPEED", "RTT", "REDIALS"
+        ));
         let count = self.lines().len();
         let end = (self.offset + rows).min(count);
         let scroll = if self.offset > 0 || end < count {
@@ -361,7 +364,12 @@ fn render_line_row(
             pad(&addresses(l), columns.addresses)
         )));
     }
-    spans.push(Span::raw(format!("  {:>6}  {:>7}  ", speed(l), l.redials)));
+    spans.push(Span::raw(format!(
+        "  {:>6}  {:>6}  {:>7}  ",
+        speed(l),
+        rtt_text(l),
+        l.redials
+    )));
     spans.push(Span::styled(
         l.last_error.clone().unwrap_or_else(|| "-".into()),
         if l.last_error.is_some() {
