@@ -808,12 +808,20 @@ fn lines_without_the_internet_and_backups_carry_nothing_while_a_primary_has_it()
                 &SocketAddr::from((SERVER, PORT)).into(),
                 Duration::from_secs(2),
             )?;
+            // The server answers once it has counted the connection.
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let _ = (&s).read(&mut [0u8; 1])?;
             s.local_addr().map(|a| a.as_socket())
         })
         .unwrap()
         .expect("a marked socket connects through its line");
     assert_eq!(source.map(|a| a.ip()), Some(local.into()));
-    world.take_hits();
+    let seen = world.take_hits();
+    assert_eq!(
+        per_line(&seen, 3),
+        vec![1, 0, 0],
+        "the server saw line 1: {seen:?}"
+    );
     // Line 2 too: the backup takes every new connection; back, the primaries take them again.
     b.call(Cmd::Internet("line2".into(), false)).unwrap();
     assert_eq!(world.connect_burst(30), 30);

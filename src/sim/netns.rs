@@ -40,7 +40,11 @@ impl Netns {
 
     /// `ip netns exec NAME ARGS…`; its stdout, or an error if it fails.
     pub fn exec(&self, args: &[&str]) -> io::Result<String> {
-        let out = self.try_exec(args)?;
+        self.checked(args, self.try_exec(args)?)
+    }
+
+    /// The stdout of a command run in this namespace, or an error with its stderr.
+    fn checked(&self, args: &[&str], out: Output) -> io::Result<String> {
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "{:?} in {} failed: {}",
@@ -67,16 +71,7 @@ impl Netns {
         if let Some(mut stdin) = child.stdin.take() {
             stdin.write_all(input.as_bytes())?;
         }
-        let out = child.wait_with_output()?;
-        if !out.status.success() {
-            return Err(io::Error::other(format!(
-                "{:?} in {} failed: {}",
-                args,
-                self.name,
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.checked(args, child.wait_with_output()?)
     }
 
     /// `ip netns exec NAME ARGS…`, whatever its outcome (an error only if it cannot run).
