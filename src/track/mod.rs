@@ -248,4 +248,28 @@ mod tests {
             assert!(bad.parse::<Target>().is_err(), "{bad}");
         }
     }
+
+    proptest::proptest! {
+        /// Any text: an error or a target that prints back to itself (fuzz target
+        /// `probe_answers` does the same with the parsers of the answers).
+        #[test]
+        fn any_text_is_a_target_that_round_trips_or_an_error(
+            text in "(ping|tcp|dns|http://|icmp)?[ -~]{0,40}"
+        ) {
+            if let Ok(t) = text.parse::<Target>() {
+                let again: Target = t.to_string().parse().unwrap();
+                proptest::prop_assert_eq!(again, t);
+            }
+        }
+
+        #[test]
+        fn no_answer_makes_the_probe_parsers_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)
+        ) {
+            let _ = crate::net::icmp::echo_answer(&data);
+            let _ = crate::net::probe::answer_rcode(&data, 7);
+            let _ = crate::net::probe::http_status_code(&data);
+            let _ = crate::sim::dns::answer(&data, Ipv4Addr::new(192, 0, 2, 1));
+        }
+    }
 }

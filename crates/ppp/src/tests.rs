@@ -640,6 +640,46 @@ fn looped_back_echoes_are_no_proof_of_life() {
     assert!(now - t0 <= Duration::from_secs(5), "took {:?}", now - t0);
 }
 
+/// The same with IP traffic of our own (upstream tracking probes a dead line every second):
+/// packets from our own address coming back are no proof of life either.
+#[test]
+fn looped_back_ip_is_no_proof_of_life() {
+    let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));
+    p.run_until_up();
+    let Some(Event::Up { local, .. }) = up_event(&p.a_events).cloned() else {
+        panic!("a is up")
+    };
+    let mut own = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0];
+    own.extend_from_slice(&local.octets());
+    own.extend_from_slice(&[1, 1, 1, 1]);
+    own.extend_from_slice(&[8, 0, 0, 0, 0, 1, 0, 1]);
+    let t0 = p.now;
+    let mut now = t0;
+    let mut sent = 0;
+    while !p.a.is_dead() && now - t0 < Duration::from_secs(30) {
+        now = p.a.poll_timeout().expect("keepalive running").max(now);
+        p.a.handle_timeout(now);
+        if p.a.send_ip(&own).is_ok() {
+            sent += 1;
+        }
+        let back: Vec<u8> = std::iter::from_fn(|| p.a.poll_transmit())
+            .flatten()
+            .collect();
+        p.a.handle_input(&back, now);
+        assert_eq!(p.a.poll_ip(), None, "our own packets are not delivered");
+    }
+    assert!(
+        sent >= 3,
+        "IP stayed up while the echoes went unanswered ({sent})"
+    );
+    p.a_events.extend(std::iter::from_fn(|| p.a.poll_event()));
+    assert_eq!(
+        down_reason(&p.a_events).as_deref(),
+        Some("link dead: no reply to 3 LCP Echo-Requests")
+    );
+    assert!(now - t0 <= Duration::from_secs(5), "took {:?}", now - t0);
+}
+
 #[test]
 fn unknown_protocols_are_protocol_rejected() {
     let mut p = Pair::new(dialer(None), answer(AuthMethods::NONE, &[]));

@@ -179,8 +179,15 @@ impl Session {
             }
             _ => {}
         }
-        // Any intact frame proves the peer is alive (lcp-echo-adaptive), except
-        // our own echoes coming back from a looped line.
+        // Any intact frame proves the peer is alive (lcp-echo-adaptive), except our own
+        // coming back from a looped line (a modem in command mode with echo on): our
+        // Echo-Requests, and IP packets from our own address (the peer never sends those;
+        // a tracking probe a second would otherwise keep a dead link "alive").
+        let own_ip = header.protocol == ipcp::IPV4 && self.is_own_ip(info);
+        if own_ip {
+            self.stats.rx_ip_dropped += 1;
+            return;
+        }
         if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
             self.lcp.note_traffic();
         }
@@ -201,6 +208,15 @@ impl Session {
             ipcp::IPV4 => self.receive_ip(info),
             other => self.protocol_reject(other, info),
         }
+    }
+
+    /// An IPv4 packet whose source is our own address: ours, come back.
+    fn is_own_ip(&self, packet: &[u8]) -> bool {
+        let local = self.ipcp.negotiator().local();
+        !local.is_unspecified()
+            && packet
+                .get(12..16)
+                .is_some_and(|src| src == local.octets().as_slice())
     }
 
     pub(super) fn malformed(&mut self, what: &str, e: impl std::fmt::Display) {
