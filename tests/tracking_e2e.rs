@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::upstream::Upstream;
-use support::daemon::{Extra, World, all, sigterm, wait_exit};
+use support::daemon::{Daemon, Extra, World, all, sigterm, wait_exit};
 use support::inet::{SERVER, connect_within};
 use support::require_root;
 
@@ -22,7 +22,7 @@ fn connect_answer() -> Vec<DialAnswer> {
 
 /// A world of `n` lines with the daemon running on `extra` settings, every line up and its
 /// Internet confirmed.
-fn running(n: usize, extra: &Extra) -> (World, std::process::Child) {
+fn running(n: usize, extra: &Extra) -> (World, Daemon) {
     let world = World::new(&vec![connect_answer(); n], &[]);
     let phones: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
     let phones: Vec<&str> = phones.iter().map(String::as_str).collect();
@@ -79,7 +79,7 @@ fn load(world: &World, threads: usize, each: usize) -> std::thread::JoinHandle<u
     std::thread::spawn(move || handles.into_iter().map(|h| h.join().unwrap()).sum())
 }
 
-fn stop(world: &World, mut daemon: std::process::Child) {
+fn stop(world: &World, mut daemon: Daemon) {
     sigterm(&daemon);
     assert!(wait_exit(&mut daemon, Duration::from_secs(20)).success());
     let log = std::fs::read_to_string(world.path("daemon.log")).unwrap_or_default();

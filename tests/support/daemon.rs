@@ -140,7 +140,7 @@ impl World {
         std::fs::set_permissions(self.path(name), std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
-    pub fn start_daemon(&self) -> Child {
+    pub fn start_daemon(&self) -> Daemon {
         let log = std::fs::File::create(self.path("daemon.log")).unwrap();
         Command::new("ip")
             .args([
@@ -164,6 +164,7 @@ impl World {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Daemon)
             .unwrap()
     }
 
@@ -253,6 +254,32 @@ impl Drop for World {
 
 pub fn all(states: &[String], state: &str, n: usize) -> bool {
     states.len() == n && states.iter().all(|s| s == state)
+}
+
+/// The daemon under test; killed when dropped while still running (a failed test must not
+/// leave it behind in a namespace that is gone).
+pub struct Daemon(Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 pub fn sigterm(child: &Child) {
