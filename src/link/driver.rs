@@ -459,7 +459,7 @@ impl Line {
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
         let (message, kind) = match redial_for {
             Some(why) => (why, FailureKind::Transient),
-            None => ppp_failure(&finished.ended.reason, carrier_lost, m.state().link_up()),
+            None => ppp_failure(&finished.ended.reason, carrier_lost, m.was_up()),
         };
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
     }
