@@ -3,7 +3,6 @@
 //! ([`super::dns`]).
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -131,9 +130,7 @@ async fn run(
     let mut dirty = false;
     let mut failing = false;
     let mut ticks = 0u32;
-    // Per enslaved line: its device and DNS servers (to publish again when it gets the
-    // Internet back), and whom to tell of unanswered connections.
-    let mut published: HashMap<String, (String, Vec<Ipv4Addr>)> = HashMap::new();
+    // Per tracked line: whom to tell of unanswered connections.
     let mut suspects: HashMap<String, Arc<Notify>> = HashMap::new();
     let mut tick = tokio::time::interval(REFRESH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -180,17 +177,11 @@ async fn run(
                 ticks = ticks.wrapping_add(1);
                 let evidence_due = balancer.watches_answers() && ticks.is_multiple_of(EVIDENCE_TICKS);
                 let result = if balancer.follows_load() || evidence_due {
-                    match balancer.sample_load().await {
-                        Ok(unanswered) => {
-                            for line in unanswered {
-                                if let Some(n) = suspects.get(&line) {
-                                    n.notify_one();
-                                }
-                            }
-                            Ok(())
+                    balancer.sample_load().await.map(|unanswered| {
+                        for n in unanswered.iter().filter_map(|line| suspects.get(line)) {
+                            n.notify_one();
                         }
-                        Err(e) => Err(e),
-                    }
+                    })
                 } else {
                     Ok(())
                 };
@@ -220,9 +211,8 @@ async fn run(
                 let result = balancer.enslave(spec).await;
                 if result.is_ok() {
                     if let Some(dns) = dns.as_mut() {
-                        dns.line_up(line.clone(), device.clone(), servers.clone());
+                        dns.line_up(line.clone(), device, servers);
                     }
-                    published.insert(line.clone(), (device, servers));
                     if let Some(n) = suspect {
                         suspects.insert(line, n);
                     }
@@ -233,11 +223,9 @@ async fn run(
                 match balancer.set_internet(&line, internet).await {
                     Ok(true) => {
                         // A line without the Internet likely has no working DNS either.
-                        if let (Some(dns), Some((device, servers))) =
-                            (dns.as_mut(), published.get(&line))
-                        {
+                        if let (Some(dns), Some(spec)) = (dns.as_mut(), balancer.spec(&line)) {
                             if internet {
-                                dns.line_up(line.clone(), device.clone(), servers.clone());
+                                dns.line_up(line.clone(), spec.device.clone(), spec.dns.clone());
                             } else {
                                 dns.line_down(&line);
                             }
@@ -248,7 +236,6 @@ async fn run(
                 }
             }
             Request::Emancipate(line, reply) => {
-                published.remove(&line);
                 suspects.remove(&line);
                 if let Err(e) = balancer.emancipate(&line).await {
                     tracing::warn!(line = %line, "emancipate: {e}");

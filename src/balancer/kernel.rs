@@ -194,13 +194,7 @@ impl Balancer {
         self.reselect(true).await?;
         self.update_main_default().await?;
         self.remove_line_state_of(&gone).await?;
-        conntrack::delete_by_mark(gone.mark())
-            .await
-            .map_err(|source| BalancerError::Conntrack {
-                line: line.to_string(),
-                source,
-            })?;
-        self.forget_sticky(gone.mark()).await?;
+        self.drop_connections(line, gone.mark()).await?;
         tracing::info!(line, "emancipated");
         Ok(())
     }
@@ -225,20 +219,26 @@ impl Balancer {
         self.reselect(true).await?;
         self.update_main_default().await?;
         if !internet {
-            conntrack::delete_by_mark(mark)
-                .await
-                .map_err(|source| BalancerError::Conntrack {
-                    line: line.to_string(),
-                    source,
-                })?;
-            self.forget_sticky(mark).await?;
+            self.drop_connections(line, mark).await?;
         }
         tracing::info!(line, internet, "balance changed by upstream tracking");
         Ok(true)
     }
 
-    /// Deletes the sticky pairs that point at `mark` (under the sticky policy).
-    async fn forget_sticky(&self, mark: u32) -> Result<(), BalancerError> {
+    /// The line as it was enslaved (its device and DNS servers, among others).
+    pub fn spec(&self, line: &str) -> Option<&Enslave> {
+        self.lines.get(line).map(|l| &l.spec)
+    }
+
+    /// Drops `line`'s connections (mark `mark`) from conntrack, so applications see their
+    /// sockets fail at once, and its sticky pairs.
+    async fn drop_connections(&self, line: &str, mark: u32) -> Result<(), BalancerError> {
+        conntrack::delete_by_mark(mark)
+            .await
+            .map_err(|source| BalancerError::Conntrack {
+                line: line.to_string(),
+                source,
+            })?;
         if !matches!(self.config.policy, Policy::Sticky { .. }) {
             return Ok(());
         }
