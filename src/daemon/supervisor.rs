@@ -458,7 +458,7 @@ impl LineRegistry {
                     last_error: i.last_error.clone(),
                     next_attempt: i.next_attempt.map(epoch),
                     tier: l.config.tier,
-                    lcp_rtt_ms: super::wire::lcp_rtt_ms(l.shared.lcp_rtt()),
+                    lcp_rtt_ms: super::wire::lcp_rtt_ms(i.lcp_rtt),
                     track: l
                         .shared
                         .track()

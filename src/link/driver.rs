@@ -387,7 +387,7 @@ impl Line {
                     Some(Event::AuthFailed { reason }) => {
                         tracing::warn!("authentication failed: {reason}");
                     }
-                    Some(Event::EchoRtt { rtt }) => self.ctx.shared.set_lcp_rtt(Some(rtt)),
+                    Some(Event::EchoRtt { rtt }) => self.ctx.shared.edit(|i| i.lcp_rtt = Some(rtt)),
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
                 },
@@ -455,7 +455,6 @@ impl Line {
             }
         };
         self.port = Some(finished.line);
-        self.ctx.shared.set_lcp_rtt(None);
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
         let (message, kind) = match redial_for {
             Some(why) => (why, FailureKind::Transient),
@@ -573,33 +572,22 @@ impl Line {
     /// Upstream tracking's verdict: the line leaves the balance without the Internet (the
     /// link stays up; it is not the line's fault) and comes back with it.
     fn internet(&mut self, m: &mut LineMachine, internet: Internet) {
-        let name = &self.ctx.config.name;
-        match internet {
-            Internet::Unknown | Internet::Online => {
-                self.ctx.balancer.set_internet(name, true);
-                self.feed(m, LineEvent::InternetBack);
-            }
-            Internet::Offline { reason } => {
-                self.ctx.balancer.set_internet(name, false);
-                self.feed(
-                    m,
-                    LineEvent::InternetLost {
-                        degraded: false,
-                        reason: format!("no Internet: {reason}"),
-                    },
-                );
-            }
-            Internet::Degraded { reason } => {
-                self.ctx.balancer.set_internet(name, false);
-                self.feed(
-                    m,
-                    LineEvent::InternetLost {
-                        degraded: true,
-                        reason: format!("degraded: {reason}"),
-                    },
-                );
-            }
-        }
+        let carries = internet.carries_traffic();
+        let event = match internet {
+            Internet::Unknown | Internet::Online => LineEvent::InternetBack,
+            Internet::Offline { reason } => LineEvent::InternetLost {
+                degraded: false,
+                reason: format!("no Internet: {reason}"),
+            },
+            Internet::Degraded { reason } => LineEvent::InternetLost {
+                degraded: true,
+                reason: format!("degraded: {reason}"),
+            },
+        };
+        self.ctx
+            .balancer
+            .set_internet(&self.ctx.config.name, carries);
+        self.feed(m, event);
         self.publish(m);
     }
 

@@ -25,6 +25,8 @@ pub struct LineInfo {
     pub redials: u32,
     pub last_error: Option<String>,
     pub next_attempt: Option<SystemTime>,
+    /// The smoothed LCP echo round trip, while PPP is up.
+    pub lcp_rtt: Option<std::time::Duration>,
 }
 
 impl Default for LineInfo {
@@ -41,6 +43,7 @@ impl Default for LineInfo {
             redials: 0,
             last_error: None,
             next_attempt: None,
+            lcp_rtt: None,
         }
     }
 }
@@ -56,8 +59,6 @@ pub struct LineShared {
     queue: Mutex<Option<Arc<SharedTxQueue>>>,
     /// Upstream tracking's latest snapshot, while the line is up and tracked.
     track: Mutex<Option<tokio::sync::watch::Receiver<TrackSnapshot>>>,
-    /// The smoothed LCP echo round trip, while PPP is up.
-    lcp_rtt: Mutex<Option<std::time::Duration>>,
 }
 
 /// An `Instant` as wall-clock time.
@@ -82,15 +83,6 @@ impl LineShared {
         t.as_ref().map(|rx| rx.borrow().clone())
     }
 
-    /// Records the LCP echo round trip (`None` once PPP is down).
-    pub fn set_lcp_rtt(&self, rtt: Option<std::time::Duration>) {
-        *self.lcp_rtt.lock().unwrap_or_else(|p| p.into_inner()) = rtt;
-    }
-
-    pub fn lcp_rtt(&self) -> Option<std::time::Duration> {
-        *self.lcp_rtt.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A copy of the current facts.
     pub fn info(&self) -> LineInfo {
         self.lock().clone()
@@ -112,6 +104,7 @@ impl LineShared {
             i.peer = None;
             i.dns.clear();
             i.mru = None;
+            i.lcp_rtt = None;
         }
         if !m.state().holds_port() {
             i.connect_speed = None;
