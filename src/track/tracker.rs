@@ -164,18 +164,24 @@ impl Tracker {
         if !self.config.enabled() {
             return None;
         }
-        let round_deadline = self
-            .round
-            .as_ref()
-            .map(|r| r.started + self.config.timeout + GRACE);
-        let redial = match (self.out_since, self.config.redial_after) {
-            (Some(since), Some(after)) if !self.redial_asked => Some(since + after),
-            _ => None,
-        };
-        [self.next_round, round_deadline, redial]
+        [self.next_round, self.round_deadline(), self.redial_at()]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// When the round in flight gives up on its silent probes.
+    fn round_deadline(&self) -> Option<Instant> {
+        let r = self.round.as_ref()?;
+        Some(r.started + self.config.timeout + GRACE)
+    }
+
+    /// When to ask for a redial, while out of the balance and not asked yet.
+    fn redial_at(&self) -> Option<Instant> {
+        match (self.out_since, self.config.redial_after) {
+            (Some(since), Some(after)) if !self.redial_asked => Some(since + after),
+            _ => None,
+        }
     }
 
     /// Time passed: start a round that is due, give up on a round's silent probes, ask for a
@@ -184,10 +190,12 @@ impl Tracker {
         if !self.config.enabled() {
             return;
         }
-        if let Some(r) = &self.round
-            && now >= r.started + self.config.timeout + GRACE
-        {
-            let silent = r.outstanding.clone();
+        if self.round_deadline().is_some_and(|at| now >= at) {
+            let silent = self
+                .round
+                .as_ref()
+                .map(|r| r.outstanding.clone())
+                .unwrap_or_default();
             for id in silent {
                 self.probe_result(id, Err("no report".into()), now);
             }
@@ -195,10 +203,7 @@ impl Tracker {
         if self.round.is_none() && self.next_round.is_some_and(|t| t <= now) {
             self.start_round(now);
         }
-        if let (Some(since), Some(after)) = (self.out_since, self.config.redial_after)
-            && !self.redial_asked
-            && now >= since + after
-        {
+        if self.redial_at().is_some_and(|at| now >= at) {
             self.redial_asked = true;
             self.events.push_back(TrackEvent::Redial);
         }

@@ -34,8 +34,7 @@ pub(super) async fn get(
     bytes: &mut u64,
 ) -> Result<Duration, ProbeError> {
     let start = Instant::now();
-    *bytes += 2 * TCP_SEGMENT;
-    let mut stream = connect(addr, via).await?;
+    let mut stream = connect(addr, via, bytes).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: eqlplus-dialer/{}\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
@@ -55,8 +54,6 @@ pub(super) async fn get(
         head.extend_from_slice(&buf[..n]);
     }
     let rtt = start.elapsed();
-    // The close: our FIN and the peer's, each acknowledged.
-    *bytes += 3 * TCP_SEGMENT;
     match status_code(&head) {
         Some(got) if got == expect => Ok(rtt),
         Some(got) => Err(ProbeError::HttpStatus {

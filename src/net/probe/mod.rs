@@ -88,13 +88,8 @@ async fn run(
         Target::Icmp(addr) => ping(*addr, via, seq, bytes).await,
         Target::Tcp(addr) => {
             let start = Instant::now();
-            *bytes += 2 * TCP_SEGMENT;
-            match connect(*addr, via).await {
-                Ok(_) => {
-                    // Our ACK, and the FIN/ACK exchange of the close.
-                    *bytes += 3 * TCP_SEGMENT;
-                    Ok(start.elapsed())
-                }
+            match connect(*addr, via, bytes).await {
+                Ok(_) => Ok(start.elapsed()),
                 // A reset is an answer too: the far end is reachable.
                 Err(ProbeError::Io(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     Ok(start.elapsed())
@@ -128,11 +123,19 @@ fn line_socket(ty: Type, protocol: Protocol, via: &Via) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// A TCP connection to `addr` through the line.
-async fn connect(addr: SocketAddrV4, via: &Via) -> Result<tokio::net::TcpStream, ProbeError> {
+/// A TCP connection to `addr` through the line, counting its segments in `bytes`: SYN and
+/// SYN-ACK, then, once connected, our ACK and the close (FIN/ACK both ways).
+async fn connect(
+    addr: SocketAddrV4,
+    via: &Via,
+    bytes: &mut u64,
+) -> Result<tokio::net::TcpStream, ProbeError> {
     let socket = line_socket(Type::STREAM, Protocol::TCP, via)?;
     let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
-    Ok(socket.connect(addr.into()).await?)
+    *bytes += 2 * TCP_SEGMENT;
+    let stream = socket.connect(addr.into()).await?;
+    *bytes += 3 * TCP_SEGMENT;
+    Ok(stream)
 }
 
 /// The echo identifier of this process's probes.
