@@ -111,34 +111,25 @@ pub(super) async fn serve_client<H: ControlHandler>(
                 return;
             }
         };
-        let line = match incoming {
+        // An over-long line and a request that does not decode are answered alike.
+        let decoded = match incoming {
             Incoming::Eof => return,
-            Incoming::TooLong => {
-                let message = format!(
-                    "bad request: line longer than {MAX_REQUEST_BYTES} bytes (skipped up to the \
-                     next newline)"
-                );
-                if !send(
-                    &mut write,
-                    &Response::Error { message },
-                    limits.write_timeout,
-                )
-                .await
-                {
-                    return;
+            Incoming::TooLong => Err(format!(
+                "bad request: line longer than {MAX_REQUEST_BYTES} bytes (skipped up to the \
+                 next newline)"
+            )),
+            Incoming::Line(line) => {
+                let trimmed = line.trim_ascii();
+                if trimmed.is_empty() {
+                    continue;
                 }
-                continue;
+                decode_request(trimmed)
+                    .inspect_err(|message| tracing::debug!("control client {peer}: {message}"))
             }
-            Incoming::Line(line) => line,
         };
-        let trimmed = line.trim_ascii();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let request = match decode_request(trimmed) {
+        let request = match decoded {
             Ok(r) => r,
             Err(message) => {
-                tracing::debug!("control client {peer}: {message}");
                 if !send(
                     &mut write,
                     &Response::Error { message },
