@@ -101,6 +101,9 @@ pub struct Balancer {
     selection: Selection,
     /// The sticky map's timeout.
     hold: Duration,
+    /// The namespace's conntrack timeouts, which tell an unanswered entry's age (read once:
+    /// not at every dump, ten times a second).
+    ct_timeouts: conntrack::Timeouts,
 }
 
 /// Connections of a line unanswered a moment ago that make its upstream suspect: one may be a
@@ -124,6 +127,10 @@ impl Balancer {
         netlink
             .add_main_first_rule(config.routing.rule_base)
             .await?;
+        // A file read, off the runtime like every other read of the kernel's state.
+        let ct_timeouts = tokio::task::spawn_blocking(conntrack::Timeouts::read)
+            .await
+            .unwrap_or_default();
         let mut balancer = Balancer {
             config,
             netlink,
@@ -131,6 +138,7 @@ impl Balancer {
             applied: Vec::new(),
             selection: Selection::default(),
             hold,
+            ct_timeouts,
         };
         balancer.reselect(true).await?;
         balancer.update_main_default().await?;
@@ -289,7 +297,7 @@ impl Balancer {
             return Ok(Vec::new()); // nothing to steer: no dump every 100 ms while every line is down
         }
         // Without the counts (no ctnetlink), the queue depths still steer.
-        let counted = conntrack::tally_by_mark(MARK_BASE, nft::MARK_MASK).await;
+        let counted = conntrack::tally_by_mark(MARK_BASE, nft::MARK_MASK, self.ct_timeouts).await;
         let mut suspect = Vec::new();
         if let Ok(counts) = &counted {
             for (name, l) in self.lines.iter_mut() {

@@ -157,13 +157,17 @@ impl Timeouts {
 }
 
 /// Tallies the entries by mark, among the IPv4 entries whose `mark & mask == value & mask`
-/// (the kernel filters the dump).
-pub async fn tally_by_mark(value: u32, mask: u32) -> io::Result<BTreeMap<u32, MarkTally>> {
+/// (the kernel filters the dump); `timeouts` tell their ages.
+pub async fn tally_by_mark(
+    value: u32,
+    mask: u32,
+    timeouts: Timeouts,
+) -> io::Result<BTreeMap<u32, MarkTally>> {
     let socket = send_request(
         NLM_F_REQUEST | NLM_F_DUMP,
         ConntrackMessage::Get(mark_filter(value, mask)),
     )?;
-    off_runtime(move || read_dump(&socket, Timeouts::read())).await
+    off_runtime(move || read_dump(&socket, timeouts)).await
 }
 
 fn read_dump(socket: &Socket, timeouts: Timeouts) -> io::Result<BTreeMap<u32, MarkTally>> {
