@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use eqlplus_dialer::balancer::flows::{Flows, MarkTally};
+use eqlplus_dialer::balancer::nft::{MARK_BASE, MARK_MASK};
 use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
+use eqlplus_dialer::net::conntrack::{self, ConntrackEvents, Timeouts};
 use eqlplus_dialer::sim::world::{lan_router_internet, veth_line};
 use support::inet::{ECHO_PORT, Hits, PORT, SERVER, connect_many, connect_within, serve};
 use support::{Netns, require_root};
@@ -160,8 +163,9 @@ enum Cmd {
     Enslave(Enslave),
     Emancipate(String),
     Load(String, u64),
-    /// Count the lines' open connections (what the daemon's balancer task does 10 times a
-    /// second under least-loaded).
+    /// Take in the conntrack events so far and apply the lines' open connections (what the
+    /// daemon's balancer task does as events come); the same count from a dump (where the
+    /// kernel sends no events) must agree.
     Sample,
     Mark(String),
     /// Upstream tracking's verdict on a line.
@@ -196,25 +200,33 @@ impl RouterBalancer {
                             return;
                         }
                     };
+                    let mut events = ConntrackEvents::subscribe().expect("conntrack events");
+                    let mut flows = Flows::new(MARK_BASE, MARK_MASK, Timeouts::read());
                     ready_tx.send(Ok(())).unwrap();
                     while let Ok((cmd, reply)) = rx.recv() {
                         let result = match cmd {
-                            Cmd::Enslave(e) => b.enslave(e).await.map(|_| None),
-                            Cmd::Emancipate(l) => b.emancipate(&l).await.map(|_| None),
+                            Cmd::Enslave(e) => b.enslave(e).await.map(|_| None).map_err(text),
+                            Cmd::Emancipate(l) => {
+                                b.emancipate(&l).await.map(|_| None).map_err(text)
+                            }
                             Cmd::Load(l, bytes) => {
                                 b.set_queued_bytes(&l, bytes);
-                                b.refresh().await.map(|_| None)
+                                b.refresh().await.map(|_| None).map_err(text)
                             }
-                            Cmd::Sample => b.sample_load().await.map(|_| None),
+                            Cmd::Sample => {
+                                sample(&mut b, &mut events, &mut flows).await.map(|_| None)
+                            }
                             Cmd::Mark(l) => Ok(b.mark_of(&l)),
-                            Cmd::Internet(l, ok) => b.set_internet(&l, ok).await.map(|_| None),
+                            Cmd::Internet(l, ok) => {
+                                b.set_internet(&l, ok).await.map(|_| None).map_err(text)
+                            }
                             Cmd::Shutdown => {
                                 let r = b.shutdown().await.map(|_| None).map_err(|e| e.to_string());
                                 let _ = reply.send(r);
                                 return;
                             }
                         };
-                        let _ = reply.send(result.map_err(|e| e.to_string()));
+                        let _ = reply.send(result);
                     }
                 })
             })
@@ -238,6 +250,46 @@ impl RouterBalancer {
             t.join().unwrap();
         }
     }
+}
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The balancer task's load input: the conntrack events so far (until none came for 300 ms)
+/// into `flows`, each line's open connections into the balancer. A dump must say the same.
+async fn sample(
+    b: &mut Balancer,
+    events: &mut ConntrackEvents,
+    flows: &mut Flows,
+) -> Result<(), String> {
+    while let Ok(batch) = tokio::time::timeout(Duration::from_millis(300), events.read()).await {
+        let batch = batch.map_err(text)?;
+        assert!(!batch.overrun, "no events lost in a test this small");
+        flows.apply(&batch.changes, std::time::Instant::now());
+    }
+    let now = std::time::Instant::now();
+    let tally = flows.tally(now);
+    let mut dumped = Flows::new(MARK_BASE, MARK_MASK, Timeouts::read());
+    dumped.resync(
+        &conntrack::dump(MARK_BASE, MARK_MASK).await.map_err(text)?,
+        now,
+    );
+    let open = |t: &std::collections::BTreeMap<u32, MarkTally>| -> Vec<(u32, u32)> {
+        t.iter()
+            .map(|(m, t)| (*m, t.open()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    };
+    if open(&tally) != open(&dumped.tally(now)) {
+        return Err(format!(
+            "events say {:?}, a dump says {:?}",
+            open(&tally),
+            open(&dumped.tally(now))
+        ));
+    }
+    b.set_connections(&tally);
+    b.refresh().await.map_err(text)
 }
 
 /// Hits per line, in line order.
@@ -380,6 +432,72 @@ fn least_loaded_steers_new_connections_away_from_a_line_busy_with_open_ones() {
     let even = per_line(&world.take_hits(), 2);
     assert!(even[0] >= 45 && even[1] >= 45, "even again: {even:?}");
     b.shutdown();
+}
+
+#[test]
+fn least_loaded_counts_a_udp_stream_as_load() {
+    if !require_root("least_loaded_counts_a_udp_stream_as_load") {
+        return;
+    }
+    const UDP_PORT: u16 = 8443;
+    let world = World::new(2);
+    // A UDP echo server in the internet: a QUIC-like flow, both ways.
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let stop = stop.clone();
+        world
+            ._internet
+            .spawn(move || {
+                let socket = std::net::UdpSocket::bind((SERVER, UDP_PORT)).unwrap();
+                socket
+                    .set_read_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let mut buf = [0u8; 1500];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                        let _ = socket.send_to(&buf[..n], from);
+                    }
+                }
+            })
+            .unwrap()
+    };
+    let b = RouterBalancer::start(&world, Policy::LeastLoaded);
+    b.call(Cmd::Enslave(world.enslave(1, None))).unwrap();
+    // The flow runs over line 1 for 3 s: long enough for conntrack to call it a stream
+    // (assured: traffic both ways after 2 s), which a DNS question and answer never is.
+    let echoed = world
+        .lan
+        .run(|| {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.connect((SERVER, UDP_PORT)).unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            let mut echoed = 0;
+            let mut buf = [0u8; 1500];
+            for _ in 0..30 {
+                socket.send(&[7u8; 1200]).unwrap();
+                if socket.recv(&mut buf).is_ok() {
+                    echoed += 1;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            echoed
+        })
+        .unwrap();
+    assert!(echoed >= 25, "the UDP flow was echoed ({echoed} of 30)");
+    b.call(Cmd::Enslave(world.enslave(2, None))).unwrap();
+    b.call(Cmd::Sample).unwrap();
+    // Line 1 carries a stream, line 2 nothing: new connections go to line 2.
+    assert_eq!(world.connect_burst(100), 100);
+    assert_eq!(
+        per_line(&world.take_hits(), 2),
+        vec![0, 100],
+        "towards the line without the UDP stream"
+    );
+    b.shutdown();
+    stop.store(true, Ordering::Relaxed);
+    echo.join().unwrap();
 }
 
 /// Source ports of the router's conntrack entries with `mark` towards the echo port.

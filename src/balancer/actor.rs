@@ -9,18 +9,23 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use super::dns::DnsPublisher;
+use super::flows::Flows;
 use super::kernel::{Balancer, BalancerError, Enslave};
+use super::nft::{MARK_BASE, MARK_MASK};
+use crate::net::conntrack::{self, ConntrackEvents, Timeouts};
 use crate::net::{KernelWatch, ROUTE_PROTOCOL};
 
 /// How often the lines' load (queue depths, open connections) is folded into the policy
-/// (least-loaded), at most: a page's objects take a fraction of a second on a modem line.
-const REFRESH_EVERY: Duration = Duration::from_millis(100);
+/// (least-loaded) at most: a page's objects take a fraction of a second on a modem line. Changes
+/// within this time are taken together.
+const RECOMPUTE_SPACING: Duration = Duration::from_millis(100);
 
-/// Under a policy that does not follow the load, the conntrack table is read only this often
-/// (in ticks of REFRESH_EVERY) for upstream tracking's passive evidence.
-const EVIDENCE_TICKS: u32 = 2;
+/// Where the kernel sends no conntrack events, the table is dumped this often instead, while
+/// lines are up and their connections matter.
+const DUMP_EVERY: Duration = Duration::from_millis(100);
 
 /// How often the kernel state is checked against what it should be, notifications or not.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
@@ -118,6 +123,129 @@ impl BalancerHandle {
     }
 }
 
+/// The balanced connections, followed by conntrack events where the kernel sends them (an
+/// idle router then wakes for nothing), by dumps otherwise.
+struct Connections {
+    flows: Flows,
+    events: Option<ConntrackEvents>,
+    /// The kernel sends no events, or the subscription failed: dump instead.
+    dumps_only: bool,
+    /// The table must be read whole (first use, events lost).
+    resync: bool,
+    /// When the load is next folded into the policy.
+    recompute_at: Option<Instant>,
+    last_recompute: Instant,
+    failing: bool,
+}
+
+impl Connections {
+    async fn new() -> Connections {
+        // File reads, off the runtime like every other read of the kernel's state.
+        let (timeouts, events_on) =
+            tokio::task::spawn_blocking(|| (Timeouts::read(), ConntrackEvents::enabled()))
+                .await
+                .unwrap_or((Timeouts::default(), true));
+        if !events_on {
+            tracing::info!(
+                "net.netfilter.nf_conntrack_events is 0: following the lines' connections by reading the conntrack table every {DUMP_EVERY:?} instead"
+            );
+        }
+        Connections {
+            flows: Flows::new(MARK_BASE, MARK_MASK, timeouts),
+            events: None,
+            dumps_only: !events_on,
+            resync: true,
+            recompute_at: None,
+            last_recompute: Instant::now(),
+            failing: false,
+        }
+    }
+
+    /// Subscribes while the connections matter (least-loaded, or a tracked line), and only
+    /// then: on a busy router every event costs a wake-up.
+    fn follow(&mut self, wanted: bool) {
+        if wanted && self.events.is_none() && !self.dumps_only {
+            match ConntrackEvents::subscribe() {
+                Ok(events) => {
+                    self.events = Some(events);
+                    self.resync = true;
+                    self.soon();
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot subscribe to conntrack events ({e}); reading the conntrack table every {DUMP_EVERY:?} instead"
+                    );
+                    self.dumps_only = true;
+                }
+            }
+        } else if !wanted && self.events.is_some() {
+            self.events = None;
+            self.flows.resync(&[], std::time::Instant::now());
+        }
+    }
+
+    /// Folds the load into the policy soon (at most once per [`RECOMPUTE_SPACING`]).
+    fn soon(&mut self) {
+        if self.recompute_at.is_none() {
+            self.recompute_at = Some(Instant::now().max(self.last_recompute + RECOMPUTE_SPACING));
+        }
+    }
+
+    /// When the task must next wake for the connections: a recompute asked for, or the time
+    /// an unanswered connection becomes evidence or old news.
+    fn next_wake(&self) -> Option<Instant> {
+        let by_itself = self
+            .flows
+            .next_change(std::time::Instant::now())
+            .map(Instant::from_std);
+        match (self.recompute_at, by_itself) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Re-reads the table where needed, then gives the balancer each line's connections and
+    /// re-applies the policy; tells tracked lines whose connections go unanswered.
+    async fn recompute(
+        &mut self,
+        balancer: &mut Balancer,
+        suspects: &HashMap<String, Arc<Notify>>,
+    ) {
+        self.recompute_at = None;
+        self.last_recompute = Instant::now();
+        let mut result = Ok(());
+        if self.resync && balancer.has_lines() {
+            match conntrack::dump(MARK_BASE, MARK_MASK).await {
+                Ok(entries) => {
+                    self.flows.resync(&entries, std::time::Instant::now());
+                    // With events, one read catches up; without, every recompute reads.
+                    self.resync = self.events.is_none();
+                }
+                // Without the counts, the queue depths still steer.
+                Err(e) => result = Err(BalancerError::CountConnections(e)),
+            }
+        }
+        let tally = self.flows.tally(std::time::Instant::now());
+        for n in balancer
+            .set_connections(&tally)
+            .iter()
+            .filter_map(|line| suspects.get(line))
+        {
+            n.notify_one();
+        }
+        let result = result.and(balancer.refresh().await);
+        match result {
+            // Said once per streak of failures, not ten times a second.
+            Err(e) if !self.failing => {
+                tracing::warn!("balancer refresh: {e}");
+                self.failing = true;
+            }
+            Err(e) => tracing::debug!("balancer refresh: {e}"),
+            Ok(()) => self.failing = false,
+        }
+    }
+}
+
 async fn run(
     mut balancer: Balancer,
     mut rx: mpsc::UnboundedReceiver<Request>,
@@ -127,13 +255,11 @@ async fn run(
         Some(path) => Some(DnsPublisher::new(path).await),
         None => None,
     };
-    let mut dirty = false;
-    let mut failing = false;
-    let mut ticks = 0u32;
+    let mut connections = Connections::new().await;
     // Per tracked line: whom to tell of unanswered connections.
     let mut suspects: HashMap<String, Arc<Notify>> = HashMap::new();
-    let mut tick = tokio::time::interval(REFRESH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dump_tick = tokio::time::interval(DUMP_EVERY);
+    dump_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut watch = match KernelWatch::new("eqlplus", "mark_new", ROUTE_PROTOCOL) {
         Ok(w) => Some(w),
         Err(e) => {
@@ -143,19 +269,20 @@ async fn run(
             None
         }
     };
-    let mut check = tokio::time::interval_at(
-        tokio::time::Instant::now() + RECONCILE_EVERY,
-        RECONCILE_EVERY,
-    );
+    let mut check = tokio::time::interval_at(Instant::now() + RECONCILE_EVERY, RECONCILE_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut check_soon: Option<tokio::time::Instant> = None;
+    let mut check_soon: Option<Instant> = None;
     loop {
+        let wanted =
+            balancer.has_lines() && (balancer.follows_load() || balancer.watches_answers());
+        connections.follow(wanted);
+        let wake = connections.next_wake();
         let request = tokio::select! {
             r = rx.recv() => r,
             changed = async { watch.as_mut()?.changed().await.ok() }, if watch.is_some() => {
                 match changed {
                     Some(()) => {
-                        check_soon.get_or_insert(tokio::time::Instant::now() + RECONCILE_SETTLE);
+                        check_soon.get_or_insert(Instant::now() + RECONCILE_SETTLE);
                     }
                     None => {
                         tracing::warn!("lost the kernel change notifications; checking every {RECONCILE_EVERY:?} only");
@@ -173,33 +300,33 @@ async fn run(
                 reconcile(&mut balancer).await;
                 continue;
             }
-            _ = tick.tick(), if dirty || balancer.follows_load() || balancer.watches_answers() => {
-                ticks = ticks.wrapping_add(1);
-                let evidence_due = balancer.watches_answers() && ticks.is_multiple_of(EVIDENCE_TICKS);
-                let result = if balancer.follows_load() || evidence_due {
-                    balancer.sample_load().await.map(|unanswered| {
-                        for n in unanswered.iter().filter_map(|line| suspects.get(line)) {
-                            n.notify_one();
+            batch = async { connections.events.as_mut()?.read().await.ok() }, if connections.events.is_some() => {
+                match batch {
+                    Some(batch) => {
+                        let changed = connections.flows.apply(&batch.changes, std::time::Instant::now());
+                        if batch.overrun {
+                            tracing::debug!("conntrack events lost; reading the table again");
+                            connections.resync = true;
                         }
-                    })
-                } else {
-                    Ok(())
-                };
-                let result = if dirty && !balancer.follows_load() {
-                    result.and(balancer.refresh().await)
-                } else {
-                    result
-                };
-                dirty = false;
-                match result {
-                    // Said once per streak of failures, not ten times a second.
-                    Err(e) if !failing => {
-                        tracing::warn!("balancer refresh: {e}");
-                        failing = true;
+                        if changed || batch.overrun {
+                            connections.soon();
+                        }
                     }
-                    Err(e) => tracing::debug!("balancer refresh: {e}"),
-                    Ok(()) => failing = false,
+                    None => {
+                        tracing::warn!("lost the conntrack events; reading the conntrack table every {DUMP_EVERY:?} instead");
+                        connections.events = None;
+                        connections.dumps_only = true;
+                    }
                 }
+                continue;
+            }
+            _ = dump_tick.tick(), if wanted && connections.dumps_only => {
+                connections.resync = true;
+                connections.soon();
+                continue;
+            }
+            _ = crate::sys::sleep_until_opt(wake) => {
+                connections.recompute(&mut balancer, &suspects).await;
                 continue;
             }
         };
@@ -247,7 +374,7 @@ async fn run(
             }
             Request::Load(line, bytes) => {
                 balancer.set_queued_bytes(&line, bytes);
-                dirty = true;
+                connections.soon();
             }
             Request::Shutdown(reply) => {
                 if let Some(dns) = dns.as_mut() {

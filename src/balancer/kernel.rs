@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use super::flows::MarkTally;
 use super::nft::{self, MARK_BASE, NftError, Selection};
 use super::policy::{LineLoad, Policy, dns_pins, pick_table};
 use crate::net::nft as run_nft;
@@ -101,9 +102,6 @@ pub struct Balancer {
     selection: Selection,
     /// The sticky map's timeout.
     hold: Duration,
-    /// The namespace's conntrack timeouts, which tell an unanswered entry's age (read once:
-    /// not at every dump, ten times a second).
-    ct_timeouts: conntrack::Timeouts,
 }
 
 /// Connections of a line unanswered a moment ago that make its upstream suspect: one may be a
@@ -127,10 +125,6 @@ impl Balancer {
         netlink
             .add_main_first_rule(config.routing.rule_base)
             .await?;
-        // A file read, off the runtime like every other read of the kernel's state.
-        let ct_timeouts = tokio::task::spawn_blocking(conntrack::Timeouts::read)
-            .await
-            .unwrap_or_default();
         let mut balancer = Balancer {
             config,
             netlink,
@@ -138,7 +132,6 @@ impl Balancer {
             applied: Vec::new(),
             selection: Selection::default(),
             hold,
-            ct_timeouts,
         };
         balancer.reselect(true).await?;
         balancer.update_main_default().await?;
@@ -277,48 +270,41 @@ impl Balancer {
         self.reselect(false).await
     }
 
-    /// Whether the policy follows the lines' load (then call [`sample_load`] often).
+    /// Whether the policy follows the lines' load (then feed [`set_connections`] and
+    /// [`set_queued_bytes`]).
     pub fn follows_load(&self) -> bool {
         self.config.policy == Policy::LeastLoaded
     }
 
-    /// Whether a tracked line is enslaved (then call [`sample_load`] now and then for the
-    /// passive evidence, whatever the policy).
+    /// Whether a tracked line is enslaved (then feed [`set_connections`] for the passive
+    /// evidence, whatever the policy).
     pub fn watches_answers(&self) -> bool {
         self.lines.values().any(|l| l.spec.tracked)
     }
 
-    /// Reads the conntrack table: each line's open TCP connections (the load of
-    /// `least-loaded`, which is re-applied if that changed its slot table) and which tracked
-    /// lines in the balance have connections that went unanswered a moment ago (returned:
-    /// upstream tracking's passive evidence).
-    pub async fn sample_load(&mut self) -> Result<Vec<String>, BalancerError> {
-        if self.lines.is_empty() {
-            return Ok(Vec::new()); // nothing to steer: no dump every 100 ms while every line is down
-        }
-        // Without the counts (no ctnetlink), the queue depths still steer.
-        let counted = conntrack::tally_by_mark(MARK_BASE, nft::MARK_MASK, self.ct_timeouts).await;
+    /// Takes in each line's connections (from [`super::flows::Flows`]): the load of
+    /// `least-loaded` (call [`refresh`] to apply). Returns the tracked lines in the balance
+    /// whose connections went unanswered a moment ago: upstream tracking's passive evidence.
+    pub fn set_connections(&mut self, tally: &BTreeMap<u32, MarkTally>) -> Vec<String> {
         let mut suspect = Vec::new();
-        if let Ok(counts) = &counted {
-            for (name, l) in self.lines.iter_mut() {
-                let tally = counts.get(&l.mark()).copied().unwrap_or_default();
-                l.open_connections = tally.open_tcp;
-                if l.spec.tracked && l.internet && tally.unanswered >= UNANSWERED_EVIDENCE {
-                    suspect.push(name.clone());
-                }
+        for (name, l) in self.lines.iter_mut() {
+            let t = tally.get(&l.mark()).copied().unwrap_or_default();
+            l.open_connections = t.open();
+            if l.spec.tracked && l.internet && t.unanswered >= UNANSWERED_EVIDENCE {
+                suspect.push(name.clone());
             }
         }
-        if self.follows_load() {
-            self.reselect(false).await?;
-        }
-        counted
-            .map(|_| suspect)
-            .map_err(BalancerError::CountConnections)
+        suspect
     }
 
     /// The mark of a line's connections.
     pub fn mark_of(&self, line: &str) -> Option<u32> {
         self.lines.get(line).map(Slot::mark)
+    }
+
+    /// Whether any line is enslaved.
+    pub fn has_lines(&self) -> bool {
+        !self.lines.is_empty()
     }
 
     /// Names of the enslaved lines.

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod dns;
+pub mod flows;
 pub mod kernel;
 pub mod nft;
 pub mod policy;

@@ -58,7 +58,8 @@ pub struct LineContext {
 /// How often the carrier (DCD) is sampled during PPP, where the port has modem lines.
 const CARRIER_POLL: Duration = Duration::from_millis(250);
 
-/// How often a live line reports its queue depth to the balancer.
+/// How often a live line reports its queue depth to the balancer while packets pass (an idle
+/// line reports nothing and wakes nobody).
 const LOAD_REPORT: Duration = Duration::from_millis(100);
 
 /// Runs a line until it receives [`LineCommand::Shutdown`] (or the command channel closes).
@@ -354,15 +355,19 @@ impl Line {
         let mut closing = false;
         // Set when upstream tracking asked for a new call: the session's end says so.
         let mut redial_for: Option<String> = None;
-        let mut load = tokio::time::interval(LOAD_REPORT);
+        // The next queue depth report, while packets pass; the depth last reported.
+        let mut load_due: Option<tokio::time::Instant> = None;
+        let mut load_reported = 0u64;
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
         loop {
+            let queue = up.as_ref().map(|u| u.queue.clone());
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(Event::Up { local, peer, dns, mru }) => {
                         match self.bring_up(local, peer, dns, mru, &outgoing, &mut incoming).await {
                             Ok(u) => {
                                 up = Some(u);
+                                load_reported = 0; // a new slave's queue, a new balance entry
                                 self.feed(m, LineEvent::PppUp);
                                 self.publish(m);
                             }
@@ -430,9 +435,25 @@ impl Line {
                         }
                     }
                 },
-                _ = load.tick(), if up.is_some() => {
+                _ = async {
+                    match &queue {
+                        Some(q) => q.became_busy().await,
+                        None => std::future::pending().await,
+                    }
+                }, if load_due.is_none() => {
+                    load_due = Some(tokio::time::Instant::now() + LOAD_REPORT);
+                }
+                _ = crate::sys::sleep_until_opt(load_due) => {
+                    load_due = None;
                     if let Some(u) = &up {
-                        self.ctx.balancer.set_load(&self.ctx.config.name, u.queue.depth());
+                        let depth = u.queue.depth();
+                        if depth != load_reported {
+                            self.ctx.balancer.set_load(&self.ctx.config.name, depth);
+                            load_reported = depth;
+                        }
+                        if depth > 0 {
+                            load_due = Some(tokio::time::Instant::now() + LOAD_REPORT);
+                        }
                     }
                 }
             }

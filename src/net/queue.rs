@@ -75,6 +75,9 @@ impl TxQueue {
 pub struct SharedTxQueue {
     queue: Mutex<TxQueue>,
     ready: Notify,
+    /// Told when a packet arrives at an empty queue: whoever reports the depth need not poll
+    /// an idle line.
+    busy: Notify,
     depth: AtomicU64,
 }
 
@@ -83,17 +86,30 @@ impl SharedTxQueue {
         SharedTxQueue {
             queue: Mutex::new(TxQueue::new(limit_bytes)),
             ready: Notify::new(),
+            busy: Notify::new(),
             depth: AtomicU64::new(0),
         }
     }
 
     /// Enqueues (or drops) a packet; false if it was dropped.
     pub fn push(&self, packet: Vec<u8>) -> bool {
-        let accepted = self.with(|q| q.push(packet));
+        let (accepted, was_empty) = self.with(|q| {
+            let was_empty = q.depth() == 0;
+            (q.push(packet), was_empty)
+        });
         if accepted {
             self.ready.notify_one();
+            if was_empty {
+                self.busy.notify_one();
+            }
         }
         accepted
+    }
+
+    /// Waits until a packet arrives at an empty queue (at once if one did since the last
+    /// wait).
+    pub async fn became_busy(&self) {
+        self.busy.notified().await
     }
 
     /// Takes the next packet, if any, without waiting.
