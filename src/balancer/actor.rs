@@ -260,7 +260,7 @@ async fn run(
     let mut suspects: HashMap<String, Arc<Notify>> = HashMap::new();
     let mut dump_tick = tokio::time::interval(DUMP_EVERY);
     dump_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut watch = match KernelWatch::new("eqlplus", "mark_new", ROUTE_PROTOCOL) {
+    let mut watch = match KernelWatch::new(super::nft::TABLE_NAME, ROUTE_PROTOCOL) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(

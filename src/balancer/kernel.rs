@@ -15,6 +15,7 @@ use super::flows::MarkTally;
 use super::nft::{self, MARK_BASE, NftError, Selection};
 use super::policy::{LineLoad, Policy, dns_pins, pick_table};
 use crate::net::nft as run_nft;
+use crate::net::nftset::{self, FAMILY_INET};
 use crate::net::{Netlink, NetlinkError, RoutingConfig, conntrack, valid_ifname};
 
 /// Balancer settings.
@@ -59,6 +60,8 @@ pub enum BalancerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the kernel refused the balancer's selection (nftables sets over netlink): {0}")]
+    Selection(#[source] std::io::Error),
     #[error("cannot count the lines' connections in the conntrack table: {0}")]
     CountConnections(#[source] std::io::Error),
     #[error("no interface named {0}")]
@@ -121,7 +124,8 @@ impl Balancer {
             Policy::Sticky { hold } => hold,
             _ => DEFAULT_STICKY_HOLD,
         };
-        run_nft::apply(&nft::render_create(hold), "balancer table").await?;
+        let sticky = matches!(config.policy, Policy::Sticky { .. });
+        run_nft::apply(&nft::render_create(hold, sticky), "balancer table").await?;
         netlink
             .add_main_first_rule(config.routing.rule_base)
             .await?;
@@ -302,6 +306,10 @@ impl Balancer {
         self.lines.get(line).map(Slot::mark)
     }
 
+    fn sticky(&self) -> bool {
+        matches!(self.config.policy, Policy::Sticky { .. })
+    }
+
     /// Whether any line is enslaved.
     pub fn has_lines(&self) -> bool {
         !self.lines.is_empty()
@@ -351,17 +359,17 @@ impl Balancer {
             slaves: self.lines.values().map(|l| l.spec.device.clone()).collect(),
             pick: pick.clone(),
             dns: dns_pins(&dns),
-            sticky: match self.config.policy {
-                Policy::Sticky { hold } => Some(hold),
-                _ => None,
-            },
         };
-        let script = nft::render_select(&selection);
-        if let Err(e) = run_nft::apply(&script, "balancer selection").await {
+        let sets = nft::contents(&selection);
+        if let Err(e) = nftset::replace(FAMILY_INET, nft::TABLE_NAME, &sets).await {
             // Our table may be gone (a firewall reload): rebuild it, then try once more.
-            tracing::warn!("{e}; checking the balancer's kernel state");
+            tracing::warn!(
+                "the kernel refused the balancer selection ({e}); checking the balancer's kernel state"
+            );
             self.reconcile().await?;
-            run_nft::apply(&script, "balancer selection").await?;
+            nftset::replace(FAMILY_INET, nft::TABLE_NAME, &sets)
+                .await
+                .map_err(BalancerError::Selection)?;
         }
         self.applied = pick;
         self.selection = selection;
@@ -374,15 +382,25 @@ impl Balancer {
     /// Returns what was repaired (empty: nothing had drifted).
     pub async fn reconcile(&mut self) -> Result<Vec<String>, BalancerError> {
         let mut repaired = Vec::new();
-        let expected = nft::expected_shape(&self.selection);
+        let expected = nft::expected_shape(&self.selection, self.sticky());
         let listing = run_nft::list_json("table listing", &["table", "inet", "eqlplus"]).await?;
         let drift = match listing {
             None => vec![format!("table {} missing", nft::TABLE)],
             Some(json) => nft::parse_shape(&json)?.differences(&expected),
         };
         if !drift.is_empty() {
-            let script = nft::render_create(self.hold) + &nft::render_select(&self.selection);
-            run_nft::apply(&script, "balancer table rebuild").await?;
+            run_nft::apply(
+                &nft::render_create(self.hold, self.sticky()),
+                "balancer table rebuild",
+            )
+            .await?;
+            nftset::replace(
+                FAMILY_INET,
+                nft::TABLE_NAME,
+                &nft::contents(&self.selection),
+            )
+            .await
+            .map_err(BalancerError::Selection)?;
             repaired.extend(drift);
         }
         let routing = self.config.routing;

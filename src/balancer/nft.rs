@@ -1,6 +1,9 @@
-//! The balancer's one nftables table, `inet eqlplus`, rendered as nft script text and applied
-//! with `nft -f -`: every script is one nft transaction, so the kernel switches from the old
-//! state to the new one atomically. Nothing outside this table is ever named.
+//! The balancer's one nftables table, `inet eqlplus`: created (and rebuilt) as nft script text
+//! applied with `nft -f -`, one nft transaction; its sets and maps then filled over netlink
+//! ([`contents`], applied by `net::nftset` in one nf_tables transaction), so the kernel
+//! switches from the old selection to the new one atomically and no process is started per
+//! change. The rules never change while the daemon runs. Nothing outside this table is ever
+//! named.
 //!
 //! Layout:
 //! - `prerouting` (mangle) and `output` (route, so a new mark re-routes local traffic):
@@ -9,19 +12,24 @@
 //!   packet that already carries one of our marks keeps it: it is a probe of upstream
 //!   tracking, whose socket chose its line (`SO_MARK`) whatever the balance.
 //! - `mark_new`: a DNS server of a line → that line; (sticky) a known client→destination pair →
-//!   its line; otherwise `numgen inc mod N map @pick`, the policy's slot table. The choice is
-//!   stored in the conntrack entry.
+//!   its line; otherwise `numgen inc mod 64 map @pick`, the policy's slot table spread over 64
+//!   slots ([`spread`]). The choice is stored in the conntrack entry.
 //! - `postrouting` (nat): masquerade on every slave, so replies come back on the same line.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 pub use crate::net::nft::NftError;
+use crate::net::nftset::SetContents;
 
 /// The table's family and name.
 pub const TABLE: &str = "inet eqlplus";
+/// The table's name alone.
+pub const TABLE_NAME: &str = "eqlplus";
+/// Slots of the pick map: `numgen inc mod PICK_SLOTS`. A power of two, so tables of 1, 2, 4,
+/// 8… slots fit exactly.
+pub const PICK_SLOTS: usize = 64;
 /// Marks of balanced connections are `MARK_BASE | slot` (slot 1..=255).
 pub const MARK_BASE: u32 = 0x0000_e100;
 /// Mask that recognises our marks.
@@ -36,23 +44,38 @@ pub struct Selection {
     pub pick: Vec<u32>,
     /// DNS server → mark of its line.
     pub dns: Vec<(Ipv4Addr, u32)>,
-    /// Keep client→destination pairs on one line for this long (the sticky policy).
-    pub sticky: Option<Duration>,
 }
 
-/// The script that creates the table, its chains, sets and maps, with nothing selected yet.
-/// It starts by deleting any table of that name (a crashed earlier run's), in one transaction.
-pub fn render_create(sticky_hold: Duration) -> String {
+/// The script that creates the table, its chains, rules, sets and maps, with nothing selected
+/// yet; `sticky` adds the sticky policy's rules. It starts by deleting any table of that name
+/// (a crashed earlier run's), in one transaction.
+pub fn render_create(sticky_hold: Duration, sticky: bool) -> String {
     let hold = sticky_hold.as_secs().max(1);
+    let ours = format!("meta mark and {MARK_MASK:#010x} == {MARK_BASE:#010x}");
+    let pair = "ip saddr . ip daddr";
+    let (sticky_lookup, sticky_learn) = if sticky {
+        (
+            format!(
+                "\n    meta mark set {pair} map @sticky update @sticky {{ {pair} : meta mark }} ct mark set meta mark accept"
+            ),
+            format!("\n    {ours} update @sticky {{ {pair} : meta mark }}"),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         "table {TABLE} {{}}
 delete table {TABLE}
 table {TABLE} {{
   set slaves {{ type ifname; }}
-  map pick {{ typeof numgen inc mod 64 : meta mark; }}
+  map pick {{ typeof numgen inc mod {PICK_SLOTS} : meta mark; }}
   map dns {{ typeof ip daddr : meta mark; }}
   map sticky {{ typeof ip saddr . ip daddr : meta mark; flags dynamic,timeout; timeout {hold}s; }}
-  chain mark_new {{ }}
+  chain mark_new {{
+    meta mark set ip daddr map @dns ct mark set meta mark accept{sticky_lookup}
+    meta mark set numgen inc mod {PICK_SLOTS} map @pick{sticky_learn}
+    ct mark set meta mark
+  }}
   chain prerouting {{
     type filter hook prerouting priority mangle; policy accept;
     iifname @slaves return
@@ -76,66 +99,88 @@ table {TABLE} {{
     )
 }
 
-/// The script that replaces the selection: sets, maps and `mark_new`, in one transaction.
-/// The sticky map's learned pairs are kept (see [`render_forget`] for a dead line's).
-pub fn render_select(sel: &Selection) -> String {
-    let mut s = String::new();
-    for what in ["chain", "map", "map", "set"]
-        .iter()
-        .zip(["mark_new", "pick", "dns", "slaves"])
-    {
-        let _ = writeln!(s, "flush {} {TABLE} {}", what.0, what.1);
+/// The sets' and maps' contents for a selection, in the kernel's layout: the pick map's slot
+/// (host order, as numgen writes it) → mark (host order); a DNS server (network order) →
+/// mark; the slaves' names (16 bytes, NUL-padded). An empty pick map picks nothing: the
+/// lookup fails and new connections stay unmarked (the main table says unreachable).
+pub fn contents(sel: &Selection) -> Vec<SetContents> {
+    let mark = |m: &u32| Some(m.to_ne_bytes().to_vec());
+    vec![
+        SetContents {
+            set: "pick".into(),
+            elements: spread(&sel.pick, PICK_SLOTS)
+                .iter()
+                .enumerate()
+                .map(|(slot, m)| ((slot as u32).to_ne_bytes().to_vec(), mark(m)))
+                .collect(),
+        },
+        SetContents {
+            set: "dns".into(),
+            elements: sel
+                .dns
+                .iter()
+                .map(|(a, m)| (a.octets().to_vec(), mark(m)))
+                .collect(),
+        },
+        SetContents {
+            set: "slaves".into(),
+            elements: sel
+                .slaves
+                .iter()
+                .map(|name| {
+                    let mut key = [0u8; 16];
+                    let n = name.len().min(15);
+                    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+                    (key.to_vec(), None)
+                })
+                .collect(),
+        },
+    ]
+}
+
+/// The policy's slot table (at most `slots` long: the policies make at most 64) over `slots`
+/// slots: repeated where its length divides them (the exact ratio), else each mark's share
+/// apportioned (largest remainder) and the slots interleaved in smooth weighted round-robin
+/// order.
+pub fn spread(pick: &[u32], slots: usize) -> Vec<u32> {
+    if pick.is_empty() || slots == 0 {
+        return Vec::new();
     }
-    if !sel.pick.is_empty() {
-        let elements: Vec<String> = sel
-            .pick
-            .iter()
-            .enumerate()
-            .map(|(i, m)| format!("{i} : {m:#010x}"))
-            .collect();
-        let _ = writeln!(s, "add element {TABLE} pick {{ {} }}", elements.join(", "));
+    if slots.is_multiple_of(pick.len()) {
+        return pick.iter().copied().cycle().take(slots).collect();
     }
-    if !sel.dns.is_empty() {
-        let elements: Vec<String> = sel
-            .dns
-            .iter()
-            .map(|(a, m)| format!("{a} : {m:#010x}"))
-            .collect();
-        let _ = writeln!(s, "add element {TABLE} dns {{ {} }}", elements.join(", "));
+    // Each mark's count, in order of first appearance.
+    let mut counts: Vec<(u32, usize)> = Vec::new();
+    for m in pick {
+        match counts.iter_mut().find(|(c, _)| c == m) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((*m, 1)),
+        }
     }
-    if !sel.slaves.is_empty() {
-        let names: Vec<String> = sel.slaves.iter().map(|n| format!("\"{n}\"")).collect();
-        let _ = writeln!(s, "add element {TABLE} slaves {{ {} }}", names.join(", "));
+    // Largest remainder; a table no longer than the slots gives every mark one at least.
+    let total = pick.len();
+    let mut shares: Vec<usize> = counts.iter().map(|(_, n)| n * slots / total).collect();
+    let mut by_remainder: Vec<usize> = (0..counts.len()).collect();
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(counts[i].1 * slots % total));
+    let left = slots.saturating_sub(shares.iter().sum());
+    for &i in by_remainder.iter().take(left) {
+        shares[i] += 1;
     }
-    let rule = |s: &mut String, text: &str| {
-        let _ = writeln!(s, "add rule {TABLE} mark_new {text}");
-    };
-    rule(
-        &mut s,
-        "meta mark set ip daddr map @dns ct mark set meta mark accept",
-    );
-    if sel.pick.is_empty() {
-        // No line: leave new connections unmarked (the main table says unreachable).
-        return s;
-    }
-    let pair = "ip saddr . ip daddr";
-    if sel.sticky.is_some() {
-        rule(
-            &mut s,
-            &format!(
-                "meta mark set {pair} map @sticky update @sticky {{ {pair} : meta mark }} ct mark set meta mark accept"
-            ),
-        );
-    }
-    rule(
-        &mut s,
-        &format!("meta mark set numgen inc mod {} map @pick", sel.pick.len()),
-    );
-    if sel.sticky.is_some() {
-        rule(&mut s, &format!("update @sticky {{ {pair} : meta mark }}"));
-    }
-    rule(&mut s, "ct mark set meta mark");
-    s
+    // Smooth weighted round-robin: each step the highest running credit goes next.
+    let mut credit = vec![0i64; counts.len()];
+    let sum = shares.iter().sum::<usize>() as i64;
+    (0..slots)
+        .map(|_| {
+            for (c, w) in credit.iter_mut().zip(&shares) {
+                *c += *w as i64;
+            }
+            let best = (0..credit.len())
+                .max_by_key(|&i| (credit[i], std::cmp::Reverse(i)))
+                .unwrap_or(0);
+            credit[best] -= sum;
+            counts[best].0
+        })
+        .collect()
 }
 
 /// Deletes the sticky pairs that point at `mark` (a line that went away).
@@ -188,11 +233,11 @@ impl TableShape {
     }
 }
 
-/// The shape [`render_create`] followed by [`render_select`]`(sel)` gives the table.
-pub fn expected_shape(sel: &Selection) -> TableShape {
+/// The shape [`render_create`]`(_, sticky)` then [`contents`]`(sel)` give the table.
+pub fn expected_shape(sel: &Selection, sticky: bool) -> TableShape {
     let mut shape = TableShape::default();
-    let create = render_create(Duration::from_secs(1));
-    // Rules of the base chains: the lines between a chain's `type … hook` line and its `}`.
+    let create = render_create(Duration::from_secs(1), sticky);
+    // Rules of the chains: the lines between a chain's line and its `}`, but `type … hook`.
     let mut current: Option<String> = None;
     for line in create.lines().map(str::trim) {
         if let Some(rest) = line.strip_prefix("chain ") {
@@ -213,15 +258,9 @@ pub fn expected_shape(sel: &Selection) -> TableShape {
             *n += 1;
         }
     }
-    let select = render_select(sel);
-    let mark_new = select
-        .lines()
-        .filter(|l| l.starts_with(&format!("add rule {TABLE} mark_new ")))
-        .count();
-    shape.chains.insert("mark_new".into(), mark_new);
-    shape.sets.insert("slaves".into(), Some(sel.slaves.len()));
-    shape.sets.insert("pick".into(), Some(sel.pick.len()));
-    shape.sets.insert("dns".into(), Some(sel.dns.len()));
+    for c in contents(sel) {
+        shape.sets.insert(c.set, Some(c.elements.len()));
+    }
     shape.sets.insert("sticky".into(), None);
     shape
 }
@@ -295,7 +334,7 @@ mod tests {
 
     #[test]
     fn create_script_owns_one_table() {
-        let s = render_create(Duration::from_secs(600));
+        let s = render_create(Duration::from_secs(600), false);
         assert!(s.starts_with("table inet eqlplus {}\ndelete table inet eqlplus\n"));
         assert!(s.contains("timeout 600s"));
         assert!(s.contains("ct mark and 0xffffff00 == 0x0000e100 meta mark set ct mark return"));
@@ -309,44 +348,32 @@ mod tests {
     }
 
     #[test]
-    fn select_script_golden() {
-        let sel = Selection {
-            slaves: vec!["eq-ttyS0".into(), "eq-ttyS1".into()],
-            pick: vec![0xe101, 0xe101, 0xe102, 0xe101],
-            dns: vec![("10.64.0.53".parse().unwrap(), 0xe101)],
-            sticky: None,
-        };
-        assert_eq!(
-            render_select(&sel),
-            "flush chain inet eqlplus mark_new
-flush map inet eqlplus pick
-flush map inet eqlplus dns
-flush set inet eqlplus slaves
-add element inet eqlplus pick { 0 : 0x0000e101, 1 : 0x0000e101, 2 : 0x0000e102, 3 : 0x0000e101 }
-add element inet eqlplus dns { 10.64.0.53 : 0x0000e101 }
-add element inet eqlplus slaves { \"eq-ttyS0\", \"eq-ttyS1\" }
-add rule inet eqlplus mark_new meta mark set ip daddr map @dns ct mark set meta mark accept
-add rule inet eqlplus mark_new meta mark set numgen inc mod 4 map @pick
-add rule inet eqlplus mark_new ct mark set meta mark
-"
-        );
-    }
-
-    #[test]
-    fn sticky_and_empty_selections() {
-        let sel = Selection {
-            slaves: vec!["eq-a".into()],
-            pick: vec![0xe101],
-            dns: vec![],
-            sticky: Some(Duration::from_secs(60)),
-        };
-        let s = render_select(&sel);
-        assert!(s.contains("map @sticky update @sticky"));
-        assert!(s.contains(
-            "add rule inet eqlplus mark_new update @sticky { ip saddr . ip daddr : meta mark }"
+    fn the_rules_are_made_once_with_the_table() {
+        let plain = render_create(Duration::from_secs(600), false);
+        assert!(plain.contains(
+            "  chain mark_new {
+    meta mark set ip daddr map @dns ct mark set meta mark accept
+    meta mark set numgen inc mod 64 map @pick
+    ct mark set meta mark
+  }"
         ));
-        let s = render_select(&Selection::default());
-        assert!(!s.contains("numgen"), "no line: nothing is picked");
+        let sticky = render_create(Duration::from_secs(60), true);
+        assert!(sticky.contains("meta mark set ip saddr . ip daddr map @sticky update @sticky"));
+        assert!(sticky.contains(
+            "meta mark and 0xffffff00 == 0x0000e100 update @sticky { ip saddr . ip daddr : meta mark }"
+        ));
+        assert_eq!(
+            expected_shape(&Selection::default(), false).chains["mark_new"],
+            3
+        );
+        assert_eq!(
+            expected_shape(&Selection::default(), true).chains["mark_new"],
+            5
+        );
+        assert_eq!(
+            expected_shape(&Selection::default(), true).chains["prerouting"],
+            4
+        );
         assert_eq!(render_forget(&[]), "");
         assert_eq!(
             render_forget(&[(
@@ -355,6 +382,62 @@ add rule inet eqlplus mark_new ct mark set meta mark
             )]),
             "delete element inet eqlplus sticky { 10.1.0.2 . 198.51.100.10 }\n"
         );
+    }
+
+    #[test]
+    fn contents_in_the_kernels_layout() {
+        let sel = Selection {
+            slaves: vec!["eq-ttyS0".into()],
+            pick: vec![0xe101, 0xe101, 0xe102, 0xe101],
+            dns: vec![("10.64.0.53".parse().unwrap(), 0xe101)],
+        };
+        let c = contents(&sel);
+        assert_eq!(c[0].set, "pick");
+        assert_eq!(c[0].elements.len(), 64);
+        assert_eq!(
+            c[0].elements[2],
+            (
+                2u32.to_ne_bytes().to_vec(),
+                Some(0xe102u32.to_ne_bytes().to_vec())
+            )
+        );
+        assert_eq!(
+            c[1].elements,
+            vec![(vec![10, 64, 0, 53], Some(0xe101u32.to_ne_bytes().to_vec()))]
+        );
+        assert_eq!(
+            c[2].elements,
+            vec![(b"eq-ttyS0\0\0\0\0\0\0\0\0".to_vec(), None)]
+        );
+        let shape = expected_shape(&sel, false);
+        assert_eq!(shape.sets["pick"], Some(64));
+        assert!(
+            contents(&Selection::default())
+                .iter()
+                .all(|c| c.elements.is_empty())
+        );
+    }
+
+    #[test]
+    fn spread_keeps_the_ratio_and_interleaves() {
+        let count = |t: &[u32], m: u32| t.iter().filter(|x| **x == m).count();
+        let four = [1, 1, 2, 1];
+        assert_eq!(spread(&four, 64), four.repeat(16));
+        let three = spread(&[1, 2, 3], 64);
+        assert_eq!(
+            (count(&three, 1), count(&three, 2), count(&three, 3)),
+            (22, 21, 21)
+        );
+        assert_eq!(&three[..6], &[1, 2, 3, 1, 2, 3]);
+        // 5:2 over 7 slots → 46:18 of 64 (45.7:18.3).
+        let t: Vec<u32> = [1, 1, 1, 1, 1, 2, 2].to_vec();
+        let s = spread(&t, 64);
+        assert_eq!((count(&s, 1), count(&s, 2)), (46, 18));
+        assert!(s.windows(4).all(|w| w.contains(&1)), "interleaved: {s:?}");
+        // Many marks with one slot each all keep one.
+        let many: Vec<u32> = (0..63).collect();
+        assert!((0..63).all(|m| count(&spread(&many, 64), m) >= 1));
+        assert!(spread(&[], 64).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod conntrack;
 pub mod icmp;
 pub mod netlink;
 pub mod nft;
+pub mod nftset;
 pub mod probe;
 pub mod pump;
 pub mod queue;

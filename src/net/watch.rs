@@ -32,16 +32,14 @@ pub struct KernelWatch {
     nft: AsyncFd<Socket>,
     route: AsyncFd<Socket>,
     table: String,
-    own_chain: String,
     route_protocol: u8,
 }
 
 impl KernelWatch {
     /// Subscribes to nftables and IPv4 rule/route notifications in this thread's network
-    /// namespace. Deletions in `table` (family inet) count, except rule deletions in
-    /// `own_chain` (which the balancer rewrites itself); route deletions count only for
+    /// namespace. Deletions in `table` (family inet) count; route deletions count only for
     /// routes tagged `route_protocol`. Must be called within a tokio runtime.
-    pub fn new(table: &str, own_chain: &str, route_protocol: u8) -> io::Result<KernelWatch> {
+    pub fn new(table: &str, route_protocol: u8) -> io::Result<KernelWatch> {
         let subscribe = |protocol: isize, groups: &[u32]| -> io::Result<AsyncFd<Socket>> {
             let mut socket = Socket::new(protocol)?;
             socket.bind(&SocketAddr::new(0, 0))?;
@@ -63,7 +61,6 @@ impl KernelWatch {
                 &[RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV4_RULE],
             )?,
             table: table.to_string(),
-            own_chain: own_chain.to_string(),
             route_protocol,
         })
     }
@@ -77,7 +74,7 @@ impl KernelWatch {
                     let mut guard = r?;
                     match guard.try_io(|s| recv(s.get_ref(), &mut buf)) {
                         Ok(Ok(n)) => {
-                            let filter = NftFilter { table: &self.table, own_chain: &self.own_chain };
+                            let filter = NftFilter { table: &self.table };
                             if nft_touches_us(&buf[..n], &filter) {
                                 return Ok(());
                             }
@@ -112,7 +109,6 @@ fn recv(socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
 
 struct NftFilter<'a> {
     table: &'a str,
-    own_chain: &'a str,
 }
 
 /// A NUL-terminated string attribute.
@@ -121,18 +117,12 @@ fn text(value: &[u8]) -> &[u8] {
 }
 
 /// Whether a datagram read on the nftables (`netfilter`) or the rtnetlink socket says that
-/// someone deleted part of the balancer's state (`inet eqlplus` other than its `mark_new`
-/// rewrites, a policy rule, a route tagged `route_protocol`). Malformed input counts as a
+/// someone deleted part of the balancer's state (a part of `inet eqlplus`, a policy rule, a
+/// route tagged `route_protocol`; the balancer's own updates only replace set elements). Malformed input counts as a
 /// change; nothing panics.
 pub fn touches_us(datagram: &[u8], netfilter: bool, route_protocol: u8) -> bool {
     if netfilter {
-        nft_touches_us(
-            datagram,
-            &NftFilter {
-                table: "eqlplus",
-                own_chain: "mark_new",
-            },
-        )
+        nft_touches_us(datagram, &NftFilter { table: "eqlplus" })
     } else {
         route_touches_us(datagram, route_protocol)
     }
@@ -171,15 +161,9 @@ fn nft_touches_us(datagram: &[u8], filter: &NftFilter<'_>) -> bool {
         };
         // Attribute 1 is the table's name in table, chain, rule and set messages alike.
         let table = attrs.iter().find(|(k, _)| *k == 1).map(|(_, v)| text(v));
-        if table != Some(filter.table.as_bytes()) {
-            return false;
-        }
-        if op == NFT_MSG_DELRULE {
-            // NFTA_RULE_CHAIN (2): our own updates rewrite one chain.
-            let chain = attrs.iter().find(|(k, _)| *k == 2).map(|(_, v)| text(v));
-            return chain != Some(filter.own_chain.as_bytes());
-        }
-        true
+        // The balancer itself never deletes a part of its table while it runs (its updates
+        // replace set elements), so any deletion is someone else's.
+        table == Some(filter.table.as_bytes())
     })
 }
 
@@ -233,10 +217,7 @@ mod tests {
         message((NFNL_SUBSYS_NFTABLES << 8) | op, &p)
     }
 
-    const US: NftFilter<'static> = NftFilter {
-        table: "eqlplus",
-        own_chain: "mark_new",
-    };
+    const US: NftFilter<'static> = NftFilter { table: "eqlplus" };
 
     #[test]
     fn deletions_in_our_table_count() {
@@ -260,12 +241,14 @@ mod tests {
     }
 
     #[test]
-    fn our_own_updates_and_other_tables_do_not() {
+    fn other_tables_and_additions_do_not() {
         let inet = libc::NFPROTO_INET as u8;
-        assert!(!nft_touches_us(
+        assert!(nft_touches_us(
             &nft(NFT_MSG_DELRULE, inet, "eqlplus", Some("mark_new")),
             &US
         ));
+        // Element updates (NEWSETELEM 12, DELSETELEM 14): the balancer's own selections.
+        assert!(!nft_touches_us(&nft(14, inet, "eqlplus", None), &US));
         assert!(!nft_touches_us(
             &nft(NFT_MSG_DELTABLE, inet, "filter", None),
             &US
