@@ -622,5 +622,10 @@ async fn strace(pid: u32, secs: Duration) -> Result<String, String> {
         .await
         .map_err(|_| "strace did not end".to_string())?
         .map_err(|e| format!("strace: {e}"))?;
-    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    // Its table, without the lines about each thread it attached to.
+    Ok(String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("strace: Process"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
