@@ -206,9 +206,15 @@ async fn scenario(
     let total: u64 = sizes.iter().sum();
     let parallel = parallel(n);
     say(&format!(
-        "the page: {} objects, {} KiB, fetched over {parallel} parallel connections",
+        "the page: {} objects, {} KiB, fetched over {} parallel connections{}",
         sizes.len(),
-        total / 1024
+        total / 1024,
+        self::parallel(1),
+        if parallel > self::parallel(1) {
+            format!(" ({parallel} over all lines)")
+        } else {
+            String::new()
+        }
     ));
 
     // Once over one line.
@@ -223,7 +229,8 @@ async fn scenario(
         })
         .await?;
         say("loading the page over 1 line…");
-        let one = load(world, &sizes, parallel).await?;
+        // A browser's 6 connections: more only crowd the one line.
+        let one = load(world, &sizes, self::parallel(1)).await?;
         report(&one, 1);
         daemon.command(Request::Up { lines: vec![] }).await?;
         wait_for(daemon, "every line back up", bring_up, |s| {
