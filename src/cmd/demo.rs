@@ -8,29 +8,30 @@
 //! every namespace and device again — on Ctrl-C too.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use crate::control::client;
-use crate::control::{LineState, Request, Response, StatusReport};
+use crate::control::{LineState, Request, StatusReport};
 use crate::sim::DialAnswer;
+use crate::sim::dialer::{self, Dialer, DialerSetup};
 use crate::sim::upstream::Upstream;
 use crate::sim::web::{PageLoad, page};
 use crate::sim::world::{World, WorldConfig, line_local};
 use crate::sys::on_path;
 
-/// The Hayes script the demo dials with (the shipped chat-scripts/hayes-dialup.chat).
-const HAYES_SCRIPT: &str = include_str!("../../chat-scripts/hayes-dialup.chat");
+/// Up to this many lines, the demo shows each; above, a summary.
+const SHOW_EACH: usize = 8;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// Number of simulated modem lines.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=8))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub lines: u8,
     /// Each line's rate, e.g. 512kbit, 56kbit, 1mbit.
     #[arg(long, default_value = "512kbit", value_parser = parse_rate)]
     pub rate: u32,
-    /// Objects on the page (mixed sizes, 2 to 32 KiB), each fetched on a new connection.
+    /// Objects on the page (mixed sizes, 2 to 32 KiB), each fetched on a new connection, over
+    /// 6 parallel connections (one per line with more lines).
     #[arg(long, default_value_t = 64)]
     pub objects: usize,
     /// Don't offer the monitor at the end; just print the figures and clean up.
@@ -109,43 +110,27 @@ pub async fn run(args: DemoArgs) -> i32 {
     }
 }
 
-/// A running daemon; SIGTERM and a bounded wait when dropped.
-struct Daemon {
-    child: std::process::Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
     let n = usize::from(args.lines);
     say(&format!(
         "building the world: {n} simulated modem line(s) at {} kbit/s each, ISPs, internet, LAN",
         args.rate / 1000
     ));
+    let account = ("demo".to_string(), "demo-secret".to_string());
     let config = WorldConfig {
         lines: vec![vec![DialAnswer::Connect(Some(args.rate))]; n],
         rate: Some(args.rate),
-        users: vec![("demo".into(), "demo-secret".into())],
+        users: vec![account.clone()],
         prefix: "eqdemo".into(),
     };
     let world = tokio::task::block_in_place(|| World::build(&config))
         .map_err(|e| format!("cannot build the world: {e}"))?;
-    let socket = work.join("control.sock");
-    let config_path = write_config(work, &world, &socket)
+    let setup = DialerSetup {
+        lines: n,
+        account: Some(account),
+        ..DialerSetup::default()
+    };
+    let config_path = dialer::write_config(work, &world, &setup)
         .map_err(|e| format!("cannot write the configuration: {e}"))?;
     say(&format!(
         "starting the daemon in namespace {} ({})",
@@ -153,29 +138,17 @@ async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
         config_path.display()
     ));
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let log = std::fs::File::create(work.join("daemon.log")).map_err(|e| e.to_string())?;
-    let child = std::process::Command::new("ip")
-        .args(["netns", "exec", &world.router.name])
-        .arg(&exe)
-        .arg("daemon")
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start the daemon: {e}"))?;
-    let daemon = Daemon { child };
-    let result = scenario(args, &world, &socket, work).await;
+    let daemon =
+        Dialer::start(&exe, &world, work, &config_path, None).map_err(|e| e.to_string())?;
+    let result = scenario(args, &world, &daemon, work).await;
     if result.is_err() {
-        let log = std::fs::read_to_string(work.join("daemon.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
         eprintln!("last daemon log lines:");
-        for l in tail.iter().rev() {
+        for l in daemon.log_tail(15) {
             eprintln!("  {l}");
         }
     }
     say("stopping: the daemon hangs up every line and removes its kernel state");
-    drop(daemon);
+    tokio::task::block_in_place(|| drop(daemon));
     drop(world);
     say("cleaned up: namespaces, devices and the daemon are gone");
     result
@@ -184,51 +157,83 @@ async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
 async fn scenario(
     args: &DemoArgs,
     world: &World,
-    socket: &Path,
+    daemon: &Dialer,
     work: &Path,
 ) -> Result<(), String> {
     let n = usize::from(args.lines);
     let all: Vec<String> = (1..=n).map(|i| format!("ttyS{i}")).collect();
-    wait_for(socket, "every line up", Duration::from_secs(60), |s| {
+    // Dialling is concurrent, but 64 lines do take longer than one.
+    let bring_up = Duration::from_secs(60 + n as u64);
+    let took = wait_for(daemon, "every line up", bring_up, |s| {
         s.lines.len() == n && s.lines.iter().all(|l| l.state == LineState::Up)
     })
     .await?;
-    let status = status(socket).await?;
-    for l in &status.lines {
+    let status = daemon.status().await?;
+    if n <= SHOW_EACH {
+        for l in &status.lines {
+            say(&format!(
+                "  {} up: {} ↔ {}, CONNECT {}",
+                l.name,
+                l.local.map(|a| a.to_string()).unwrap_or_default(),
+                l.peer.map(|a| a.to_string()).unwrap_or_default(),
+                l.connect_speed.unwrap_or(0)
+            ));
+        }
+    } else {
+        // The report is in name order (ttyS1, ttyS10, …): name the first and the last line.
+        let local = |name: String| {
+            status
+                .lines
+                .iter()
+                .find(|l| l.name == name)
+                .and_then(|l| l.local)
+                .map(|a| format!("{name} {a}"))
+                .unwrap_or(name)
+        };
         say(&format!(
-            "  {} up: {} ↔ {}, CONNECT {}",
-            l.name,
-            l.local.map(|a| a.to_string()).unwrap_or_default(),
-            l.peer.map(|a| a.to_string()).unwrap_or_default(),
-            l.connect_speed.unwrap_or(0)
+            "  {n} lines up within {:.1} s: {} … {}, CONNECT {}",
+            took.as_secs_f64(),
+            local("ttyS1".into()),
+            local(format!("ttyS{n}")),
+            status
+                .lines
+                .first()
+                .and_then(|l| l.connect_speed)
+                .unwrap_or(0)
         ));
     }
     let sizes = page(args.objects, 2, 32, 7);
     let total: u64 = sizes.iter().sum();
+    let parallel = parallel(n);
     say(&format!(
-        "the page: {} objects, {} KiB, fetched over 6 parallel connections",
+        "the page: {} objects, {} KiB, fetched over {} parallel connections{}",
         sizes.len(),
-        total / 1024
+        total / 1024,
+        self::parallel(1),
+        if parallel > self::parallel(1) {
+            format!(" ({parallel} over all lines)")
+        } else {
+            String::new()
+        }
     ));
 
     // Once over one line.
     let single = if n > 1 {
-        control(
-            socket,
-            Request::Hangup {
+        daemon
+            .command(Request::Hangup {
                 lines: all[1..].to_vec(),
-            },
-        )
-        .await?;
-        wait_for(socket, "one line left", Duration::from_secs(30), |s| {
+            })
+            .await?;
+        wait_for(daemon, "one line left", Duration::from_secs(30), |s| {
             s.lines.iter().filter(|l| l.state == LineState::Up).count() == 1
         })
         .await?;
         say("loading the page over 1 line…");
-        let one = load(world, &sizes).await?;
+        // A browser's 6 connections: more only crowd the one line.
+        let one = load(world, &sizes, self::parallel(1)).await?;
         report(&one, 1);
-        control(socket, Request::Up { lines: vec![] }).await?;
-        wait_for(socket, "every line back up", Duration::from_secs(60), |s| {
+        daemon.command(Request::Up { lines: vec![] }).await?;
+        wait_for(daemon, "every line back up", bring_up, |s| {
             s.lines.iter().all(|l| l.state == LineState::Up)
         })
         .await?;
@@ -238,7 +243,7 @@ async fn scenario(
     };
 
     say(&format!("loading the page over all {n} lines…"));
-    let many = load(world, &sizes).await?;
+    let many = load(world, &sizes, parallel).await?;
     report(&many, n);
     if let Some(one) = single {
         let speedup = one.elapsed.as_secs_f64() / many.elapsed.as_secs_f64().max(1e-6);
@@ -249,31 +254,42 @@ async fn scenario(
         );
     }
     if n > 1 {
-        upstream_outage(world, socket, &sizes).await?;
+        upstream_outage(world, daemon, &sizes, parallel).await?;
     }
     if !args.non_interactive
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::IsTerminal::is_terminal(&std::io::stdout())
     {
-        offer_monitor(socket, work).await;
+        offer_monitor(daemon.socket(), work).await;
     }
     Ok(())
 }
 
+/// Parallel connections for the page: a browser's 6, or one per line where there are more
+/// lines (otherwise most of them would sit idle).
+fn parallel(lines: usize) -> usize {
+    lines.max(6)
+}
+
 /// Upstream tracking: ttyS1's ISP loses its upstream while its PPP stays up; the line leaves
 /// the balance (the page still loads over the others) and comes back when the upstream does.
-async fn upstream_outage(world: &World, socket: &Path, sizes: &[u64]) -> Result<(), String> {
+async fn upstream_outage(
+    world: &World,
+    daemon: &Dialer,
+    sizes: &[u64],
+    parallel: usize,
+) -> Result<(), String> {
     let set = |mode: Upstream| {
         // A short `nft -f` in the ISP's namespace.
         tokio::task::block_in_place(|| world.set_upstream(1, mode)).map_err(|e| e.to_string())
     };
     say("cutting ttyS1's ISP off the Internet (its PPP stays up: LCP echoes still answered)…");
     set(Upstream::Down)?;
-    let cut = Instant::now();
     // The page loads meanwhile: its connections on ttyS1 go unanswered, which tells first.
-    let (page, detected) = tokio::join!(load(world, sizes), async {
+    let (page, detected) = tokio::join!(
+        load(world, sizes, parallel),
         wait_for(
-            socket,
+            daemon,
             "ttyS1 out of the balance",
             Duration::from_secs(30),
             |s| {
@@ -282,11 +298,9 @@ async fn upstream_outage(world: &World, socket: &Path, sizes: &[u64]) -> Result<
                     .is_some_and(|l| l.state == LineState::NoInternet)
             },
         )
-        .await
-        .map(|()| cut.elapsed())
-    });
+    );
     let (page, detected) = (page?, detected?);
-    let s = status(socket).await?;
+    let s = daemon.status().await?;
     let reason = s
         .lines
         .first()
@@ -300,14 +314,13 @@ async fn upstream_outage(world: &World, socket: &Path, sizes: &[u64]) -> Result<
     ));
     report(&page, s.lines.len());
     set(Upstream::Working)?;
-    let back = Instant::now();
-    wait_for(socket, "ttyS1 back", Duration::from_secs(30), |s| {
+    let back = wait_for(daemon, "ttyS1 back", Duration::from_secs(30), |s| {
         s.lines.iter().all(|l| l.state == LineState::Up)
     })
     .await?;
     say(&format!(
         "  upstream restored: ttyS1 back in the balance after {:.1} s, without redialling",
-        back.elapsed().as_secs_f64()
+        back.as_secs_f64()
     ));
     Ok(())
 }
@@ -342,8 +355,11 @@ async fn offer_monitor(socket: &Path, work: &Path) {
     }
 }
 
-async fn load(world: &World, sizes: &[u64]) -> Result<PageLoad, String> {
-    let result = world.load_page(sizes, 6).await.map_err(|e| e.to_string())?;
+async fn load(world: &World, sizes: &[u64], parallel: usize) -> Result<PageLoad, String> {
+    let result = world
+        .load_page(sizes, parallel)
+        .await
+        .map_err(|e| e.to_string())?;
     if result.failed > 0 {
         return Err(format!("{} object(s) failed to load", result.failed));
     }
@@ -357,16 +373,35 @@ fn report(load: &PageLoad, lines: usize) {
         load.elapsed.as_secs_f64(),
         load.goodput() / 1000.0
     );
-    let shares: Vec<String> = (1..=lines)
+    let shares: Vec<f64> = (1..=lines)
         .map(|i| {
             let bytes = load.by_source.get(&line_local(i)).copied().unwrap_or(0);
-            format!(
-                "ttyS{i} {:.0}%",
-                100.0 * bytes as f64 / load.bytes.max(1) as f64
-            )
+            100.0 * bytes as f64 / load.bytes.max(1) as f64
         })
         .collect();
-    println!("  share: {}", shares.join(", "));
+    println!("  share: {}", share_text(&shares));
+}
+
+/// Each line's share of the page, or with many lines a summary of them.
+fn share_text(shares: &[f64]) -> String {
+    if shares.len() <= SHOW_EACH {
+        let each: Vec<String> = shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("ttyS{} {s:.0}%", i + 1))
+            .collect();
+        return each.join(", ");
+    }
+    let mut sorted = shares.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let carried = sorted.iter().filter(|s| **s > 0.0).count();
+    format!(
+        "{carried} of {} lines carried some; per line min {:.1}%, median {:.1}%, max {:.1}%",
+        sorted.len(),
+        sorted[0],
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    )
 }
 
 fn say(text: &str) {
@@ -375,84 +410,16 @@ fn say(text: &str) {
     let _ = out.flush();
 }
 
-fn write_config(work: &Path, world: &World, socket: &Path) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(work.join("locks"))?;
-    std::fs::write(work.join("hayes-dialup.chat"), HAYES_SCRIPT)?;
-    let secrets = work.join("secrets");
-    std::fs::write(&secrets, "demo * demo-secret\n")?;
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600))?;
-    let mut text = format!(
-        "[balancer]\npolicy = \"least-loaded\"\n[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"locks\"\nsecrets = \"secrets\"\nresolv_conf = \"resolv.conf\"\n",
-        socket.display()
-    );
-    for (index, line) in world.lines.iter().enumerate() {
-        let i = index + 1;
-        text += &format!(
-            "[[line]]\nname = \"ttyS{i}\"\ndevice = \"{}\"\ndial_chat = \"hayes-dialup.chat\"\nphone = \"555000{i}\"\nuser = \"demo\"\nholdoff = 1\nescape_guard = 0.2\nslave = \"eq-ttyS{i}\"\n",
-            line.modem.tty().display()
-        );
-    }
-    let path = work.join("eqlplus-dialer.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
-async fn control(socket: &Path, request: Request) -> Result<String, String> {
-    match client::request(socket, request).await {
-        Ok(Response::Ok { message }) => Ok(message),
-        Ok(Response::Error { message }) => Err(message),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-async fn status(socket: &Path) -> Result<StatusReport, String> {
-    match client::request(socket, Request::Status { line: None }).await {
-        Ok(Response::Status(s)) => Ok(s),
-        Ok(other) => Err(format!("unexpected answer {other:?}")),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Polls the daemon's status until `check` holds.
+/// Polls the daemon's status until `check` holds; how long it took.
 async fn wait_for(
-    socket: &Path,
+    daemon: &Dialer,
     what: &str,
     limit: Duration,
     check: impl Fn(&StatusReport) -> bool,
-) -> Result<(), String> {
-    let start = Instant::now();
-    let mut last = None;
-    while start.elapsed() < limit {
-        if let Ok(s) = status(socket).await {
-            if check(&s) {
-                return Ok(());
-            }
-            last = Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let states: Vec<String> = last
-        .map(|s| {
-            s.lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} {} {}",
-                        l.name,
-                        l.state,
-                        l.last_error.clone().unwrap_or_default()
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Err(format!(
-        "{what}: not within {}s ({})",
-        limit.as_secs(),
-        states.join("; ")
-    ))
+) -> Result<Duration, String> {
+    daemon
+        .wait_for(what, limit, Duration::from_millis(200), check)
+        .await
 }
 
 #[cfg(test)]
@@ -467,5 +434,15 @@ mod tests {
         assert_eq!(parse_rate("1.5Mbit"), Ok(1_500_000));
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("10bit").is_err());
+    }
+
+    #[test]
+    fn shares_each_or_summarised() {
+        assert_eq!(share_text(&[60.0, 40.0]), "ttyS1 60%, ttyS2 40%");
+        let many: Vec<f64> = (0..12).map(|i| if i < 2 { 0.0 } else { 10.0 }).collect();
+        assert_eq!(
+            share_text(&many),
+            "10 of 12 lines carried some; per line min 0.0%, median 10.0%, max 10.0%"
+        );
     }
 }

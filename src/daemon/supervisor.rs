@@ -1,7 +1,7 @@
 //! The supervisor: one task per line, the balancer, status and the administrative commands
 //! (`up`, `hangup`, `status`, `reload`) that the control socket and signals bring in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -204,29 +204,32 @@ impl Supervisor {
             balancer: old.balancer.clone(),
             ..config
         };
-        let (mut kept, mut restarted, mut removed, mut added) = (vec![], vec![], vec![], vec![]);
-        let gone: Vec<String> = self
+        let (mut kept, mut restarted, mut added) = (vec![], vec![], vec![]);
+        let removed: Vec<String> = self
             .tasks
             .keys()
             .filter(|n| !fresh.contains_key(*n))
             .cloned()
             .collect();
-        for name in gone {
-            self.stop_line(&name).await;
-            removed.push(name);
-        }
+        let changed: BTreeSet<String> = fresh
+            .iter()
+            .filter(|(n, fp)| self.tasks.get(*n).is_some_and(|l| l.setup != **fp))
+            .map(|(n, _)| n.clone())
+            .collect();
+        // Removed and changed lines hang up together, within one bound (as at shutdown), not
+        // one after the other: with many lines, a change to all of them would otherwise take
+        // as many hangups in a row.
+        self.stop_lines(removed.iter().chain(&changed).cloned().collect())
+            .await;
         for (name, fp) in fresh {
-            match self.tasks.get(&name) {
-                Some(l) if l.setup == fp => kept.push(name),
-                Some(_) => {
-                    self.stop_line(&name).await;
-                    self.start_line(name.clone(), fp);
-                    restarted.push(name);
-                }
-                None => {
-                    self.start_line(name.clone(), fp);
-                    added.push(name);
-                }
+            if self.tasks.contains_key(&name) {
+                kept.push(name);
+            } else if changed.contains(&name) {
+                self.start_line(name.clone(), fp);
+                restarted.push(name);
+            } else {
+                self.start_line(name.clone(), fp);
+                added.push(name);
             }
         }
         let list = |v: &Vec<String>| {
@@ -250,27 +253,26 @@ impl Supervisor {
         Response::Ok { message }
     }
 
-    async fn stop_line(&mut self, name: &str) {
+    /// Stops the named lines together, all within one bound; they are gone from the
+    /// supervisor and the registry afterwards.
+    async fn stop_lines(&mut self, names: Vec<String>) {
         let deadline = tokio::time::Instant::now() + self.line_stop_bound();
-        let commands = self.registry.remove(name);
-        if let Some(task) = self.tasks.remove(name) {
-            stop_task(name, commands, task, deadline).await;
-        }
+        let stopping: Vec<_> = names
+            .into_iter()
+            .filter_map(|name| {
+                let task = self.tasks.remove(&name)?;
+                let commands = self.registry.remove(&name);
+                Some(async move { stop_task(&name, commands, task, deadline).await })
+            })
+            .collect();
+        futures::future::join_all(stopping).await;
     }
 
     /// Hangs every line up cleanly, then removes all kernel state. The supervisor has no
     /// lines afterwards.
     pub async fn shutdown(&mut self) {
-        // The lines hang up together, all within one bound.
-        let deadline = tokio::time::Instant::now() + self.line_stop_bound();
-        let stopping: Vec<_> = std::mem::take(&mut self.tasks)
-            .into_iter()
-            .map(|(name, task)| {
-                let commands = self.registry.remove(&name);
-                async move { stop_task(&name, commands, task, deadline).await }
-            })
-            .collect();
-        futures::future::join_all(stopping).await;
+        let all = self.tasks.keys().cloned().collect();
+        self.stop_lines(all).await;
         if let Err(e) = self.balancer.shutdown().await {
             tracing::error!("balancer shutdown: {e}");
         }
@@ -424,10 +426,12 @@ impl LineRegistry {
             .values()
             .map(|l| l.rate.rx_rate + l.rate.tx_rate)
             .sum();
-        let lines = registry
-            .lines
-            .iter()
-            .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+        // One line is looked up, not searched for among all of them.
+        let chosen: Box<dyn Iterator<Item = (&String, &LineEntry)>> = match only {
+            Some(name) => Box::new(registry.lines.get_key_value(name).into_iter()),
+            None => Box::new(registry.lines.iter()),
+        };
+        let lines = chosen
             .map(|(name, l)| {
                 let i = l.shared.info();
                 let (queued_bytes, dropped_packets) = l.shared.queue_figures();

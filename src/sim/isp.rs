@@ -29,6 +29,26 @@ pub struct IspConfig {
     pub device: String,
     /// What the upstream adds to the customer's packets (see `sim::upstream`).
     pub delay: super::upstream::Delay,
+    /// The ISP hangs up the call in progress (LCP Terminate-Request, then the line drops)
+    /// whenever this changes (see [`HangupSwitch`]).
+    pub hangup: tokio::sync::watch::Receiver<u64>,
+}
+
+/// Makes an ISP hang up the call in progress, as a real ISP does when it ends a session.
+#[derive(Clone, Debug)]
+pub struct HangupSwitch(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl HangupSwitch {
+    /// A switch and the receiver to put in [`IspConfig::hangup`].
+    pub fn new() -> (HangupSwitch, tokio::sync::watch::Receiver<u64>) {
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        (HangupSwitch(Arc::new(tx)), rx)
+    }
+
+    /// Hangs up the call in progress, if any (a later call is not affected).
+    pub fn hang_up(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 /// How one call ended.
@@ -84,7 +104,28 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
     let mut incoming = Some(incoming);
     let mut up = None;
     let mut was_up = false;
-    while let Some(event) = events.recv().await {
+    let mut closer = closer;
+    let mut hanging_up = false;
+    // Only a hang-up asked for during this call ends it.
+    let mut hangup = config.hangup.clone();
+    hangup.mark_unchanged();
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            changed = hangup.changed(), if !hanging_up => {
+                // An error: the switch is gone, nobody can ask any more.
+                hanging_up = true;
+                if changed.is_ok() {
+                    tracing::debug!(device = %config.device, "sim ISP: hanging up");
+                    // Terminate-Request, then Down, which ends this loop.
+                    closer.close();
+                }
+                continue;
+            }
+        };
         match event {
             Event::Up { mru, .. } if up.is_none() => {
                 let slave = match TunSlave::create(

@@ -5,6 +5,7 @@ pub mod icmp {
     //! The ICMP echo codec lives in [`crate::net::icmp`]; re-exported for the tests and demos.
     pub use crate::net::icmp::*;
 }
+pub mod dialer;
 pub mod dns;
 pub mod isp;
 pub mod modem;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::isp::{IspConfig, serve_calls};
+use super::isp::{HangupSwitch, IspConfig, serve_calls};
 use super::netns::{Netns, veth};
 use super::upstream::{self, Delay, Upstream};
 use super::web::{self, PageLoad};
@@ -54,6 +54,7 @@ pub struct SimLine {
     /// The customer's device in the ISP's namespace.
     pub isp_device: String,
     delay: Delay,
+    hangup: HangupSwitch,
     _isp_thread: std::thread::JoinHandle<()>,
 }
 
@@ -70,7 +71,11 @@ pub struct World {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// Line `i`'s (1-based) address on the dialer's side.
+/// The most lines a world has: line `i` is numbered into the third octet of its addresses
+/// (10.64.i.0/24, 10.200.i.0/24).
+pub const MAX_LINES: usize = 250;
+
+/// Line `i`'s (1-based, at most [`MAX_LINES`]) address on the dialer's side.
 pub fn line_local(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 64, i as u8, 2)
 }
@@ -148,6 +153,15 @@ pub fn veth_line(
 impl World {
     /// Builds the namespaces, links, modems, ISPs and the web server.
     pub fn build(config: &WorldConfig) -> io::Result<World> {
+        if config.lines.len() > MAX_LINES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} lines: a simulated world has at most {MAX_LINES}",
+                    config.lines.len()
+                ),
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sim-modems")
@@ -172,6 +186,7 @@ impl World {
                 SimModem::spawn(modem_config)?
             };
             let delay = Delay::default();
+            let (hangup, hangup_rx) = HangupSwitch::new();
             let isp_device = format!("isp-l{i}");
             let isp_config = IspConfig {
                 local: line_peer(i),
@@ -180,6 +195,7 @@ impl World {
                 users: config.users.clone(),
                 device: isp_device.clone(),
                 delay: delay.clone(),
+                hangup: hangup_rx,
             };
             let isp_thread =
                 isp.spawn(move || {
@@ -196,6 +212,7 @@ impl World {
                 isp,
                 isp_device,
                 delay,
+                hangup,
                 _isp_thread: isp_thread,
             });
         }
@@ -244,13 +261,25 @@ impl World {
         })
     }
 
+    /// Line `i` (1-based).
+    fn line(&self, i: usize) -> io::Result<&SimLine> {
+        i.checked_sub(1)
+            .and_then(|index| self.lines.get(index))
+            .ok_or_else(|| io::Error::other(format!("no line {i} in this world")))
+    }
+
     /// Switches the upstream of line `i`'s ISP (1-based): its PPP stays up whatever happens.
     pub fn set_upstream(&self, i: usize, mode: Upstream) -> io::Result<()> {
-        let line = i
-            .checked_sub(1)
-            .and_then(|index| self.lines.get(index))
-            .ok_or_else(|| io::Error::other(format!("no line {i} in this world")))?;
+        let line = self.line(i)?;
         upstream::set(&line.isp, &line.isp_device, &line.delay, mode)
+    }
+
+    /// Line `i`'s ISP (1-based) hangs up the call in progress: its PPP sends a
+    /// Terminate-Request, then the call drops (the modem says `NO CARRIER`). The next call is
+    /// answered as usual.
+    pub fn hang_up(&self, i: usize) -> io::Result<()> {
+        self.line(i)?.hangup.hang_up();
+        Ok(())
     }
 
     /// Loads a page from the LAN through the router, on a thread of its own: the caller can
