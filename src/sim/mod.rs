@@ -210,6 +210,11 @@ async fn run(
                 to_peer.extend_from_slice(&bytes);
             }
         }
+        // A chunk already due goes to the DTE now: through the timer it would wait for the
+        // next millisecond tick, which held an unpaced line to 4 KiB a millisecond.
+        if down_held.is_some_and(|(at, _)| at <= now) {
+            deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
+        }
         let up_due = up_held.front().map(|(at, _)| *at);
         let down_due = down_held.map(|(at, _)| at);
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
@@ -252,13 +257,7 @@ async fn run(
                 }
             },
             _ = crate::sys::sleep_until_opt(down_due) => {
-                if let Some((_, n)) = down_held.take()
-                    && core.is_online()
-                    && !silent.load(Ordering::Relaxed)
-                    && let Err(e) = pty.write_all(&peer_buf[..n]).await
-                {
-                    tracing::debug!("sim modem: write to DTE: {e}");
-                }
+                deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
             }
             _ = crate::sys::sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
             Some(()) = drop_calls.recv() => {
@@ -310,6 +309,23 @@ impl Pacer {
         self.free_at =
             start + std::time::Duration::from_secs_f64(bytes as f64 * 8.0 / f64::from(rate));
         self.free_at
+    }
+}
+
+/// The far end's chunk held in `peer_buf`, due now, to the DTE (while online and not silent).
+async fn deliver_down(
+    pty: &mut PtyMaster,
+    core: &ModemCore,
+    silent: &AtomicBool,
+    peer_buf: &[u8],
+    down_held: &mut Option<(tokio::time::Instant, usize)>,
+) {
+    if let Some((_, n)) = down_held.take()
+        && core.is_online()
+        && !silent.load(Ordering::Relaxed)
+        && let Err(e) = pty.write_all(&peer_buf[..n]).await
+    {
+        tracing::debug!("sim modem: write to DTE: {e}");
     }
 }
 
