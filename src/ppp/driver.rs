@@ -63,7 +63,10 @@ pub struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
-            read_buffer: 4096,
+            // More than a tty's 4 KiB line-discipline buffer: one read takes all it holds
+            // (a 4 KiB read came back 4095 + 1 bytes, two calls, whenever the ring wrapped),
+            // and a USB modem's faster bursts come in fewer calls.
+            read_buffer: 16 * 1024,
             close_timeout: Duration::from_secs(8),
             close_reason: "User request".into(),
             max_write_backlog: 8 * 1024,

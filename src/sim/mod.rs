@@ -32,6 +32,8 @@ pub use pty::{MasterRead, PtyMaster};
 const CALL_BUFFER: usize = 64 * 1024;
 /// DTE bytes the modem holds for a remote end that is not taking them, at most.
 const PEER_BACKLOG: usize = 4096;
+/// Bytes moved per read when unpaced: the far end's bursts reach the DTE in few writes.
+const UNPACED_CHUNK: usize = 16 * 1024;
 
 /// A connected call: the remote end's side of the line. Dropping `stream` hangs up (the
 /// modem says `NO CARRIER`); the stream ends when the modem hangs up.
@@ -141,8 +143,8 @@ async fn run(
     attempts: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
 ) {
-    let mut buf = vec![0u8; 4096];
-    let mut peer_buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; UNPACED_CHUNK];
+    let mut peer_buf = vec![0u8; UNPACED_CHUNK];
     let mut peer: Option<ReadHalf<DuplexStream>> = None;
     let mut peer_wr: Option<WriteHalf<DuplexStream>> = None;
     // Bytes from the DTE not yet taken by the remote end. While it is full the modem
@@ -154,7 +156,7 @@ async fn run(
     let chunk = if core.line_rate().is_some() {
         256
     } else {
-        4096
+        UNPACED_CHUNK
     };
     let mut up = Pacer::new(core.line_rate());
     let mut down = Pacer::new(core.line_rate());
@@ -219,7 +221,8 @@ async fn run(
         let down_due = down_held.map(|(at, _)| at);
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let held: usize = up_held.iter().map(|(_, b)| b.len()).sum();
-        let dte_room = to_peer.len() + held < PEER_BACKLOG;
+        let backlog = to_peer.len() + held;
+        let dte_room = backlog < PEER_BACKLOG;
         tokio::select! {
             written = write_peer(&mut peer_wr, &to_peer), if !to_peer.is_empty() => match written {
                 Ok(n) if n > 0 => {
@@ -235,7 +238,8 @@ async fn run(
                 }
             },
             _ = crate::sys::sleep_until_opt(up_due) => {}
-            read = pty.read(&mut buf[..chunk]), if dte_room => match read {
+            // No more than there is room for: the DTE backlog's bound holds exactly.
+            read = pty.read(&mut buf[..chunk.min(PEER_BACKLOG - backlog)]), if dte_room => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
                 Ok(MasterRead::Closed) => {
                     tracing::debug!("sim modem: the DTE closed the port");
