@@ -249,8 +249,16 @@ where
             }
             packet = outgoing.recv(), if take_ip => match packet {
                 Some(p) => {
-                    if let Err(e) = session.send_ip(&p) {
-                        debug!(len = p.len(), error = %e, "PPP: outgoing IP packet dropped");
+                    // Whatever else is waiting goes along, within the backlog bound: one
+                    // wakeup and one write on the line for a burst instead of one per packet.
+                    let mut taken = p.len();
+                    send_ip(session, &p);
+                    while wbuf.len() - woff + taken < config.max_write_backlog {
+                        let Ok(p) = outgoing.try_recv() else {
+                            break;
+                        };
+                        taken += p.len();
+                        send_ip(session, &p);
                     }
                 }
                 None => outgoing_open = false,
@@ -292,6 +300,13 @@ where
             closing: None,
         }),
         line_error,
+    }
+}
+
+/// An outgoing IP packet to the session; one it refuses is dropped (and said so).
+fn send_ip(session: &mut Session, p: &[u8]) {
+    if let Err(e) = session.send_ip(p) {
+        debug!(len = p.len(), error = %e, "PPP: outgoing IP packet dropped");
     }
 }
 
