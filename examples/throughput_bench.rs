@@ -82,7 +82,7 @@ fn options() -> Result<Options, String> {
             other => return Err(format!("unknown option {other}\n{}", usage())),
         }
     }
-    if !(o.seconds > 0.0) || o.bytes == 0 {
+    if o.seconds.is_nan() || o.seconds <= 0.0 || o.bytes == 0 {
         return Err("--bytes and --seconds must be positive".into());
     }
     Ok(o)
@@ -263,6 +263,9 @@ impl Figures {
     }
 }
 
+/// How an endpoint gets its connection: accepts or connects.
+type Opener = Box<dyn FnOnce() -> Result<TcpStream, String> + Send>;
+
 /// One transfer, with the CPU each part used meanwhile.
 fn measure(
     o: &Options,
@@ -288,10 +291,7 @@ fn measure(
     // The server side (internet) accepts, the client side (LAN) connects; either may send.
     let accept = move || -> Result<TcpStream, String> { accept_within(&listener, STALL) };
     let connect = move || -> Result<TcpStream, String> { connect_within(server, STALL) };
-    let (send_stream, recv_stream): (
-        Box<dyn FnOnce() -> Result<TcpStream, String> + Send>,
-        Box<dyn FnOnce() -> Result<TcpStream, String> + Send>,
-    ) = match direction {
+    let (send_stream, recv_stream): (Opener, Opener) = match direction {
         Direction::Down => (Box::new(accept), Box::new(connect)),
         Direction::Up => (Box::new(connect), Box::new(accept)),
     };
