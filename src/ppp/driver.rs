@@ -63,7 +63,10 @@ pub struct DriverConfig {
 impl Default for DriverConfig {
     fn default() -> Self {
         DriverConfig {
-            read_buffer: 4096,
+            // More than a tty's 4 KiB line-discipline buffer: one read takes all it holds
+            // (a 4 KiB read came back 4095 + 1 bytes, two calls, whenever the ring wrapped),
+            // and a USB modem's faster bursts come in fewer calls.
+            read_buffer: 16 * 1024,
             close_timeout: Duration::from_secs(8),
             close_reason: "User request".into(),
             max_write_backlog: 8 * 1024,
@@ -246,8 +249,16 @@ where
             }
             packet = outgoing.recv(), if take_ip => match packet {
                 Some(p) => {
-                    if let Err(e) = session.send_ip(&p) {
-                        debug!(len = p.len(), error = %e, "PPP: outgoing IP packet dropped");
+                    // Whatever else is waiting goes along, within the backlog bound: one
+                    // wakeup and one write on the line for a burst instead of one per packet.
+                    let mut taken = p.len();
+                    send_ip(session, &p);
+                    while wbuf.len() - woff + taken < config.max_write_backlog {
+                        let Ok(p) = outgoing.try_recv() else {
+                            break;
+                        };
+                        taken += p.len();
+                        send_ip(session, &p);
                     }
                 }
                 None => outgoing_open = false,
@@ -289,6 +300,13 @@ where
             closing: None,
         }),
         line_error,
+    }
+}
+
+/// An outgoing IP packet to the session; one it refuses is dropped (and said so).
+fn send_ip(session: &mut Session, p: &[u8]) {
+    if let Err(e) = session.send_ip(p) {
+        debug!(len = p.len(), error = %e, "PPP: outgoing IP packet dropped");
     }
 }
 

@@ -33,6 +33,8 @@ pub use pty::{MasterRead, PtyMaster};
 const CALL_BUFFER: usize = 64 * 1024;
 /// DTE bytes the modem holds for a remote end that is not taking them, at most.
 const PEER_BACKLOG: usize = 4096;
+/// Bytes moved per read when unpaced: the far end's bursts reach the DTE in few writes.
+const UNPACED_CHUNK: usize = 16 * 1024;
 
 /// A connected call: the remote end's side of the line. Dropping `stream` hangs up (the
 /// modem says `NO CARRIER`); the stream ends when the modem hangs up.
@@ -142,8 +144,8 @@ async fn run(
     attempts: Arc<AtomicUsize>,
     silent: Arc<AtomicBool>,
 ) {
-    let mut buf = vec![0u8; 4096];
-    let mut peer_buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; UNPACED_CHUNK];
+    let mut peer_buf = vec![0u8; UNPACED_CHUNK];
     let mut peer: Option<ReadHalf<DuplexStream>> = None;
     let mut peer_wr: Option<WriteHalf<DuplexStream>> = None;
     // Bytes from the DTE not yet taken by the remote end. While it is full the modem
@@ -155,7 +157,7 @@ async fn run(
     let chunk = if core.line_rate().is_some() {
         256
     } else {
-        4096
+        UNPACED_CHUNK
     };
     let mut up = Pacer::new(core.line_rate());
     let mut down = Pacer::new(core.line_rate());
@@ -211,11 +213,17 @@ async fn run(
                 to_peer.extend_from_slice(&bytes);
             }
         }
+        // A chunk already due goes to the DTE now: through the timer it would wait for the
+        // next millisecond tick, which held an unpaced line to 4 KiB a millisecond.
+        if down_held.is_some_and(|(at, _)| at <= now) {
+            deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
+        }
         let up_due = up_held.front().map(|(at, _)| *at);
         let down_due = down_held.map(|(at, _)| at);
         let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
         let held: usize = up_held.iter().map(|(_, b)| b.len()).sum();
-        let dte_room = to_peer.len() + held < PEER_BACKLOG;
+        let backlog = to_peer.len() + held;
+        let dte_room = backlog < PEER_BACKLOG;
         tokio::select! {
             written = write_peer(&mut peer_wr, &to_peer), if !to_peer.is_empty() => match written {
                 Ok(n) if n > 0 => {
@@ -231,7 +239,8 @@ async fn run(
                 }
             },
             _ = crate::sys::sleep_until_opt(up_due) => {}
-            read = pty.read(&mut buf[..chunk]), if dte_room => match read {
+            // No more than there is room for: the DTE backlog's bound holds exactly.
+            read = pty.read(&mut buf[..chunk.min(PEER_BACKLOG - backlog)]), if dte_room => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
                 Ok(MasterRead::Closed) => {
                     tracing::debug!("sim modem: the DTE closed the port");
@@ -253,13 +262,7 @@ async fn run(
                 }
             },
             _ = crate::sys::sleep_until_opt(down_due) => {
-                if let Some((_, n)) = down_held.take()
-                    && core.is_online()
-                    && !silent.load(Ordering::Relaxed)
-                    && let Err(e) = pty.write_all(&peer_buf[..n]).await
-                {
-                    tracing::debug!("sim modem: write to DTE: {e}");
-                }
+                deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
             }
             _ = crate::sys::sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
             Some(()) = drop_calls.recv() => {
@@ -311,6 +314,23 @@ impl Pacer {
         self.free_at =
             start + std::time::Duration::from_secs_f64(bytes as f64 * 8.0 / f64::from(rate));
         self.free_at
+    }
+}
+
+/// The far end's chunk held in `peer_buf`, due now, to the DTE (while online and not silent).
+async fn deliver_down(
+    pty: &mut PtyMaster,
+    core: &ModemCore,
+    silent: &AtomicBool,
+    peer_buf: &[u8],
+    down_held: &mut Option<(tokio::time::Instant, usize)>,
+) {
+    if let Some((_, n)) = down_held.take()
+        && core.is_online()
+        && !silent.load(Ordering::Relaxed)
+        && let Err(e) = pty.write_all(&peer_buf[..n]).await
+    {
+        tracing::debug!("sim modem: write to DTE: {e}");
     }
 }
 
