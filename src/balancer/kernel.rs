@@ -205,8 +205,9 @@ impl Balancer {
     }
 
     /// Upstream tracking's verdict on a line. A line without the Internet stays enslaved (its
-    /// routes and rule stay, so its probes still leave by it) but carries no new connection,
-    /// and its connections are dropped so that applications reconnect over another line.
+    /// routes and rule stay, so its probes still leave by it) but carries no new connection
+    /// while another line has the Internet, and its connections are then dropped so that
+    /// applications reconnect over another line.
     /// Returns whether anything changed.
     pub async fn set_internet(
         &mut self,
@@ -223,7 +224,10 @@ impl Balancer {
         let mark = l.mark();
         self.reselect(true).await?;
         self.update_main_default().await?;
-        if !internet {
+        // Only a line that left the pick table loses its connections: when no line has the
+        // Internet all carry on (tracking may be what is wrong), and reconnecting through the
+        // same line would gain nothing.
+        if !internet && !self.applied.contains(&mark) {
             self.drop_connections(line, mark).await?;
         }
         tracing::info!(line, internet, "balance changed by upstream tracking");

@@ -566,7 +566,10 @@ impl Line {
                 mark,
                 dns: dns.clone(),
             };
-            let task = tracking::spawn(c.track.clone(), via, suspect);
+            let shared = self.ctx.shared.clone();
+            let received: tracking::Received =
+                Arc::new(move || shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed));
+            let task = tracking::spawn(c.track.clone(), via, suspect, received);
             self.ctx.shared.set_track(Some(task.snapshot.clone()));
             task
         });

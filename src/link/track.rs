@@ -53,15 +53,19 @@ impl Drop for TrackTask {
     }
 }
 
+/// The line's received IP bytes so far.
+pub type Received = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Starts tracking the line that `via` names. `suspect` is notified when the line's own
-/// connections go unanswered (the balancer's passive evidence).
-pub fn spawn(config: TrackConfig, via: Via, suspect: Arc<Notify>) -> TrackTask {
+/// connections go unanswered (the balancer's passive evidence); `received` tells how busy the
+/// line is.
+pub fn spawn(config: TrackConfig, via: Via, suspect: Arc<Notify>, received: Received) -> TrackTask {
     let now = Instant::now();
     let tracker = Tracker::new(config, now);
     let (events_tx, events) = mpsc::channel(8);
     let (snapshot_tx, snapshot) = watch::channel(snapshot_of(&tracker, 0, now));
     let task = tokio::spawn(
-        run(tracker, via, suspect, events_tx, snapshot_tx, now)
+        run(tracker, via, suspect, received, events_tx, snapshot_tx, now)
             .instrument(tracing::Span::current()),
     );
     TrackTask {
@@ -86,11 +90,11 @@ async fn run(
     mut tracker: Tracker,
     via: Via,
     suspect: Arc<Notify>,
+    received: Received,
     events: mpsc::Sender<TrackEvent>,
     snapshot: watch::Sender<TrackSnapshot>,
     since: Instant,
 ) {
-    let timeout = tracker.config().timeout;
     let mut in_flight = FuturesUnordered::new();
     let mut probe_bytes = 0u64;
     loop {
@@ -101,7 +105,10 @@ async fn run(
             let via = via.clone();
             in_flight.push(async move {
                 let seq = request.id as u16;
-                (request.id, probe::probe(&target, &via, seq, timeout).await)
+                (
+                    request.id,
+                    probe::probe(&target, &via, seq, request.timeout).await,
+                )
             });
         }
         while let Some(event) = tracker.poll_event() {
@@ -130,11 +137,16 @@ async fn run(
                 if let Err(e) = &probed.result {
                     tracing::debug!(probe = id, "probe failed: {e}");
                 }
+                tracker.traffic(received());
                 tracker.probe_result(id, probed.result.map_err(|e| e.to_string()), Instant::now());
             }
-            _ = crate::sys::sleep_until_opt(wake) => tracker.handle_timeout(Instant::now()),
+            _ = crate::sys::sleep_until_opt(wake) => {
+                tracker.traffic(received());
+                tracker.handle_timeout(Instant::now());
+            }
             _ = suspect.notified() => {
                 tracing::debug!("this line's connections go unanswered: probing now");
+                tracker.traffic(received());
                 tracker.suspect(Instant::now());
             }
         }

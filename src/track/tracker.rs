@@ -28,6 +28,15 @@ const GRACE: Duration = Duration::from_millis(500);
 /// keeps trying a dead server must not turn the line's probes into a stream.
 const SUSPICION_COOLDOWN: Duration = Duration::from_secs(5);
 
+/// A line that received at least this much during a round was busy: its probes may wait
+/// behind the downloads queued at the ISP's end (a modem line under load queues seconds).
+const BUSY_BYTES: u64 = 4096;
+
+/// A busy line's probes get twice the time after each round that went unanswered while
+/// data came in, up to this; unanswered for that long, they count as failed even on a busy
+/// line (so an outage of what the probes ask, such as DNS, is still found under load).
+const BUSY_TIMEOUT_MAX: Duration = Duration::from_secs(8);
+
 /// A degraded line is good again below this share of its limits.
 const HYSTERESIS: f64 = 0.8;
 
@@ -39,6 +48,8 @@ pub type ProbeId = u64;
 pub struct ProbeRequest {
     pub id: ProbeId,
     pub target: usize,
+    /// How long to wait for the answer.
+    pub timeout: Duration,
 }
 
 /// What the tracker believes of the Internet behind the line.
@@ -84,6 +95,9 @@ enum Phase {
 #[derive(Debug)]
 struct Round {
     started: Instant,
+    timeout: Duration,
+    /// The line's received bytes when the round began.
+    received_at_start: u64,
     outstanding: Vec<ProbeId>,
     /// (id, target) of every probe of the round.
     probes: Vec<(ProbeId, usize)>,
@@ -115,6 +129,10 @@ pub struct Tracker {
     suspected_at: Option<Instant>,
     probes_sent: u64,
     probes_lost: u64,
+    /// The line's received bytes, as last told.
+    received: u64,
+    /// Doublings of the probes' timeout while the line is busy.
+    stretch: u32,
 }
 
 impl Tracker {
@@ -138,7 +156,22 @@ impl Tracker {
             suspected_at: None,
             probes_sent: 0,
             probes_lost: 0,
+            received: 0,
+            stretch: 0,
         }
+    }
+
+    /// The IP bytes the line has received so far (a running count): a line receiving data
+    /// while its probes go unanswered is busy, not cut off.
+    pub fn traffic(&mut self, received: u64) {
+        self.received = received;
+    }
+
+    /// The probes' timeout now: the configured one, doubled per busy round unanswered.
+    fn probe_timeout(&self) -> Duration {
+        let base = self.config.timeout;
+        base.saturating_mul(1 << self.stretch.min(16))
+            .min(BUSY_TIMEOUT_MAX.max(base))
     }
 
     pub fn config(&self) -> &TrackConfig {
@@ -173,7 +206,7 @@ impl Tracker {
     /// When the round in flight gives up on its silent probes.
     fn round_deadline(&self) -> Option<Instant> {
         let r = self.round.as_ref()?;
-        Some(r.started + self.config.timeout + GRACE)
+        Some(r.started + r.timeout + GRACE)
     }
 
     /// When to ask for a redial, while out of the balance and not asked yet.
@@ -294,15 +327,22 @@ impl Tracker {
                 .collect(),
         };
         let mut probes = Vec::with_capacity(targets.len());
+        let timeout = self.probe_timeout();
         for target in targets {
             let id = self.next_id;
             self.next_id += 1;
             probes.push((id, target));
-            self.requests.push_back(ProbeRequest { id, target });
+            self.requests.push_back(ProbeRequest {
+                id,
+                target,
+                timeout,
+            });
         }
         self.probes_sent += probes.len() as u64;
         self.round = Some(Round {
             started: now,
+            timeout,
+            received_at_start: self.received,
             outstanding: probes.iter().map(|&(id, _)| id).collect(),
             probes,
             answered: Vec::new(),
@@ -325,6 +365,22 @@ impl Tracker {
             None => (round.probes.first().map_or(0, |&(_, t)| t) + 1) % n,
         };
         let (interval, retry) = (self.config.interval, self.config.retry);
+        let busy = self.received.saturating_sub(round.received_at_start) >= BUSY_BYTES;
+        if !ok && busy && round.timeout < BUSY_TIMEOUT_MAX {
+            // Data came in meanwhile: the answers may be queued behind it. Ask again, with
+            // more time; this round says nothing.
+            self.stretch += 1;
+            tracing::debug!(
+                "probes unanswered within {} ms while the line received data: asking again with {} ms",
+                round.timeout.as_millis(),
+                self.probe_timeout().as_millis()
+            );
+            self.next_round = Some(now);
+            return;
+        }
+        if ok && !busy {
+            self.stretch = 0;
+        }
         match (self.phase, ok) {
             (Phase::Starting | Phase::Suspect, true) => {
                 self.phase = Phase::Online;

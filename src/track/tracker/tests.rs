@@ -23,6 +23,8 @@ struct Harness {
     rtt: Duration,
     log: Vec<(Duration, TrackEvent)>,
     sent: usize,
+    /// The line's received bytes per second (a busy line receives).
+    rx_per_sec: u64,
 }
 
 impl Harness {
@@ -36,6 +38,7 @@ impl Harness {
             rtt: Duration::from_millis(40),
             log: Vec::new(),
             sent: 0,
+            rx_per_sec: 0,
         }
     }
 
@@ -47,10 +50,10 @@ impl Harness {
     fn run(&mut self, until: Duration, alive: &dyn Fn(usize, Duration) -> bool) {
         let end = self.start + until;
         loop {
-            let timeout = self.t.config().timeout;
             while let Some(p) = self.t.poll_probe() {
                 self.sent += 1;
-                if alive(p.target, self.elapsed()) {
+                let timeout = p.timeout;
+                if alive(p.target, self.elapsed()) && self.rtt <= timeout {
                     self.in_flight
                         .push((self.now + self.rtt, p.id, Ok(self.rtt)));
                 } else {
@@ -74,6 +77,8 @@ impl Harness {
             let (due, rest): (Vec<_>, Vec<_>) =
                 self.in_flight.drain(..).partition(|a| a.0 <= self.now);
             self.in_flight = rest;
+            let received = (self.elapsed().as_secs_f64() * self.rx_per_sec as f64) as u64;
+            self.t.traffic(received);
             for (_, id, outcome) in due {
                 self.t.probe_result(id, outcome, self.now);
             }
@@ -260,4 +265,61 @@ fn repeated_suspicion_on_a_healthy_line_is_rate_limited() {
     }
     // Ten seconds of suspicion every 0.5 s: a round at 5 and 10 s, plus the probe at 10 s.
     assert!(h.sent <= before + 3 + 3 + 1, "{} probes", h.sent - before);
+}
+
+#[test]
+fn a_busy_line_whose_probes_queue_behind_its_downloads_stays_online() {
+    let mut h = Harness::new(config(3));
+    h.run(Duration::from_secs(5), &|_, _| true);
+    assert!(matches!(h.changes()[..], [(_, Internet::Online)]));
+    // A page load fills the ISP's queue: answers take 3 s, and the line receives meanwhile.
+    h.rtt = Duration::from_secs(3);
+    h.rx_per_sec = 30_000;
+    h.run(Duration::from_secs(60), &|_, _| true);
+    assert!(
+        matches!(h.changes()[..], [(_, Internet::Online)]),
+        "never out: {:?}",
+        h.changes()
+    );
+    // Idle again: answers are quick, the timeout back to the configured one.
+    h.rtt = Duration::from_millis(40);
+    h.rx_per_sec = 0;
+    h.run(Duration::from_secs(90), &|_, _| true);
+    assert_eq!(h.t.probe_timeout(), h.t.config().timeout);
+}
+
+#[test]
+fn an_outage_under_load_is_still_found_once_the_probes_had_time() {
+    let mut h = Harness::new(config(3));
+    h.rx_per_sec = 30_000;
+    h.run(Duration::from_secs(5), &|_, _| true);
+    // What the probes ask dies (say, DNS) while other traffic still comes in.
+    h.run(Duration::from_secs(60), &|_, at| {
+        at < Duration::from_secs(5)
+    });
+    let out = h
+        .changes()
+        .into_iter()
+        .find(|(_, i)| matches!(i, Internet::Offline { .. }))
+        .expect("found under load");
+    // 1 + 2 + 4 + 8 s of growing patience, then rounds of 8 s count.
+    assert!(
+        out.0 > Duration::from_secs(15) && out.0 < Duration::from_secs(45),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_idle_line_is_judged_as_before() {
+    let mut h = Harness::new(config(3));
+    h.run(Duration::from_secs(5), &|_, _| true);
+    h.run(Duration::from_secs(30), &|_, at| {
+        at < Duration::from_secs(5)
+    });
+    let out = h
+        .changes()
+        .into_iter()
+        .find(|(_, i)| matches!(i, Internet::Offline { .. }))
+        .expect("out");
+    assert!(out.0 < Duration::from_secs(20), "{out:?}");
 }
