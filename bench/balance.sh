@@ -10,6 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/packages.sh
-ensure_packages iproute2 nftables ethtool
+ensure_packages iproute2 nftables ethtool conntrack
 cargo build --release --locked --example balance_bench
 exec ./target/release/examples/balance_bench "$@"
