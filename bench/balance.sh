@@ -6,6 +6,9 @@
 #
 #   sudo bench/balance.sh                        # N = 1, 2, 4 lines of 1 Mbit/s, 3 runs each
 #   sudo bench/balance.sh --lines 4 --slots 6 --runs 5 --delay-ms 50
+#   sudo bench/balance.sh --lines 2,4 --modes round-robin,least-loaded --udp-bulk-kbit 600
+#                                                # + a QUIC-like UDP download on one line per page:
+#                                                # does the balancer steer new connections away?
 #   sudo bench/balance.sh --help                 # every option
 set -euo pipefail
 cd "$(dirname "$0")/.."
