@@ -6,10 +6,13 @@
 #
 #   sudo bench/balance.sh                        # N = 1, 2, 4 lines of 1 Mbit/s, 3 runs each
 #   sudo bench/balance.sh --lines 4 --slots 6 --runs 5 --delay-ms 50
+#   sudo bench/balance.sh --lines 2,4 --modes round-robin,least-loaded --udp-bulk-kbit 600
+#                                                # + a QUIC-like UDP download on one line per page:
+#                                                # does the balancer steer new connections away?
 #   sudo bench/balance.sh --help                 # every option
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/packages.sh
-ensure_packages iproute2 nftables ethtool
+ensure_packages iproute2 nftables ethtool conntrack
 cargo build --release --locked --example balance_bench
 exec ./target/release/examples/balance_bench "$@"

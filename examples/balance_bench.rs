@@ -21,6 +21,16 @@
 //! - `ecmp`: Linux multipath routing, one nexthop per line, per-flow L4 hash
 //!   (`fib_multipath_hash_policy=1`), with a plain masquerade on the slaves: the baseline.
 //!
+//! With `--udp-bulk-kbit R` (R > 0), every page load shares the lines with a QUIC-like UDP bulk
+//! download (`sim::udp_bulk`): a LAN client asks the internet's web server address (UDP port
+//! 8443) for R kbit/s of 1200-byte datagrams, acknowledging every 10, from 2.5 s before the page
+//! (so conntrack has marked the flow assured, a stream that `least-loaded` counts like an open
+//! TCP connection) to its end. The server tells the client the source it saw, so the bench
+//! knows which line carries the flow; a second table gives, per mode, that line's share of
+//! the page's connections and bytes against the mean share of the other lines, and whether
+//! the router's conntrack entry was assured and balanced (`conntrack -L`). The flow's entry is
+//! deleted after each page, so every run picks the flow's line afresh.
+//!
 //! Goodput is payload bytes over wall time, as a percentage of the sum of the line rates.
 //! The tbf rate counts whole packets, so TCP/IP and Ethernet headers cap a single line at about
 //! 95.6 % (1448 payload bytes per 1514-byte frame).
@@ -30,15 +40,22 @@ use std::error::Error;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use eqlplus_dialer::balancer::actor::BalancerHandle;
+use eqlplus_dialer::balancer::nft::{MARK_BASE, MARK_MASK};
 use eqlplus_dialer::balancer::{Balancer, BalancerConfig, Enslave, Policy};
 use eqlplus_dialer::sim::netns::{Netns, remove_stale};
+use eqlplus_dialer::sim::udp_bulk::{self, BulkReport};
 use eqlplus_dialer::sim::web::{self, PageLoad};
 use eqlplus_dialer::sim::world::{WEB_SERVER, lan_router_internet, veth_line};
 use eqlplus_dialer::sys::on_path;
 
 const PREFIX: &str = "eqb";
+/// The UDP bulk server's port, on the web server's address.
+const UDP_PORT: u16 = 8443;
+/// How long the UDP flow runs before the page: over conntrack's 2 s, so it is assured.
+const UDP_LEAD: Duration = Duration::from_millis(2500);
 
 struct Options {
     lines: Vec<usize>,
@@ -51,6 +68,7 @@ struct Options {
     max_kib: u64,
     slots: usize,
     runs: usize,
+    udp_bulk_kbit: u32,
 }
 
 impl Default for Options {
@@ -70,12 +88,14 @@ impl Default for Options {
             max_kib: 128,
             slots: 8,
             runs: 3,
+            udp_bulk_kbit: 0,
         }
     }
 }
 
 const USAGE: &str = "usage: balance_bench [--lines 1,2,4] [--modes round-robin,least-loaded,ecmp] [--rate-kbit 1000] \
-[--delay-ms 0] [--queue-ms 1000] [--objects 64] [--min-kib 4] [--max-kib 128] [--slots 8] [--runs 3] ";
+[--delay-ms 0] [--queue-ms 1000] [--objects 64] [--min-kib 4] [--max-kib 128] [--slots 8] [--runs 3] \
+[--udp-bulk-kbit 0 (off; else a UDP bulk download of that rate during every page)]";
 
 fn parse_options() -> Result<Options, String> {
     let mut o = Options::default();
@@ -116,6 +136,7 @@ fn parse_options() -> Result<Options, String> {
             "--max-kib" => o.max_kib = value.parse().map_err(|e| bad(&e))?,
             "--slots" => o.slots = value.parse().map_err(|e| bad(&e))?,
             "--runs" => o.runs = value.parse().map_err(|e| bad(&e))?,
+            "--udp-bulk-kbit" => o.udp_bulk_kbit = value.parse().map_err(|e| bad(&e))?,
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
@@ -145,6 +166,38 @@ struct Topology {
     _internet: Netns,
     stop: Arc<AtomicBool>,
     server: Option<std::thread::JoinHandle<()>>,
+    udp_server: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+fn udp_server_addr() -> std::net::SocketAddr {
+    std::net::SocketAddr::new(WEB_SERVER.ip(), UDP_PORT)
+}
+
+/// A UDP bulk flow running from the LAN's side.
+struct Bulk {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<BulkReport>>>,
+    /// The router's conntrack entry of the flow as the page began.
+    conntrack: String,
+}
+
+impl Drop for Bulk {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What one page's UDP flow did.
+struct UdpRun {
+    /// The line that carried it (the source the server saw).
+    line: Option<usize>,
+    kbit: f64,
+    /// Its conntrack entry was assured and carried a balancer mark as the page began.
+    assured: bool,
+    balanced: bool,
 }
 
 impl Topology {
@@ -223,6 +276,13 @@ impl Topology {
                 .unwrap()
         };
         ready_rx.recv()??;
+        let udp_server = if o.udp_bulk_kbit > 0 {
+            let stop = stop.clone();
+            let socket = internet.run(|| std::net::UdpSocket::bind(udp_server_addr()))??;
+            Some(internet.spawn(move || udp_bulk::serve(socket, stop))?)
+        } else {
+            None
+        };
         Ok(Topology {
             lan,
             router,
@@ -230,7 +290,76 @@ impl Topology {
             _internet: internet,
             stop,
             server: Some(server),
+            udp_server,
         })
+    }
+
+    /// Starts a UDP bulk download of `kbit` and returns once it has run for [`UDP_LEAD`].
+    fn start_bulk(&self, kbit: u32) -> Result<Bulk, Box<dyn Error>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let stop = stop.clone();
+            let within = Duration::from_secs(5);
+            self.lan
+                .spawn(move || udp_bulk::receive(udp_server_addr(), kbit, stop, within, first_tx))?
+        };
+        let mut bulk = Bulk {
+            stop,
+            thread: Some(thread),
+            conntrack: String::new(),
+        };
+        if first_rx.recv_timeout(Duration::from_secs(6)).is_err() {
+            let e = match bulk.thread.take().map(|t| t.join()) {
+                Some(Ok(Err(e))) => e.to_string(),
+                _ => "no datagram".into(),
+            };
+            return Err(format!("the UDP bulk flow did not start: {e}").into());
+        }
+        std::thread::sleep(UDP_LEAD);
+        bulk.conntrack = self.udp_conntrack("-L")?;
+        Ok(bulk)
+    }
+
+    /// Ends a UDP bulk flow: what it did, and its conntrack entry deleted so that the next
+    /// flow is balanced afresh (conntrack keeps an ended UDP stream for minutes, and the
+    /// balancer would count it as load all that time).
+    fn finish_bulk(
+        &self,
+        mut bulk: Bulk,
+        lines: usize,
+    ) -> Result<(UdpRun, BulkReport), Box<dyn Error>> {
+        bulk.stop.store(true, Ordering::Relaxed);
+        let report = match bulk.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r?,
+            _ => return Err("the UDP bulk client panicked".into()),
+        };
+        // Let the client's last datagrams pass before the entry goes.
+        std::thread::sleep(Duration::from_millis(200));
+        self.udp_conntrack("-D")?;
+        let ct = &bulk.conntrack;
+        let mark = ct
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("mark=")?.parse::<u32>().ok());
+        let run = UdpRun {
+            line: report
+                .source
+                .and_then(|a| (1..=lines).find(|&i| line_local(i) == a)),
+            kbit: report.goodput() / 1000.0,
+            assured: ct.contains("[ASSURED]"),
+            balanced: mark.is_some_and(|m| m & MARK_MASK == MARK_BASE),
+        };
+        Ok((run, report))
+    }
+
+    /// `conntrack -L` or `-D` of the UDP flows to the bulk server, in the router.
+    fn udp_conntrack(&self, op: &str) -> Result<String, Box<dyn Error>> {
+        let port = UDP_PORT.to_string();
+        let out = self
+            .router
+            .try_exec(&["conntrack", op, "-p", "udp", "--dport", &port])?;
+        // `-D` with nothing to delete fails; the listing is what matters.
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
     fn load(&self, sizes: &[u64], slots: usize) -> PageLoad {
@@ -246,6 +375,13 @@ impl Drop for Topology {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(s) = self.server.take() {
             let _ = s.join();
+        }
+        if let Some(s) = self.udp_server.take() {
+            match s.join() {
+                Ok(Err(e)) => eprintln!("UDP bulk server: {e}"),
+                Err(_) => eprintln!("UDP bulk server panicked"),
+                Ok(Ok(())) => {}
+            }
         }
     }
 }
@@ -388,6 +524,8 @@ struct Row {
     lines: usize,
     mode: Mode,
     loads: Vec<PageLoad>,
+    /// Per run, with `--udp-bulk-kbit`.
+    udp: Vec<UdpRun>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -419,11 +557,40 @@ fn run_one(lines: usize, mode: Mode, o: &Options) -> Result<Row, Box<dyn Error>>
         .into());
     }
     let mut loads = Vec::new();
+    let mut udp = Vec::new();
     for run in 0..o.runs {
         // Run k loads the same page for every mode; each run shuffles it differently, so no
         // policy profits from one lucky order of object sizes.
         let sizes = web::page(o.objects, o.min_kib, o.max_kib, run as u64 + 1);
+        let bulk = match o.udp_bulk_kbit {
+            0 => None,
+            kbit => Some(t.start_bulk(kbit)?),
+        };
         let load = t.load(&sizes, o.slots);
+        let udp_note = match bulk {
+            Some(bulk) => {
+                let (u, report) = t.finish_bulk(bulk, lines)?;
+                let note = format!(
+                    "  udp: line {} ({}) {:.0} kbit/s{}{}",
+                    u.line.map_or("?".into(), |l| l.to_string()),
+                    report.source.map_or("?".into(), |a| a.to_string()),
+                    u.kbit,
+                    if u.assured {
+                        ", assured"
+                    } else {
+                        ", NOT assured"
+                    },
+                    if u.balanced {
+                        ", balanced"
+                    } else {
+                        ", no balancer mark"
+                    },
+                );
+                udp.push(u);
+                note
+            }
+            None => String::new(),
+        };
         if load.failed > 0 {
             return Err(format!(
                 "{}, {lines} lines, run {run}: {} objects failed",
@@ -434,7 +601,7 @@ fn run_one(lines: usize, mode: Mode, o: &Options) -> Result<Row, Box<dyn Error>>
         }
         let pct = 100.0 * load.goodput() / (lines as f64 * f64::from(o.rate_kbit) * 1000.0);
         eprintln!(
-            "  {:<12} lines={lines} run={} {:>6.2} s {:>7.0} kbit/s {pct:5.1} %",
+            "  {:<12} lines={lines} run={} {:>6.2} s {:>7.0} kbit/s {pct:5.1} %{udp_note}",
             mode.name(),
             run + 1,
             load.elapsed.as_secs_f64(),
@@ -442,14 +609,19 @@ fn run_one(lines: usize, mode: Mode, o: &Options) -> Result<Row, Box<dyn Error>>
         );
         loads.push(load);
     }
-    Ok(Row { lines, mode, loads })
+    Ok(Row {
+        lines,
+        mode,
+        loads,
+        udp,
+    })
 }
 
 fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
     println!();
     println!(
         "workload: {} objects of {}..{} KiB ({:.0} KiB), one connection each, {} parallel; \
-         lines {} kbit/s each (tbf, {} ms queue){}; median of {} runs (page shuffled per run)",
+         lines {} kbit/s each (tbf, {} ms queue){}{}; median of {} runs (page shuffled per run)",
         o.objects,
         o.min_kib,
         o.max_kib,
@@ -459,6 +631,11 @@ fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
         o.queue_ms,
         if o.delay_ms > 0 {
             format!(", +{} ms delay", o.delay_ms)
+        } else {
+            String::new()
+        },
+        if o.udp_bulk_kbit > 0 {
+            format!(", + a {} kbit/s UDP bulk flow", o.udp_bulk_kbit)
         } else {
             String::new()
         },
@@ -500,6 +677,82 @@ fn print_table(rows: &[Row], o: &Options, page_bytes: u64) {
             shares.join("/")
         );
     }
+    if o.udp_bulk_kbit > 0 {
+        print_udp_table(rows, o);
+    }
+}
+
+/// Per mode: the line of the UDP bulk flow against the others, for the page's connections and
+/// bytes (each run's shares, averaged over the runs).
+fn print_udp_table(rows: &[Row], o: &Options) {
+    println!();
+    println!(
+        "UDP bulk flow: {} kbit/s of {}-byte datagrams, acked every {}, from {:.1} s before each page \
+         to its end; shares of the page on the flow's line vs the mean of the other lines, mean of runs",
+        o.udp_bulk_kbit,
+        udp_bulk::DATAGRAM,
+        udp_bulk::ACK_EVERY,
+        UDP_LEAD.as_secs_f64()
+    );
+    println!(
+        "{:>5}  {:<12} {:>9} {:>8} {:>8}  {:>15}  {:>15}  {:>12}",
+        "lines",
+        "mode",
+        "udp line",
+        "udp kb/s",
+        "assured",
+        "conns % udp/oth",
+        "bytes % udp/oth",
+        "goodput kb/s"
+    );
+    for r in rows {
+        // (connections, bytes) shares of the flow's line and the others' mean, per run.
+        let mut udp_share = (Vec::new(), Vec::new());
+        let mut other_share = (Vec::new(), Vec::new());
+        for (load, u) in r.loads.iter().zip(&r.udp) {
+            let Some(line) = u.line else { continue };
+            let objects: usize = load.objects_by_source.values().sum();
+            let conns = |i| {
+                let n = load.objects_by_source.get(&line_local(i)).copied();
+                100.0 * n.unwrap_or(0) as f64 / objects.max(1) as f64
+            };
+            let bytes = |i| {
+                let b = load.by_source.get(&line_local(i)).copied();
+                100.0 * b.unwrap_or(0) as f64 / load.bytes.max(1) as f64
+            };
+            udp_share.0.push(conns(line));
+            udp_share.1.push(bytes(line));
+            if r.lines > 1 {
+                let others = (1..=r.lines).filter(|&i| i != line);
+                let n = (r.lines - 1) as f64;
+                other_share
+                    .0
+                    .push(others.clone().map(conns).sum::<f64>() / n);
+                other_share.1.push(others.map(bytes).sum::<f64>() / n);
+            }
+        }
+        let mean = |v: &[f64]| match v.len() {
+            0 => "-".to_owned(),
+            n => format!("{:.1}", v.iter().sum::<f64>() / n as f64),
+        };
+        let lines: Vec<String> = r
+            .udp
+            .iter()
+            .map(|u| u.line.map_or("?".into(), |l| l.to_string()))
+            .collect();
+        let assured = r.udp.iter().filter(|u| u.assured && u.balanced).count();
+        println!(
+            "{:>5}  {:<12} {:>9} {:>8.0} {:>8}  {:>15}  {:>15}  {:>12.0}",
+            r.lines,
+            r.mode.name(),
+            lines.join(","),
+            median(r.udp.iter().map(|u| u.kbit).collect()),
+            format!("{assured}/{}", r.udp.len()),
+            format!("{}/{}", mean(&udp_share.0), mean(&other_share.0)),
+            format!("{}/{}", mean(&udp_share.1), mean(&other_share.1)),
+            median(r.loads.iter().map(PageLoad::goodput).collect()) / 1000.0
+        );
+    }
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -509,7 +762,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     remove_stale(PREFIX);
     // Fail early with a clear message when a tool is missing.
-    for tool in ["ip", "tc", "nft", "ethtool"] {
+    let conntrack = (o.udp_bulk_kbit > 0).then_some("conntrack");
+    for tool in ["ip", "tc", "nft", "ethtool"].into_iter().chain(conntrack) {
         if !on_path(tool) {
             return Err(format!("{tool} is missing (bench/balance.sh installs it)").into());
         }

@@ -11,6 +11,7 @@ pub mod isp;
 pub mod modem;
 pub mod netns;
 pub mod pty;
+pub mod udp_bulk;
 pub mod upstream;
 pub mod web;
 pub mod world;

@@ -76,6 +76,8 @@ pub struct PageLoad {
     pub elapsed: Duration,
     /// Bytes received, by the source address the server saw (the line).
     pub by_source: BTreeMap<Ipv4Addr, u64>,
+    /// Objects (connections) fetched, by the source address the server saw.
+    pub objects_by_source: BTreeMap<Ipv4Addr, usize>,
     pub failed: usize,
 }
 
@@ -91,7 +93,7 @@ impl PageLoad {
 pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
     let next = Arc::new(AtomicUsize::new(0));
     let sizes = Arc::new(sizes.to_vec());
-    let results = Arc::new(Mutex::new((BTreeMap::<Ipv4Addr, u64>::new(), 0u64, 0usize)));
+    let results = Arc::new(Mutex::new(Tally::default()));
     let start = Instant::now();
     let workers: Vec<_> = (0..slots.max(1))
         .map(|_| {
@@ -104,10 +106,11 @@ pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
                     let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
                     match fetched {
                         Ok((source, bytes)) => {
-                            *r.0.entry(source).or_default() += bytes;
-                            r.1 += bytes;
+                            *r.by_source.entry(source).or_default() += bytes;
+                            *r.objects_by_source.entry(source).or_default() += 1;
+                            r.bytes += bytes;
                         }
-                        Err(_) => r.2 += 1,
+                        Err(_) => r.failed += 1,
                     }
                 }
             })
@@ -117,13 +120,22 @@ pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
         let _ = w.join();
     }
     let elapsed = start.elapsed();
-    let r = results.lock().unwrap_or_else(|e| e.into_inner());
+    let r = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
     PageLoad {
-        bytes: r.1,
+        bytes: r.bytes,
         elapsed,
-        by_source: r.0.clone(),
-        failed: r.2,
+        by_source: r.by_source,
+        objects_by_source: r.objects_by_source,
+        failed: r.failed,
     }
+}
+
+#[derive(Default)]
+struct Tally {
+    by_source: BTreeMap<Ipv4Addr, u64>,
+    objects_by_source: BTreeMap<Ipv4Addr, usize>,
+    bytes: u64,
+    failed: usize,
 }
 
 fn fetch(server: SocketAddr, size: u64) -> io::Result<(Ipv4Addr, u64)> {
@@ -195,5 +207,9 @@ mod tests {
         assert_eq!(load.failed, 0);
         assert_eq!(load.bytes, sizes.iter().sum::<u64>());
         assert_eq!(load.by_source.get(&Ipv4Addr::LOCALHOST), Some(&load.bytes));
+        assert_eq!(
+            load.objects_by_source.get(&Ipv4Addr::LOCALHOST),
+            Some(&sizes.len())
+        );
     }
 }
