@@ -381,7 +381,7 @@ fn send(mut s: TcpStream, pattern: &[u8], bytes: u64, limit: Duration) -> Result
     let mut sent = 0u64;
     while sent < bytes && start.elapsed() < limit && !STOP.load(Ordering::Relaxed) {
         let at = (sent % PATTERN as u64) as usize;
-        let n = CHUNK.min((bytes - sent) as usize);
+        let n = CHUNK.min(PATTERN).min((bytes - sent) as usize);
         let n = s
             .write(&pattern[at..at + n])
             .map_err(|e| format!("write after {sent} bytes: {e}"))?;
