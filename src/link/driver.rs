@@ -336,7 +336,13 @@ impl Line {
             port,
             std::mem::take(&mut self.leftover),
             ppp_driver::DriverConfig {
+                // Outgoing packets wait in the line's counted, drop-tail queue (its depth is
+                // the line's load), not in the channel.
                 channel_capacity: 4,
+                // Incoming ones: a 16 KiB read of a fast line holds a dozen packets, which
+                // a channel of 4 turned into a ping-pong of wake-ups (one unpaced line:
+                // 190 → 235 Mbit/s down with 64).
+                incoming_capacity: 64,
                 ..ppp_driver::DriverConfig::default()
             },
         );

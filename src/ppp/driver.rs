@@ -56,8 +56,10 @@ pub struct DriverConfig {
     /// Once the session is dead, how long its last frames (a Terminate-Ack or
     /// the courtesy Terminate-Request) may take to reach the line.
     pub final_flush: Duration,
-    /// Capacity of the IP channels made by [`channels`] and [`spawn`].
+    /// Capacity of the IP channels made by [`spawn`]: outgoing packets (to the line) and
+    /// incoming ones (from it).
     pub channel_capacity: usize,
+    pub incoming_capacity: usize,
 }
 
 impl Default for DriverConfig {
@@ -72,6 +74,7 @@ impl Default for DriverConfig {
             max_write_backlog: 8 * 1024,
             final_flush: Duration::from_secs(1),
             channel_capacity: 64,
+            incoming_capacity: 64,
         }
     }
 }
@@ -103,8 +106,13 @@ pub struct Link {
 
 /// A connected pair of channel sets with IP queues of `capacity` packets.
 pub fn channels(capacity: usize) -> (Link, Channels) {
-    let (out_tx, out_rx) = mpsc::channel(capacity);
-    let (in_tx, in_rx) = mpsc::channel(capacity);
+    channels_of(capacity, capacity)
+}
+
+/// The channels, with their capacities apart: outgoing and incoming packets.
+pub fn channels_of(outgoing: usize, incoming: usize) -> (Link, Channels) {
+    let (out_tx, out_rx) = mpsc::channel(outgoing.max(1));
+    let (in_tx, in_rx) = mpsc::channel(incoming.max(1));
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     (
         Link {
@@ -366,12 +374,13 @@ pub struct Spawned<T> {
     pub task: JoinHandle<Finished<T>>,
 }
 
-/// [`run`] in a new task, with channels of [`DriverConfig::channel_capacity`].
+/// [`run`] in a new task, with channels of [`DriverConfig::channel_capacity`] and
+/// [`DriverConfig::incoming_capacity`].
 pub fn spawn<T>(session: Session, line: T, initial: Vec<u8>, config: DriverConfig) -> Spawned<T>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, channels) = channels(config.channel_capacity);
+    let (link, channels) = channels_of(config.channel_capacity, config.incoming_capacity);
     let (close_tx, close_rx) = oneshot::channel::<()>();
     // The task logs in its caller's span (`line{line=ttyS1}`): whose PPP it is.
     let span = tracing::Span::current();
