@@ -16,8 +16,8 @@
 //!
 //! - a policy name (`round-robin`, `least-loaded`, `weighted`, `sticky`): the project's own
 //!   kernel balancer (`balancer::Balancer`: nftables ct marks + policy routing + masquerade)
-//!   run by the daemon's balancer task (`least-loaded` samples each line's open connections
-//!   ten times a second);
+//!   run by the daemon's balancer task (`least-loaded` follows each line's open connections
+//!   by conntrack events);
 //! - `ecmp`: Linux multipath routing, one nexthop per line, per-flow L4 hash
 //!   (`fib_multipath_hash_policy=1`), with a plain masquerade on the slaves: the baseline.
 //!

@@ -1,7 +1,7 @@
 //! Replacing the elements of nftables sets and maps over netlink, from the process: one
 //! nfnetlink batch is one nf_tables transaction, so the kernel switches every set of the batch
 //! from its old elements to its new ones atomically, as `nft -f` does, without starting a
-//! process per change (least-loaded changes the pick table up to ten times a second).
+//! process per change (least-loaded may change the pick table many times a second).
 //!
 //! Only element updates go this way (flush a set, add its elements); tables, chains and rules
 //! are made by `nft` ([`super::nft`]), rarely. The replies are read by [`super::walk`].

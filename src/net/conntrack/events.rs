@@ -1,6 +1,6 @@
 //! Conntrack events: one long-lived ctnetlink socket subscribed to new, changed and destroyed
 //! entries, so the balancer learns of connections as they happen instead of dumping the table
-//! ten times a second (which costs a socket and a walk of every entry each time, idle or not).
+//! ten times a second (each a socket and a walk of every entry, idle or not).
 
 use std::io;
 
