@@ -12,8 +12,8 @@
 //!   packet that already carries one of our marks keeps it: it is a probe of upstream
 //!   tracking, whose socket chose its line (`SO_MARK`) whatever the balance.
 //! - `mark_new`: a DNS server of a line → that line; (sticky) a known client→destination pair →
-//!   its line; otherwise `numgen inc mod 64 map @pick`, the policy's slot table spread over 64
-//!   slots ([`spread`]). The choice is stored in the conntrack entry.
+//!   its line; otherwise `numgen inc mod 256 map @pick`, the policy's slot table spread over
+//!   256 slots ([`spread`]). The choice is stored in the conntrack entry.
 //! - `postrouting` (nat): masquerade on every slave, so replies come back on the same line.
 
 use std::collections::BTreeMap;
@@ -27,9 +27,10 @@ use crate::net::nftset::SetContents;
 pub const TABLE: &str = "inet eqlplus";
 /// The table's name alone.
 pub const TABLE_NAME: &str = "eqlplus";
-/// Slots of the pick map: `numgen inc mod PICK_SLOTS`. A power of two, so tables of 1, 2, 4,
-/// 8… slots fit exactly.
-pub const PICK_SLOTS: usize = 64;
+/// Slots of the pick map: `numgen inc mod PICK_SLOTS`. A power of two, so the policies' tables
+/// of 1, 2, 4 … 64 slots fit exactly; and more than the most lines a configuration may have
+/// (255), so a round-robin over every one of them still gives each a slot.
+pub const PICK_SLOTS: usize = 256;
 /// Marks of balanced connections are `MARK_BASE | slot` (slot 1..=255).
 pub const MARK_BASE: u32 = 0x0000_e100;
 /// Mask that recognises our marks.
@@ -138,8 +139,8 @@ pub fn contents(sel: &Selection) -> Vec<SetContents> {
     ]
 }
 
-/// The policy's slot table (at most `slots` long: the policies make at most 64) over `slots`
-/// slots: repeated where its length divides them (the exact ratio), else each mark's share
+/// The policy's slot table (at most `slots` long: the policies make at most one slot per line
+/// or 64) over `slots` slots: repeated where its length divides them (the exact ratio), else each mark's share
 /// apportioned (largest remainder) and the slots interleaved in smooth weighted round-robin
 /// order.
 pub fn spread(pick: &[u32], slots: usize) -> Vec<u32> {
@@ -353,7 +354,7 @@ mod tests {
         assert!(plain.contains(
             "  chain mark_new {
     meta mark set ip daddr map @dns ct mark set meta mark accept
-    meta mark set numgen inc mod 64 map @pick
+    meta mark set numgen inc mod 256 map @pick
     ct mark set meta mark
   }"
         ));
@@ -393,7 +394,7 @@ mod tests {
         };
         let c = contents(&sel);
         assert_eq!(c[0].set, "pick");
-        assert_eq!(c[0].elements.len(), 64);
+        assert_eq!(c[0].elements.len(), PICK_SLOTS);
         assert_eq!(
             c[0].elements[2],
             (
@@ -410,7 +411,18 @@ mod tests {
             vec![(b"eq-ttyS0\0\0\0\0\0\0\0\0".to_vec(), None)]
         );
         let shape = expected_shape(&sel, false);
-        assert_eq!(shape.sets["pick"], Some(64));
+        assert_eq!(shape.sets["pick"], Some(PICK_SLOTS));
+        // Round-robin over the most lines a configuration may have: every one gets slots.
+        let all = Selection {
+            pick: (1..=255).collect(),
+            ..Selection::default()
+        };
+        let picked: std::collections::BTreeSet<Vec<u8>> = contents(&all)[0]
+            .elements
+            .iter()
+            .filter_map(|(_, m)| m.clone())
+            .collect();
+        assert_eq!(picked.len(), 255);
         assert!(
             contents(&Selection::default())
                 .iter()
