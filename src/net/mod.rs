@@ -9,6 +9,7 @@ pub mod nftset;
 pub mod probe;
 pub mod pump;
 pub mod queue;
+mod request;
 pub mod slave;
 mod walk;
 pub mod watch;

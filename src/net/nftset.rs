@@ -7,9 +7,8 @@
 //! are made by `nft` ([`super::nft`]), rarely. The replies are read by [`super::walk`].
 
 use std::io;
-use std::time::Duration;
 
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use netlink_sys::Socket;
 
 use super::walk::{Message, Messages};
 
@@ -32,9 +31,6 @@ const NLA_F_NESTED: u16 = 0x8000;
 /// `NFPROTO_INET`: the table family `inet`.
 pub const FAMILY_INET: u8 = 1;
 
-/// How long the kernel may take to answer a batch.
-const REPLY_DEADLINE: Duration = Duration::from_secs(5);
-
 /// The new contents of one set or map: its elements are replaced by these (key, and the
 /// value for a map), in the kernel's byte layout of the set's types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,21 +45,8 @@ pub struct SetContents {
 /// thread, bounded by a deadline.
 pub async fn replace(family: u8, table: &str, sets: &[SetContents]) -> io::Result<()> {
     let (batch, acks) = encode_replace(family, table, sets);
-    let socket = Socket::new(NETLINK_NETFILTER)?;
-    let fd = std::os::fd::AsFd::as_fd(&socket);
-    nix::sys::socket::setsockopt(
-        &fd,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(REPLY_DEADLINE.as_secs() as i64, 0),
-    )
-    .map_err(io::Error::from)?;
-    let mut socket = socket;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
-    socket.send(&batch, 0)?;
-    tokio::task::spawn_blocking(move || read_acks(&socket, acks))
-        .await
-        .map_err(|e| io::Error::other(format!("nf_tables reply reader failed: {e}")))?
+    let socket = super::request::send(&batch)?;
+    super::request::off_runtime("nf_tables reply reader", move || read_acks(&socket, acks)).await
 }
 
 /// Waits for `acks` acknowledgements; the first error is the batch's (the kernel then applied

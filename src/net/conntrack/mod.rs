@@ -8,8 +8,8 @@
 //!   the kernel sends no events. The entries are read by [`entry`].
 
 use std::io;
-use std::time::Duration;
 
+use super::request::off_runtime;
 use super::walk::{Message, Messages};
 
 pub mod entry;
@@ -23,7 +23,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::conntrack::{ConntrackAttribute, ConntrackMessage};
 use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
-use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+use netlink_sys::Socket;
 
 /// `CTA_MARK_MASK` (not modelled by netlink-packet-netfilter).
 const CTA_MARK_MASK: u16 = 21;
@@ -36,7 +36,7 @@ pub async fn delete_by_mark(mark: u32) -> io::Result<()> {
         NLM_F_REQUEST | NLM_F_ACK,
         ConntrackMessage::Delete(mark_filter(mark, u32::MAX)),
     )?;
-    off_runtime(move || read_ack(&socket)).await
+    off_runtime("conntrack reader", move || read_ack(&socket)).await
 }
 
 fn read_ack(socket: &Socket) -> io::Result<()> {
@@ -62,32 +62,8 @@ fn mark_filter(value: u32, mask: u32) -> Vec<ConntrackAttribute> {
     ]
 }
 
-/// How long the kernel may take to answer one request.
-const REPLY_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Reads the replies on a blocking thread: the socket is made on the caller's thread (so in
-/// its network namespace), its blocking receives, bounded by [`REPLY_DEADLINE`], happen
-/// off the async runtime.
-async fn off_runtime<T: Send + 'static>(
-    read: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|e| io::Error::other(format!("conntrack reader failed: {e}")))?
-}
-
 /// Opens a ctnetlink socket and sends one IPv4 conntrack request on it.
 fn send_request(flags: u16, request: ConntrackMessage) -> io::Result<Socket> {
-    let mut socket = Socket::new(NETLINK_NETFILTER)?;
-    let fd = std::os::fd::AsFd::as_fd(&socket);
-    nix::sys::socket::setsockopt(
-        &fd,
-        nix::sys::socket::sockopt::ReceiveTimeout,
-        &nix::sys::time::TimeVal::new(REPLY_DEADLINE.as_secs() as i64, 0),
-    )
-    .map_err(io::Error::from)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
     let mut header = NetlinkHeader::default();
     header.flags = flags;
     let mut message = NetlinkMessage::new(
@@ -100,8 +76,7 @@ fn send_request(flags: u16, request: ConntrackMessage) -> io::Result<Socket> {
     message.finalize();
     let mut buf = vec![0u8; message.buffer_len()];
     message.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    Ok(socket)
+    super::request::send(&buf)
 }
 
 /// The kernel's initial timeouts of unanswered entries, by which an entry's age is known
@@ -148,7 +123,7 @@ pub async fn dump(value: u32, mask: u32) -> io::Result<Vec<Entry>> {
         NLM_F_REQUEST | NLM_F_DUMP,
         ConntrackMessage::Get(mark_filter(value, mask)),
     )?;
-    off_runtime(move || read_dump(&socket)).await
+    off_runtime("conntrack reader", move || read_dump(&socket)).await
 }
 
 fn read_dump(socket: &Socket) -> io::Result<Vec<Entry>> {
