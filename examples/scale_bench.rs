@@ -21,6 +21,7 @@ use eqlplus_dialer::control::{LineState, Request, StatusReport};
 use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::dialer::{self, Dialer, DialerSetup};
 use eqlplus_dialer::sim::netns::remove_stale;
+use eqlplus_dialer::sim::procstat::{cpu_times, rss_kib};
 use eqlplus_dialer::sim::web::{fetch_within, page};
 use eqlplus_dialer::sim::world::{WEB_SERVER, World, WorldConfig};
 
@@ -392,24 +393,11 @@ struct CpuMark {
 
 impl CpuMark {
     fn now(pid: u32) -> Result<CpuMark, String> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-        // The fields after the command name (which may hold spaces) in parentheses.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<f64> = rest
-            .split_whitespace()
-            .map(|f| f.parse().unwrap_or(0.0))
-            .collect();
-        // utime, stime, cutime, cstime are fields 14–17 of stat(5): 12–15 after the name.
-        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
-        let field = |i: usize| fields.get(i).copied().unwrap_or(0.0) / tick;
+        let t = cpu_times(pid).map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
         Ok(CpuMark {
             at: Instant::now(),
-            own: field(11) + field(12),
-            children: field(13) + field(14),
+            own: t.own,
+            children: t.children,
         })
     }
 
@@ -444,17 +432,6 @@ impl Cpu {
     fn children_percent(&self) -> f64 {
         100.0 * self.children_secs / self.wall.max(1e-6)
     }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 /// `status` round trips over the control socket, each on a new connection as the CLI makes.

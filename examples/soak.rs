@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use eqlplus_dialer::control::{Request, Response, client};
 use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::netns::remove_stale;
+use eqlplus_dialer::sim::procstat::rss_kib;
 use eqlplus_dialer::sim::web::fetch_within;
 use eqlplus_dialer::sim::world::{WEB_SERVER, World, WorldConfig};
 
@@ -286,17 +287,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn rss_kib(pid: u32) -> Option<i64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 fn signal(child: &Child, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig);
 }
@@ -389,7 +379,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         .collect();
     // Warm up before the first RSS figure: allocator pools, conntrack, the first page loads.
     std::thread::sleep(Duration::from_secs(5));
-    let rss_start = rss_kib(pid).unwrap_or(0);
+    let rss_start = rss_kib(pid).unwrap_or(0) as i64;
 
     // The chaos is reproducible by `--seed`.
     let mut rng = fastrand::Rng::with_seed(o.seed);
@@ -477,7 +467,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         std::thread::sleep(Duration::from_millis(rng.u64(300..1000)));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let rss_end = rss_kib(pid).unwrap_or(0);
+    let rss_end = rss_kib(pid).unwrap_or(0) as i64;
     let died = daemon.try_wait()?.is_some();
     stop.store(true, Ordering::Relaxed);
     for c in clients {

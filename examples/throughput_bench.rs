@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use eqlplus_dialer::control::{LineState, Request, Response, client};
 use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::netns::remove_stale;
+use eqlplus_dialer::sim::procstat::cpu_times;
 use eqlplus_dialer::sim::world::{World, WorldConfig};
 
 const PREFIX: &str = "eqtp";
@@ -418,23 +419,11 @@ fn receive(mut s: TcpStream, pattern: &[u8]) -> Result<u64, String> {
     }
 }
 
-/// CPU seconds (user + system) of a process and all its threads, from `/proc/PID/stat`.
+/// CPU seconds (user + system) of a process and all its threads.
 fn proc_cpu(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("the daemon (pid {pid}) is gone: {e}"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok((ticks(11) + ticks(12)) as f64 / hz)
+    cpu_times(pid)
+        .map(|t| t.own)
+        .map_err(|e| format!("the daemon (pid {pid}) is gone: {e}"))
 }
 
 /// CPU seconds (user + system) from getrusage.

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod isp;
 pub mod modem;
 pub mod netns;
+pub mod procstat;
 pub mod pty;
 pub mod udp_bulk;
 pub mod upstream;
