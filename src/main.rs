@@ -37,8 +37,12 @@ enum Command {
     /// Run simulated equipment (a modem on a pty) to try things without hardware.
     #[command(subcommand)]
     Simulate(cmd::simulate::SimulateCommand),
-    /// Ask the daemon to bring lines up (all enabled lines if none are named).
-    Up(cmd::ctl::UpArgs),
+    /// Bring lines up (all enabled lines if none are named), starting the daemon if it is not
+    /// running, and follow them until they are up or have failed.
+    Up(cmd::up::UpArgs),
+    /// Hang every line up; stop the daemon too if `up` started it.
+    #[command(visible_alias = "stop")]
+    Down(cmd::up::DownArgs),
     /// Ask the daemon to hang lines up and keep them down until `up`.
     Hangup(cmd::ctl::HangupArgs),
     /// Ask the daemon to re-read its configuration.
@@ -88,7 +92,7 @@ mod hidden {
             return;
         }
         let cli = HiddenCli::parse();
-        super::logging(&cli.log, "warn");
+        cmd::logging::init(&cli.log, "warn", &cmd::logging::Destination::Stderr);
         let code = super::runtime().block_on(async {
             match cli.command {
                 Hidden::ControlTestServer(args) => cmd::control_test_server::run(args).await,
@@ -96,28 +100,6 @@ mod hidden {
         });
         std::process::exit(code);
     }
-}
-
-/// Starts logging with `filter`; a bad filter is reported and `fallback` used instead (tracing
-/// would otherwise drop the bad directive and, for a misspelt level, log nothing at all).
-fn logging(filter: &str, fallback: &str) {
-    let checked = eqlplus_dialer::config::check_log_filter(filter)
-        .map_err(|e| e.to_string())
-        .and_then(|()| {
-            tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| format!("'{filter}': {e}"))
-        });
-    let filter = match checked {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("eqlplus-dialer: bad log filter: {e}; logging at {fallback} instead");
-            tracing_subscriber::EnvFilter::new(fallback)
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -140,14 +122,15 @@ fn main() {
         Command::Daemon(_) => "info",
         _ => "warn",
     };
-    let default_filter = match &cli.command {
-        Command::Daemon(args) => std::fs::read_to_string(&args.config)
-            .ok()
-            .and_then(|text| eqlplus_dialer::config::log_level_from(&text))
-            .unwrap_or_else(|| "info".into()),
-        _ => "warn".into(),
+    let (default_filter, destination) = match &cli.command {
+        Command::Daemon(args) => args.logging(),
+        _ => ("warn".into(), cmd::logging::Destination::Stderr),
     };
-    logging(cli.log.as_deref().unwrap_or(&default_filter), fallback);
+    cmd::logging::init(
+        cli.log.as_deref().unwrap_or(&default_filter),
+        fallback,
+        &destination,
+    );
     let runtime = runtime();
     let code = runtime.block_on(async {
         match cli.command {
@@ -158,7 +141,8 @@ fn main() {
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,
-            Command::Up(args) => cmd::ctl::up(args).await,
+            Command::Up(args) => cmd::up::up(args).await,
+            Command::Down(args) => cmd::up::down(args).await,
             Command::Hangup(args) => cmd::ctl::hangup(args).await,
             Command::Reload(args) => cmd::ctl::reload(args).await,
             Command::Status(args) => cmd::status::run(args).await,

@@ -72,6 +72,7 @@ impl Recorder {
             time: n as f64,
             policy: "round-robin".into(),
             lines,
+            daemon: None,
         }
     }
 
@@ -98,6 +99,9 @@ impl ControlHandler for Recorder {
                 message: "reloaded".into(),
             },
             Request::Subscribe { .. } => panic!("subscribe must not reach the handler"),
+            Request::Shutdown => Response::Ok {
+                message: "stopping".into(),
+            },
         }
     }
 }
@@ -774,10 +778,12 @@ async fn up_hangup_reload_through_the_binary() {
     let handler = Arc::new(Recorder::default());
     let server = serve(&path, None, handler.clone()).await.unwrap();
 
-    let out = cli_async(&path, &["up"], None).await;
+    // `up --no-wait` returns with the daemon's answer (`up` follows the lines: see
+    // tests/up_down.rs).
+    let out = cli_async(&path, &["up", "--no-wait"], None).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "up: \n");
-    let out = cli_async(&path, &["up", "ttyS0", "ttyS1"], None).await;
+    let out = cli_async(&path, &["up", "--no-wait", "ttyS0", "ttyS1"], None).await;
     assert_eq!(text(&out.stdout), "up: ttyS0,ttyS1\n");
     let out = cli_async(&path, &["hangup", "ttyS1"], None).await;
     assert_eq!(out.status.code(), Some(0));
@@ -791,8 +797,13 @@ async fn up_hangup_reload_through_the_binary() {
     // hangup needs a line.
     let out = cli_async(&path, &["hangup"], None).await;
     assert_eq!(out.status.code(), Some(2));
+    let asked: Vec<Request> = handler
+        .asked()
+        .into_iter()
+        .filter(|r| !matches!(r, Request::Status { .. }))
+        .collect();
     assert_eq!(
-        handler.asked(),
+        asked,
         [
             Request::Up { lines: vec![] },
             Request::Up {
@@ -813,7 +824,6 @@ async fn up_hangup_reload_through_the_binary() {
         &["status"][..],
         &["status", "--json"],
         &["watch", "-n", "1"],
-        &["up"],
         &["reload"],
     ] {
         let out = cli_async(&path, args, None).await;
@@ -862,11 +872,16 @@ fn socket_path_from_the_configuration_file() {
 
 #[test]
 fn help_completions_and_man_page() {
-    let out = Command::new(BIN).args(["up", "--help"]).output().unwrap();
+    let out = Command::new(BIN).args(["hangup", "--help"]).output().unwrap();
     let help = text(&out.stdout);
     assert!(help.contains("Exit status:"), "{help}");
     assert!(help.contains("3  the daemon is not running"), "{help}");
     assert!(help.contains("--socket <PATH>"), "{help}");
+    let out = Command::new(BIN).args(["up", "--help"]).output().unwrap();
+    let help = text(&out.stdout);
+    assert!(help.contains("starts one: the systemd service"), "{help}");
+    assert!(help.contains("--no-wait"), "{help}");
+    assert!(help.contains("--timeout <TIMEOUT>"), "{help}");
     for shell in ["bash", "zsh", "fish"] {
         let out = Command::new(BIN)
             .args(["completions", shell])
@@ -971,7 +986,12 @@ async fn permissions_by_peer_credentials() {
     let out = cli_async(&path, &["hangup", "ttyS1"], Some((nobody, users, vec![]))).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hung up ttyS1\n");
-    let out = cli_async(&path, &["up", "ttyS1"], Some((nobody, nobody, vec![users]))).await;
+    let out = cli_async(
+        &path,
+        &["up", "--no-wait", "ttyS1"],
+        Some((nobody, nobody, vec![users])),
+    )
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "brought up ttyS1\n");
     // A non-member is refused at the socket, and (socket loosened) by the server.

@@ -80,6 +80,9 @@ pub enum Action {
     Echo(Vec<u8>),
     /// A `chat -v` style log line; secrets already replaced by `??????`.
     Log(String),
+    /// A whole line the modem sent (`OK`, `CONNECT 57600`, its echo of our command), trimmed,
+    /// secrets replaced; for showing progress. At most as many as are logged.
+    Heard(String),
 }
 
 /// The end of a script run.
@@ -693,7 +696,12 @@ impl ChatEngine {
             let line = std::mem::take(&mut self.log_line);
             self.text_lines += 1;
             if self.text_lines <= MAX_TEXT_LOG_LINES {
-                self.log(visible(&line));
+                let shown = self.scrub(visible(&line));
+                let heard = shown.trim();
+                if !heard.is_empty() {
+                    self.actions.push_back(Action::Heard(heard.to_string()));
+                }
+                self.actions.push_back(Action::Log(shown));
             } else if self.text_lines == MAX_TEXT_LOG_LINES + 1 {
                 self.log(format!(
                     "(more than {MAX_TEXT_LOG_LINES} lines received: the rest is not logged)"
@@ -703,14 +711,20 @@ impl ChatEngine {
     }
 
     /// Queues a log line with every secret value scrubbed out.
-    fn log(&mut self, mut line: String) {
+    fn log(&mut self, line: String) {
+        let line = self.scrub(line);
+        self.actions.push_back(Action::Log(line));
+    }
+
+    /// `line` with every secret value replaced by `??????`.
+    fn scrub(&self, mut line: String) -> String {
         for secret in &self.secrets {
             let secret = String::from_utf8_lossy(secret);
             if line.contains(secret.as_ref()) {
                 line = line.replace(secret.as_ref(), REDACTED);
             }
         }
-        self.actions.push_back(Action::Log(line));
+        line
     }
 }
 
@@ -824,6 +838,41 @@ mod tests {
         }
         r.input(b"OK\r\n");
         assert!(r.success().leftover.len() <= MAX_PENDING_INPUT);
+    }
+
+    /// The modem's whole lines come out as `Heard`, in order, trimmed, secrets replaced,
+    /// for the progress view of `up`.
+    #[test]
+    fn heard_lines_for_progress() {
+        let mut r = Run::new(HAYES, dial_options());
+        r.input(b"ATZ\r\r\nOK\r\n");
+        r.input(b"ATDT5551234\r\r\nCONNECT 57600\r\n");
+        let heard: Vec<String> = r
+            .others
+            .iter()
+            .filter_map(|a| match a {
+                Action::Heard(l) => Some(l.clone()),
+                _ => None,
+            })
+            .collect();
+        // The script ends at CONNECT: the whole connect line is the outcome's.
+        assert_eq!(heard, ["ATZ", "OK", "ATDT5551234", "CONNECT"]);
+        assert_eq!(r.success().connect.as_deref(), Some("CONNECT 57600"));
+
+        let mut r = Run::new(
+            "'' ATZ OK 'ATDT\\U' CONNECT",
+            ChatOptions {
+                phone2: Some("s3cret".into()),
+                ..ChatOptions::default()
+            },
+        );
+        r.input(b"OK\r\nATDTs3cret\r\n");
+        assert!(
+            r.others
+                .iter()
+                .any(|a| *a == Action::Heard(format!("ATDT{REDACTED}")))
+        );
+        assert!(!format!("{:?}", r.others).contains("s3cret"));
     }
 
     /// Hardening: a modem sending an endless line does not fill the log.

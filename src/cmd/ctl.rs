@@ -1,5 +1,6 @@
-//! The subcommands that talk to a running daemon over its control socket: `up`, `hangup` and
-//! `reload` here; `status` and `watch` in their own modules. They share the socket options
+//! The subcommands that talk to a running daemon over its control socket: `hangup` and
+//! `reload` here; `up`/`down` (which also start and stop it), `status` and `watch` in their
+//! own modules. They share the socket options
 //! ([`SocketArgs`]), the exit codes ([`exit`]) and the handling of status reports
 //! ([`status_report`], [`print_report`]).
 
@@ -204,16 +205,6 @@ pub async fn simple(socket: &Path, request: Request) -> i32 {
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES_HELP)]
-pub struct UpArgs {
-    /// Lines to bring up (their names in the configuration); none: every enabled line.
-    #[arg(value_name = "LINE")]
-    pub lines: Vec<String>,
-    #[command(flatten)]
-    pub socket: SocketArgs,
-}
-
-#[derive(Debug, clap::Args)]
-#[command(after_help = EXIT_CODES_HELP)]
 pub struct HangupArgs {
     /// Lines to hang up and keep down until `up`.
     #[arg(value_name = "LINE", required = true)]
@@ -227,13 +218,6 @@ pub struct HangupArgs {
 pub struct ReloadArgs {
     #[command(flatten)]
     pub socket: SocketArgs,
-}
-
-pub async fn up(args: UpArgs) -> i32 {
-    match socket_or_exit(&args.socket) {
-        Ok(socket) => simple(&socket, Request::Up { lines: args.lines }).await,
-        Err(code) => code,
-    }
 }
 
 pub async fn hangup(args: HangupArgs) -> i32 {

@@ -10,10 +10,12 @@ pub mod control_test_server;
 pub mod ctl;
 pub mod daemon;
 pub mod demo;
+pub mod logging;
 pub mod monitor;
 pub mod probe;
 pub mod simulate;
 pub mod status;
+pub mod up;
 pub mod watch;
 
 use std::path::PathBuf;

@@ -14,6 +14,7 @@ use super::{DaemonSection, defaults, limits};
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDaemon {
     log_level: Option<Spanned<String>>,
+    log_file: Option<PathBuf>,
     lock_dir: Option<PathBuf>,
     secrets: Option<PathBuf>,
     resolv_conf: Option<PathBuf>,
@@ -43,6 +44,11 @@ pub(super) fn parse(
                 l.get_ref().clone()
             }
         },
+        log_file: resolve(
+            d.log_file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(defaults::LOG_FILE)),
+        ),
         lock_dir: resolve(
             d.lock_dir
                 .clone()
@@ -109,6 +115,16 @@ pub fn log_level_from(text: &str) -> Option<String> {
         .get("log_level")?
         .as_str()
         .map(str::to_string)
+}
+
+/// `[daemon] log_file` of a configuration file's text, read on its own like `log_level`.
+pub fn log_file_from(text: &str) -> Option<PathBuf> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    table
+        .get("daemon")?
+        .get("log_file")?
+        .as_str()
+        .map(PathBuf::from)
 }
 
 /// A hook must be an executable regular file.

@@ -26,7 +26,7 @@ use crate::serial::FlowControl;
 
 pub use balancer::{MAX_RULE_BASE, MAX_TABLE_BASE, MIN_TABLE_BASE};
 pub use check::{LineSetup, Loaded, load, load_checked};
-pub use daemon::{LOG_LEVELS, check_log_filter, log_level_from};
+pub use daemon::{LOG_LEVELS, check_log_filter, log_file_from, log_level_from};
 pub use secrets::{SecretsError, SecretsFile};
 pub use track::MAX_TARGETS;
 
@@ -110,6 +110,8 @@ pub struct ControlSection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonSection {
     pub log_level: String,
+    /// Where a daemon that `up` started logs when there is no journal.
+    pub log_file: PathBuf,
     pub lock_dir: PathBuf,
     pub secrets: Option<PathBuf>,
     pub resolv_conf: PathBuf,
@@ -190,6 +192,7 @@ pub mod defaults {
     pub const SOCKET: &str = "/run/eqlplus-dialer/control.sock";
     pub const RESOLV_CONF: &str = "/run/eqlplus-dialer/resolv.conf";
     pub const LOG_LEVEL: &str = "info";
+    pub const LOG_FILE: &str = "/var/log/eqlplus-dialer.log";
     pub const BAUD: u32 = 115_200;
     pub const STICKY_HOLD_SECS: f64 = 600.0;
     pub const HOOK_TIMEOUT_SECS: f64 = 30.0;

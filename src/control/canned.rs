@@ -122,6 +122,7 @@ impl CannedHandler {
                 .filter(|l| line.is_none_or(|n| n == l.name))
                 .cloned()
                 .collect(),
+            daemon: None,
         })
     }
 
@@ -196,6 +197,9 @@ impl ControlHandler for CannedHandler {
             }
             Request::Subscribe { .. } => Response::Error {
                 message: "subscribe is handled by the server".into(),
+            },
+            Request::Shutdown => Response::Error {
+                message: "the canned server does not stop on request".into(),
             },
         }
     }

@@ -12,7 +12,7 @@ mod slots;
 
 pub use client::{Client, ClientError, Subscription};
 pub use protocol::{
-    AdminState, Envelope, Internet, LineState, LineStatus, PROTOCOL_VERSION, Policy, Request,
-    Response, StatusReport, TrackStatus,
+    AdminState, DaemonInfo, Envelope, Internet, LineState, LineStatus, PROTOCOL_VERSION, Policy,
+    Request, Response, StartedBy, StatusReport, TrackStatus,
 };
 pub use server::{ControlHandler, ControlServer, ServerOptions, serve, serve_with};

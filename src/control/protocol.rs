@@ -47,6 +47,8 @@ pub enum Request {
         #[serde(default = "default_interval_ms")]
         interval_ms: u64,
     },
+    /// Hang every line up and exit (as on SIGTERM): `down` for a daemon that `up` started.
+    Shutdown,
 }
 
 fn default_interval_ms() -> u64 {
@@ -72,6 +74,30 @@ pub struct StatusReport {
     pub time: f64,
     pub policy: Policy,
     pub lines: Vec<LineStatus>,
+    /// The daemon itself (absent in reports of daemons before 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
+}
+
+/// The daemon that answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    /// Who started it; `down` stops a daemon that `up` started.
+    pub started_by: StartedBy,
+}
+
+/// Who started the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartedBy {
+    /// systemd (the service).
+    Systemd,
+    /// `eqlplus-dialer up`, as a background daemon of its own.
+    Up,
+    /// Someone ran `eqlplus-dialer daemon` (in a terminal, a script, a test).
+    Hand,
 }
 
 /// One line's state.
@@ -115,6 +141,10 @@ pub struct LineStatus {
     /// Upstream tracking, for a tracked line whose link is up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub track: Option<TrackStatus>,
+    /// What the line is doing within its state: the modem's latest answer while chatting
+    /// (`OK`, `CONNECT 57600`), the PPP phase (`LCP`, `authenticating`, `IPCP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {

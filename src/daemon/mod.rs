@@ -11,15 +11,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
+
+use crate::control::{DaemonInfo, StartedBy};
 
 pub use supervisor::{SharedSupervisor, Supervisor};
 
 /// How often traffic counters are sampled for rates.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until SIGTERM/SIGINT. Returns the process exit code.
-pub async fn run(config_path: &Path) -> i32 {
+/// Who started this daemon: `up` says so (`daemon --detached`); systemd gives its services
+/// `INVOCATION_ID`; anything else is a daemon run by hand.
+pub fn started_by(detached: bool) -> StartedBy {
+    if detached {
+        StartedBy::Up
+    } else if std::env::var_os("INVOCATION_ID").is_some()
+        || std::env::var_os("NOTIFY_SOCKET").is_some()
+    {
+        StartedBy::Systemd
+    } else {
+        StartedBy::Hand
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT or a `shutdown` request. Returns the process exit
+/// code.
+pub async fn run(config_path: &Path, started_by: StartedBy) -> i32 {
     let loaded = match crate::config::load(config_path) {
         Ok(c) => c,
         Err(problems) => {
@@ -64,10 +81,21 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
     let registry = supervisor.registry();
+    registry.set_daemon(DaemonInfo {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_by,
+    });
     let supervisor = Arc::new(Mutex::new(supervisor));
-    let control = control::serve(listener, supervisor.clone(), registry.clone());
+    let stop = Arc::new(Notify::new());
+    let control = control::serve(listener, supervisor.clone(), registry.clone(), stop.clone());
     notify::notify("READY=1");
     tracing::info!("ready");
+    if started_by == StartedBy::Up {
+        // `up` reads our stderr until now (to show why a start failed); let it go, as
+        // daemon(3) does, so that its end cannot break our writes.
+        detach_stderr();
+    }
     let mut sample = tokio::time::interval(SAMPLE_EVERY);
     let watchdog_every = notify::watchdog_interval().unwrap_or(Duration::from_secs(3600));
     let mut watchdog = tokio::time::interval(watchdog_every);
@@ -78,6 +106,10 @@ pub async fn run(config_path: &Path) -> i32 {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            () = stop.notified() => {
+                tracing::info!("shutdown requested over the control socket");
+                break;
+            }
             _ = hangup.recv() => {
                 if reloading.as_ref().is_some_and(|r| !r.is_finished()) {
                     tracing::info!("SIGHUP: a reload is already under way");
@@ -103,6 +135,19 @@ pub async fn run(config_path: &Path) -> i32 {
     0
 }
 
+/// Points stderr at /dev/null.
+fn detach_stderr() {
+    match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        Ok(null) => {
+            use std::os::fd::AsRawFd;
+            if let Err(e) = nix::unistd::dup2(null.as_raw_fd(), 2) {
+                tracing::warn!("cannot detach stderr: {e}");
+            }
+        }
+        Err(e) => tracing::warn!("cannot open /dev/null: {e}"),
+    }
+}
+
 async fn shutdown(supervisor: SharedSupervisor) {
     supervisor.lock().await.shutdown().await;
 }
@@ -111,6 +156,8 @@ async fn shutdown(supervisor: SharedSupervisor) {
 mod control {
     use std::sync::Arc;
 
+    use tokio::sync::Notify;
+
     use crate::config::Config;
     use crate::control::server::{self, ControlHandler, ControlListener, ControlServer};
     use crate::control::{Request, Response, ServerOptions};
@@ -118,17 +165,25 @@ mod control {
     use super::SharedSupervisor;
     use super::supervisor::LineRegistry;
 
-    /// `reload` goes to the supervisor; everything else is answered from the line registry
-    /// at once, even while a reload waits for lines.
+    /// `reload` goes to the supervisor, `shutdown` to the daemon's main loop; everything else
+    /// is answered from the line registry at once, even while a reload waits for lines.
     struct Handler {
         supervisor: SharedSupervisor,
         registry: LineRegistry,
+        stop: Arc<Notify>,
     }
 
     impl ControlHandler for Handler {
         async fn handle(&self, request: Request) -> Response {
             match request {
                 Request::Reload => self.supervisor.lock().await.reload().await,
+                Request::Shutdown => {
+                    // A stored permit: the main loop stops even if it is busy right now.
+                    self.stop.notify_one();
+                    Response::Ok {
+                        message: "stopping: hanging up every line".into(),
+                    }
+                }
                 other => self.registry.handle(other),
             }
         }
@@ -147,10 +202,12 @@ mod control {
         listener: ControlListener,
         supervisor: SharedSupervisor,
         registry: LineRegistry,
+        stop: Arc<Notify>,
     ) -> ControlServer {
         listener.serve(Arc::new(Handler {
             supervisor,
             registry,
+            stop,
         }))
     }
 }

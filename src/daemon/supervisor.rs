@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::balancer::actor::BalancerHandle;
 use crate::balancer::{Balancer, BalancerConfig};
 use crate::config::{Config, LineConfig, LineSetup, Loaded};
-use crate::control::{LineStatus, Request, Response, StatusReport};
+use crate::control::{DaemonInfo, LineStatus, Request, Response, StatusReport};
 use crate::link::hooks::Hooks;
 use crate::link::{LineCommand, LineContext, LineShared, run_line};
 use crate::net::Netlink;
@@ -50,6 +50,8 @@ pub struct LineRegistry {
 struct Registry {
     policy: crate::balancer::Policy,
     lines: BTreeMap<String, LineEntry>,
+    /// Who this daemon is, for the reports.
+    daemon: Option<DaemonInfo>,
 }
 
 /// Traffic rates from the last two samples.
@@ -322,6 +324,11 @@ impl LineRegistry {
         self.lock().lines.keys().cloned().collect()
     }
 
+    /// Who this daemon is, shown in every report from now on.
+    pub fn set_daemon(&self, info: DaemonInfo) {
+        self.lock().daemon = Some(info);
+    }
+
     /// Answers `status`, `subscribe`, `up` and `hangup` (never waits).
     pub fn handle(&self, request: Request) -> Response {
         match request {
@@ -344,6 +351,9 @@ impl LineRegistry {
             Request::Subscribe { .. } => Response::Status(self.status(None)),
             Request::Reload => Response::Error {
                 message: "reload is the supervisor's".into(),
+            },
+            Request::Shutdown => Response::Error {
+                message: "shutdown is the daemon's".into(),
             },
         }
     }
@@ -467,6 +477,7 @@ impl LineRegistry {
                         .shared
                         .track()
                         .map(|t| super::wire::track_status(&t, Instant::now())),
+                    detail: i.detail.clone(),
                 }
             })
             .collect();
@@ -474,6 +485,7 @@ impl LineRegistry {
             time: epoch(SystemTime::now()),
             policy: registry.policy.into(),
             lines,
+            daemon: registry.daemon.clone(),
         }
     }
 }

@@ -267,16 +267,17 @@ impl Line {
                 } else {
                     None
                 };
+            // Structured: the journal has LINE (the span), STATE, FROM and REASON fields.
             match reason {
                 Some(e) => tracing::info!(
                     from = before.as_str(),
-                    to = m.state().as_str(),
+                    state = m.state().as_str(),
                     reason = e,
                     "line state"
                 ),
                 None => tracing::info!(
                     from = before.as_str(),
-                    to = m.state().as_str(),
+                    state = m.state().as_str(),
                     "line state"
                 ),
             }
@@ -399,6 +400,9 @@ impl Line {
                         tracing::warn!("authentication failed: {reason}");
                     }
                     Some(Event::EchoRtt { rtt }) => self.ctx.shared.edit(|i| i.lcp_rtt = Some(rtt)),
+                    Some(Event::Phase(phase)) => {
+                        self.ctx.shared.edit(|i| i.detail = phase_label(phase).map(str::to_string));
+                    }
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
                 },
@@ -683,10 +687,11 @@ async fn chat(
         return (LineEvent::Connected, Vec::new());
     };
     let mut engine = ChatEngine::new(script, options, Instant::now());
-    let mut show = |a: &crate::chat::Action| {
-        if let crate::chat::Action::Log(l) = a {
-            tracing::debug!("chat: {l}");
-        }
+    let mut show = |a: &crate::chat::Action| match a {
+        crate::chat::Action::Log(l) => tracing::debug!("chat: {l}"),
+        // The modem's latest answer, for `up`'s progress and `status`.
+        crate::chat::Action::Heard(l) => shared.edit(|i| i.detail = Some(l.clone())),
+        _ => {}
     };
     match run_chat(port, &mut engine, &mut show).await {
         Outcome::Success(s) => {
@@ -723,6 +728,18 @@ fn ppp_failure(reason: &DownReason, carrier_lost: bool, was_up: bool) -> (String
         Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
         None if was_up => (reason.to_string(), FailureKind::Transient),
         None => (reason.to_string(), FailureKind::Other),
+    }
+}
+
+/// A PPP phase in the words `status` and `up` show.
+fn phase_label(phase: crate::ppp::Phase) -> Option<&'static str> {
+    use crate::ppp::Phase;
+    match phase {
+        Phase::Dead => None,
+        Phase::Establish => Some("LCP"),
+        Phase::Authenticate => Some("authenticating"),
+        Phase::Network => Some("IPCP"),
+        Phase::Terminate => Some("terminating"),
     }
 }
 

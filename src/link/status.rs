@@ -27,6 +27,9 @@ pub struct LineInfo {
     pub next_attempt: Option<SystemTime>,
     /// The smoothed LCP echo round trip, while PPP is up.
     pub lcp_rtt: Option<std::time::Duration>,
+    /// What the line is doing within its state, in the modem's or PPP's words (the modem's
+    /// latest line while chatting, the PPP phase); cleared when the state changes.
+    pub detail: Option<String>,
 }
 
 impl Default for LineInfo {
@@ -44,6 +47,7 @@ impl Default for LineInfo {
             last_error: None,
             next_attempt: None,
             lcp_rtt: None,
+            detail: None,
         }
     }
 }
@@ -91,6 +95,9 @@ impl LineShared {
     /// Updates the facts that follow from the state machine.
     pub fn update_from(&self, m: &LineMachine) {
         let mut i = self.lock();
+        if i.state != m.state() {
+            i.detail = None;
+        }
         i.state = m.state();
         i.since = wall(m.since());
         i.admin_up = m.admin_up();

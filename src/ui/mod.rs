@@ -7,5 +7,6 @@
 mod fixtures;
 pub mod format;
 pub mod monitor;
+pub mod progress;
 pub mod status_view;
 pub mod terminal;

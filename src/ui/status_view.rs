@@ -272,6 +272,7 @@ mod tests {
 
     fn sample() -> StatusReport {
         StatusReport {
+            daemon: None,
             time: 1000.0,
             policy: Policy::Weighted,
             lines: vec![
@@ -373,6 +374,7 @@ ttyUSB0  holdoff (next 8s)     4s  -          -          -                      
     #[test]
     fn one_line_per_report() {
         let report = StatusReport {
+            daemon: None,
             time: 0.0,
             policy: Policy::Weighted,
             lines: vec![

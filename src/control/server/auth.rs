@@ -154,6 +154,7 @@ pub(super) fn command_name(request: &Request) -> &'static str {
         Request::Status { .. } => "status",
         Request::Reload => "reload",
         Request::Subscribe { .. } => "subscribe",
+        Request::Shutdown => "shutdown",
     }
 }
 

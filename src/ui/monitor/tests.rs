@@ -43,6 +43,7 @@ fn up_line(name: &str, n: u8, speed: u32, rx: f64, share: f64) -> LineStatus {
 
 fn sample() -> StatusReport {
     StatusReport {
+        daemon: None,
         time: 1000.0,
         policy: Policy::Weighted,
         lines: vec![
@@ -401,6 +402,7 @@ fn short_terminal_gets_one_row_per_line() {
 #[test]
 fn many_lines_scroll_with_the_selection() {
     let report = StatusReport {
+        daemon: None,
         time: 0.0,
         policy: Policy::RoundRobin,
         lines: (0..20)
@@ -445,6 +447,7 @@ fn before_the_first_report_and_without_lines() {
     assert_eq!(s.message().unwrap().text, "no line selected");
     assert_eq!(s.handle_key(ch('j')), Effect::None);
     s.on_report(StatusReport {
+        daemon: None,
         time: 5.0,
         policy: Policy::default(),
         lines: vec![],
@@ -494,6 +497,7 @@ fn odd_report() -> StatusReport {
         ..LineStatus::default()
     };
     StatusReport {
+        daemon: None,
         time: f64::NAN,
         policy: Policy::Other("p".repeat(300)),
         lines: vec![
@@ -614,6 +618,7 @@ proptest::proptest! {
             [LineState::Up, LineState::Down, LineState::Holdoff, LineState::DialChat];
         const KEYS: [char; 9] = ['j', 'k', 'h', 'u', 'y', 'n', 'G', 'g', 'x'];
         let report = StatusReport {
+            daemon: None,
             time: lines.first().map_or(0.0, |l| l.0),
             policy: Policy::Weighted,
             lines: lines
