@@ -872,7 +872,10 @@ fn socket_path_from_the_configuration_file() {
 
 #[test]
 fn help_completions_and_man_page() {
-    let out = Command::new(BIN).args(["hangup", "--help"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["hangup", "--help"])
+        .output()
+        .unwrap();
     let help = text(&out.stdout);
     assert!(help.contains("Exit status:"), "{help}");
     assert!(help.contains("3  the daemon is not running"), "{help}");

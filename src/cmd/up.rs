@@ -405,12 +405,18 @@ pub async fn down(args: DownArgs) -> i32 {
                 Ok(_) => {}
                 Err(e) => return ctl::report_error(&e),
             }
-            stopped(&socket, deadline, &format!("the daemon (pid {pid})")).await
+            stopped(
+                &socket,
+                deadline,
+                &format!("the daemon (pid {pid})"),
+                Some(pid),
+            )
+            .await
         }
         Some(StartedBy::Systemd) if !systemd_unit_enabled().await => {
             say(&format!("stopping the service: systemctl stop {UNIT}"));
             match systemctl(&["stop", UNIT]).await {
-                Ok(_) => stopped(&socket, deadline, "the service").await,
+                Ok(_) => stopped(&socket, deadline, "the service", None).await,
                 Err(e) => {
                     eprintln!("eqlplus-dialer: {e}");
                     exit::REFUSED
@@ -445,11 +451,12 @@ pub async fn down(args: DownArgs) -> i32 {
     }
 }
 
-/// Waits until nothing answers on `socket` any more.
-async fn stopped(socket: &Path, deadline: Instant, what: &str) -> i32 {
+/// Waits until nothing answers on `socket` any more and the process `pid` (if known) has
+/// exited: the socket goes first, then the lines hang up and the kernel state goes.
+async fn stopped(socket: &Path, deadline: Instant, what: &str, pid: Option<u32>) -> i32 {
     loop {
         match client::request(socket, Request::Status { line: None }).await {
-            Err(ClientError::NotRunning { .. }) => {
+            Err(ClientError::NotRunning { .. }) if pid.is_none_or(process_gone) => {
                 say(&format!("{what} stopped"));
                 return exit::OK;
             }
@@ -459,6 +466,18 @@ async fn stopped(socket: &Path, deadline: Instant, what: &str) -> i32 {
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
+    }
+}
+
+/// Whether process `pid` has exited (no such process, or a zombie nobody reaped yet).
+fn process_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state is the first field after the command name's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| matches!(state, 'Z' | 'X')),
     }
 }
 

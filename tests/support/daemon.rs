@@ -100,8 +100,9 @@ impl World {
         // Round-robin: this test counts an exact share of sequential connections; the default
         // (least-loaded) is checked by the demo test and tests/balancer_netns.rs.
         let mut text = format!(
-            "[balancer]\npolicy = \"round-robin\"\n[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
+            "[balancer]\npolicy = \"round-robin\"\n[control]\nsocket = \"{}\"\n[daemon]\nlog_file = \"{}\"\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\nip_up = \"{}\"\n",
             self.socket(),
+            self.path("detached.log").display(),
             self.path("locks").display(),
             self.path("resolv.conf").display(),
             self.path("ip-up").display(),
