@@ -80,6 +80,9 @@ pub enum Action {
     Echo(Vec<u8>),
     /// A `chat -v` style log line; secrets already replaced by `??????`.
     Log(String),
+    /// A command sent to the modem (`ATDT5551234`), as the log shows it (secrets replaced);
+    /// for showing progress.
+    Sent(String),
     /// A whole line the modem sent (`OK`, `CONNECT 57600`, its echo of our command), trimmed,
     /// secrets replaced; for showing progress. At most as many as are logged.
     Heard(String),
@@ -186,6 +189,8 @@ pub struct ChatEngine {
     matched: Vec<u8>,
     /// Received text of the current line, for the verbose log.
     log_line: Vec<u8>,
+    /// How much of `log_line` was already heard (at a CR), so it is not heard again.
+    heard_len: usize,
     /// Lines of received text logged so far (at most [`MAX_TEXT_LOG_LINES`]).
     text_lines: usize,
     /// Pieces of the send in progress.
@@ -229,6 +234,7 @@ impl ChatEngine {
             input: VecDeque::new(),
             matched: Vec::new(),
             log_line: Vec::new(),
+            heard_len: 0,
             text_lines: 0,
             sending: VecDeque::new(),
             sleep_until: None,
@@ -497,6 +503,12 @@ impl ChatEngine {
                 .collect()
         };
         self.log(format!("send ({shown})"));
+        // What the modem is being told, without the trailing CR (`^M`) and escapes.
+        let command = self.scrub(shown.replace("^M", " "));
+        let command = command.trim();
+        if !command.is_empty() {
+            self.actions.push_back(Action::Sent(command.to_string()));
+        }
         self.sending.extend(spec.pieces.iter().cloned());
     }
 
@@ -582,7 +594,9 @@ impl ChatEngine {
         }
         match c {
             b'\n' => self.flush_log_line(),
-            b'\r' => {}
+            // A modem echoes a command with CR only; the line is logged at the LF that comes
+            // with the answer, but heard now (`dialing: ATDT5551234` while the call is made).
+            b'\r' => self.hear_partial_line(),
             _ => {
                 self.log_line.push(c);
                 if self.log_line.len() >= 80 {
@@ -691,14 +705,26 @@ impl ChatEngine {
         self.outcome = Some(Outcome::Failure(failure));
     }
 
+    fn hear_partial_line(&mut self) {
+        if self.log_line.len() > self.heard_len && self.text_lines < MAX_TEXT_LOG_LINES {
+            self.heard_len = self.log_line.len();
+            let shown = self.scrub(visible(&self.log_line));
+            let heard = shown.trim();
+            if !heard.is_empty() {
+                self.actions.push_back(Action::Heard(heard.to_string()));
+            }
+        }
+    }
+
     fn flush_log_line(&mut self) {
         if !self.log_line.is_empty() {
             let line = std::mem::take(&mut self.log_line);
+            let heard_already = std::mem::take(&mut self.heard_len) == line.len();
             self.text_lines += 1;
             if self.text_lines <= MAX_TEXT_LOG_LINES {
                 let shown = self.scrub(visible(&line));
                 let heard = shown.trim();
-                if !heard.is_empty() {
+                if !heard.is_empty() && !heard_already {
                     self.actions.push_back(Action::Heard(heard.to_string()));
                 }
                 self.actions.push_back(Action::Log(shown));
@@ -846,7 +872,14 @@ mod tests {
     fn heard_lines_for_progress() {
         let mut r = Run::new(HAYES, dial_options());
         r.input(b"ATZ\r\r\nOK\r\n");
-        r.input(b"ATDT5551234\r\r\nCONNECT 57600\r\n");
+        assert!(r.others.contains(&Action::Sent("ATDT5551234".into())));
+        r.input(b"ATDT5551234\r");
+        assert_eq!(
+            r.others.last(),
+            Some(&Action::Heard("ATDT5551234".into())),
+            "a command's echo is heard at its CR"
+        );
+        r.input(b"\r\nCONNECT 57600\r\n");
         let heard: Vec<String> = r
             .others
             .iter()

@@ -690,7 +690,9 @@ async fn chat(
     let mut show = |a: &crate::chat::Action| match a {
         crate::chat::Action::Log(l) => tracing::debug!("chat: {l}"),
         // The modem's latest answer, for `up`'s progress and `status`.
-        crate::chat::Action::Heard(l) => shared.edit(|i| i.detail = Some(l.clone())),
+        crate::chat::Action::Heard(l) | crate::chat::Action::Sent(l) => {
+            shared.edit(|i| i.detail = Some(l.clone()));
+        }
         _ => {}
     };
     match run_chat(port, &mut engine, &mut show).await {
