@@ -239,3 +239,55 @@ fn up_redraws_its_rows_in_place_in_a_terminal() {
     assert_eq!(everything.matches("ttyS1 ").count(), 1, "{everything}");
     drop(tmux);
 }
+
+#[test]
+fn two_ups_at_once_start_one_daemon() {
+    if !require_root("two_ups_at_once_start_one_daemon") {
+        return;
+    }
+    let world = World::new(&[connect()], &[]);
+    world.write_config(&["5551001"], &[None], "");
+    let _stopper = Stopper(&world);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| run(&world, &["up"]));
+        let b = s.spawn(|| run(&world, &["up"]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    eprintln!(
+        "first:\n{}{}second:\n{}{}",
+        text(&a.stdout),
+        text(&a.stderr),
+        text(&b.stdout),
+        text(&b.stderr)
+    );
+    for out in [&a, &b] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stdout).ends_with("1 line up\n"),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+    let pids = Command::new("pgrep")
+        .args([
+            "-f",
+            &format!(
+                "daemon --config {}",
+                world.path("eqlplus-dialer.toml").display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&pids.stdout).lines().count(),
+        1,
+        "one daemon: {}",
+        text(&pids.stdout)
+    );
+}

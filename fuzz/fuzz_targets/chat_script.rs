@@ -31,10 +31,11 @@ fn drain(engine: &mut ChatEngine, check_secret: bool) {
             Action::Write(bytes) | Action::Echo(bytes) => {
                 let _ = visible(&bytes);
             }
-            Action::Log(line) => {
+            // What `status` shows (Sent, Heard) must not leak the secret either.
+            Action::Log(line) | Action::Sent(line) | Action::Heard(line) => {
                 assert!(
                     !check_secret || !line.contains(SECRET),
-                    "secret in log: {line}"
+                    "secret in log or status: {line}"
                 )
             }
             Action::Break | Action::Say(_) => {}

@@ -24,6 +24,10 @@ const UNIT: &str = "eqlplus-dialer.service";
 /// How long a daemon `up` started may take to answer on its socket.
 const START_BOUND: Duration = Duration::from_secs(20);
 
+/// How long a daemon started at the same time by another `up` may take to answer, after ours
+/// stopped because that one holds the instance lock.
+const RACE_GRACE: Duration = Duration::from_secs(3);
+
 /// How long `systemctl start`/`stop` may take (the unit's TimeoutStopSec is 45 s).
 const SYSTEMCTL_BOUND: Duration = Duration::from_secs(90);
 
@@ -230,6 +234,11 @@ async fn wait_ready(socket: &Path, mut child: Option<&mut std::process::Child>) 
         if let Some(child) = child.as_deref_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
+            // Two `up`s at once: the other one's daemon took the instance lock and ours
+            // stopped; that one answers shortly.
+            if answers_within(socket, RACE_GRACE).await {
+                return Ok(());
+            }
             eprintln!("eqlplus-dialer: the daemon did not start ({status}):");
             return Err(exit::TROUBLE);
         }
@@ -240,6 +249,23 @@ async fn wait_ready(socket: &Path, mut child: Option<&mut std::process::Child>) 
                 START_BOUND.as_secs()
             );
             return Err(exit::TROUBLE);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a daemon answers on `socket` within `bound`.
+async fn answers_within(socket: &Path, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    loop {
+        if client::request(socket, Request::Status { line: None })
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
