@@ -153,6 +153,7 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
                 or_dash(l.admin.as_str())
             ),
         ),
+        ("doing", opt(l.detail.as_deref())),
         ("local", opt(l.local)),
         ("peer", opt(l.peer)),
         ("dns", addresses(&l.dns)),
