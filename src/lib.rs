@@ -10,6 +10,7 @@
 #![warn(unreachable_pub)]
 
 pub mod balancer;
+pub mod cellular;
 pub mod chat;
 pub mod cmd;
 pub mod config;
