@@ -1,10 +1,12 @@
 //! One modem line end to end: its life as a sans-IO state machine ([`machine`]), the redial
-//! policy ([`redial`]), the async driver that carries the steps out ([`driver`]), the status it
+//! policy ([`redial`]), the recovery ladder for a modem that stays broken ([`recovery`]), the
+//! async driver that carries the steps out ([`driver`]), the status it
 //! shares ([`status`]) and the pppd-style hooks ([`hooks`]).
 
 pub mod driver;
 pub mod hooks;
 pub mod machine;
+pub mod recovery;
 pub mod redial;
 pub mod status;
 pub mod track;
