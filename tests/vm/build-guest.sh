@@ -35,6 +35,8 @@ KVER=$(ls -1 "$R/lib/modules" | head -n 1)
 }
 cp "$R/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 cp "$R/boot/initrd.img-$KVER" "$OUT/initrd.img"
+# QEMU boots the kernel directly (-kernel/-initrd): the guest needs no copy in /boot.
+rm -rf "${R:?}"/boot/*
 
 # The guest: one disk, no network card, a serial console; nothing but systemd's own units and
 # the ones a run installs.
