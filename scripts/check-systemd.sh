@@ -5,7 +5,7 @@
 #   Documentation=man:eqlplus-dialer(8) really resolves);
 # - any output at all is a failure: systemd-analyze only warns, and exits 0, about unknown
 #   keys, misspelt values and device names it cannot parse;
-# - `security --offline` must keep the exposure level at 4.0 or below (it is 2.9).
+# - `security --offline` must keep the exposure level at 4.0 or below (it is 3.0).
 # As root it installs systemd-analyze (package systemd) and man (man-db) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -22,3 +22,7 @@ elif [[ "${EQLPLUS_REQUIRE_ROOT:-}" = 1 ]]; then
 else
     echo "soak: skipped (needs root for network namespaces)"
 fi
+# The systemd unit under a real systemd, in a QEMU guest (the guest is built once, a few
+# minutes, and cached under target/vm). Root only: it says it was skipped otherwise, and fails
+# with EQLPLUS_REQUIRE_ROOT=1.
+./tests/vm/systemd-guest.sh
