@@ -22,7 +22,7 @@
 # packages it needs. As non-root it says it was skipped (EQLPLUS_REQUIRE_ROOT=1: fails);
 # where QEMU cannot start at all it says it was skipped and exits 0.
 # Environment: EQLPLUS_VM_DIR (default target/vm), EQLPLUS_VM_SUITE, EQLPLUS_VM_MIRROR
-# (see build-guest.sh), EQLPLUS_VM_JOURNAL_FIELDS=require (the journal must have LINE= fields).
+# (see build-guest.sh).
 # Output of the run (console, far end, results, captured logs): target/vm/run/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -202,7 +202,6 @@ PTY=$(readlink -f "$RUN/modem")
 # pty (the guest sees no DCD there, and its DTR does not reach the modem: the far end learns of
 # a hangup from PPP's Terminate-Request); ttyS2: the checks' results (a file).
 APPEND="root=/dev/vda rw console=ttyS0 panic=-1 eqlvm.slow=$SLOW"
-[[ ${EQLPLUS_VM_JOURNAL_FIELDS:-} = require ]] && APPEND+=" eqlvm.journal_fields=require"
 : >"$RUN/results.log"
 qemu-system-x86_64 -name eqlvm -M pc -accel "$ACCEL" -cpu "$CPU" -smp 2 -m 1024 \
     -nodefaults -no-user-config -display none -vga none -no-reboot \

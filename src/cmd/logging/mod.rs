@@ -1,11 +1,13 @@
-//! Where the log goes: the journal, natively (structured fields `LINE=ttyS1`, `STATE`,
-//! `REASON`, …, so `journalctl -u eqlplus-dialer LINE=ttyS1` works) for a daemon whose stderr
+//! Where the log goes: the journal, natively ([`journal`]: structured fields `LINE=ttyS1`,
+//! `STATE`, `REASON`, …, so `journalctl -u eqlplus-dialer LINE=ttyS1` works) for a daemon whose stderr
 //! systemd connected to the journal, or that `up` started on a machine with a journal; a file
 //! for a daemon `up` started where there is none; stderr, as text, for everything else.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+pub mod journal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -67,19 +69,14 @@ pub fn init(filter: &str, fallback: &str, destination: &Destination) {
     };
     let registry = tracing_subscriber::registry().with(filter);
     match destination {
-        Destination::Journal => match tracing_journald::layer() {
-            // No prefix: a span's `line` field is `LINE`, an event's `reason` `REASON`.
-            Ok(journal) => {
-                return registry
-                    .with(
-                        journal
-                            .with_field_prefix(None)
-                            .with_syslog_identifier("eqlplus-dialer".into()),
-                    )
-                    .init();
+        Destination::Journal => {
+            match journal::JournalLayer::connect(Path::new(JOURNAL_SOCKET), "eqlplus-dialer") {
+                Ok(journal) => return registry.with(journal).init(),
+                Err(e) => {
+                    eprintln!("eqlplus-dialer: cannot log to the journal ({e}); using stderr");
+                }
             }
-            Err(e) => eprintln!("eqlplus-dialer: cannot log to the journal ({e}); using stderr"),
-        },
+        }
         Destination::File(path) => match OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => {
                 return registry
