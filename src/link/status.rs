@@ -163,6 +163,11 @@ pub struct LineTally {
     /// Failures by [`FailureStage`] and [`FailureKind`] (see [`LineTally::failures`]).
     failures: [[u64; 3]; FailureStage::ALL.len()],
     pub dials: DialHistogram,
+    /// Dial attempts after a line's first, for the life of this status (the machine's own
+    /// count starts over when a reload restarts the line).
+    pub redials: u64,
+    /// The machine's count when last seen.
+    machine_redials: u32,
 }
 
 impl LineTally {
@@ -209,6 +214,14 @@ impl LineShared {
 
     /// Updates the facts that follow from the state machine.
     pub fn update_from(&self, m: &LineMachine) {
+        {
+            // A machine counts from 0 (a new one after a reload's restart): only its growth
+            // is added.
+            let mut t = self.tally_lock();
+            let now = m.redials();
+            t.redials += u64::from(now.saturating_sub(t.machine_redials));
+            t.machine_redials = now;
+        }
         let mut i = self.lock();
         i.state = m.state();
         i.since = wall(m.since());
@@ -339,6 +352,44 @@ mod tests {
         assert!(!q.push(vec![0; 20]));
         assert_eq!(shared.queue_figures(), (0, 1), "status: this call's drops");
         assert_eq!(shared.dropped_total(), (2, 100), "metrics: all calls'");
+    }
+
+    #[test]
+    fn redials_carry_on_across_a_new_machine() {
+        use crate::config::RedialConfig;
+        use crate::link::machine::LineEvent;
+        use crate::link::redial::RedialPolicy;
+        let config = RedialConfig {
+            holdoff: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            max_delay: Duration::from_secs(10),
+            max_failures: 0,
+        };
+        let now = std::time::Instant::now();
+        let machine = || LineMachine::new(true, false, RedialPolicy::new(config, 1), now).0;
+        let redial = |m: &mut LineMachine| {
+            m.on(LineEvent::OpenFailed("no such port".into()), now);
+            m.on(LineEvent::TimerFired, now);
+        };
+        let shared = LineShared::default();
+        let mut m = machine();
+        shared.update_from(&m);
+        redial(&mut m);
+        redial(&mut m);
+        shared.update_from(&m);
+        assert_eq!((m.redials(), shared.tally().redials), (2, 2));
+        // A reload restarts the line: a new machine, the same shared status.
+        let mut m = machine();
+        shared.update_from(&m);
+        assert_eq!(shared.tally().redials, 2, "no reset");
+        redial(&mut m);
+        shared.update_from(&m);
+        assert_eq!(shared.tally().redials, 3);
+        assert_eq!(
+            shared.info().redials,
+            1,
+            "status shows the machine's own count"
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub struct Snapshot {
     pub lines: Vec<LineSample>,
 }
 
-/// One line's figures. Counters (`*_bytes`, `*_packets`, `dropped_*`, `redials`, `tally`) only
-/// grow while the daemon runs: calls and redials do not reset them.
+/// One line's figures. Counters (`*_bytes`, `*_packets`, `dropped_*`, `tally`) only grow while
+/// the daemon runs: calls, redials and a reload's restart of the line do not reset them.
 #[derive(Debug, Clone)]
 pub struct LineSample {
     pub name: String,
@@ -51,8 +51,7 @@ pub struct LineSample {
     pub queued_bytes: u64,
     /// This line's share of all lines' traffic over the last second, 0–1.
     pub share: f64,
-    pub redials: u32,
-    /// Failures by stage and kind, dial durations.
+    /// Redials, failures by stage and kind, dial durations.
     pub tally: LineTally,
     /// Smoothed LCP echo round trip, while PPP is up.
     pub lcp_rtt: Option<Duration>,

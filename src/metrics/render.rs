@@ -303,7 +303,7 @@ impl Collector for Scrape {
             "eqlplus_line_redials",
             "Dial attempts after the line's first.",
             None,
-            lines.iter().map(|l| (line(l), u64::from(l.redials))),
+            lines.iter().map(|l| (line(l), l.tally.redials)),
         )?;
         counter(
             &mut enc,

@@ -40,6 +40,8 @@ enum Listener {
 pub struct MetricsListener {
     listener: Listener,
     server: MetricsServer,
+    /// Where, for the log.
+    shown: String,
 }
 
 /// The running endpoint. Dropping it stops accepting, ends the scrapes in progress and removes
@@ -60,8 +62,10 @@ impl MetricsListener {
         match listen {
             MetricsListen::Tcp(addr) => {
                 let l = TcpListener::bind(addr).await.map_err(context)?;
+                let shown = l.local_addr().map_or(listen.to_string(), |a| a.to_string());
                 Ok(MetricsListener {
                     listener: Listener::Tcp(l),
+                    shown,
                     server: MetricsServer {
                         socket: None,
                         task: None,
@@ -90,6 +94,7 @@ impl MetricsListener {
                 Ok(MetricsListener {
                     listener: Listener::Unix(l),
                     server,
+                    shown: listen.to_string(),
                 })
             }
         }
@@ -108,8 +113,10 @@ impl MetricsListener {
         let MetricsListener {
             listener,
             mut server,
+            shown,
         } = self;
         server.task = Some(tokio::spawn(accept_loop(listener, source)));
+        tracing::info!(listen = %shown, "metrics endpoint listening at /metrics");
         server
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::link::redial::FailureKind;
-use crate::link::status::{FailureStage, LineShared};
+use crate::link::status::{FailureStage, LineShared, LineTally};
 use crate::track::Internet;
 
 /// Two lines as a scrape sees them: ttyS1 up and busy, ttyS2 waiting to redial.
@@ -47,8 +47,7 @@ pub(super) fn two_lines() -> Snapshot {
                 dropped_bytes: 4_200,
                 queued_bytes: 1_400,
                 share: 0.75,
-                redials: 1,
-                tally: up.tally(),
+                tally: with_redials(up.tally(), 1),
                 lcp_rtt: Some(Duration::from_millis(142)),
                 track: Some(TrackSnapshot {
                     internet: Internet::Online,
@@ -76,13 +75,17 @@ pub(super) fn two_lines() -> Snapshot {
                 dropped_bytes: 0,
                 queued_bytes: 0,
                 share: 0.25,
-                redials: 4,
-                tally: down.tally(),
+                tally: with_redials(down.tally(), 4),
                 lcp_rtt: None,
                 track: None,
             },
         ],
     }
+}
+
+fn with_redials(mut tally: LineTally, redials: u64) -> LineTally {
+    tally.redials = redials;
+    tally
 }
 
 fn om_number(n: &MetricNumber) -> f64 {
