@@ -516,3 +516,44 @@ async fn scrapes_beyond_the_limit_are_closed_and_stuck_ones_time_out() {
     let reply = scrape_over(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
 }
+
+/// The Grafana dashboard under contrib/ is JSON with a Prometheus data source input, and asks
+/// only for series this endpoint exposes.
+#[test]
+fn the_grafana_dashboard_asks_for_what_is_exposed() {
+    let text = include_str!("../../contrib/grafana/eqlplus-dialer.json");
+    let dashboard: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+    assert_eq!(dashboard["__inputs"][0]["name"], "DS_PROMETHEUS");
+    assert_eq!(dashboard["__inputs"][0]["pluginId"], "prometheus");
+    let exposition = render(&two_lines(), Format::Prometheus);
+    let exposed: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 8);
+    let mut asked = 0;
+    for panel in panels {
+        assert_eq!(
+            panel["datasource"]["uid"], "${DS_PROMETHEUS}",
+            "{}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("eqlplus_"))
+            {
+                assert!(
+                    exposed.contains(name),
+                    "panel {}: {name} is not exposed",
+                    panel["title"]
+                );
+                asked += 1;
+            }
+        }
+    }
+    assert!(asked > 10);
+}
