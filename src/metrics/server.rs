@@ -2,7 +2,7 @@
 //! [`MAX_SCRAPES`] at once (more are closed unanswered, a scraper retries at its next
 //! interval); each connection has [`DEADLINE`] for its request and the whole answer. A scrape
 //! reads the lines' shared status under its short lock and never waits for a line or the
-//! supervisor.
+//! supervisor; the encoding runs on the blocking pool.
 
 use std::io;
 use std::net::SocketAddr;
@@ -236,7 +236,13 @@ pub(super) async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(request) => match request.route {
             Route::Metrics => {
                 let format = Format::from_accept(request.accept.as_deref());
-                let body = render(&source(), format);
+                // The figures are read here (a short lock); encoding them is CPU work that
+                // grows with the lines (255 lines: ~0.9 MB of text), done off the async
+                // threads.
+                let snapshot = source();
+                let body = tokio::task::spawn_blocking(move || render(&snapshot, format))
+                    .await
+                    .map_err(io::Error::other)?;
                 http::response(
                     Status::Ok,
                     format.content_type(),
