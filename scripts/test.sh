@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 . scripts/packages.sh
 ensure_packages procps coreutils iproute2 nftables conntrack tmux
+ensure_promtool
 
 cargo test --locked --all-targets
 cargo test --locked --doc

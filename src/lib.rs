@@ -17,6 +17,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod link;
+pub mod metrics;
 pub mod net;
 pub mod ppp;
 pub mod serial;

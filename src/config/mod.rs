@@ -9,6 +9,7 @@ mod checker;
 mod control;
 mod daemon;
 mod line;
+mod metrics;
 pub mod secrets;
 mod track;
 
@@ -27,6 +28,7 @@ use crate::serial::FlowControl;
 pub use balancer::{MAX_RULE_BASE, MAX_TABLE_BASE, MIN_TABLE_BASE};
 pub use check::{LineSetup, Loaded, load, load_checked};
 pub use daemon::{LOG_LEVELS, check_log_filter, log_file_from, log_level_from};
+pub use metrics::{MetricsListen, MetricsSection};
 pub use secrets::{SecretsError, SecretsFile};
 pub use track::MAX_TARGETS;
 
@@ -88,6 +90,8 @@ pub struct Config {
     pub balancer: BalancerSection,
     pub control: ControlSection,
     pub daemon: DaemonSection,
+    /// The metrics endpoint, if the file has a `[metrics]` section.
+    pub metrics: Option<MetricsSection>,
     pub lines: Vec<LineConfig>,
 }
 
@@ -183,6 +187,7 @@ struct RawConfig {
     daemon: daemon::RawDaemon,
     #[serde(default)]
     track: track::RawTrack,
+    metrics: Option<metrics::RawMetrics>,
     #[serde(default)]
     line: Vec<Spanned<line::RawLine>>,
 }
@@ -203,6 +208,8 @@ pub mod defaults {
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
     pub const ESCAPE_GUARD_SECS: f64 = 1.0;
+    /// `[metrics]` without `listen`: loopback only, the port the issue asked for.
+    pub const METRICS_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9460);
 }
 
 /// Bounds of the options in seconds: above a minimum that keeps timers from spinning, below a
@@ -252,6 +259,10 @@ impl Config {
         let control = control::parse(&mut c, &raw.control, &resolve);
         let daemon = daemon::parse(&mut c, &raw.daemon, &resolve);
         let track = track::parse(&mut c, &raw.track);
+        let metrics = raw
+            .metrics
+            .as_ref()
+            .map(|m| metrics::parse(&mut c, m, &resolve));
         let lines = line::parse(&mut c, &raw.line, &resolve, &track);
         c.finish()?;
         Ok(Config {
@@ -259,6 +270,7 @@ impl Config {
             balancer,
             control,
             daemon,
+            metrics,
             lines,
         })
     }

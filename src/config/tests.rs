@@ -23,6 +23,10 @@ fn shipped_example_is_valid_and_shows_the_defaults() {
     assert_eq!(c.balancer, defaults.balancer);
     assert_eq!(c.control, defaults.control);
     assert_eq!(c.daemon, defaults.daemon);
+    assert_eq!(
+        c.metrics, None,
+        "the example's [metrics] is commented out: opt-in"
+    );
 }
 
 #[test]
@@ -491,4 +495,67 @@ fn bad_tracking_options_name_the_option() {
     assert_eq!(e.option, "line[1].tier");
     let e = one_error("[track]\nsometimes = true\n");
     assert!(e.message.contains("sometimes"), "{e}");
+}
+
+#[test]
+fn metrics_are_opt_in_and_listen_where_told() {
+    let line = "[[line]]\ndevice = \"/dev/ttyS1\"\n";
+    assert_eq!(parse(line).unwrap().metrics, None);
+    let listen = |text: &str| {
+        parse(&format!("{text}{line}"))
+            .unwrap()
+            .metrics
+            .unwrap()
+            .listen
+    };
+    assert_eq!(
+        listen("[metrics]\n"),
+        MetricsListen::Tcp("127.0.0.1:9460".parse().unwrap())
+    );
+    assert_eq!(
+        listen("[metrics]\nlisten = \"[::1]:9100\"\n"),
+        MetricsListen::Tcp("[::1]:9100".parse().unwrap())
+    );
+    assert_eq!(
+        listen("[metrics]\nlisten = \"unix:/run/eqlplus-dialer/metrics.sock\"\n"),
+        MetricsListen::Unix("/run/eqlplus-dialer/metrics.sock".into())
+    );
+    assert_eq!(
+        listen("[metrics]\nlisten = \"/run/m.sock\"\n"),
+        MetricsListen::Unix("/run/m.sock".into())
+    );
+    assert_eq!(
+        listen("[metrics]\nlisten = \"unix:m.sock\"\n"),
+        MetricsListen::Unix("/etc/eqlplus-dialer/m.sock".into()),
+        "relative to the file, as every path"
+    );
+    for bad in [
+        "localhost:9460",
+        "127.0.0.1",
+        "127.0.0.1:0",
+        "127.0.0.1:99999",
+        "unix:",
+        "",
+    ] {
+        let e = one_error(&format!("# metrics\n[metrics]\nlisten = \"{bad}\"\n{line}"));
+        assert_eq!(
+            (e.option.as_str(), e.line),
+            ("metrics.listen", 3),
+            "{bad}: {e}"
+        );
+        assert!(
+            e.hint.is_some_and(|h| h.contains("127.0.0.1:9460")),
+            "{bad}"
+        );
+    }
+    let long = format!("unix:/{}", "x".repeat(120));
+    let e = one_error(&format!("[metrics]\nlisten = \"{long}\"\n{line}"));
+    assert!(e.message.contains("longer than"), "{e}");
+    let e = one_error(&format!("[metrics]\nport = 9460\n{line}"));
+    assert!(e.message.contains("unknown field"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/etc/eqlplus-dialer/eqlplus-dialer.toml:2:"),
+        "{e}"
+    );
 }

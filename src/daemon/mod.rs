@@ -2,6 +2,7 @@
 //! SIGINT hang every line up and remove all kernel state; SIGHUP reloads the configuration.
 
 pub mod instance;
+mod metrics;
 pub mod notify;
 pub mod supervisor;
 mod wire;
@@ -73,6 +74,14 @@ pub async fn run(config_path: &Path, started_by: StartedBy) -> i32 {
             return 1;
         }
     };
+    // Opt-in; a port in use stops the daemon here, before any line is touched.
+    let metrics = match metrics::bind(&loaded.config).await {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("eqlplus-dialer daemon: {e}");
+            return 1;
+        }
+    };
     let supervisor = match Supervisor::start(loaded).await {
         Ok(s) => s,
         Err(e) => {
@@ -89,6 +98,7 @@ pub async fn run(config_path: &Path, started_by: StartedBy) -> i32 {
     let supervisor = Arc::new(Mutex::new(supervisor));
     let stop = Arc::new(Notify::new());
     let control = control::serve(listener, supervisor.clone(), registry.clone(), stop.clone());
+    let metrics = metrics.map(|m| metrics::serve(m, registry.clone()));
     notify::notify("READY=1");
     tracing::info!("ready");
     if started_by == StartedBy::Up {
@@ -130,6 +140,7 @@ pub async fn run(config_path: &Path, started_by: StartedBy) -> i32 {
     notify::notify("STOPPING=1");
     tracing::info!("stopping: hanging up every line");
     drop(control);
+    drop(metrics);
     shutdown(supervisor).await;
     drop(instance);
     0

@@ -114,14 +114,15 @@ impl Supervisor {
             rng: fastrand::Rng::with_seed(seed),
         };
         for (name, setup) in lines {
-            s.start_line(name, setup);
+            s.start_line(name, setup, None);
         }
         tracing::info!(lines = s.tasks.len(), "supervisor started");
         Ok(s)
     }
 
-    fn start_line(&mut self, name: String, fp: LineSetup) {
-        let shared = Arc::new(LineShared::default());
+    /// Starts a line; `shared` carries on the counters of the line a reload restarts.
+    fn start_line(&mut self, name: String, fp: LineSetup, shared: Option<Arc<LineShared>>) {
+        let shared = shared.unwrap_or_default();
         let d = &self.config.daemon;
         let ctx = LineContext {
             config: fp.config.clone(),
@@ -201,9 +202,13 @@ impl Supervisor {
         if config.balancer != self.config.balancer {
             notes.push("balancer settings change at the next restart".to_string());
         }
+        if config.metrics != self.config.metrics {
+            notes.push("metrics settings change at the next restart".to_string());
+        }
         let old = self.config.clone();
         self.config = Config {
             balancer: old.balancer.clone(),
+            metrics: old.metrics.clone(),
             ..config
         };
         let (mut kept, mut restarted, mut added) = (vec![], vec![], vec![]);
@@ -221,16 +226,19 @@ impl Supervisor {
         // Removed and changed lines hang up together, within one bound (as at shutdown), not
         // one after the other: with many lines, a change to all of them would otherwise take
         // as many hangups in a row.
-        self.stop_lines(removed.iter().chain(&changed).cloned().collect())
+        let mut stopped = self
+            .stop_lines(removed.iter().chain(&changed).cloned().collect())
             .await;
         for (name, fp) in fresh {
             if self.tasks.contains_key(&name) {
                 kept.push(name);
             } else if changed.contains(&name) {
-                self.start_line(name.clone(), fp);
+                // Its counters carry on: metrics counters only go up while the daemon runs.
+                let shared = stopped.remove(&name);
+                self.start_line(name.clone(), fp, shared);
                 restarted.push(name);
             } else {
-                self.start_line(name.clone(), fp);
+                self.start_line(name.clone(), fp, None);
                 added.push(name);
             }
         }
@@ -256,18 +264,24 @@ impl Supervisor {
     }
 
     /// Stops the named lines together, all within one bound; they are gone from the
-    /// supervisor and the registry afterwards.
-    async fn stop_lines(&mut self, names: Vec<String>) {
+    /// supervisor and the registry afterwards. Returns their shared status.
+    async fn stop_lines(&mut self, names: Vec<String>) -> BTreeMap<String, Arc<LineShared>> {
         let deadline = tokio::time::Instant::now() + self.line_stop_bound();
+        let mut shared = BTreeMap::new();
         let stopping: Vec<_> = names
             .into_iter()
             .filter_map(|name| {
                 let task = self.tasks.remove(&name)?;
-                let commands = self.registry.remove(&name);
+                let entry = self.registry.remove(&name);
+                let commands = entry.map(|e| {
+                    shared.insert(name.clone(), e.shared);
+                    e.commands
+                });
                 Some(async move { stop_task(&name, commands, task, deadline).await })
             })
             .collect();
         futures::future::join_all(stopping).await;
+        shared
     }
 
     /// Hangs every line up cleanly, then removes all kernel state. The supervisor has no
@@ -316,8 +330,8 @@ impl LineRegistry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn remove(&self, name: &str) -> Option<mpsc::Sender<LineCommand>> {
-        self.lock().lines.remove(name).map(|l| l.commands)
+    fn remove(&self, name: &str) -> Option<LineEntry> {
+        self.lock().lines.remove(name)
     }
 
     fn names(&self) -> Vec<String> {
@@ -428,14 +442,24 @@ impl LineRegistry {
         }
     }
 
+    /// Each line's configuration, shared status and share of the traffic, read under the
+    /// registry's short lock as `status` reads them, and the policy: for the metrics endpoint.
+    pub(super) fn each_line(
+        &self,
+        mut f: impl FnMut(&str, &LineConfig, &LineShared, f64),
+    ) -> crate::balancer::Policy {
+        let registry = self.lock();
+        let total = registry.total_rate();
+        for (name, l) in &registry.lines {
+            f(name, &l.config, &l.shared, l.rate.share(total));
+        }
+        registry.policy
+    }
+
     /// The status report (all lines, or one).
     pub fn status(&self, only: Option<&str>) -> StatusReport {
         let registry = self.lock();
-        let total: f64 = registry
-            .lines
-            .values()
-            .map(|l| l.rate.rx_rate + l.rate.tx_rate)
-            .sum();
+        let total = registry.total_rate();
         // One line is looked up, not searched for among all of them.
         let chosen: Box<dyn Iterator<Item = (&String, &LineEntry)>> = match only {
             Some(name) => Box::new(registry.lines.get_key_value(name).into_iter()),
@@ -461,11 +485,7 @@ impl LineRegistry {
                     tx_bytes: l.shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
                     rx_rate: l.rate.rx_rate,
                     tx_rate: l.rate.tx_rate,
-                    share: if total > 0.0 {
-                        (l.rate.rx_rate + l.rate.tx_rate) / total
-                    } else {
-                        0.0
-                    },
+                    share: l.rate.share(total),
                     queued_bytes,
                     dropped_packets,
                     redials: i.redials,
@@ -486,6 +506,27 @@ impl LineRegistry {
             policy: registry.policy.into(),
             lines,
             daemon: registry.daemon.clone(),
+        }
+    }
+}
+
+impl Registry {
+    /// All lines' traffic rate together (rx + tx).
+    fn total_rate(&self) -> f64 {
+        self.lines
+            .values()
+            .map(|l| l.rate.rx_rate + l.rate.tx_rate)
+            .sum()
+    }
+}
+
+impl Rate {
+    /// This line's share of `total`.
+    fn share(&self, total: f64) -> f64 {
+        if total > 0.0 {
+            (self.rx_rate + self.tx_rate) / total
+        } else {
+            0.0
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use super::hooks::{HookEvent, HookLink, Hooks};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
 use super::redial::{FailureKind, RedialPolicy};
-use super::status::LineShared;
+use super::status::{FailureStage, LineShared};
 use super::track::{self as tracking, TrackTask};
 use crate::balancer::Enslave;
 use crate::balancer::actor::BalancerHandle;
@@ -79,6 +79,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         shutting_down: false,
         rng,
         hook_tasks: Vec::new(),
+        dial_started: None,
     };
     line.publish(&machine);
     loop {
@@ -119,6 +120,8 @@ struct Line {
     rng: fastrand::Rng,
     /// Hooks started by this line that may still run.
     hook_tasks: Vec<JoinHandle<()>>,
+    /// When the attempt in progress opened the port (its dial duration ends at IP up).
+    dial_started: Option<Instant>,
 }
 
 /// What a command means for the step in progress.
@@ -173,6 +176,7 @@ impl Line {
         let before = m.state();
         let next = match step {
             Step::Open => {
+                self.dial_started = Some(Instant::now());
                 let event = self.open().await;
                 Some(self.feed(m, event))
             }
@@ -285,8 +289,29 @@ impl Line {
         next
     }
 
+    /// Feeds an event to the machine, and counts for the metrics what it made of it: a
+    /// failure (by the stage it happened in), a dial that reached IP up.
     fn feed(&mut self, m: &mut LineMachine, event: LineEvent) -> Step {
-        m.on(event, Instant::now())
+        let now = Instant::now();
+        let before = m.state();
+        let (failures, _) = m.failures_total();
+        let step = m.on(event, now);
+        let (failures_after, kind) = m.failures_total();
+        if failures_after != failures
+            && let Some(stage) = FailureStage::of(before)
+        {
+            self.ctx.shared.count_failure(stage, kind);
+        }
+        // IP up for the first time in this call (a renegotiation is not a dial).
+        if before == LineState::Ppp
+            && m.state() == LineState::Up
+            && let Some(started) = self.dial_started.take()
+        {
+            self.ctx
+                .shared
+                .count_dial(now.saturating_duration_since(started));
+        }
+        step
     }
 
     async fn open(&mut self) -> LineEvent {

@@ -137,6 +137,8 @@ pub struct LineMachine {
     /// The line has been dialed once (its next attempt is a redial).
     dialed: bool,
     last_kind: FailureKind,
+    /// Failures counted since the machine started (each attempt or session that failed).
+    failures_total: u64,
     /// IP came up in this call (it may have gone down again before the link ended: the
     /// session reports IP down before the link's end).
     session_up: bool,
@@ -162,6 +164,7 @@ impl LineMachine {
             redials: 0,
             dialed: false,
             last_kind: FailureKind::Other,
+            failures_total: 0,
             session_up: false,
             last_error: None,
             next_attempt: None,
@@ -193,6 +196,12 @@ impl LineMachine {
 
     pub fn next_attempt(&self) -> Option<Instant> {
         self.next_attempt
+    }
+
+    /// Failures counted so far, and the kind of the last: whoever feeds events learns from a
+    /// change here that one was taken as a failure (late events are ignored).
+    pub fn failures_total(&self) -> (u64, FailureKind) {
+        (self.failures_total, self.last_kind)
     }
 
     /// `up LINE`: dial now (also from `failed` or `disabled`), resetting the backoff.
@@ -340,6 +349,7 @@ impl LineMachine {
 
     fn fail(&mut self, message: String, kind: FailureKind) {
         self.failures += 1;
+        self.failures_total += 1;
         self.last_kind = kind;
         self.last_error = Some(message);
     }

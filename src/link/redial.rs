@@ -21,6 +21,23 @@ pub enum FailureKind {
     Other,
 }
 
+impl FailureKind {
+    pub const ALL: [FailureKind; 3] = [
+        FailureKind::Transient,
+        FailureKind::Auth,
+        FailureKind::Other,
+    ];
+
+    /// The name in logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Transient => "transient",
+            FailureKind::Auth => "auth",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
 /// The smallest pause after an authentication failure.
 const AUTH_MIN_DELAY: Duration = Duration::from_secs(30);
 
