@@ -80,6 +80,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         rng,
         hook_tasks: Vec::new(),
         dial_started: None,
+        logged: LineState::Disabled,
     };
     line.publish(&machine);
     loop {
@@ -122,6 +123,8 @@ struct Line {
     hook_tasks: Vec<JoinHandle<()>>,
     /// When the attempt in progress opened the port (its dial duration ends at IP up).
     dial_started: Option<Instant>,
+    /// The state last logged (each change is logged once).
+    logged: LineState,
 }
 
 /// What a command means for the step in progress.
@@ -133,8 +136,44 @@ enum Interrupt {
 }
 
 impl Line {
-    fn publish(&self, m: &LineMachine) {
+    /// Shows the machine's state (status) and logs each change of state once, wherever in a
+    /// step it happened (also inside the PPP loop: up, no-internet, degraded).
+    fn publish(&mut self, m: &LineMachine) {
         self.ctx.shared.update_from(m);
+        let (before, now) = (self.logged, m.state());
+        if now == before {
+            return;
+        }
+        self.logged = now;
+        // A line taken down on purpose says so, not the error of an earlier session.
+        let reason = if !m.admin_up() && matches!(now, LineState::HangingUp | LineState::Down) {
+            Some(if self.shutting_down {
+                "the daemon is stopping"
+            } else {
+                "hangup command"
+            })
+        } else if matches!(
+            now,
+            LineState::HangingUp
+                | LineState::Holdoff
+                | LineState::Failed
+                | LineState::NoInternet
+                | LineState::Degraded
+        ) {
+            m.last_error()
+        } else {
+            None
+        };
+        // Structured: the journal has LINE (the span), STATE, FROM and REASON fields.
+        match reason {
+            Some(e) => tracing::info!(
+                from = before.as_str(),
+                state = now.as_str(),
+                reason = e,
+                "line state"
+            ),
+            None => tracing::info!(from = before.as_str(), state = now.as_str(), "line state"),
+        }
     }
 
     /// Applies an administrative command to the machine.
@@ -149,15 +188,10 @@ impl Line {
                 m.admin_down_now(now)
             }
         };
-        self.publish(m);
         if m.state() != before {
-            tracing::info!(
-                from = before.as_str(),
-                to = m.state().as_str(),
-                "administrative {:?}",
-                cmd.unwrap_or(LineCommand::Shutdown)
-            );
+            tracing::info!("administrative {:?}", cmd.unwrap_or(LineCommand::Shutdown));
         }
+        self.publish(m);
         match step {
             Step::Idle if m.state() != LineState::Down && !self.shutting_down => {
                 Interrupt::Continue
@@ -173,8 +207,7 @@ impl Line {
         m: &mut LineMachine,
         commands: &mut mpsc::Receiver<LineCommand>,
     ) -> Option<Step> {
-        let before = m.state();
-        let next = match step {
+        match step {
             Step::Open => {
                 self.dial_started = Some(Instant::now());
                 let event = self.open().await;
@@ -253,40 +286,7 @@ impl Line {
                     Interrupt::Goto(s) => Some(s),
                 }
             }
-        };
-        if m.state() != before {
-            // A line taken down on purpose says so, not the error of an earlier session.
-            let reason =
-                if !m.admin_up() && matches!(m.state(), LineState::HangingUp | LineState::Down) {
-                    Some(if self.shutting_down {
-                        "the daemon is stopping"
-                    } else {
-                        "hangup command"
-                    })
-                } else if matches!(
-                    m.state(),
-                    LineState::HangingUp | LineState::Holdoff | LineState::Failed
-                ) {
-                    m.last_error()
-                } else {
-                    None
-                };
-            // Structured: the journal has LINE (the span), STATE, FROM and REASON fields.
-            match reason {
-                Some(e) => tracing::info!(
-                    from = before.as_str(),
-                    state = m.state().as_str(),
-                    reason = e,
-                    "line state"
-                ),
-                None => tracing::info!(
-                    from = before.as_str(),
-                    state = m.state().as_str(),
-                    "line state"
-                ),
-            }
         }
-        next
     }
 
     /// Feeds an event to the machine, and counts for the metrics what it made of it: a
