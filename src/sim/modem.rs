@@ -872,8 +872,8 @@ impl ModemCore {
         use ResultCode::{Cme, Error};
         let upper = command.to_ascii_uppercase();
         let (name, rest) = match upper.find(['=', '?']) {
-            Some(p) => (&upper[..p], &command[p..]),
-            None => (upper.as_str(), ""),
+            Some(p) => (upper[..p].trim(), command[p..].trim()),
+            None => (upper.trim(), ""),
         };
         let query = rest == "?";
         let test = rest == "=?";
@@ -1470,12 +1470,441 @@ mod tests {
         assert_eq!(s.text("A/"), "\r\neqlplus SimModem 56K\r\n\r\nOK\r\n");
     }
 
+    /// A cellular modem, echo off, powered on at the test's clock.
+    fn cellular(config: ModemConfig) -> Sim {
+        let mut s = Sim::new(ModemConfig {
+            cellular: true,
+            echo: false,
+            ..config
+        });
+        s.core.power_on(s.now);
+        s
+    }
+
+    impl Sim {
+        /// Lets `d` pass and returns what the modem said meanwhile.
+        fn wait(&mut self, d: Duration) -> String {
+            self.say(b"", d).0
+        }
+    }
+
+    fn pin_sim() -> ModemConfig {
+        ModemConfig {
+            sim: "pin:1234".parse().unwrap(),
+            ..ModemConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_absent_sim_answers_per_cmee_mode() {
+        let mut s = cellular(ModemConfig {
+            sim: SimCard::Absent,
+            ..ModemConfig::default()
+        });
+        assert_eq!(
+            s.text("AT+CPIN?\r"),
+            "\r\nERROR\r\n",
+            "CMEE=0 is the default"
+        );
+        assert_eq!(s.text("AT+CMEE=1\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CMEE?\r"), "\r\n+CMEE: 1\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CME ERROR: 10\r\n");
+        assert_eq!(s.text("AT+CCID\r"), "\r\n+CME ERROR: 10\r\n");
+        assert_eq!(s.text("AT+CMEE=2\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CME ERROR: SIM not inserted\r\n");
+        assert_eq!(
+            s.text("AT+CPIN=\"1234\"\r"),
+            "\r\n+CME ERROR: SIM not inserted\r\n"
+        );
+        assert_eq!(s.text("AT+CMEE=3\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("ATV0\r"), "0\r");
+        assert_eq!(s.text("AT+CPIN?\r"), "+CME ERROR: SIM not inserted\r\n");
+        assert_eq!(s.text("ATV1&F\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\nERROR\r\n", "&F: CMEE back to 0");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,0\r\n\r\nOK\r\n");
+        assert_eq!(s.text("ATD*99#\r"), "\r\nNO CARRIER\r\n");
+        assert_eq!(s.core.sim_state(), SimState::Absent);
+        assert_eq!(s.core.cpin_commands(), 1);
+    }
+
+    #[test]
+    fn a_wrong_pin_costs_a_try_and_the_third_blocks_the_sim() {
+        let mut s = cellular(pin_sim());
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CPIN=?\r"),
+            "\r\nOK\r\n",
+            "the test form is no attempt"
+        );
+        assert_eq!(s.text("AT+CMEE=1\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN=\"0000\"\r"), "\r\n+CME ERROR: 16\r\n");
+        assert_eq!(s.core.pin_tries_left(), 2);
+        assert_eq!(
+            s.text("AT+CPINR\r"),
+            "\r\n+CPINR: SIM PIN,2,3\r\n+CPINR: SIM PUK,10,10\r\n\r\nOK\r\n"
+        );
+        // The right one (quotes optional) unlocks it and restores the tries.
+        assert_eq!(s.text("AT+CPIN=1234\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+        assert_eq!(s.core.pin_tries_left(), 3);
+        assert_eq!(s.core.cpin_commands(), 2);
+        // Once READY, another PIN is taken without effect.
+        assert_eq!(s.text("AT+CPIN=\"9999\"\r"), "\r\nOK\r\n");
+        assert_eq!(s.core.pin_tries_left(), 3);
+
+        let mut s = cellular(pin_sim());
+        for left in [2, 1, 0] {
+            assert_eq!(s.text("AT+CPIN=\"4321\"\r"), "\r\nERROR\r\n");
+            assert_eq!(s.core.pin_tries_left(), left);
+        }
+        assert_eq!(s.core.sim_state(), SimState::PukRequired);
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
+        // Blocked: the right PIN no longer helps, nor does a wrong PUK.
+        assert_eq!(s.text("AT+CPIN=\"1234\"\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("AT+CPIN=\"11111111\",\"1234\"\r"), "\r\nERROR\r\n");
+        assert_eq!(s.core.pin_tries_left(), 0);
+        assert_eq!(s.core.cpin_commands(), 5);
+        // A power cycle does not unblock it.
+        s.core.power_off();
+        s.core.power_on(s.now);
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
+        // The PUK and a new PIN do; the new PIN is asked for after the next power-on.
+        assert_eq!(s.text("AT+CPIN=\"12345678\",\"2468\"\r"), "\r\nOK\r\n");
+        assert_eq!(s.core.sim_state(), SimState::Ready);
+        s.core.power_on(s.now);
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN=2468\r"), "\r\nOK\r\n");
+        assert_eq!(s.core.stats().cpin_commands, 7);
+    }
+
+    #[test]
+    fn a_puk_locked_sim_from_power_on() {
+        let mut s = cellular(ModemConfig {
+            sim: SimCard::Puk,
+            ..ModemConfig::default()
+        });
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PUK\r\n\r\nOK\r\n");
+        assert_eq!(s.core.pin_tries_left(), 0);
+        assert_eq!(s.text("AT+CEREG?\r"), "\r\n+CEREG: 0,0\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CCID\r"),
+            "\r\n+CCID: 89490200001234567892\r\n\r\nOK\r\n"
+        );
+    }
+
+    #[test]
+    fn registration_follows_its_timeline_from_the_pin() {
+        let mut s = cellular(ModemConfig {
+            registration: "searching:20s,home".parse().unwrap(),
+            ..pin_sim()
+        });
+        // No PIN yet: not searching, however long it waits.
+        s.wait(Duration::from_secs(60));
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,0\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN=\"1234\"\r"), "\r\nOK\r\n");
+        s.wait(Duration::from_secs(10));
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,2\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CGREG?\r"), "\r\n+CGREG: 0,2\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CEREG?\r"), "\r\n+CEREG: 0,2\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+COPS?\r"), "\r\n+COPS: 0\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CGATT?\r"), "\r\n+CGATT: 0\r\n\r\nOK\r\n");
+        // Dialling now is refused at once and uses up no configured answer.
+        let (text, events) = s.say(b"ATD*99#\r", Duration::ZERO);
+        assert_eq!((text.as_str(), events), ("\r\nNO CARRIER\r\n", vec![]));
+        assert_eq!(s.core.dial_attempts(), 1);
+        s.wait(Duration::from_millis(9_999));
+        assert_eq!(s.text("AT+CEREG?\r"), "\r\n+CEREG: 0,2\r\n\r\nOK\r\n");
+        s.wait(Duration::from_millis(1));
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,1\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CEREG?\r"), "\r\n+CEREG: 0,1\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+COPS?\r"),
+            "\r\n+COPS: 0,0,\"SimNet\",7\r\n\r\nOK\r\n"
+        );
+        assert_eq!(s.text("AT+CGATT?\r"), "\r\n+CGATT: 1\r\n\r\nOK\r\n");
+        // <n> = 2 adds the location.
+        assert_eq!(s.text("AT+CEREG=2\r"), "\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CEREG?\r"),
+            "\r\n+CEREG: 2,1,\"00A1\",\"0001B2C3\",7\r\n\r\nOK\r\n"
+        );
+        assert_eq!(s.text("AT+CREG=1\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 1,1\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG=3\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("AT+CREG=?\r"), "\r\n+CREG: (0-2)\r\n\r\nOK\r\n");
+        let (text, events) = s.say(b"ATD*99#\r", Duration::from_millis(100));
+        assert_eq!(text, "\r\nCONNECT 57600\r\n");
+        assert_eq!(events.len(), 1);
+        assert_eq!(s.core.dial_attempts(), 2);
+    }
+
+    #[test]
+    fn denied_roaming_and_radio_off() {
+        let mut s = cellular(ModemConfig {
+            registration: "denied".parse().unwrap(),
+            ..ModemConfig::default()
+        });
+        assert_eq!(s.text("AT+CGREG?\r"), "\r\n+CGREG: 0,3\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+COPS?\r"), "\r\n+COPS: 0\r\n\r\nOK\r\n");
+        assert_eq!(s.text("ATD*99#\r"), "\r\nNO CARRIER\r\n");
+
+        let mut s = cellular(ModemConfig {
+            registration: "searching:5s,roaming".parse().unwrap(),
+            operator: "Faraway".into(),
+            ..ModemConfig::default()
+        });
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,2\r\n\r\nOK\r\n");
+        s.wait(Duration::from_secs(5));
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,5\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+COPS?\r"),
+            "\r\n+COPS: 0,0,\"Faraway\",7\r\n\r\nOK\r\n"
+        );
+        // Radio off: not registered; on again: the search starts over.
+        assert_eq!(s.text("AT+CFUN=4\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CFUN?\r"), "\r\n+CFUN: 4\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,0\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CFUN=1\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,2\r\n\r\nOK\r\n");
+        s.wait(Duration::from_secs(5));
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,5\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CFUN=7\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("AT+CFUN=1,2\r"), "\r\nERROR\r\n");
+        assert_eq!(s.core.resets(), 0);
+    }
+
+    #[test]
+    fn signal_and_identities() {
+        let mut s = cellular(ModemConfig {
+            signal: 17,
+            rsrp: 50,
+            rsrq: 18,
+            imei: "490154203237518".into(),
+            iccid: "8931440301234567890".into(),
+            ..ModemConfig::default()
+        });
+        assert_eq!(s.text("AT+CSQ\r"), "\r\n+CSQ: 17,99\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CESQ\r"),
+            "\r\n+CESQ: 99,99,255,255,18,50\r\n\r\nOK\r\n"
+        );
+        assert_eq!(s.text("AT+CGSN\r"), "\r\n490154203237518\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CCID\r"),
+            "\r\n+CCID: 8931440301234567890\r\n\r\nOK\r\n"
+        );
+        assert_eq!(
+            s.text("AT+ICCID\r"),
+            "\r\n+ICCID: 8931440301234567890\r\n\r\nOK\r\n"
+        );
+        assert_eq!(
+            s.text("AT+GCAP\r"),
+            "\r\n+GCAP: +CGSM,+DS,+ES\r\n\r\nOK\r\n"
+        );
+        s.core.set_signal(9, 30, 5);
+        assert_eq!(s.text("AT+CSQ\r"), "\r\n+CSQ: 9,99\r\n\r\nOK\r\n");
+        assert_eq!(
+            s.text("AT+CESQ\r"),
+            "\r\n+CESQ: 99,99,255,255,5,30\r\n\r\nOK\r\n"
+        );
+        // An analog modem knows none of the cellular-only commands; the old ones stay.
+        let mut s = Sim::new(quiet_config());
+        for cmd in [
+            "AT+CESQ\r",
+            "AT+CCID\r",
+            "AT+CEREG?\r",
+            "AT+COPS?\r",
+            "AT+CPINR\r",
+        ] {
+            assert_eq!(s.text(cmd), "\r\nERROR\r\n", "{cmd}");
+        }
+        assert_eq!(s.text("AT+CGSN\r"), "\r\n356938035643809\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,1\r\n\r\nOK\r\n");
+    }
+
+    #[test]
+    fn wedged_after_the_nth_dial_until_cfun_reset() {
+        let reboot = Duration::from_secs(1);
+        let mut s = Sim::new(ModemConfig {
+            answers: parse_answers("busy,connect").unwrap(),
+            wedge_after: Some(1),
+            reboot_time: reboot,
+            ready_urc: true,
+            cellular: true,
+            ..ModemConfig::default()
+        });
+        assert_eq!(s.text("ATE1\r"), "ATE1\r\r\nOK\r\n");
+        // The first dial is answered; then nothing is, not even an echo, nor ATZ.
+        assert_eq!(
+            s.say(b"ATD*99#\r", Duration::from_millis(100)).0,
+            "ATD*99#\r\r\nBUSY\r\n"
+        );
+        assert!(s.core.is_wedged());
+        for cmd in [
+            "AT\r",
+            "ATZ\r",
+            "AT+CFUN=1\r",
+            "ATD*99#\r",
+            "+++",
+            "AT+CFUN=1,0\r",
+        ] {
+            assert_eq!(s.say(cmd.as_bytes(), Duration::from_secs(5)).0, "", "{cmd}");
+        }
+        assert_eq!(s.core.poll_timeout(), None);
+        assert_eq!(s.core.dial_attempts(), 1);
+        // AT+CFUN=1,1 still gets through (OK, no echo), then a reboot's silence, then RDY.
+        assert_eq!(s.text("at+cfun = 1,1\r"), "\r\nOK\r\n");
+        assert_eq!(s.core.resets(), 1);
+        assert!(!s.core.stats().powered);
+        assert_eq!(s.core.poll_timeout(), Some(s.now + reboot));
+        assert_eq!(s.say(b"AT\r", reboot - Duration::from_millis(1)).0, "");
+        assert_eq!(s.wait(Duration::from_millis(1)), "\r\nRDY\r\n");
+        assert!(!s.core.is_wedged());
+        assert_eq!(
+            s.text("AT\r"),
+            "AT\r\r\nOK\r\n",
+            "power-on settings: echo on"
+        );
+        // It wedged once; the next dials are answered.
+        assert_eq!(
+            s.say(b"ATD*99#\r", Duration::from_millis(100)).0,
+            "ATD*99#\r\r\nCONNECT\r\n"
+        );
+        assert_eq!(s.core.dial_attempts(), 2);
+    }
+
+    #[test]
+    fn a_connected_call_wedges_when_it_ends() {
+        let mut s = cellular(ModemConfig {
+            wedge_after: Some(1),
+            ..ModemConfig::default()
+        });
+        s.say(b"ATD*99#\r", Duration::from_millis(100));
+        assert!(s.core.is_online() && !s.core.is_wedged());
+        s.core.handle_peer_closed();
+        let (text, events) = s.say(b"", Duration::ZERO);
+        assert_eq!(
+            (text.as_str(), events),
+            ("\r\nNO CARRIER\r\n", vec![ModemOutput::HungUp])
+        );
+        assert!(s.core.is_wedged());
+        assert_eq!(s.text("AT\r"), "");
+    }
+
+    #[test]
+    fn wedged_at_once_and_from_outside() {
+        let mut s = cellular(ModemConfig {
+            wedge_after: Some(0),
+            ..ModemConfig::default()
+        });
+        assert!(s.core.is_wedged());
+        assert_eq!(s.text("AT\r"), "");
+        // A power cycle (a port reset) cures it too, and it stays cured.
+        s.core.power_off();
+        assert_eq!(s.text("AT\r"), "");
+        s.core.power_on(s.now);
+        assert_eq!(s.text("AT\r"), "\r\nOK\r\n");
+        assert_eq!(s.core.stats().power_cycles, 1);
+        assert_eq!(s.core.resets(), 0);
+        // Wedged from outside mid-call: the call ends without a word.
+        s.say(b"ATD*99#\r", Duration::from_millis(100));
+        assert!(s.core.is_online());
+        s.core.wedge();
+        let (text, events) = s.say(b"\r\nATH\r", Duration::ZERO);
+        assert_eq!((text.as_str(), events), ("", vec![ModemOutput::HungUp]));
+        assert_eq!(
+            s.text("\rAT+CFUN=1,1\r"),
+            "\r\nOK\r\n",
+            "junk before it is fine"
+        );
+    }
+
+    #[test]
+    fn a_reboot_drops_the_call_and_asks_for_the_pin_again() {
+        let guard = ModemConfig::default().guard;
+        let mut s = cellular(ModemConfig {
+            registration: "searching:3s,home".parse().unwrap(),
+            ..pin_sim()
+        });
+        assert_eq!(s.text("AT+CPIN=\"0000\"\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("AT+CPIN=\"1234\"\r"), "\r\nOK\r\n");
+        s.wait(Duration::from_secs(3));
+        s.say(b"ATD*99#\r", Duration::from_millis(100));
+        assert!(s.core.is_online());
+        s.now += guard;
+        s.say(b"+++", guard);
+        let (text, events) = s.say(b"AT+CFUN=1,1;+CSQ\r", Duration::ZERO);
+        assert_eq!(
+            (text.as_str(), events),
+            ("\r\nOK\r\n", vec![ModemOutput::HungUp])
+        );
+        assert!(!s.core.in_call());
+        assert_eq!(
+            s.wait(Duration::from_secs(1)),
+            "",
+            "no RDY unless configured"
+        );
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n");
+        assert_eq!(s.core.pin_tries_left(), 3, "a right PIN restored the tries");
+        assert_eq!(s.text("AT+CPIN=\"1234\"\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CREG?\r"), "\r\n+CREG: 0,2\r\n\r\nOK\r\n");
+        // A wrong PIN's cost survives a reboot.
+        assert_eq!(s.text("AT+CFUN=1,1\r"), "\r\nOK\r\n");
+        s.wait(Duration::from_secs(1));
+        assert_eq!(s.text("AT+CPIN=\"1111\"\r"), "\r\nERROR\r\n");
+        assert_eq!(s.text("AT+CFUN=1,1\r"), "\r\nOK\r\n");
+        s.wait(Duration::from_secs(1));
+        assert_eq!(s.core.pin_tries_left(), 2);
+        assert_eq!(s.core.resets(), 3);
+    }
+
+    #[test]
+    fn the_default_modem_is_ready_and_registered_at_once() {
+        let mut s = Sim::new(ModemConfig {
+            cellular: true,
+            ..quiet_config()
+        });
+        assert_eq!(s.text("AT+CPIN?\r"), "\r\n+CPIN: READY\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CEREG?\r"), "\r\n+CEREG: 0,1\r\n\r\nOK\r\n");
+        assert_eq!(s.text("AT+CPIN=\"1234\"\r"), "\r\nOK\r\n");
+        assert_eq!(s.text("AT+CFUN=1\r"), "\r\nOK\r\n");
+        assert_eq!(
+            s.say(b"ATD*99#\r", Duration::from_millis(100)).0,
+            "\r\nCONNECT 57600\r\n"
+        );
+        assert_eq!(s.core.stats().cpin_commands, 1);
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics(chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..16)) {
             let mut s = Sim::new(ModemConfig { answers: parse_answers("connect,busy").unwrap(), ..ModemConfig::default() });
             for c in &chunks {
                 s.say(c, Duration::from_millis(400));
+            }
+        }
+
+        #[test]
+        fn a_cellular_modem_never_panics(words in proptest::collection::vec(0usize..14, 0..40)) {
+            // Plausible commands in any order, so that the SIM, registration, wedge and
+            // reboot states are all reached.
+            const WORDS: [&str; 14] = [
+                "AT+CPIN=\"1234\"\r", "AT+CPIN=0\r", "AT+CPIN=\"12345678\",\"1111\"\r",
+                "AT+CFUN=1,1\r", "AT+CFUN=0\r", "AT+CFUN=1\r", "ATD*99#\r", "+++",
+                "AT+CREG=2;+CEREG?;+COPS?\r", "AT+CMEE=2\r", "ATH\r", "AT+CPIN?\r",
+                "AT+CESQ;+CCID\r", "ATZ\r",
+            ];
+            let mut s = cellular(ModemConfig {
+                answers: parse_answers("connect,busy").unwrap(),
+                registration: "searching:1s,home:3s,denied:1s,roaming".parse().unwrap(),
+                wedge_after: Some(2),
+                ..pin_sim()
+            });
+            for w in &words {
+                s.say(WORDS[*w].as_bytes(), Duration::from_millis(700));
+                let st = s.core.stats();
+                proptest::prop_assert!(st.pin_tries_left <= 3);
+                proptest::prop_assert!(!(s.core.is_online() && !s.core.in_call()));
             }
         }
     }
