@@ -11,13 +11,12 @@ use tokio::time::{Instant, timeout};
 
 fn cellular() -> ModemConfig {
     ModemConfig {
-        cellular: true,
         echo: false,
         sim: "pin:1234".parse().unwrap(),
         registration: "searching:300ms,home".parse().unwrap(),
         reboot_time: Duration::from_millis(300),
         ready_urc: true,
-        ..ModemConfig::default()
+        ..ModemConfig::cellular()
     }
 }
 

@@ -180,7 +180,7 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
         echo: !args.no_echo,
         cellular: args.cellular,
         model: if args.cellular {
-            "SimModem LTE".into()
+            ModemConfig::cellular().model
         } else {
             ModemConfig::default().model
         },

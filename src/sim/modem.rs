@@ -175,6 +175,18 @@ impl Default for ModemConfig {
     }
 }
 
+impl ModemConfig {
+    /// An LTE modem ("SimModem LTE", `+GCAP: +CGSM`) with the default SIM (ready),
+    /// registration (home at once) and signal: `simulate modem --cellular`.
+    pub fn cellular() -> ModemConfig {
+        ModemConfig {
+            cellular: true,
+            model: "SimModem LTE".into(),
+            ..ModemConfig::default()
+        }
+    }
+}
+
 /// What the modem does, for its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModemOutput {
