@@ -1,5 +1,8 @@
 //! The simulated Hayes modem (`sim::ModemCore`): arbitrary DTE bytes in
-//! chunks, interleaved with clock jumps and peer hang-ups.
+//! chunks, interleaved with clock jumps, peer hang-ups, wedges and power cycles;
+//! with its high config bit, a cellular modem with a PIN, a registration timeline
+//! and a configured wedge. Also the `--answer`, `--sim` and `--registration`
+//! parsers, which must print back what they parse.
 //!
 //! Input: `config byte, then records of (op byte, bytes...)`; the low bits of
 //! the op give the chunk length, the high bits what happens after it.
@@ -8,7 +11,9 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use eqlplus_dialer::sim::{DialAnswer, ModemConfig, ModemCore, ModemOutput, parse_answers};
+use eqlplus_dialer::sim::{
+    DialAnswer, ModemConfig, ModemCore, ModemOutput, RegTimeline, SimCard, parse_answers,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn epoch() -> Instant {
@@ -52,6 +57,22 @@ fuzz_target!(|data: &[u8]| {
             .join(",");
         assert_eq!(parse_answers(&again), Ok(list), "Display/FromStr roundtrip");
     }
+    let text = String::from_utf8_lossy(rest);
+    if let Ok(sim) = text.parse::<SimCard>() {
+        assert_eq!(
+            sim.to_string().parse::<SimCard>(),
+            Ok(sim),
+            "--sim roundtrip"
+        );
+    }
+    if let Ok(timeline) = text.parse::<RegTimeline>() {
+        assert_eq!(
+            timeline.to_string().parse::<RegTimeline>(),
+            Ok(timeline),
+            "--registration roundtrip"
+        );
+    }
+    let cellular = config & 0x80 != 0;
     let answers = vec![
         ANSWERS[usize::from(config & 0xf) % ANSWERS.len()],
         ANSWERS[usize::from(config >> 3 & 0xf) % ANSWERS.len()],
@@ -60,6 +81,23 @@ fuzz_target!(|data: &[u8]| {
         answers,
         echo: config & 0x40 != 0,
         signal: config,
+        cellular,
+        sim: if cellular {
+            SimCard::Pin {
+                pin: "1234".into(),
+                tries: 3,
+            }
+        } else {
+            SimCard::Ready
+        },
+        registration: if cellular {
+            "searching:1s,home:5s,denied:2s,roaming".parse().unwrap()
+        } else {
+            RegTimeline::default()
+        },
+        wedge_after: cellular.then_some(usize::from(config & 3)),
+        reboot_time: Duration::from_millis(500),
+        ready_urc: cellular,
         ..ModemConfig::default()
     });
     let mut now = epoch();
@@ -82,9 +120,20 @@ fuzz_target!(|data: &[u8]| {
             3 => now += Duration::from_millis(u64::from(op & 0x1f) * 10),
             4 => modem.handle_peer_closed(),
             5 if op & 1 == 0 => modem.handle_dte_gone(),
+            // A port reset: unplugged and plugged in again.
+            5 => {
+                modem.power_off();
+                drain(&mut modem);
+                assert!(modem.poll_timeout().is_none() && !modem.in_call());
+                modem.power_on(now);
+            }
+            6 => modem.wedge(),
             _ => {}
         }
         drain(&mut modem);
-        assert!(!(modem.is_online() && !modem.in_call()));
+        assert!(!modem.is_online() || modem.in_call());
+        let stats = modem.stats();
+        assert!(stats.pin_tries_left <= 3);
+        assert!(!stats.wedged || !modem.in_call());
     }
 });

@@ -8,12 +8,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use std::net::Ipv4Addr;
 
 use crate::ppp::Config as PppConfig;
+use crate::sim::cellular::{self, PIN_TRIES, RegTimeline, SIM_PUK, SimCard};
 use crate::sim::isp::Misbehave;
 use crate::sim::{DialAnswer, ModemConfig, SimCall, SimModem, parse_answers};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SimulateCommand {
     /// A Hayes-style modem on a new pty, to try chat scripts without hardware.
+    ///
+    /// While it runs, SIGUSR1 wedges it (it answers nothing but AT+CFUN=1,1 until that or a
+    /// replug) and SIGUSR2 unplugs it (its pty closes, its --link goes away) or plugs it in
+    /// again (on a new pty, the link moved there, powered on afresh).
     Modem(SimModemArgs),
 }
 
@@ -49,6 +54,65 @@ pub struct SimModemArgs {
     /// the caller 127.0.0.2), assign:A.B.C.D (assigns the caller that address).
     #[arg(long, default_value = "loopback", value_parser = parse_far_end, value_name = "MODE")]
     pub isp: FarEnd,
+    /// The SIM card (with --cellular): ready; pin:CODE[:TRIES] (AT+CPIN? says SIM PIN after
+    /// every power-on until AT+CPIN="CODE"; each wrong PIN costs a try, 3 by default, and the
+    /// last one blocks the SIM); puk (blocked: AT+CPIN="12345678","NEWPIN" unlocks it);
+    /// absent (AT+CPIN? fails with +CME ERROR: 10 under AT+CMEE=1).
+    #[arg(long, default_value = "ready", value_parser = parse_sim, value_name = "SIM", requires = "cellular")]
+    pub sim: SimCard,
+    /// Network registration over time from the SIM being ready (with --cellular), as
+    /// STATE[:DURATION],… where the last state holds: home, roaming, searching, denied,
+    /// not-searching, unknown; durations as 500ms, 20s, 2m. E.g. searching:20s,home.
+    /// AT+CREG?/+CGREG?/+CEREG? report it; ATD while not registered gets NO CARRIER.
+    #[arg(long, default_value = "home", value_parser = parse_registration, value_name = "TIMELINE", requires = "cellular")]
+    pub registration: RegTimeline,
+    /// The operator AT+COPS? names while registered (with --cellular).
+    #[arg(long, default_value = cellular::DEFAULT_OPERATOR, value_name = "NAME", requires = "cellular")]
+    pub operator: String,
+    /// Signal quality AT+CSQ reports: 0-31 (-113 to -51 dBm), 99 unknown.
+    #[arg(long, default_value_t = 21, value_parser = clap::value_parser!(u8).range(0..=99), value_name = "N")]
+    pub csq: u8,
+    /// LTE RSRP index AT+CESQ reports (with --cellular): 0-97 (about N - 141 dBm), 255
+    /// unknown.
+    #[arg(long, default_value_t = 45, value_parser = clap::value_parser!(u8).range(0..=255), value_name = "N", requires = "cellular")]
+    pub rsrp: u8,
+    /// LTE RSRQ index AT+CESQ reports (with --cellular): 0-34 (about N/2 - 20 dB), 255
+    /// unknown.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=255), value_name = "N", requires = "cellular")]
+    pub rsrq: u8,
+    /// The IMEI AT+CGSN reports (15 digits).
+    #[arg(long, default_value = cellular::DEFAULT_IMEI, value_parser = parse_imei, value_name = "DIGITS")]
+    pub imei: String,
+    /// The ICCID AT+CCID and AT+ICCID report (with --cellular; 19 or 20 digits).
+    #[arg(long, default_value = cellular::DEFAULT_ICCID, value_parser = parse_iccid, value_name = "DIGITS", requires = "cellular")]
+    pub iccid: String,
+    /// Wedge once the Nth ATD is over (its result given, its call ended; 0: from the
+    /// start): no echo, no answer to anything but AT+CFUN=1,1 (which reboots it), as hung
+    /// field modems do.
+    #[arg(long, value_name = "N")]
+    pub wedge_after: Option<usize>,
+    /// How long AT+CFUN=1,1 keeps the modem silent (rebooting) after its OK, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub reboot_time: u64,
+    /// Say RDY when a reboot is over, as Quectel modems do.
+    #[arg(long)]
+    pub rdy: bool,
+}
+
+fn parse_sim(s: &str) -> Result<SimCard, String> {
+    s.parse()
+}
+
+fn parse_registration(s: &str) -> Result<RegTimeline, String> {
+    s.parse()
+}
+
+fn parse_imei(s: &str) -> Result<String, String> {
+    cellular::check_digits("IMEI", s, 15..=15).map(|()| s.to_string())
+}
+
+fn parse_iccid(s: &str) -> Result<String, String> {
+    cellular::check_digits("ICCID", s, 19..=20).map(|()| s.to_string())
 }
 
 /// Who answers a connected call.
@@ -116,10 +180,21 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
         echo: !args.no_echo,
         cellular: args.cellular,
         model: if args.cellular {
-            "SimModem LTE".into()
+            ModemConfig::cellular().model
         } else {
             ModemConfig::default().model
         },
+        signal: args.csq,
+        sim: args.sim.clone(),
+        registration: args.registration.clone(),
+        operator: args.operator.clone(),
+        rsrp: args.rsrp,
+        rsrq: args.rsrq,
+        imei: args.imei.clone(),
+        iccid: args.iccid.clone(),
+        wedge_after: args.wedge_after,
+        reboot_time: Duration::from_millis(args.reboot_time),
+        ready_urc: args.rdy,
         ..ModemConfig::default()
     };
     let (mut sim, mut calls) = SimModem::spawn(config)?;
@@ -138,13 +213,49 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
         None => println!("simulated modem on {}", sim.tty().display()),
     }
     println!("answers to ATD: {} (the last repeats)", answers.join(", "));
+    if args.cellular {
+        println!(
+            "SIM: {}; registration: {}; operator {}; IMEI {}, ICCID {}",
+            describe_sim(&args.sim),
+            args.registration,
+            args.operator,
+            args.imei,
+            args.iccid
+        );
+    }
+    if let Some(n) = args.wedge_after {
+        println!("wedges after {n} ATDs, until AT+CFUN=1,1 or a replug");
+    }
     match &args.isp {
         FarEnd::Loopback => println!("after CONNECT the call loops data back; Ctrl-C to stop"),
         other => println!("after CONNECT the call is answered by: {other}; Ctrl-C to stop"),
     }
+    println!(
+        "kill -USR1 {pid} wedges it; kill -USR2 {pid} unplugs or replugs it",
+        pid = std::process::id()
+    );
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     let mut n = 0u32;
     loop {
         tokio::select! {
+            _ = usr1.recv() => match sim.wedge().await {
+                Ok(()) => println!("wedged: only AT+CFUN=1,1 or a replug brings it back"),
+                Err(e) => eprintln!("cannot wedge the modem: {e}"),
+            },
+            _ = usr2.recv() => {
+                if sim.is_present() {
+                    match sim.vanish().await {
+                        Ok(()) => println!("unplugged: {} is gone", sim.tty().display()),
+                        Err(e) => eprintln!("cannot unplug the modem: {e}"),
+                    }
+                } else {
+                    match sim.reappear().await {
+                        Ok(tty) => println!("plugged in again on {}", tty.display()),
+                        Err(e) => eprintln!("cannot plug the modem in again: {e}"),
+                    }
+                }
+            }
             call = calls.recv() => {
                 let Some(call) = call else { break };
                 n += 1;
@@ -174,6 +285,17 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
     }
     drop(sim);
     Ok(())
+}
+
+fn describe_sim(sim: &SimCard) -> String {
+    match sim {
+        SimCard::Ready => "ready".into(),
+        SimCard::Pin { pin, tries } => {
+            format!("PIN {pin} ({tries} of {PIN_TRIES} tries left, PUK {SIM_PUK})")
+        }
+        SimCard::Puk => format!("blocked (PUK {SIM_PUK})"),
+        SimCard::Absent => "absent".into(),
+    }
 }
 
 fn sim_isp_config() -> PppConfig {
@@ -234,5 +356,58 @@ mod tests {
         assert!(e.contains("assign:A.B.C.D"), "{e}");
         let e = parse_far_end("friendly").unwrap_err();
         assert!(e.contains("echo-flood") && e.contains("loopback"), "{e}");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimModemArgs, clap::Error> {
+        use clap::Parser;
+        let mut all = vec!["simulate", "modem"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map(|c| match c.command {
+            SimulateCommand::Modem(a) => a,
+        })
+    }
+
+    #[test]
+    fn cellular_flags_parse_with_defaults_unchanged() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(a.sim, SimCard::Ready);
+        assert_eq!(a.registration, RegTimeline::default());
+        assert_eq!((a.csq, a.wedge_after, a.rdy), (21, None, false));
+        assert_eq!(a.imei, cellular::DEFAULT_IMEI);
+        let a = parse(&[
+            "--cellular",
+            "--sim",
+            "pin:1234",
+            "--registration",
+            "searching:20s,home",
+            "--operator",
+            "Test Net",
+            "--rsrp",
+            "60",
+            "--iccid",
+            "8931440301234567890",
+            "--wedge-after",
+            "2",
+            "--reboot-time",
+            "300",
+            "--rdy",
+        ])
+        .unwrap();
+        assert_eq!(a.sim.to_string(), "pin:1234");
+        assert_eq!(a.registration.to_string(), "searching:20000ms,home");
+        assert_eq!((a.operator.as_str(), a.rsrp), ("Test Net", 60));
+        assert_eq!((a.wedge_after, a.reboot_time, a.rdy), (Some(2), 300, true));
+        // Cellular-only settings want --cellular; bad values are refused.
+        assert!(parse(&["--sim", "absent"]).is_err());
+        assert!(parse(&["--cellular", "--sim", "pin:12"]).is_err());
+        assert!(parse(&["--imei", "123"]).is_err());
+        assert!(parse(&["--csq", "100"]).is_err());
+        assert!(parse(&["--cellular", "--registration", "lost"]).is_err());
     }
 }

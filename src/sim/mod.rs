@@ -1,10 +1,13 @@
 //! Simulated equipment for tests, the demo and trying scripts without hardware: a Hayes-style
-//! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]).
+//! modem ([`modem::ModemCore`], sans-IO) on the far side of a pty ([`SimModem`]), which can
+//! also be a cellular one (SIM, registration, signal: [`cellular`]) that wedges, reboots, and
+//! vanishes and reappears on another pty as a replugged USB modem does.
 
 pub mod icmp {
     //! The ICMP echo codec lives in [`crate::net::icmp`]; re-exported for the tests and demos.
     pub use crate::net::icmp::*;
 }
+pub mod cellular;
 pub mod dialer;
 pub mod dns;
 pub mod isp;
@@ -20,15 +23,16 @@ pub mod world;
 use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-pub use modem::{DialAnswer, ModemConfig, ModemCore, ModemOutput, parse_answers};
+pub use cellular::{CmeError, RegPhase, RegStat, RegTimeline, SimCard, SimState};
+pub use modem::{DialAnswer, ModemConfig, ModemCore, ModemOutput, ModemStats, parse_answers};
 pub use pty::{MasterRead, PtyMaster};
 
 /// Buffer of the in-memory link between the modem and the remote peer.
@@ -37,6 +41,26 @@ const CALL_BUFFER: usize = 64 * 1024;
 const PEER_BACKLOG: usize = 4096;
 /// Bytes moved per read when unpaced: the far end's bursts reach the DTE in few writes.
 const UNPACED_CHUNK: usize = 16 * 1024;
+/// Control requests waiting for the modem's task, at most.
+const CONTROL_QUEUE: usize = 16;
+/// How long a control request waits for the modem's task to carry it out.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the owner of a [`SimModem`] asks its task to do.
+#[derive(Debug)]
+enum Control {
+    DropCall,
+    Wedge(oneshot::Sender<()>),
+    /// Close the pty (the port is gone) and power the modem off.
+    Vanish(oneshot::Sender<()>),
+    /// Power on afresh on this new pty.
+    Reappear(PtyMaster, oneshot::Sender<()>),
+    Signal {
+        rssi: u8,
+        rsrp: u8,
+        rsrq: u8,
+    },
+}
 
 /// A connected call: the remote end's side of the line. Dropping `stream` hangs up (the
 /// modem says `NO CARRIER`); the stream ends when the modem hangs up.
@@ -52,9 +76,11 @@ pub struct SimCall {
 pub struct SimModem {
     tty: PathBuf,
     link: Option<PathBuf>,
+    /// Whether the modem's port exists (not [vanished](Self::vanish)).
+    present: bool,
     task: JoinHandle<()>,
-    drop_call: mpsc::UnboundedSender<()>,
-    attempts: Arc<AtomicUsize>,
+    control: mpsc::Sender<Control>,
+    stats: Arc<Mutex<ModemStats>>,
     silent: Arc<AtomicBool>,
 }
 
@@ -65,49 +91,63 @@ impl SimModem {
         let pty = PtyMaster::open()?;
         let tty = pty.slave_path().to_path_buf();
         let (calls_tx, calls_rx) = mpsc::unbounded_channel();
-        let (drop_tx, drop_rx) = mpsc::unbounded_channel();
-        let attempts = Arc::new(AtomicUsize::new(0));
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let mut core = ModemCore::new(config);
+        // Power-on is now: the registration timeline runs from here, not from the first
+        // command (a dialer may open the port much later).
+        core.power_on(Instant::now());
+        let stats = Arc::new(Mutex::new(core.stats()));
         let silent = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(run(
             pty,
-            ModemCore::new(config),
+            core,
             calls_tx,
-            drop_rx,
-            attempts.clone(),
+            control_rx,
+            stats.clone(),
             silent.clone(),
         ));
         Ok((
             SimModem {
                 tty,
                 link: None,
+                present: true,
                 task,
-                drop_call: drop_tx,
-                attempts,
+                control: control_tx,
+                stats,
                 silent,
             },
             calls_rx,
         ))
     }
 
-    /// Adds a symlink (e.g. `/tmp/ttySIM0`) to the pty, replacing an old link of that name.
+    /// Adds a symlink (e.g. `/tmp/ttySIM0` or a `/dev/serial/by-id/usb-…` look-alike) to the
+    /// pty, replacing an old link of that name. It follows the modem to each new pty (see
+    /// [`reappear`](Self::reappear)); while the modem is [vanished](Self::vanish) it is only
+    /// remembered.
     pub fn link(&mut self, path: &Path) -> io::Result<()> {
-        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            std::fs::remove_file(path)?;
+        if self.present {
+            make_link(&self.tty, path)?;
         }
-        std::os::unix::fs::symlink(&self.tty, path)?;
         self.link = Some(path.to_path_buf());
         Ok(())
     }
 
-    /// The device a dialer opens.
+    /// The device a dialer opens (while vanished: the one it had).
     pub fn tty(&self) -> &Path {
         &self.tty
+    }
+
+    /// Whether the modem's port exists (it has not vanished, or has reappeared).
+    pub fn is_present(&self) -> bool {
+        self.present
     }
 
     /// Drops the call in progress, as if the remote end hung up: the far end's stream ends and
     /// the DTE sees `NO CARRIER` (a pty has no DCD line to drop).
     pub fn drop_call(&self) {
-        let _ = self.drop_call.send(());
+        if self.control.try_send(Control::DropCall).is_err() {
+            tracing::warn!("sim modem: control queue full or modem stopped: call not dropped");
+        }
     }
 
     /// Silences the call in progress (and later ones) while `on`: the line stays connected,
@@ -117,35 +157,155 @@ impl SimModem {
         self.silent.store(on, Ordering::Relaxed);
     }
 
+    /// Wedges the modem now (a call in progress ends without `NO CARRIER`): it answers
+    /// nothing, not even an echo, until `AT+CFUN=1,1` or a [vanish](Self::vanish) and
+    /// [reappear](Self::reappear). Returns once the modem is wedged.
+    pub async fn wedge(&self) -> io::Result<()> {
+        self.request(Control::Wedge).await
+    }
+
+    /// Sets the signal `AT+CSQ` reports (`rssi` 0-31, 99 unknown) and `AT+CESQ`'s LTE
+    /// indexes (`rsrp` 0-97, `rsrq` 0-34, 255 unknown).
+    pub fn set_signal(&self, rssi: u8, rsrp: u8, rsrq: u8) {
+        if self
+            .control
+            .try_send(Control::Signal { rssi, rsrp, rsrq })
+            .is_err()
+        {
+            tracing::warn!("sim modem: control queue full or modem stopped: signal not set");
+        }
+    }
+
+    /// Unplugs the modem: its pty is closed (a dialer that has it open reads end-of-file or
+    /// EIO, as from a removed USB tty), its symlink removed, and the modem is off (a call in
+    /// progress ends). Returns once all that is done. Nothing to do if already vanished.
+    pub async fn vanish(&mut self) -> io::Result<()> {
+        if !self.present {
+            return Ok(());
+        }
+        self.request(Control::Vanish).await?;
+        self.present = false;
+        if let Some(link) = &self.link {
+            remove_link(link)?;
+        }
+        Ok(())
+    }
+
+    /// Plugs the modem in again: on a new pty whose path differs from the last one (as a
+    /// replugged USB modem may come back as another ttyUSBn), its symlink moved there, and
+    /// powered on afresh (SIM PIN needed again, registration starting over, wedge cured).
+    /// Returns the new tty. Nothing to do if present.
+    pub async fn reappear(&mut self) -> io::Result<PathBuf> {
+        if self.present {
+            return Ok(self.tty.clone());
+        }
+        let mut pty = PtyMaster::open()?;
+        if pty.slave_path() == self.tty {
+            // The old number was free again: take the next one while holding this one.
+            let other = PtyMaster::open()?;
+            pty = other;
+        }
+        let tty = pty.slave_path().to_path_buf();
+        self.request(|ack| Control::Reappear(pty, ack)).await?;
+        self.tty = tty;
+        self.present = true;
+        if let Some(link) = &self.link {
+            make_link(&self.tty, link)?;
+        }
+        Ok(self.tty.clone())
+    }
+
+    /// Counters and states, as the modem last published them (after each event it handled).
+    pub fn stats(&self) -> ModemStats {
+        self.stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// How many `ATD`s the modem has answered.
     pub fn dial_attempts(&self) -> usize {
-        self.attempts.load(Ordering::Relaxed)
+        self.stats().dial_attempts
+    }
+
+    /// How many `AT+CPIN=…` commands the modem has received.
+    pub fn cpin_commands(&self) -> usize {
+        self.stats().cpin_commands
+    }
+
+    /// PIN attempts the SIM has left (0: blocked).
+    pub fn pin_tries_left(&self) -> u8 {
+        self.stats().pin_tries_left
+    }
+
+    /// Reboots by `AT+CFUN=1,1`.
+    pub fn resets(&self) -> usize {
+        self.stats().resets
+    }
+
+    /// Whether the modem is wedged.
+    pub fn is_wedged(&self) -> bool {
+        self.stats().wedged
     }
 
     /// The symlink, if one was made.
     pub fn link_path(&self) -> Option<&Path> {
         self.link.as_deref()
     }
+
+    /// Sends a request to the task and waits (bounded) until it was carried out.
+    async fn request(&self, make: impl FnOnce(oneshot::Sender<()>) -> Control) -> io::Result<()> {
+        let stopped = || io::Error::other("the simulated modem has stopped");
+        let (ack, done) = oneshot::channel();
+        tokio::time::timeout(CONTROL_DEADLINE, async {
+            self.control.send(make(ack)).await.map_err(|_| stopped())?;
+            done.await.map_err(|_| stopped())
+        })
+        .await
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the simulated modem did not answer",
+            )
+        })?
+    }
 }
 
 impl Drop for SimModem {
     fn drop(&mut self) {
         self.task.abort();
-        if let Some(link) = &self.link {
+        if self.present
+            && let Some(link) = &self.link
+        {
             let _ = std::fs::remove_file(link);
         }
     }
 }
 
+/// Points `path` at `tty`, replacing a symlink already there (never another kind of file).
+fn make_link(tty: &Path, path: &Path) -> io::Result<()> {
+    remove_link(path)?;
+    std::os::unix::fs::symlink(tty, path)
+}
+
+fn remove_link(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
 /// The driver: pty bytes and peer bytes into the core, its outputs out again.
 async fn run(
-    mut pty: PtyMaster,
+    pty: PtyMaster,
     mut core: ModemCore,
     calls: mpsc::UnboundedSender<SimCall>,
-    mut drop_calls: mpsc::UnboundedReceiver<()>,
-    attempts: Arc<AtomicUsize>,
+    mut control: mpsc::Receiver<Control>,
+    stats: Arc<Mutex<ModemStats>>,
     silent: Arc<AtomicBool>,
 ) {
+    // `None` while the modem has vanished.
+    let mut pty = Some(pty);
     let mut buf = vec![0u8; UNPACED_CHUNK];
     let mut peer_buf = vec![0u8; UNPACED_CHUNK];
     let mut peer: Option<ReadHalf<DuplexStream>> = None;
@@ -172,7 +332,9 @@ async fn run(
         while let Some(out) = core.poll_output() {
             match out {
                 ModemOutput::ToDte(bytes) => {
-                    if let Err(e) = pty.write_all(&bytes).await {
+                    if let Some(pty) = &pty
+                        && let Err(e) = pty.write_all(&bytes).await
+                    {
                         tracing::debug!("sim modem: write to DTE: {e}");
                     }
                 }
@@ -218,7 +380,7 @@ async fn run(
         // A chunk already due goes to the DTE now: through the timer it would wait for the
         // next millisecond tick, which held an unpaced line to 4 KiB a millisecond.
         if down_held.is_some_and(|(at, _)| at <= now) {
-            deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
+            deliver_down(pty.as_ref(), &core, &silent, &peer_buf, &mut down_held).await;
         }
         let up_due = up_held.front().map(|(at, _)| *at);
         let down_due = down_held.map(|(at, _)| at);
@@ -242,7 +404,7 @@ async fn run(
             },
             _ = crate::sys::sleep_until_opt(up_due) => {}
             // No more than there is room for: the DTE backlog's bound holds exactly.
-            read = pty.read(&mut buf[..chunk.min(PEER_BACKLOG - backlog)]), if dte_room => match read {
+            read = read_pty(&mut pty, &mut buf[..chunk.min(PEER_BACKLOG - backlog)]), if dte_room => match read {
                 Ok(MasterRead::Data(n)) => core.handle_dte(&buf[..n], Instant::now()),
                 Ok(MasterRead::Closed) => {
                     tracing::debug!("sim modem: the DTE closed the port");
@@ -264,19 +426,54 @@ async fn run(
                 }
             },
             _ = crate::sys::sleep_until_opt(down_due) => {
-                deliver_down(&mut pty, &core, &silent, &peer_buf, &mut down_held).await;
+                deliver_down(pty.as_ref(), &core, &silent, &peer_buf, &mut down_held).await;
             }
             _ = crate::sys::sleep_until_opt(deadline) => core.handle_timeout(Instant::now()),
-            Some(()) = drop_calls.recv() => {
-                peer = None;
-                peer_wr = None;
-                to_peer.clear();
-                up_held.clear();
-                down_held = None;
-                core.handle_peer_closed();
-            }
+            Some(request) = control.recv() => match request {
+                Control::DropCall => {
+                    peer = None;
+                    peer_wr = None;
+                    to_peer.clear();
+                    up_held.clear();
+                    down_held = None;
+                    core.handle_peer_closed();
+                }
+                Control::Signal { rssi, rsrp, rsrq } => core.set_signal(rssi, rsrp, rsrq),
+                Control::Wedge(ack) => {
+                    core.wedge();
+                    publish(&core, &stats);
+                    let _ = ack.send(());
+                }
+                Control::Vanish(ack) => {
+                    // Closing the master is what a dialer holding the slave notices.
+                    pty = None;
+                    core.power_off();
+                    publish(&core, &stats);
+                    let _ = ack.send(());
+                }
+                Control::Reappear(new, ack) => {
+                    pty = Some(new);
+                    core.power_on(Instant::now());
+                    publish(&core, &stats);
+                    let _ = ack.send(());
+                }
+            },
         }
-        attempts.store(core.dial_attempts(), Ordering::Relaxed);
+        publish(&core, &stats);
+    }
+}
+
+fn publish(core: &ModemCore, stats: &Mutex<ModemStats>) {
+    *stats
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = core.stats();
+}
+
+/// Reads the DTE's bytes; never ready while the modem has no pty.
+async fn read_pty(pty: &mut Option<PtyMaster>, buf: &mut [u8]) -> io::Result<MasterRead> {
+    match pty {
+        Some(p) => p.read(buf).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -321,7 +518,7 @@ impl Pacer {
 
 /// The far end's chunk held in `peer_buf`, due now, to the DTE (while online and not silent).
 async fn deliver_down(
-    pty: &mut PtyMaster,
+    pty: Option<&PtyMaster>,
     core: &ModemCore,
     silent: &AtomicBool,
     peer_buf: &[u8],
@@ -330,6 +527,7 @@ async fn deliver_down(
     if let Some((_, n)) = down_held.take()
         && core.is_online()
         && !silent.load(Ordering::Relaxed)
+        && let Some(pty) = pty
         && let Err(e) = pty.write_all(&peer_buf[..n]).await
     {
         tracing::debug!("sim modem: write to DTE: {e}");
