@@ -289,6 +289,14 @@ async fn sample(
         ));
     }
     b.set_connections(&tally);
+    // What `status` and the metrics read: the same counts, by line name.
+    let shown: u32 = b.open_connections().lock().unwrap().values().sum();
+    let counted: u32 = open(&tally).iter().map(|(_, n)| n).sum();
+    if shown != counted {
+        return Err(format!(
+            "status would show {shown} open, the tally has {counted}"
+        ));
+    }
     b.refresh().await.map_err(text)
 }
 

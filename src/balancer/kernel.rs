@@ -105,7 +105,13 @@ pub struct Balancer {
     selection: Selection,
     /// The sticky map's timeout.
     hold: Duration,
+    /// Each balanced line's open connections, while connections are followed (for `status`
+    /// and the metrics, read without asking the balancer's task).
+    open: OpenConnections,
 }
+
+/// Line name → open connections, shared with the readers of status.
+pub type OpenConnections = std::sync::Arc<std::sync::Mutex<BTreeMap<String, u32>>>;
 
 /// Connections of a line unanswered a moment ago that make its upstream suspect: one may be a
 /// dead server; two at once are worth a probe round.
@@ -134,6 +140,7 @@ impl Balancer {
             netlink,
             lines: BTreeMap::new(),
             applied: Vec::new(),
+            open: OpenConnections::default(),
             selection: Selection::default(),
             hold,
         };
@@ -196,6 +203,10 @@ impl Balancer {
         let Some(gone) = self.lines.remove(line) else {
             return Ok(());
         };
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(line);
         self.reselect(true).await?;
         self.update_main_default().await?;
         self.remove_line_state_of(&gone).await?;
@@ -302,7 +313,19 @@ impl Balancer {
                 suspect.push(name.clone());
             }
         }
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.clear();
+        open.extend(
+            self.lines
+                .iter()
+                .map(|(name, l)| (name.clone(), l.open_connections)),
+        );
         suspect
+    }
+
+    /// Where `status` reads each line's open connections.
+    pub fn open_connections(&self) -> OpenConnections {
+        self.open.clone()
     }
 
     /// The mark of a line's connections.

@@ -145,6 +145,10 @@ pub struct LineStatus {
     /// (`OK`, `CONNECT 57600`), the PPP phase (`LCP`, `authenticating`, `IPCP`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Connections open through the line, while the balancer follows connections
+    /// (least-loaded, or a tracked line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_connections: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {

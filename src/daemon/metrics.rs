@@ -25,7 +25,7 @@ pub(super) fn serve(listener: MetricsListener, registry: LineRegistry) -> Metric
 /// The lines' figures now.
 fn snapshot(registry: &LineRegistry) -> Snapshot {
     let mut lines = Vec::new();
-    let policy = registry.each_line(|name, config, shared, share| {
+    let policy = registry.each_line(|name, config, shared, share, open_connections| {
         let i = shared.info();
         let (queued_bytes, _) = shared.queue_figures();
         let (dropped_packets, dropped_bytes) = shared.dropped_total();
@@ -49,6 +49,7 @@ fn snapshot(registry: &LineRegistry) -> Snapshot {
             tally: shared.tally(),
             lcp_rtt: i.lcp_rtt,
             track: shared.track(),
+            open_connections,
         });
     });
     Snapshot {

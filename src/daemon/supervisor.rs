@@ -52,6 +52,8 @@ struct Registry {
     lines: BTreeMap<String, LineEntry>,
     /// Who this daemon is, for the reports.
     daemon: Option<DaemonInfo>,
+    /// The balanced lines' open connections (the balancer writes them).
+    open: crate::balancer::kernel::OpenConnections,
 }
 
 /// Traffic rates from the last two samples.
@@ -89,6 +91,7 @@ impl Supervisor {
             routing: config.balancer.routing,
         })
         .await?;
+        let open_connections = balancer.open_connections();
         let (balancer, balancer_task) =
             BalancerHandle::spawn(balancer, Some(config.daemon.resolv_conf.clone()));
         // Magic numbers, CHAP challenges and redial jitter all derive from this one seed (through
@@ -104,6 +107,7 @@ impl Supervisor {
         });
         let registry = LineRegistry::default();
         registry.lock().policy = config.balancer.policy;
+        registry.lock().open = open_connections;
         let mut s = Supervisor {
             config: config.clone(),
             tasks: BTreeMap::new(),
@@ -446,12 +450,19 @@ impl LineRegistry {
     /// registry's short lock as `status` reads them, and the policy: for the metrics endpoint.
     pub(super) fn each_line(
         &self,
-        mut f: impl FnMut(&str, &LineConfig, &LineShared, f64),
+        mut f: impl FnMut(&str, &LineConfig, &LineShared, f64, Option<u32>),
     ) -> crate::balancer::Policy {
         let registry = self.lock();
         let total = registry.total_rate();
+        let open = registry.open.lock().unwrap_or_else(|e| e.into_inner());
         for (name, l) in &registry.lines {
-            f(name, &l.config, &l.shared, l.rate.share(total));
+            f(
+                name,
+                &l.config,
+                &l.shared,
+                l.rate.share(total),
+                open.get(name).copied(),
+            );
         }
         registry.policy
     }
@@ -460,6 +471,7 @@ impl LineRegistry {
     pub fn status(&self, only: Option<&str>) -> StatusReport {
         let registry = self.lock();
         let total = registry.total_rate();
+        let open = registry.open.lock().unwrap_or_else(|e| e.into_inner());
         // One line is looked up, not searched for among all of them.
         let chosen: Box<dyn Iterator<Item = (&String, &LineEntry)>> = match only {
             Some(name) => Box::new(registry.lines.get_key_value(name).into_iter()),
@@ -498,6 +510,7 @@ impl LineRegistry {
                         .track()
                         .map(|t| super::wire::track_status(&t, Instant::now())),
                     detail: i.detail.clone(),
+                    open_connections: open.get(name).copied(),
                 }
             })
             .collect();

@@ -57,6 +57,8 @@ pub struct LineSample {
     pub lcp_rtt: Option<Duration>,
     /// Upstream tracking, for a tracked line whose link is up.
     pub track: Option<TrackSnapshot>,
+    /// Connections open through the line, while the balancer follows connections.
+    pub open_connections: Option<u32>,
 }
 
 #[cfg(test)]

@@ -291,6 +291,16 @@ impl Collector for Scrape {
         )?;
         gauge(
             &mut enc,
+            "eqlplus_line_open_connections",
+            "Connections open through the line (while the balancer follows connections: \
+             least-loaded, or a tracked line).",
+            None,
+            lines
+                .iter()
+                .filter_map(|l| Some((line(l), l.open_connections?))),
+        )?;
+        gauge(
+            &mut enc,
             "eqlplus_line_share_ratio",
             "The line's share of all lines' traffic (rx + tx) over the last second, 0-1.",
             None,

@@ -57,6 +57,7 @@ pub(super) fn two_lines() -> Snapshot {
                     probe_bytes: 7_200,
                     since: Instant::now(),
                 }),
+                open_connections: Some(3),
             },
             LineSample {
                 name: "ttyS2".into(),
@@ -78,6 +79,7 @@ pub(super) fn two_lines() -> Snapshot {
                 tally: with_redials(down.tally(), 4),
                 lcp_rtt: None,
                 track: None,
+                open_connections: None,
             },
         ],
     }
@@ -170,6 +172,12 @@ fn openmetrics_exposition_parses_and_says_what_the_lines_do() {
         OpenMetricsType::Gauge
     );
     assert_eq!(family("eqlplus_build").family_type, OpenMetricsType::Info);
+    // Open connections: only for a line whose connections the balancer follows.
+    assert!(
+        text.contains("eqlplus_line_open_connections{line=\"ttyS1\"} 3\n"),
+        "{text}"
+    );
+    assert!(!text.contains("eqlplus_line_open_connections{line=\"ttyS2\"}"));
 
     let s = om_samples(&text);
     let get = |k: &str| {

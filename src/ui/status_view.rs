@@ -181,6 +181,11 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
         ),
         ("share", format::percent(l.share)),
         (
+            "connections",
+            l.open_connections
+                .map_or_else(|| "-".into(), |n| format!("{n} open")),
+        ),
+        (
             "queue",
             format!(
                 "{} queued, {} packet{} dropped",
