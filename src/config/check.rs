@@ -24,6 +24,8 @@ pub struct LineSetup {
     pub init_script: Option<Script>,
     pub dial_script: Option<Script>,
     pub secret: Option<String>,
+    /// The SIM's PIN (`sim-pin LINE PIN` in the secrets file), for a cellular modem.
+    pub sim_pin: Option<String>,
 }
 
 /// Loads `path` and checks the files it names. Every problem is one message naming the file
@@ -97,6 +99,7 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<String>> {
                 init_script,
                 dial_script,
                 secret: secret.clone(),
+                sim_pin: super::sim_pin(line, secrets.as_ref()),
             },
         );
         if line.user.is_some() && secrets.is_some() && secret.is_none() {

@@ -128,7 +128,12 @@ pub fn log_file_from(text: &str) -> Option<PathBuf> {
 }
 
 /// A hook must be an executable regular file.
-fn hook(c: &mut Checker<'_>, h: &Spanned<PathBuf>, option: &str, path: PathBuf) -> PathBuf {
+pub(super) fn hook(
+    c: &mut Checker<'_>,
+    h: &Spanned<PathBuf>,
+    option: &str,
+    path: PathBuf,
+) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let problem = match std::fs::metadata(&path) {
         Err(e) => Some(format!("cannot use hook {}: {e}", path.display())),

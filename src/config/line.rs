@@ -52,6 +52,10 @@ pub(super) struct RawLine {
     max_loss: Option<Spanned<f64>>,
     backup: Option<bool>,
     tier: Option<Spanned<i64>>,
+    cellular: Option<bool>,
+    registration_timeout: Option<Spanned<f64>>,
+    reset_after: Option<Spanned<i64>>,
+    reset_hook: Option<Spanned<PathBuf>>,
 }
 
 /// What tells two device paths apart: the device number where the device exists, else the
@@ -214,6 +218,19 @@ fn line(
         enabled: l.enabled.unwrap_or(true),
         track,
         tier,
+        // Every line that dials a number talks to a modem: one AT+GCAP tells a cellular one.
+        cellular: l.cellular.unwrap_or(l.phone.is_some()),
+        registration_timeout: c.seconds(
+            &l.registration_timeout,
+            &at("registration_timeout"),
+            defaults::REGISTRATION_TIMEOUT_SECS,
+            limits::REGISTRATION_TIMEOUT,
+        ),
+        reset_after: c.count(&l.reset_after, &at("reset_after"), defaults::RESET_AFTER, 0),
+        reset_hook: l
+            .reset_hook
+            .as_ref()
+            .map(|h| super::daemon::hook(c, h, &at("reset_hook"), resolve(h.get_ref().clone()))),
     }
 }
 

@@ -173,6 +173,15 @@ pub struct LineConfig {
     /// Failover tier: 0 primary, higher tiers carry traffic only while no lower one has the
     /// Internet (`backup = true` is 1).
     pub tier: u32,
+    /// Check the modem before each dial: a cellular one (`AT+GCAP` lists +CGSM) gets its SIM,
+    /// PIN and registration checked (default: lines with a phone number).
+    pub cellular: bool,
+    /// How long a cellular modem may take to register before the attempt fails.
+    pub registration_timeout: Duration,
+    /// Failed attempts in a row before the recovery ladder's next step (0: off).
+    pub reset_after: u32,
+    /// The ladder's last step: a program that power-cycles the modem (GPIO, switchable hub).
+    pub reset_hook: Option<PathBuf>,
 }
 
 /// The file as written; each section's own file has its raw model and its checks.
@@ -204,6 +213,8 @@ pub mod defaults {
     pub const LCP_ECHO_INTERVAL_SECS: f64 = 1.0;
     pub const LCP_ECHO_FAILURE: u32 = 3;
     pub const PPP_TIMEOUT_SECS: f64 = 30.0;
+    pub const REGISTRATION_TIMEOUT_SECS: f64 = 120.0;
+    pub const RESET_AFTER: u32 = 3;
     pub const HOLDOFF_SECS: f64 = 2.0;
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
@@ -222,6 +233,7 @@ pub mod limits {
     pub const HOLDOFF: RangeInclusive<f64> = 0.1..=86_400.0;
     pub const MAX_DELAY: RangeInclusive<f64> = 0.1..=7.0 * 86_400.0;
     pub const PPP_TIMEOUT: RangeInclusive<f64> = 1.0..=3_600.0;
+    pub const REGISTRATION_TIMEOUT: RangeInclusive<f64> = 1.0..=3_600.0;
     /// Hayes S12 counts fiftieths of a second, up to 255.
     pub const ESCAPE_GUARD: RangeInclusive<f64> = 0.02..=10.0;
 }
@@ -285,6 +297,13 @@ impl Config {
 pub fn line_secret(line: &LineConfig, secrets: Option<&SecretsFile>) -> Option<String> {
     let key = line.secret_name.as_deref().or(line.user.as_deref())?;
     secrets?.lookup(key, None).map(str::to_string)
+}
+
+/// The SIM PIN of a line: the secrets file's `sim-pin LINE PIN` (or `sim-pin * PIN` for all).
+pub fn sim_pin(line: &LineConfig, secrets: Option<&SecretsFile>) -> Option<String> {
+    secrets?
+        .lookup("sim-pin", Some(&line.name))
+        .map(str::to_string)
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ fn shipped_example_is_valid_and_shows_the_defaults() {
     let mut expected = defaults.lines[0].clone();
     expected.dial_chat = Some("/etc/eqlplus-dialer/chat/hayes-dialup.chat".into());
     expected.phone = Some("5551234".into());
+    // A line that dials a number is checked for a cellular modem by default.
+    expected.cellular = true;
     assert_eq!(c.lines, vec![expected]);
     assert_eq!(c.balancer, defaults.balancer);
     assert_eq!(c.control, defaults.control);

@@ -149,6 +149,29 @@ pub struct LineStatus {
     /// (least-loaded, or a tracked line).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_connections: Option<u32>,
+    /// A cellular modem: SIM, registration, operator, signal, identity (as last checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cellular: Option<crate::cellular::CellStatus>,
+    /// Resets by the recovery ladder since the daemon started.
+    #[serde(default, skip_serializing_if = "ResetCounts::is_zero")]
+    pub resets: ResetCounts,
+    /// The recovery ladder's last step and why, since the line was last up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset: Option<String>,
+}
+
+/// Resets by the recovery ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResetCounts {
+    pub modem: u32,
+    pub port: u32,
+    pub hook: u32,
+}
+
+impl ResetCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == ResetCounts::default()
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -199,13 +222,21 @@ pub enum LineState {
     /// Waiting to redial.
     Holdoff,
     Failed,
+    /// The modem is not there: waiting for it to be plugged in.
+    NoDevice,
+    /// A cellular modem: SIM check and network registration.
+    Registering,
+    /// The SIM needs a person (PIN missing or refused, PUK): down until `up`.
+    SimLocked,
+    /// The recovery ladder is resetting the modem, its USB port, or running the reset hook.
+    Resetting,
     /// A state this build does not know, as the daemon sent it.
     #[serde(untagged)]
     Other(String),
 }
 
 impl LineState {
-    const KNOWN: [LineState; 12] = [
+    const KNOWN: [LineState; 16] = [
         LineState::Disabled,
         LineState::Down,
         LineState::Locking,
@@ -218,6 +249,10 @@ impl LineState {
         LineState::HangingUp,
         LineState::Holdoff,
         LineState::Failed,
+        LineState::NoDevice,
+        LineState::Registering,
+        LineState::SimLocked,
+        LineState::Resetting,
     ];
 
     /// The name on the wire (and on screen).
@@ -235,6 +270,10 @@ impl LineState {
             LineState::HangingUp => "hanging-up",
             LineState::Holdoff => "holdoff",
             LineState::Failed => "failed",
+            LineState::NoDevice => "no-device",
+            LineState::Registering => "registering",
+            LineState::SimLocked => "sim-locked",
+            LineState::Resetting => "resetting",
             LineState::Other(s) => s,
         }
     }
@@ -451,6 +490,10 @@ mod tests {
                 "hanging-up",
                 "holdoff",
                 "failed",
+                "no-device",
+                "registering",
+                "sim-locked",
+                "resetting",
             ],
         );
         check(&AdminState::KNOWN, &["up", "down"]);

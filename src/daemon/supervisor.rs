@@ -133,6 +133,7 @@ impl Supervisor {
             init_script: fp.init_script.clone(),
             dial_script: fp.dial_script.clone(),
             secret: fp.secret.clone(),
+            sim_pin: fp.sim_pin.clone(),
             lock_dir: d.lock_dir.clone(),
             hangup: HangupTiming {
                 guard: fp.config.escape_guard,
@@ -511,6 +512,13 @@ impl LineRegistry {
                         .map(|t| super::wire::track_status(&t, Instant::now())),
                     detail: i.detail.clone(),
                     open_connections: open.get(name).copied(),
+                    cellular: i.cellular.clone(),
+                    resets: crate::control::protocol::ResetCounts {
+                        modem: i.resets.modem,
+                        port: i.resets.port,
+                        hook: i.resets.hook,
+                    },
+                    last_reset: i.last_reset.clone(),
                 }
             })
             .collect();

@@ -54,6 +54,10 @@ impl From<link::LineState> for LineState {
             link::LineState::HangingUp => LineState::HangingUp,
             link::LineState::Holdoff => LineState::Holdoff,
             link::LineState::Failed => LineState::Failed,
+            link::LineState::NoDevice => LineState::NoDevice,
+            link::LineState::Registering => LineState::Registering,
+            link::LineState::SimLocked => LineState::SimLocked,
+            link::LineState::Resetting => LineState::Resetting,
         }
     }
 }

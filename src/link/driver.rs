@@ -12,11 +12,14 @@ use tokio::task::JoinHandle;
 
 use super::hooks::{HookEvent, HookLink, Hooks};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
+use super::recovery::{LadderConfig, Rung, Trouble};
 use super::redial::{FailureKind, RedialPolicy};
 use super::status::{FailureStage, LineShared};
 use super::track::{self as tracking, TrackTask};
 use crate::balancer::Enslave;
 use crate::balancer::actor::BalancerHandle;
+use crate::cellular::driver::run_check;
+use crate::cellular::{CellularCheck, CheckConfig};
 use crate::chat::{ChatEngine, ChatOptions, Failure, Outcome, Script, run_chat};
 use crate::config::{LineConfig, Weight};
 use crate::net::pump::{Pumps, start_pumps};
@@ -44,6 +47,8 @@ pub struct LineContext {
     pub dial_script: Option<Script>,
     /// The PAP/CHAP secret of `config.user`.
     pub secret: Option<String>,
+    /// The SIM's PIN, for a cellular modem.
+    pub sim_pin: Option<String>,
     pub lock_dir: PathBuf,
     pub hangup: HangupTiming,
     pub netlink: Netlink,
@@ -72,6 +77,13 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
     let policy = RedialPolicy::new(ctx.config.redial, rng.u64(..));
     let has_init = ctx.init_script.is_some();
     let (mut machine, mut step) = LineMachine::new(ctx.config.enabled, has_init, policy, now);
+    machine.set_cellular(ctx.config.cellular);
+    machine.set_ladder(LadderConfig {
+        after_failures: ctx.config.reset_after,
+        port_reset: super::reset::looks_usb(&ctx.config.device),
+        hook: ctx.config.reset_hook.is_some(),
+        ..LadderConfig::default()
+    });
     let mut line = Line {
         ctx,
         port: None,
@@ -256,6 +268,82 @@ impl Line {
                 }
             }
             Step::Ppp => self.ppp(m, commands).await,
+            Step::WaitForDevice => {
+                let device = self.ctx.config.device.clone();
+                tracing::info!("waiting for {} to appear", device.display());
+                let wait = async {
+                    if let Err(e) = crate::serial::presence::wait_for(&device).await {
+                        // Cannot watch: look again now and then instead.
+                        tracing::warn!("cannot watch for {}: {e}", device.display());
+                        tokio::time::sleep(PRESENCE_RETRY).await;
+                    }
+                };
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        () = &mut wait => break Some(self.feed(m, LineEvent::DevicePresent)),
+                        cmd = commands.recv() => match self.command(cmd, m) {
+                            Interrupt::Continue => continue,
+                            Interrupt::Goto(s) => break Some(s),
+                        },
+                    }
+                }
+            }
+            Step::Cellular => {
+                let port = self.port.take()?;
+                let config = CheckConfig {
+                    pin: self.ctx.sim_pin.clone(),
+                    pin_refused_before: m.pin_refused(),
+                    registration_timeout: self.ctx.config.registration_timeout,
+                    ..CheckConfig::default()
+                };
+                let timeout = config.registration_timeout;
+                let shared = self.ctx.shared.clone();
+                let result = {
+                    let check = cellular_check(&port, config, shared);
+                    tokio::pin!(check);
+                    loop {
+                        tokio::select! {
+                            outcome = &mut check => break Ok(outcome),
+                            cmd = commands.recv() => match self.command(cmd, m) {
+                                Interrupt::Continue => continue,
+                                Interrupt::Goto(s) => break Err(s),
+                            },
+                        }
+                    }
+                };
+                self.port = Some(port);
+                match result {
+                    Ok(outcome) => Some(self.feed(m, cellular_event(outcome, timeout))),
+                    Err(s) => Some(s),
+                }
+            }
+            Step::Reset(rung) => {
+                let c = &self.ctx.config;
+                let why = m.last_reset().unwrap_or_default().to_string();
+                tracing::warn!(step = rung.as_str(), reason = %why, "recovery: {}", rung.as_str());
+                let result = match rung {
+                    Rung::ModemReset => {
+                        let serial = SerialConfig {
+                            baud: c.baud,
+                            flow: c.flow,
+                            lock_dir: Some(self.ctx.lock_dir.clone()),
+                            hangup: self.ctx.hangup,
+                        };
+                        super::reset::modem_reset(&c.device, &serial, c.cellular).await
+                    }
+                    Rung::PortReset => super::reset::usb_port_reset(c.device.clone()).await,
+                    Rung::Hook => match &c.reset_hook {
+                        Some(hook) => {
+                            super::reset::run_hook(hook, &c.name, &c.device, self.ctx.hooks.timeout)
+                                .await
+                        }
+                        None => "no reset_hook configured".into(),
+                    },
+                };
+                tracing::warn!(step = rung.as_str(), result = %result, "recovery: {} done", rung.as_str());
+                Some(self.feed(m, LineEvent::ResetDone))
+            }
             Step::HangUp => {
                 if let Some(port) = self.port.take() {
                     port.hangup().await;
@@ -316,6 +404,12 @@ impl Line {
 
     async fn open(&mut self) -> LineEvent {
         let c = &self.ctx.config;
+        if !crate::serial::presence::present(&c.device) {
+            return LineEvent::DeviceAbsent(format!(
+                "no device: {} is not there (unplugged?)",
+                c.device.display()
+            ));
+        }
         let serial = SerialConfig {
             baud: c.baud,
             flow: c.flow,
@@ -326,6 +420,13 @@ impl Line {
             Ok(port) => {
                 self.port = Some(port);
                 LineEvent::Opened
+            }
+            // Gone between the look and the open.
+            Err(_) if !crate::serial::presence::present(&c.device) => {
+                LineEvent::DeviceAbsent(format!(
+                    "no device: {} is not there (unplugged?)",
+                    c.device.display()
+                ))
             }
             Err(e) => LineEvent::OpenFailed(e.to_string()),
         }
@@ -755,6 +856,85 @@ fn ppp_failure(reason: &DownReason, carrier_lost: bool, was_up: bool) -> (String
         Some(why) => (format!("authentication failed: {why}"), FailureKind::Auth),
         None if was_up => (reason.to_string(), FailureKind::Transient),
         None => (reason.to_string(), FailureKind::Other),
+    }
+}
+
+/// How often a line whose device cannot be watched (inotify failed) looks for it.
+const PRESENCE_RETRY: Duration = Duration::from_secs(5);
+
+/// Runs the cellular check over the port, showing what it learns in the line's status.
+async fn cellular_check(
+    port: &SerialPort,
+    config: CheckConfig,
+    shared: Arc<LineShared>,
+) -> crate::cellular::Outcome {
+    let mut check = CellularCheck::new(config, Instant::now());
+    let mut seen = |action: crate::cellular::Action| match action {
+        crate::cellular::Action::Status(status) => {
+            let detail = cellular_detail(&status);
+            shared.edit(|i| {
+                i.cellular = Some(status);
+                i.detail = Some(detail);
+            });
+        }
+        crate::cellular::Action::Log(l) => tracing::debug!("cellular: {l}"),
+        crate::cellular::Action::PinSent => tracing::info!("SIM PIN sent"),
+        crate::cellular::Action::Write(_) => {}
+    };
+    run_check(port, &mut check, &mut seen).await
+}
+
+/// The cellular state in a few words: `SIM ready, searching`, `registered, SimNet LTE, -96 dBm`.
+pub fn cellular_detail(s: &crate::cellular::CellStatus) -> String {
+    let mut parts = Vec::new();
+    match (&s.sim, s.registration) {
+        (_, Some(r)) => parts.push(r.as_str().to_string()),
+        (Some(sim), None) => parts.push(format!("SIM {sim}")),
+        (None, None) => parts.push("checking the modem".into()),
+    }
+    if let Some(op) = &s.operator {
+        parts.push(match s.tech {
+            Some(t) => format!("{op} {}", t.as_str()),
+            None => op.clone(),
+        });
+    }
+    if let Some(signal) = s.signal {
+        parts.push(format!("{} dBm", signal.dbm));
+    }
+    parts.join(", ")
+}
+
+/// What the cellular check's end means for the line.
+fn cellular_event(outcome: crate::cellular::Outcome, timeout: Duration) -> LineEvent {
+    use crate::cellular::Outcome;
+    match outcome {
+        Outcome::NotCellular | Outcome::Ready => LineEvent::CellularReady,
+        Outcome::SimLocked {
+            reason,
+            pin_refused,
+        } => LineEvent::SimLocked {
+            message: reason,
+            pin_refused,
+        },
+        Outcome::NoSim => LineEvent::CellularFailed {
+            message: "no SIM card in the modem".into(),
+            kind: FailureKind::Other,
+            trouble: Trouble::Failed,
+        },
+        Outcome::NotRegistered(r) => LineEvent::CellularFailed {
+            message: format!(
+                "not registered with the network after {}s ({})",
+                timeout.as_secs(),
+                r.as_str()
+            ),
+            kind: FailureKind::Other,
+            trouble: Trouble::NotRegistered,
+        },
+        Outcome::NoAnswer(why) => LineEvent::CellularFailed {
+            message: format!("the modem does not answer: {why}"),
+            kind: FailureKind::Other,
+            trouble: Trouble::Wedged,
+        },
     }
 }
 

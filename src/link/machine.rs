@@ -17,6 +17,7 @@
 
 use std::time::Instant;
 
+use super::recovery::{Ladder, LadderConfig, Rung, Trouble};
 use super::redial::{FailureKind, RedialPolicy};
 
 /// Where a line is.
@@ -36,6 +37,14 @@ pub enum LineState {
     HangingUp,
     Holdoff,
     Failed,
+    /// The modem is not there (unplugged, not yet enumerated): waiting for it to appear.
+    NoDevice,
+    /// A cellular modem: checking the SIM and waiting for network registration.
+    Registering,
+    /// The SIM needs a person (no PIN, a refused PIN, PUK): nothing until `up` by hand.
+    SimLocked,
+    /// The recovery ladder resets the modem, its USB port, or runs the reset hook.
+    Resetting,
 }
 
 impl LineState {
@@ -53,6 +62,10 @@ impl LineState {
             LineState::HangingUp => "hanging-up",
             LineState::Holdoff => "holdoff",
             LineState::Failed => "failed",
+            LineState::NoDevice => "no-device",
+            LineState::Registering => "registering",
+            LineState::SimLocked => "sim-locked",
+            LineState::Resetting => "resetting",
         }
     }
 
@@ -60,7 +73,7 @@ impl LineState {
     pub fn holds_port(self) -> bool {
         matches!(
             self,
-            LineState::InitChat | LineState::DialChat | LineState::Ppp
+            LineState::InitChat | LineState::DialChat | LineState::Registering | LineState::Ppp
         ) || self.link_up()
     }
 
@@ -88,6 +101,12 @@ pub enum Step {
     HangUp,
     /// Wait until then (holdoff).
     WaitUntil(Instant),
+    /// Wait for the device to appear (no timer: the driver watches for it).
+    WaitForDevice,
+    /// Check a cellular modem: SIM, PIN, registration (between the init and dial chats).
+    Cellular,
+    /// Take this step of the recovery ladder, then the holdoff.
+    Reset(Rung),
     /// Nothing until an administrative command.
     Idle,
 }
@@ -120,6 +139,25 @@ pub enum LineEvent {
     },
     /// Upstream tracking: the Internet is back.
     InternetBack,
+    /// The device is not there (at open): wait for it, without counting a failure.
+    DeviceAbsent(String),
+    /// The device appeared.
+    DevicePresent,
+    /// The cellular check found the modem ready (or not cellular): dial.
+    CellularReady,
+    /// The cellular check failed: no SIM, not registered, the modem does not answer.
+    CellularFailed {
+        message: String,
+        kind: FailureKind,
+        trouble: Trouble,
+    },
+    /// The SIM needs a person; `pin_refused`: the PIN it was given is never sent again.
+    SimLocked {
+        message: String,
+        pin_refused: bool,
+    },
+    /// The recovery step is done (or could not be taken).
+    ResetDone,
 }
 
 /// The state machine of one line.
@@ -145,6 +183,21 @@ pub struct LineMachine {
     last_error: Option<String>,
     next_attempt: Option<Instant>,
     policy: RedialPolicy,
+    /// A cellular check runs between the init and dial chats.
+    has_cellular: bool,
+    /// How the last failure looked to the recovery ladder.
+    trouble: Trouble,
+    ladder: Ladder,
+    /// The step of the ladder in progress.
+    resetting: Option<Rung>,
+    /// The last step of the ladder taken, and why (for `status`).
+    last_reset: Option<String>,
+    /// The hangup in progress ends in `sim-locked`.
+    to_sim_locked: bool,
+    /// The SIM refused its PIN: never send it again until `up` by hand.
+    pin_refused: bool,
+    /// The attempt in progress was counted as a redial (undone if the device is absent).
+    counted_redial: bool,
 }
 
 impl LineMachine {
@@ -169,6 +222,17 @@ impl LineMachine {
             last_error: None,
             next_attempt: None,
             policy,
+            has_cellular: false,
+            trouble: Trouble::Failed,
+            ladder: Ladder::new(LadderConfig {
+                after_failures: 0,
+                ..LadderConfig::default()
+            }),
+            resetting: None,
+            last_reset: None,
+            to_sim_locked: false,
+            pin_refused: false,
+            counted_redial: false,
         };
         let step = if enabled { m.attempt(now) } else { Step::Idle };
         (m, step)
@@ -198,6 +262,31 @@ impl LineMachine {
         self.next_attempt
     }
 
+    /// Runs the cellular check before each dial.
+    pub fn set_cellular(&mut self, on: bool) {
+        self.has_cellular = on;
+    }
+
+    /// Escalates repeated failures up this ladder (the default ladder is off).
+    pub fn set_ladder(&mut self, config: LadderConfig) {
+        self.ladder = Ladder::new(config);
+    }
+
+    /// Resets done by the ladder.
+    pub fn resets(&self) -> super::recovery::Resets {
+        self.ladder.resets()
+    }
+
+    /// The ladder's last step and why, since the line was last up.
+    pub fn last_reset(&self) -> Option<&str> {
+        self.last_reset.as_deref()
+    }
+
+    /// The SIM refused its PIN: the cellular check must not send it again.
+    pub fn pin_refused(&self) -> bool {
+        self.pin_refused
+    }
+
     /// Failures counted so far, and the kind of the last: whoever feeds events learns from a
     /// change here that one was taken as a failure (late events are ignored).
     pub fn failures_total(&self) -> (u64, FailureKind) {
@@ -214,8 +303,16 @@ impl LineMachine {
                 self.dialed = false;
                 self.attempt(now)
             }
-            LineState::Failed | LineState::Holdoff => {
+            LineState::Failed | LineState::Holdoff | LineState::NoDevice => {
                 self.failures = 0;
+                self.ladder.on_admin_up();
+                self.attempt(now)
+            }
+            // A person looked at the SIM: one more try with the PIN.
+            LineState::SimLocked => {
+                self.failures = 0;
+                self.pin_refused = false;
+                self.ladder.on_admin_up();
                 self.attempt(now)
             }
             // Already on its way up (or going down, after which it redials).
@@ -246,19 +343,60 @@ impl LineMachine {
                     self.enter(LineState::InitChat, now);
                     Step::InitChat
                 } else {
-                    self.enter(LineState::DialChat, now);
-                    Step::DialChat
+                    self.before_dial(now)
                 }
+            }
+            (LineState::Locking, LineEvent::DeviceAbsent(message)) => {
+                // Not a failure and not a redial: the line waits for its modem.
+                if self.counted_redial {
+                    self.redials = self.redials.saturating_sub(1);
+                    self.counted_redial = false;
+                }
+                self.last_error = Some(message);
+                self.enter(LineState::NoDevice, now);
+                Step::WaitForDevice
+            }
+            (LineState::NoDevice, LineEvent::DevicePresent) => self.attempt(now),
+            (LineState::Registering, LineEvent::CellularReady) => {
+                self.enter(LineState::DialChat, now);
+                Step::DialChat
+            }
+            (
+                LineState::Registering,
+                LineEvent::CellularFailed {
+                    message,
+                    kind,
+                    trouble,
+                },
+            ) => {
+                self.fail(message, kind);
+                self.trouble = trouble;
+                self.enter(LineState::HangingUp, now);
+                Step::HangUp
+            }
+            (
+                LineState::Registering,
+                LineEvent::SimLocked {
+                    message,
+                    pin_refused,
+                },
+            ) => {
+                self.fail(message, FailureKind::Other);
+                self.pin_refused |= pin_refused;
+                self.to_sim_locked = true;
+                self.enter(LineState::HangingUp, now);
+                Step::HangUp
+            }
+            (LineState::Resetting, LineEvent::ResetDone) => {
+                self.resetting = None;
+                self.holdoff(now)
             }
             (LineState::Locking, LineEvent::OpenFailed(message)) => {
                 // Nothing was opened: straight to the holdoff.
                 self.fail(message, FailureKind::Other);
                 self.after_hangup(now)
             }
-            (LineState::InitChat, LineEvent::InitDone) => {
-                self.enter(LineState::DialChat, now);
-                Step::DialChat
-            }
+            (LineState::InitChat, LineEvent::InitDone) => self.before_dial(now),
             (
                 LineState::InitChat | LineState::DialChat,
                 LineEvent::ChatFailed { message, kind },
@@ -273,6 +411,8 @@ impl LineMachine {
             }
             (LineState::Ppp, LineEvent::PppUp) => {
                 self.failures = 0;
+                self.ladder.on_up();
+                self.last_reset = None;
                 self.session_up = true;
                 self.enter(LineState::Up, now);
                 Step::Ppp
@@ -327,7 +467,12 @@ impl LineMachine {
             }
             LineState::HangingUp => Step::HangUp,
             LineState::Holdoff => self.next_attempt.map_or(Step::Idle, Step::WaitUntil),
-            LineState::Disabled | LineState::Down | LineState::Failed => Step::Idle,
+            LineState::NoDevice => Step::WaitForDevice,
+            LineState::Registering => Step::Cellular,
+            LineState::Resetting => self.resetting.map_or(Step::Idle, Step::Reset),
+            LineState::Disabled | LineState::Down | LineState::Failed | LineState::SimLocked => {
+                Step::Idle
+            }
         }
     }
 
@@ -338,6 +483,7 @@ impl LineMachine {
 
     fn attempt(&mut self, now: Instant) -> Step {
         self.session_up = false;
+        self.counted_redial = self.dialed;
         if self.dialed {
             self.redials = self.redials.saturating_add(1);
         }
@@ -354,11 +500,45 @@ impl LineMachine {
         self.last_error = Some(message);
     }
 
+    /// After the init chat (or the open, without one): the cellular check, or the dial.
+    fn before_dial(&mut self, now: Instant) -> Step {
+        if self.has_cellular {
+            self.enter(LineState::Registering, now);
+            Step::Cellular
+        } else {
+            self.enter(LineState::DialChat, now);
+            Step::DialChat
+        }
+    }
+
     fn after_hangup(&mut self, now: Instant) -> Step {
         if !self.admin_up {
+            self.to_sim_locked = false;
             self.enter(LineState::Down, now);
             return Step::Idle;
         }
+        if std::mem::take(&mut self.to_sim_locked) {
+            self.enter(LineState::SimLocked, now);
+            return Step::Idle;
+        }
+        let trouble = std::mem::replace(&mut self.trouble, Trouble::Failed);
+        // The ladder is for a modem that stops working: BUSY, NO CARRIER, a dropped line or
+        // refused credentials are the network's, not the modem's.
+        let modem_trouble = trouble != Trouble::Failed || self.last_kind == FailureKind::Other;
+        if let Some((rung, why)) = modem_trouble
+            .then(|| self.ladder.on_failure(trouble, self.admin_up, now))
+            .flatten()
+        {
+            self.last_reset = Some(format!("{} ({why})", rung.as_str()));
+            self.resetting = Some(rung);
+            self.enter(LineState::Resetting, now);
+            return Step::Reset(rung);
+        }
+        self.holdoff(now)
+    }
+
+    /// The wait before the next attempt (or `failed`, at max_failures).
+    fn holdoff(&mut self, now: Instant) -> Step {
         if self.policy.gives_up(self.failures) {
             self.enter(LineState::Failed, now);
             return Step::Idle;

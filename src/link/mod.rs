@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod machine;
 pub mod recovery;
 pub mod redial;
+pub mod reset;
 pub mod status;
 pub mod track;
 

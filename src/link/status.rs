@@ -31,6 +31,12 @@ pub struct LineInfo {
     /// What the line is doing within its state, in the modem's or PPP's words (the modem's
     /// latest line while chatting, the PPP phase); cleared when the state changes.
     pub detail: Option<String>,
+    /// A cellular modem's SIM, registration, operator, signal and identity, as last checked.
+    pub cellular: Option<crate::cellular::CellStatus>,
+    /// Resets by the recovery ladder.
+    pub resets: crate::link::recovery::Resets,
+    /// The ladder's last step and why, since the line was last up.
+    pub last_reset: Option<String>,
 }
 
 impl Default for LineInfo {
@@ -49,6 +55,9 @@ impl Default for LineInfo {
             next_attempt: None,
             lcp_rtt: None,
             detail: None,
+            cellular: None,
+            resets: Default::default(),
+            last_reset: None,
         }
     }
 }
@@ -235,6 +244,8 @@ impl LineShared {
         i.admin_up = m.admin_up();
         i.redials = m.redials();
         i.last_error = m.last_error().map(str::to_string);
+        i.resets = m.resets();
+        i.last_reset = m.last_reset().map(str::to_string);
         i.next_attempt = m.next_attempt().map(wall);
         // Addresses belong to an up line (bring-up sets them just before `up`): a line back
         // in `ppp` after IP went down has none.

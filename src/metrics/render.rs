@@ -69,7 +69,7 @@ pub fn render(snapshot: &Snapshot, format: Format) -> String {
 }
 
 /// The states in the order of the one-hot `eqlplus_line_state` series.
-pub(super) const STATES: [LineState; 12] = [
+pub(super) const STATES: [LineState; 16] = [
     LineState::Disabled,
     LineState::Down,
     LineState::Locking,
@@ -82,6 +82,10 @@ pub(super) const STATES: [LineState; 12] = [
     LineState::HangingUp,
     LineState::Holdoff,
     LineState::Failed,
+    LineState::NoDevice,
+    LineState::Registering,
+    LineState::SimLocked,
+    LineState::Resetting,
 ];
 
 /// Where `state` is in [`STATES`]; exhaustive, so a new state cannot be left out unnoticed
@@ -100,6 +104,10 @@ pub(super) fn state_index(state: LineState) -> usize {
         LineState::HangingUp => 9,
         LineState::Holdoff => 10,
         LineState::Failed => 11,
+        LineState::NoDevice => 12,
+        LineState::Registering => 13,
+        LineState::SimLocked => 14,
+        LineState::Resetting => 15,
     }
 }
 

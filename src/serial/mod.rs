@@ -7,6 +7,7 @@
 pub mod identity;
 mod lock;
 mod port;
+pub mod presence;
 
 pub use lock::{DEFAULT_LOCK_DIR, LockError, UucpLock, lock_file_name};
 pub use port::{

@@ -200,6 +200,19 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
     if let Some(t) = &l.track {
         rows.push(("internet", internet_text(t)));
     }
+    if let Some(c) = &l.cellular {
+        rows.push(("cellular", cellular_text(c)));
+    }
+    if !l.resets.is_zero() || l.last_reset.is_some() {
+        let mut text = format!(
+            "modem {}, USB port {}, hook {}",
+            l.resets.modem, l.resets.port, l.resets.hook
+        );
+        if let Some(last) = &l.last_reset {
+            text += &format!(" (last: {last})");
+        }
+        rows.push(("resets", text));
+    }
     if let Some(ms) = l.lcp_rtt_ms {
         rows.push(("lcp echo", format!("rtt {ms:.0} ms")));
     }
@@ -220,6 +233,47 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
         out.push_str(&format!("  {key:<10}  {value}\n"));
     }
     out
+}
+
+/// A cellular modem in words: `registered, SimNet LTE, -96 dBm ▂▄▆_ (2/4), SIM ready, IMEI …`.
+pub fn cellular_text(c: &crate::cellular::CellStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(r) = c.registration {
+        parts.push(r.as_str().to_string());
+    }
+    if let Some(op) = &c.operator {
+        parts.push(match c.tech {
+            Some(t) => format!("{op} {}", t.as_str()),
+            None => op.clone(),
+        });
+    }
+    if let Some(s) = c.signal {
+        parts.push(format!(
+            "{} dBm {} ({}/4)",
+            s.dbm,
+            signal_bars(s.bars),
+            s.bars
+        ));
+    }
+    if let Some(sim) = &c.sim {
+        parts.push(format!("SIM {sim}"));
+    }
+    if let Some(imei) = &c.imei {
+        parts.push(format!("IMEI {imei}"));
+    }
+    if let Some(iccid) = &c.iccid {
+        parts.push(format!("ICCID {iccid}"));
+    }
+    parts.join(", ")
+}
+
+/// Signal bars: `▂▄▆█` for 4, `▂▄__` for 2.
+pub fn signal_bars(bars: u8) -> String {
+    ['▂', '▄', '▆', '█']
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if (i as u8) < bars { *c } else { '_' })
+        .collect()
 }
 
 /// The whole human output of `status`.
