@@ -351,6 +351,9 @@ impl LineMachine {
                 if self.counted_redial {
                     self.redials = self.redials.saturating_sub(1);
                     self.counted_redial = false;
+                } else {
+                    // The first attempt found nothing: the next one is still the first.
+                    self.dialed = false;
                 }
                 self.last_error = Some(message);
                 self.enter(LineState::NoDevice, now);
@@ -822,5 +825,165 @@ mod tests {
         assert!(next <= now + Duration::from_secs_f64(2.0 * 1.2 + 0.01));
         m.on(LineEvent::TimerFired, next);
         assert!(!m.was_up(), "a new call starts afresh");
+    }
+
+    #[test]
+    fn an_absent_device_is_waited_for_without_attempts_or_backoff() {
+        let (mut m, s, now) = machine(true, false, 0);
+        assert_eq!(s, Step::Open);
+        let absent = || LineEvent::DeviceAbsent("no device: /dev/ttyUSB2".into());
+        assert_eq!(m.on(absent(), now), Step::WaitForDevice);
+        assert_eq!(m.state(), LineState::NoDevice);
+        assert_eq!(m.redials(), 0);
+        // However long it stays away: no timer, no failure, no redial counted.
+        assert_eq!(m.on(LineEvent::TimerFired, now), Step::WaitForDevice);
+        assert_eq!(m.on(LineEvent::DevicePresent, now), Step::Open);
+        assert_eq!(m.redials(), 0, "the first real attempt is not a redial");
+        m.on(LineEvent::Opened, now);
+        m.on(LineEvent::Connected, now);
+        m.on(LineEvent::PppUp, now);
+        // Removed mid-call: a line lost, redialled; the next open finds no device.
+        m.on(
+            LineEvent::PppEnded {
+                message: "device removed".into(),
+                kind: FailureKind::Transient,
+            },
+            now,
+        );
+        let Step::WaitUntil(at) = m.on(LineEvent::HungUp, now) else {
+            panic!("holdoff");
+        };
+        assert_eq!(m.on(LineEvent::TimerFired, at), Step::Open);
+        assert_eq!(m.redials(), 1);
+        assert_eq!(m.on(absent(), at), Step::WaitForDevice);
+        assert_eq!(
+            m.redials(),
+            0,
+            "an attempt that found no device is not a redial"
+        );
+        // Taken down meanwhile: down; brought up: it looks again.
+        assert_eq!(m.admin_down_now(at), Step::Idle);
+        assert_eq!(m.state(), LineState::Down);
+        assert_eq!(m.admin_up_now(at), Step::Open);
+    }
+
+    /// A SIM that refuses its PIN: exactly one `AT+CPIN=` across 10 minutes of redials (the
+    /// check is told the PIN was refused), the line `sim-locked` until `up` by hand.
+    #[test]
+    fn a_refused_pin_locks_the_line_until_up() {
+        use crate::cellular::{CellularCheck, CheckConfig};
+        let (mut m, _, start) = machine(true, false, 0);
+        m.set_cellular(true);
+        let mut now = start;
+        let mut pins_sent = 0;
+        let mut checks = 0;
+        let mut step = Step::Open;
+        while now < start + Duration::from_secs(600) {
+            step = match step {
+                Step::Open => m.on(LineEvent::Opened, now),
+                Step::Cellular => {
+                    checks += 1;
+                    let mut check = CellularCheck::new(
+                        CheckConfig {
+                            pin: Some("0000".into()),
+                            pin_refused_before: m.pin_refused(),
+                            ..CheckConfig::default()
+                        },
+                        now,
+                    );
+                    // The modem: cellular, SIM PIN, every PIN wrong.
+                    let mut answer = |cmd: &str| match cmd {
+                        "AT+GCAP" => "+GCAP: +CGSM\r\nOK\r\n",
+                        "AT+CPIN?" => "+CPIN: SIM PIN\r\nOK\r\n",
+                        c if c.starts_with("AT+CPIN=") => "+CME ERROR: 16\r\n",
+                        _ => "OK\r\n",
+                    };
+                    while check.outcome().is_none() {
+                        let mut sent = None;
+                        while let Some(a) = check.poll_action() {
+                            match a {
+                                crate::cellular::Action::Write(b) => {
+                                    sent = Some(String::from_utf8(b).unwrap())
+                                }
+                                crate::cellular::Action::PinSent => pins_sent += 1,
+                                _ => {}
+                            }
+                        }
+                        if let Some(cmd) = sent {
+                            check.handle_input(answer(cmd.trim_end()).as_bytes(), now);
+                        }
+                    }
+                    let (message, pin_refused) = match check.outcome() {
+                        Some(crate::cellular::Outcome::SimLocked {
+                            reason,
+                            pin_refused,
+                        }) => (reason.clone(), *pin_refused),
+                        other => panic!("{other:?}"),
+                    };
+                    m.on(
+                        LineEvent::SimLocked {
+                            message,
+                            pin_refused,
+                        },
+                        now,
+                    )
+                }
+                Step::HangUp => m.on(LineEvent::HungUp, now),
+                Step::WaitUntil(at) => {
+                    now = at;
+                    m.on(LineEvent::TimerFired, now)
+                }
+                Step::Idle => {
+                    // Nothing happens by itself: time passes.
+                    now += Duration::from_secs(60);
+                    Step::Idle
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+        }
+        assert_eq!(pins_sent, 1, "one AT+CPIN= in 10 minutes");
+        assert_eq!(checks, 1);
+        assert_eq!(m.state(), LineState::SimLocked);
+        assert!(m.last_error().unwrap().contains("refused the PIN"));
+        // `up` by hand: one more try with the PIN.
+        assert_eq!(m.admin_up_now(now), Step::Open);
+        assert!(!m.pin_refused());
+    }
+
+    #[test]
+    fn the_ladder_resets_a_wedged_modem_then_holds_off() {
+        let (mut m, _, now) = machine(true, false, 0);
+        m.set_cellular(true);
+        m.set_ladder(LadderConfig::default());
+        m.on(LineEvent::Opened, now);
+        let wedged = LineEvent::CellularFailed {
+            message: "the modem does not answer: no answer to AT+CMEE=1 within 5s".into(),
+            kind: FailureKind::Other,
+            trouble: Trouble::Wedged,
+        };
+        assert_eq!(m.on(wedged, now), Step::HangUp);
+        assert_eq!(m.on(LineEvent::HungUp, now), Step::Reset(Rung::ModemReset));
+        assert_eq!(m.state(), LineState::Resetting);
+        assert_eq!(
+            m.last_reset(),
+            Some("modem reset (the modem does not answer)")
+        );
+        assert_eq!(m.resets().modem, 1);
+        let Step::WaitUntil(_) = m.on(LineEvent::ResetDone, now) else {
+            panic!("the holdoff after the reset");
+        };
+        assert_eq!(m.state(), LineState::Holdoff);
+        // BUSY is the network's: never a reset.
+        let (mut m, _, now) = machine(true, false, 0);
+        m.set_ladder(LadderConfig::default());
+        for _ in 0..5 {
+            m.on(LineEvent::Opened, now);
+            m.on(chat_failed(FailureKind::Transient), now);
+            let Step::WaitUntil(at) = m.on(LineEvent::HungUp, now) else {
+                panic!("holdoff, not a reset");
+            };
+            m.on(LineEvent::TimerFired, at);
+        }
+        assert_eq!(m.resets().modem, 0);
     }
 }
