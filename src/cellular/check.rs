@@ -282,7 +282,9 @@ impl CellularCheck {
         };
         match finished {
             Some(f) => self.on_final(f, now),
-            None if self.step != Step::RegistrationPause => self.info.push(shown),
+            // The line as sent: the PIN is scrubbed from the log only (an ICCID may hold its
+            // digits).
+            None if self.step != Step::RegistrationPause => self.info.push(line.to_string()),
             None => {}
         }
     }
@@ -725,5 +727,67 @@ mod tests {
             }
             assert!(check.line.len() <= MAX_LINE);
         }
+    }
+
+    /// The check against the project's simulated cellular modem (its sans-IO core): PIN,
+    /// registration after 6 s, identity; both on one fake clock.
+    #[test]
+    fn against_the_simulated_modem() {
+        use crate::sim::{ModemConfig, ModemCore, ModemOutput, SimCard};
+        let start = Instant::now();
+        let mut modem = ModemCore::new(ModemConfig {
+            sim: SimCard::Pin {
+                pin: "1234".into(),
+                tries: 3,
+            },
+            registration: "searching:6s,home".parse().unwrap(),
+            ..ModemConfig::cellular()
+        });
+        modem.power_on(start);
+        let mut now = start;
+        let mut check = CellularCheck::new(
+            CheckConfig {
+                pin: Some("1234".into()),
+                ..CheckConfig::default()
+            },
+            now,
+        );
+        while check.outcome().is_none() {
+            while let Some(a) = check.poll_action() {
+                if let Action::Write(b) = a {
+                    modem.handle_dte(&b, now);
+                }
+            }
+            let mut heard = Vec::new();
+            while let Some(o) = modem.poll_output() {
+                if let ModemOutput::ToDte(b) = o {
+                    heard.extend(b);
+                }
+            }
+            if heard.is_empty() {
+                let next = [check.poll_timeout(), modem.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .expect("someone waits");
+                now = now.max(next);
+                modem.handle_timeout(now);
+                check.handle_timeout(now);
+            } else {
+                check.handle_input(&heard, now);
+            }
+            assert!(now < start + Duration::from_secs(60), "never ends");
+        }
+        assert_eq!(check.outcome(), Some(&Outcome::Ready));
+        assert!(now >= start + Duration::from_secs(6));
+        assert_eq!(modem.cpin_commands(), 1);
+        let s = check.status();
+        assert_eq!(s.registration, Some(Registration::Home));
+        assert_eq!(s.operator.as_deref(), Some("SimNet"));
+        assert_eq!(s.imei.as_deref(), Some(crate::sim::cellular::DEFAULT_IMEI));
+        assert_eq!(
+            s.iccid.as_deref(),
+            Some(crate::sim::cellular::DEFAULT_ICCID)
+        );
     }
 }

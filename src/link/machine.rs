@@ -892,7 +892,7 @@ mod tests {
                         now,
                     );
                     // The modem: cellular, SIM PIN, every PIN wrong.
-                    let mut answer = |cmd: &str| match cmd {
+                    let answer = |cmd: &str| match cmd {
                         "AT+GCAP" => "+GCAP: +CGSM\r\nOK\r\n",
                         "AT+CPIN?" => "+CPIN: SIM PIN\r\nOK\r\n",
                         c if c.starts_with("AT+CPIN=") => "+CME ERROR: 16\r\n",

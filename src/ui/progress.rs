@@ -203,6 +203,10 @@ fn outcome(line: &LineStatus, started: f64) -> Option<Outcome> {
             line.last_error.as_deref().unwrap_or("failed"),
         ))),
         LineState::Down if recent => Some(Outcome::Failed("hung up meanwhile".into())),
+        // Waiting for a person (the SIM) or for the modem to be plugged in: not coming up now.
+        LineState::SimLocked | LineState::NoDevice => Some(Outcome::Failed(clean(
+            line.last_error.as_deref().unwrap_or(line.state.as_str()),
+        ))),
         _ => None,
     }
 }
@@ -244,6 +248,11 @@ fn describe(line: &LineStatus, outcome: Option<&Outcome>, now: f64) -> String {
         },
         (LineState::Locking, _) => format!("opening {}", clean(&line.device)),
         (LineState::InitChat, _) => with("init"),
+        (LineState::Registering, _) => with("registering"),
+        (LineState::Resetting, _) => match &line.last_reset {
+            Some(r) => format!("resetting: {}", clean(r)),
+            None => "resetting".into(),
+        },
         (LineState::DialChat, _) => with("dialing"),
         (LineState::Ppp, _) => match &detail {
             Some(d) => format!("{speed} · PPP: {d}"),

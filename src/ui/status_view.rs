@@ -181,9 +181,9 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
         ),
         ("share", format::percent(l.share)),
         (
-            "connections",
+            "conntrack",
             l.open_connections
-                .map_or_else(|| "-".into(), |n| format!("{n} open")),
+                .map_or_else(|| "-".into(), |n| format!("{n} open connections")),
         ),
         (
             "queue",
