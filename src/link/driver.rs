@@ -94,13 +94,13 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         dial_started: None,
         logged: LineState::Disabled,
     };
-    line.publish(&machine);
+    span.in_scope(|| line.publish(&machine));
     loop {
         let next = {
             let fut = line.perform(step, &mut machine, &mut commands);
             tracing::Instrument::instrument(fut, span.clone()).await
         };
-        line.publish(&machine);
+        span.in_scope(|| line.publish(&machine));
         match next {
             Some(s) => step = s,
             None => break,
@@ -381,6 +381,25 @@ impl Line {
     /// failure (by the stage it happened in), a dial that reached IP up.
     fn feed(&mut self, m: &mut LineMachine, event: LineEvent) -> Step {
         let now = Instant::now();
+        // A failure whose device has gone (a USB modem unplugged, a pty closed) says so.
+        let gone = || !crate::serial::presence::present(&self.ctx.config.device);
+        let removed = || "device removed".to_string();
+        let event = match event {
+            LineEvent::ChatFailed { .. } if gone() => LineEvent::ChatFailed {
+                message: removed(),
+                kind: FailureKind::Transient,
+            },
+            LineEvent::PppEnded { .. } if gone() => LineEvent::PppEnded {
+                message: removed(),
+                kind: FailureKind::Transient,
+            },
+            LineEvent::CellularFailed { .. } if gone() => LineEvent::CellularFailed {
+                message: removed(),
+                kind: FailureKind::Transient,
+                trouble: Trouble::Failed,
+            },
+            other => other,
+        };
         let before = m.state();
         let (failures, _) = m.failures_total();
         let step = m.on(event, now);
