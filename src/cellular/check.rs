@@ -408,8 +408,8 @@ impl CellularCheck {
         } else if self.config.pin_refused_before {
             self.finish(Outcome::SimLocked {
                 reason: "the SIM refused the PIN from the secrets file before; it is not sent \
-                         again (the SIM locks after 3 wrong PINs): fix it, then `eqlplus-dialer \
-                         up LINE`"
+                         again (the SIM locks after 3 wrong PINs): fix it in the secrets file and \
+                         `eqlplus-dialer reload`, or unlock the SIM by hand"
                     .into(),
                 pin_refused: true,
             });
@@ -422,7 +422,8 @@ impl CellularCheck {
         self.update(|s| s.sim = Some(SimState::Pin));
         self.finish(Outcome::SimLocked {
             reason: "the SIM refused the PIN from the secrets file; it is not sent again (the \
-                     SIM locks after 3 wrong PINs): fix it, then `eqlplus-dialer up LINE`"
+                     SIM locks after 3 wrong PINs): fix it in the secrets file and \
+                     `eqlplus-dialer reload`, or unlock the SIM by hand"
                 .into(),
             pin_refused: true,
         });

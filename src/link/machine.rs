@@ -308,10 +308,10 @@ impl LineMachine {
                 self.ladder.on_admin_up();
                 self.attempt(now)
             }
-            // A person looked at the SIM: one more try with the PIN.
+            // Check the SIM again (unlocked by hand?), but never with a PIN it refused: a new
+            // PIN comes with a reload, which starts the line afresh.
             LineState::SimLocked => {
                 self.failures = 0;
-                self.pin_refused = false;
                 self.ladder.on_admin_up();
                 self.attempt(now)
             }
@@ -945,9 +945,10 @@ mod tests {
         assert_eq!(checks, 1);
         assert_eq!(m.state(), LineState::SimLocked);
         assert!(m.last_error().unwrap().contains("refused the PIN"));
-        // `up` by hand: one more try with the PIN.
+        // `up` by hand checks the SIM again, never with the refused PIN (a reload with a new
+        // one starts the line afresh).
         assert_eq!(m.admin_up_now(now), Step::Open);
-        assert!(!m.pin_refused());
+        assert!(m.pin_refused());
     }
 
     #[test]
