@@ -30,7 +30,7 @@ pub struct ProbeArgs {
 /// What was found on one port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
-    Modem(ModemInfo),
+    Modem(Box<ModemInfo>),
     /// The port opened but nothing answered `AT`.
     Silent,
     /// The port was not tried: locked by someone else, cannot be opened, no UART.
@@ -47,6 +47,14 @@ pub struct ModemInfo {
     pub model: Option<String>,
     /// What `AT+GCAP` lists (V.250): `+CGSM` for GSM/UMTS/LTE, `+MS` for analog modulations.
     pub capabilities: Vec<String>,
+    /// A cellular modem's IMEI (`AT+CGSN`), SIM card (`AT+CCID`) and SIM state (`AT+CPIN?`).
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+    pub sim: Option<crate::cellular::SimState>,
+    /// A name that stays across replugs: udev's `/dev/serial/by-id` link to the port.
+    pub by_id: Option<PathBuf>,
+    /// The USB device the port belongs to.
+    pub usb: Option<crate::serial::identity::UsbTty>,
 }
 
 impl ModemInfo {
@@ -233,7 +241,23 @@ async fn probe_port(device: &Path, args: &ProbeArgs) -> Finding {
             .filter(|r| r.ok)
             .map(|r| parse_gcap(&r.lines))
             .unwrap_or_default();
-        return Finding::Modem(info);
+        if info.is_cellular() {
+            use crate::cellular::reply;
+            let first = |r: Option<AtReply>, parse: fn(&str) -> Option<String>| {
+                r.and_then(|r| r.lines.iter().find_map(|l| parse(l)))
+            };
+            info.imei = first(at(&port, "AT+CGSN", wait).await, reply::parse_imei);
+            info.iccid = first(at(&port, "AT+CCID", wait).await, reply::parse_iccid);
+            info.sim = at(&port, "AT+CPIN?", wait)
+                .await
+                .and_then(|r| r.lines.iter().find_map(|l| reply::parse_cpin(l)));
+        }
+        info.by_id = by_id_link(Path::new("/dev/serial/by-id"), device);
+        info.usb = std::fs::canonicalize(device).ok().and_then(|real| {
+            let name = real.file_name()?.to_string_lossy().into_owned();
+            crate::serial::identity::usb_of(Path::new("/sys"), &name)
+        });
+        return Finding::Modem(Box::new(info));
     }
     Finding::Silent
 }
@@ -280,16 +304,54 @@ async fn at(port: &SerialPort, command: &str, wait: Duration) -> Option<AtReply>
     }
 }
 
-/// A `[[line]]` configuration stanza for a found modem.
+/// The link in `dir` (udev's `/dev/serial/by-id`) that leads to the same tty as `device`.
+fn by_id_link(dir: &Path, device: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(device).ok()?;
+    let mut links: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| std::fs::canonicalize(p).is_ok_and(|r| r == real))
+        .collect();
+    links.sort();
+    links.into_iter().next()
+}
+
+/// A `[[line]]` configuration stanza for a found modem. A modem with a by-id link is named by
+/// it (it stays the same across replugs and reboots; the tty number does not).
 pub fn stanza(device: &Path, info: &ModemInfo) -> String {
     let name = device
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "modem".into());
-    let mut s = format!("# {}: {}\n[[line]]\n", device.display(), info.description());
+    let mut s = format!("# {}: {}\n", device.display(), info.description());
+    if let Some(usb) = &info.usb {
+        s += &format!("# USB {}\n", usb.describe());
+    }
+    if info.imei.is_some() || info.iccid.is_some() {
+        s += &format!(
+            "# IMEI {}, SIM card (ICCID) {}\n",
+            info.imei.as_deref().unwrap_or("-"),
+            info.iccid.as_deref().unwrap_or("-")
+        );
+    }
+    if info.sim == Some(crate::cellular::SimState::Pin) {
+        s += &format!("# the SIM wants its PIN: add `sim-pin {name} <PIN>` to the secrets file\n");
+    }
+    let named_by = match &info.by_id {
+        Some(link) if link != device => {
+            s += &format!(
+                "# {} today; the by-id link stays across replugs\n",
+                device.display()
+            );
+            link.as_path()
+        }
+        _ => device,
+    };
+    s += "[[line]]\n";
     s += &format!(
         "name = \"{name}\"\ndevice = \"{}\"\nbaud = {}\n",
-        device.display(),
+        named_by.display(),
         info.baud
     );
     if info.is_cellular() {
@@ -344,6 +406,39 @@ mod tests {
                 lines: vec![],
                 ok: false
             })
+        );
+    }
+
+    #[test]
+    fn a_cellular_modem_is_named_by_its_by_id_link_and_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let tty = dir.path().join("ttyUSB2");
+        std::fs::write(&tty, "").unwrap();
+        let by_id = dir.path().join("by-id");
+        std::fs::create_dir(&by_id).unwrap();
+        let link = by_id.join("usb-Sierra_Wireless_EM7455-if03-port0");
+        std::os::unix::fs::symlink(&tty, &link).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("ttyUSB9"), by_id.join("other")).unwrap();
+        assert_eq!(by_id_link(&by_id, &tty), Some(link.clone()));
+        let info = ModemInfo {
+            baud: 115_200,
+            capabilities: vec!["+CGSM".into()],
+            imei: Some("356938035643809".into()),
+            iccid: Some("89490200001234567892".into()),
+            sim: Some(crate::cellular::SimState::Pin),
+            by_id: Some(link.clone()),
+            ..Default::default()
+        };
+        let s = stanza(&tty, &info);
+        assert!(
+            s.contains(&format!("device = \"{}\"", link.display())),
+            "{s}"
+        );
+        assert!(s.contains("# IMEI 356938035643809, SIM card (ICCID) 89490200001234567892"));
+        assert!(s.contains("sim-pin ttyUSB2 <PIN>"), "{s}");
+        assert!(
+            s.contains("today; the by-id link stays across replugs"),
+            "{s}"
         );
     }
 

@@ -218,8 +218,9 @@ fn line(
         enabled: l.enabled.unwrap_or(true),
         track,
         tier,
-        // Every line that dials a number talks to a modem: one AT+GCAP tells a cellular one.
-        cellular: l.cellular.unwrap_or(l.phone.is_some()),
+        // Every line that dials a number (or has an APN) talks to a modem: one AT+GCAP tells a
+        // cellular one.
+        cellular: l.cellular.unwrap_or(l.phone.is_some() || l.apn.is_some()),
         registration_timeout: c.seconds(
             &l.registration_timeout,
             &at("registration_timeout"),
