@@ -1,6 +1,7 @@
 //! The recovery ladder's steps, carried out (the ladder itself is [`super::recovery`]): a modem
-//! reset over the port (`ATZ`; `AT+CFUN=1,1`, a reboot, for a cellular modem — a wedged one
-//! often still takes it), a USB port reset (the device de- and re-authorized through sysfs, so
+//! reset over the port (`ATZ`, after the `+++` escape and `ATH0` if the modem does not answer:
+//! it may still be in a call whose end it never saw; `AT+CFUN=1,1`, a reboot, for a cellular
+//! modem — a wedged one often still takes it), a USB port reset (the device de- and re-authorized through sysfs, so
 //! it re-enumerates), and the user's reset hook. Each is bounded; each says what it did.
 
 use std::path::{Path, PathBuf};
@@ -21,13 +22,22 @@ pub async fn modem_reset(device: &Path, serial: &SerialConfig, cellular: bool) -
         Err(e) => return format!("cannot open the port: {e}"),
     };
     let mut said = Vec::new();
-    let mut commands = vec!["ATZ"];
-    if cellular {
-        commands.push("AT+CFUN=1,1");
+    let mut answer = ask(&port, "ATZ").await;
+    if answer != "OK" {
+        // Perhaps still in a call it never saw end (no DTR to it): the escape, then hang up.
+        let guard = serial.hangup.guard;
+        tokio::time::sleep(guard).await;
+        let _ = port.write_all(b"+++").await;
+        tokio::time::sleep(guard + Duration::from_millis(100)).await;
+        said.push(format!(
+            "ATZ: {answer}, +++ ATH0: {}",
+            ask(&port, "ATH0").await
+        ));
+        answer = ask(&port, "ATZ").await;
     }
-    for command in commands {
-        let answer = ask(&port, command).await;
-        said.push(format!("{command}: {answer}"));
+    said.push(format!("ATZ: {answer}"));
+    if cellular {
+        said.push(format!("AT+CFUN=1,1: {}", ask(&port, "AT+CFUN=1,1").await));
     }
     // Dropping the port closes it (DTR drops) and removes its lock.
     drop(port);
