@@ -97,6 +97,8 @@ fn monitor_shows_the_lines_and_hangs_up_and_brings_up() {
     );
     let usb = line_row(&screen, "ttyUSB0").unwrap();
     assert!(usb.contains("dial-chat: BUSY"), "{usb}");
+    // A cellular line shows its network and signal.
+    assert!(usb.contains("SimNet LTE ▂▄__ -96dBm"), "{usb}");
     assert!(
         screen.contains('█') && screen.contains('░'),
         "bars: {screen}"

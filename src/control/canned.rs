@@ -68,6 +68,15 @@ impl CannedHandler {
             redials: 3,
             last_error: Some("dial-chat: BUSY".into()),
             next_attempt: Some(start + 8.0),
+            // A cellular modem: its network and signal as last checked.
+            cellular: Some(crate::cellular::CellStatus {
+                sim: Some(crate::cellular::SimState::Ready),
+                registration: Some(crate::cellular::Registration::Home),
+                operator: Some("SimNet".into()),
+                tech: Some(crate::cellular::AccessTech::Lte),
+                signal: Some(crate::cellular::Signal { dbm: -96, bars: 2 }),
+                ..Default::default()
+            }),
             ..LineStatus::default()
         };
         let lines = vec![up("ttyS0", 0, 57_600), up("ttyS1", 1, 33_600), holdoff];

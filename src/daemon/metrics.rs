@@ -50,6 +50,8 @@ fn snapshot(registry: &LineRegistry) -> Snapshot {
             lcp_rtt: i.lcp_rtt,
             track: shared.track(),
             open_connections,
+            signal_dbm: i.cellular.as_ref().and_then(|c| c.signal).map(|s| s.dbm),
+            resets: [i.resets.modem, i.resets.port, i.resets.hook],
         });
     });
     Snapshot {

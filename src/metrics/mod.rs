@@ -59,6 +59,10 @@ pub struct LineSample {
     pub track: Option<TrackSnapshot>,
     /// Connections open through the line, while the balancer follows connections.
     pub open_connections: Option<u32>,
+    /// A cellular modem's signal (dBm), as last checked.
+    pub signal_dbm: Option<i32>,
+    /// Resets by the recovery ladder: modem, USB port, hook.
+    pub resets: [u32; 3],
 }
 
 #[cfg(test)]

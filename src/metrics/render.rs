@@ -299,6 +299,29 @@ impl Collector for Scrape {
         )?;
         gauge(
             &mut enc,
+            "eqlplus_line_signal_dbm",
+            "A cellular modem's received signal strength (dBm: RSRP for LTE, else RSCP or RSSI), \
+             as last checked before a dial.",
+            None,
+            lines
+                .iter()
+                .filter_map(|l| Some((line(l), f64::from(l.signal_dbm?)))),
+        )?;
+        counter(
+            &mut enc,
+            "eqlplus_line_resets",
+            "Resets by the recovery ladder, by step (modem: ATZ/AT+CFUN=1,1; port: USB \
+             re-enumeration; hook: the reset_hook).",
+            None,
+            lines.iter().flat_map(|l| {
+                ["modem", "port", "hook"]
+                    .into_iter()
+                    .zip(l.resets)
+                    .map(move |(step, n)| (line_and(l, &[("step", step)]), u64::from(n)))
+            }),
+        )?;
+        gauge(
+            &mut enc,
             "eqlplus_line_open_connections",
             "Connections open through the line (while the balancer follows connections: \
              least-loaded, or a tracked line).",

@@ -58,6 +58,8 @@ pub(super) fn two_lines() -> Snapshot {
                     since: Instant::now(),
                 }),
                 open_connections: Some(3),
+                signal_dbm: None,
+                resets: [0, 0, 0],
             },
             LineSample {
                 name: "ttyS2".into(),
@@ -80,6 +82,8 @@ pub(super) fn two_lines() -> Snapshot {
                 lcp_rtt: None,
                 track: None,
                 open_connections: None,
+                signal_dbm: Some(-96),
+                resets: [1, 0, 0],
             },
         ],
     }
@@ -178,6 +182,15 @@ fn openmetrics_exposition_parses_and_says_what_the_lines_do() {
         "{text}"
     );
     assert!(!text.contains("eqlplus_line_open_connections{line=\"ttyS2\"}"));
+    // A cellular line's signal, and the ladder's resets by step.
+    assert!(
+        text.contains("eqlplus_line_signal_dbm{line=\"ttyS2\"} -96"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eqlplus_line_resets_total{line=\"ttyS2\",step=\"modem\"} 1"),
+        "{text}"
+    );
 
     let s = om_samples(&text);
     let get = |k: &str| {

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, RenderDirection, Sparkline, Widg
 use super::state::{Connection, HISTORY, History, MessageKind, MonitorState, clean};
 use crate::control::{LineState, LineStatus};
 use crate::ui::format;
-use crate::ui::status_view::{or_dash, rtt_text, state_text};
+use crate::ui::status_view::{or_dash, rtt_text, signal_bars, state_text};
 
 /// Below this many columns the sparklines and addresses are dropped.
 pub const NARROW_WIDTH: u16 = 60;
@@ -335,7 +335,32 @@ fn selected_style(selected: bool) -> Style {
     }
 }
 
-/// The first row of a line: name, state, addresses, speed, redials, last error.
+/// A cellular line's network and signal: `SimNet LTE ▂▄__ -96dBm`.
+fn cellular_summary(c: &crate::cellular::CellStatus) -> String {
+    let mut parts = Vec::new();
+    match (&c.operator, c.registration) {
+        (Some(op), _) => parts.push(match c.tech {
+            Some(t) => format!("{op} {}", t.as_str()),
+            None => op.clone(),
+        }),
+        (None, Some(r)) => parts.push(r.as_str().to_string()),
+        (None, None) => {}
+    }
+    if let Some(s) = c.signal {
+        parts.push(format!("{} {}dBm", signal_bars(s.bars), s.dbm));
+    }
+    if let Some(sim) = c
+        .sim
+        .as_ref()
+        .filter(|s| **s != crate::cellular::SimState::Ready)
+    {
+        parts.push(format!("SIM {sim}"));
+    }
+    parts.join(" ")
+}
+
+/// The first row of a line: name, state, addresses, speed, redials, cellular network and
+/// signal, last error.
 fn render_line_row(
     area: Rect,
     l: &LineStatus,
@@ -370,6 +395,12 @@ fn render_line_row(
         rtt_text(l),
         l.redials
     )));
+    if let Some(cell) = &l.cellular {
+        spans.push(Span::styled(
+            format!("{}  ", cellular_summary(cell)),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
     spans.push(Span::styled(
         l.last_error.clone().unwrap_or_else(|| "-".into()),
         if l.last_error.is_some() {
