@@ -220,6 +220,8 @@ fn a_replugged_modem_keeps_its_line_and_an_absent_one_is_waited_for() {
     );
     eprintln!("up {took:?} after the modem appeared");
     let first_tty = std::fs::canonicalize(site.link()).unwrap();
+    // Status names the tty the by-id link led to.
+    assert_eq!(site.status()["tty"], first_tty.display().to_string());
     // Unplugged mid-call: down, saying so, within 1 s; then waiting for it.
     modem.signal(nix::sys::signal::Signal::SIGUSR2);
     modem.wait_said("unplugged", Duration::from_secs(5));
@@ -241,6 +243,7 @@ fn a_replugged_modem_keeps_its_line_and_an_absent_one_is_waited_for() {
     site.wait_for("up on the new tty", Duration::from_secs(10), |l| {
         state(l) == "up"
     });
+    assert_eq!(site.status()["tty"], second_tty.display().to_string());
     assert!(site.log().contains("state=\"no-device\""));
 }
 

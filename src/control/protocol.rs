@@ -158,6 +158,9 @@ pub struct LineStatus {
     /// The recovery ladder's last step and why, since the line was last up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reset: Option<String>,
+    /// The tty `device` led to at the last open, where that is another path (a by-id link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<String>,
 }
 
 /// Resets by the recovery ladder.

@@ -519,6 +519,11 @@ impl LineRegistry {
                         hook: i.resets.hook,
                     },
                     last_reset: i.last_reset.clone(),
+                    tty: i
+                        .tty
+                        .as_ref()
+                        .filter(|t| **t != l.config.device)
+                        .map(|t| t.display().to_string()),
                 }
             })
             .collect();

@@ -299,6 +299,7 @@ impl Line {
                 };
                 let timeout = config.registration_timeout;
                 let shared = self.ctx.shared.clone();
+                shared.edit(|i| i.detail = Some("checking the modem (AT+GCAP)".into()));
                 let result = {
                     let check = cellular_check(&port, config, shared);
                     tokio::pin!(check);
@@ -435,6 +436,9 @@ impl Line {
             lock_dir: Some(self.ctx.lock_dir.clone()),
             hangup: self.ctx.hangup,
         };
+        // Resolved at each open: a by-id link may lead to another tty after a replug.
+        let tty = std::fs::canonicalize(&c.device).ok();
+        self.ctx.shared.edit(|i| i.tty = tty);
         match SerialPort::open_async(&c.device, &serial).await {
             Ok(port) => {
                 self.port = Some(port);

@@ -37,6 +37,8 @@ pub struct LineInfo {
     pub resets: crate::link::recovery::Resets,
     /// The ladder's last step and why, since the line was last up.
     pub last_reset: Option<String>,
+    /// The tty the device path led to at the last open (a by-id link's `/dev/ttyUSB2`).
+    pub tty: Option<std::path::PathBuf>,
 }
 
 impl Default for LineInfo {
@@ -58,6 +60,7 @@ impl Default for LineInfo {
             cellular: None,
             resets: Default::default(),
             last_reset: None,
+            tty: None,
         }
     }
 }

@@ -142,7 +142,13 @@ pub fn render_summary(report: &StatusReport) -> String {
 /// Everything about one line, `key  value` per row.
 pub fn render_detail(l: &LineStatus, now: f64) -> String {
     let mut rows: Vec<(&str, String)> = vec![
-        ("device", l.device.clone()),
+        (
+            "device",
+            match &l.tty {
+                Some(tty) => format!("{} (now {tty})", l.device),
+                None => l.device.clone(),
+            },
+        ),
         ("interface", l.slave.clone()),
         (
             "state",
