@@ -58,6 +58,17 @@ pub struct CellStatus {
     pub iccid: Option<String>,
 }
 
+impl CellStatus {
+    /// The operator and radio technology, `SimNet LTE`, where known.
+    pub fn network(&self) -> Option<String> {
+        let op = self.operator.as_ref()?;
+        Some(match self.tech {
+            Some(t) => format!("{op} {}", t.as_str()),
+            None => op.clone(),
+        })
+    }
+}
+
 /// How the check ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -81,7 +81,7 @@ impl SocketArgs {
 }
 
 /// A path from a configuration file, relative to that file's directory (as the daemon reads it).
-fn relative_to(config: &std::path::Path, path: PathBuf) -> PathBuf {
+pub(crate) fn relative_to(config: &std::path::Path, path: PathBuf) -> PathBuf {
     match config.parent() {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path,

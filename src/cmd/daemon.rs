@@ -28,10 +28,7 @@ impl DaemonArgs {
         let text = std::fs::read_to_string(&self.config).unwrap_or_default();
         let level = crate::config::log_level_from(&text).unwrap_or_else(|| "info".into());
         let file = crate::config::log_file_from(&text)
-            .map(|f| match self.config.parent() {
-                Some(dir) if f.is_relative() => dir.join(f),
-                _ => f,
-            })
+            .map(|f| super::ctl::relative_to(&self.config, f))
             .unwrap_or_else(|| PathBuf::from(crate::config::defaults::LOG_FILE));
         (level, logging::daemon_destination(self.detached, &file))
     }

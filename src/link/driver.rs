@@ -212,6 +212,37 @@ impl Line {
         }
     }
 
+    /// Runs `work` (which must not borrow the line) while administrative commands keep being
+    /// applied; a command that abandons the step ends it with the step to take instead.
+    async fn interruptible<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+        m: &mut LineMachine,
+        commands: &mut mpsc::Receiver<LineCommand>,
+    ) -> Result<T, Step> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                cmd = commands.recv() => match self.command(cmd, m) {
+                    Interrupt::Continue => {}
+                    Interrupt::Goto(s) => return Err(s),
+                },
+            }
+        }
+    }
+
+    /// How the line's port is opened (the dial's open and the ladder's modem reset alike).
+    fn serial_config(&self) -> SerialConfig {
+        let c = &self.ctx.config;
+        SerialConfig {
+            baud: c.baud,
+            flow: c.flow,
+            lock_dir: Some(self.ctx.lock_dir.clone()),
+            hangup: self.ctx.hangup,
+        }
+    }
+
     /// Carries out one step; returns the next (None: the task ends).
     async fn perform(
         &mut self,
@@ -241,19 +272,8 @@ impl Line {
                     ..ChatOptions::default()
                 };
                 let shared = self.ctx.shared.clone();
-                let result = {
-                    let chat = chat(&port, script, options, shared);
-                    tokio::pin!(chat);
-                    loop {
-                        tokio::select! {
-                            event = &mut chat => break Ok(event),
-                            cmd = commands.recv() => match self.command(cmd, m) {
-                                Interrupt::Continue => continue,
-                                Interrupt::Goto(s) => break Err(s),
-                            },
-                        }
-                    }
-                };
+                let chat = chat(&port, script, options, shared);
+                let result = self.interruptible(chat, m, commands).await;
                 self.port = Some(port);
                 match result {
                     Ok((event, leftover)) => {
@@ -278,15 +298,9 @@ impl Line {
                         tokio::time::sleep(PRESENCE_RETRY).await;
                     }
                 };
-                tokio::pin!(wait);
-                loop {
-                    tokio::select! {
-                        () = &mut wait => break Some(self.feed(m, LineEvent::DevicePresent)),
-                        cmd = commands.recv() => match self.command(cmd, m) {
-                            Interrupt::Continue => continue,
-                            Interrupt::Goto(s) => break Some(s),
-                        },
-                    }
+                match self.interruptible(wait, m, commands).await {
+                    Ok(()) => Some(self.feed(m, LineEvent::DevicePresent)),
+                    Err(s) => Some(s),
                 }
             }
             Step::Cellular => {
@@ -300,19 +314,8 @@ impl Line {
                 let timeout = config.registration_timeout;
                 let shared = self.ctx.shared.clone();
                 shared.edit(|i| i.detail = Some("checking the modem (AT+GCAP)".into()));
-                let result = {
-                    let check = cellular_check(&port, config, shared);
-                    tokio::pin!(check);
-                    loop {
-                        tokio::select! {
-                            outcome = &mut check => break Ok(outcome),
-                            cmd = commands.recv() => match self.command(cmd, m) {
-                                Interrupt::Continue => continue,
-                                Interrupt::Goto(s) => break Err(s),
-                            },
-                        }
-                    }
-                };
+                let check = cellular_check(&port, config, shared);
+                let result = self.interruptible(check, m, commands).await;
                 self.port = Some(port);
                 match result {
                     Ok(outcome) => Some(self.feed(m, cellular_event(outcome, timeout))),
@@ -325,12 +328,7 @@ impl Line {
                 tracing::warn!(step = rung.as_str(), reason = %why, "recovery: {}", rung.as_str());
                 let result = match rung {
                     Rung::ModemReset => {
-                        let serial = SerialConfig {
-                            baud: c.baud,
-                            flow: c.flow,
-                            lock_dir: Some(self.ctx.lock_dir.clone()),
-                            hangup: self.ctx.hangup,
-                        };
+                        let serial = self.serial_config();
                         super::reset::modem_reset(&c.device, &serial, c.cellular).await
                     }
                     Rung::PortReset => super::reset::usb_port_reset(c.device.clone()).await,
@@ -354,15 +352,9 @@ impl Line {
             }
             Step::WaitUntil(at) => {
                 let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(at));
-                tokio::pin!(sleep);
-                loop {
-                    tokio::select! {
-                        _ = &mut sleep => break Some(self.feed(m, LineEvent::TimerFired)),
-                        cmd = commands.recv() => match self.command(cmd, m) {
-                            Interrupt::Continue => continue,
-                            Interrupt::Goto(s) => break Some(s),
-                        },
-                    }
+                match self.interruptible(sleep, m, commands).await {
+                    Ok(()) => Some(self.feed(m, LineEvent::TimerFired)),
+                    Err(s) => Some(s),
                 }
             }
             Step::Idle => {
@@ -430,12 +422,7 @@ impl Line {
                 c.device.display()
             ));
         }
-        let serial = SerialConfig {
-            baud: c.baud,
-            flow: c.flow,
-            lock_dir: Some(self.ctx.lock_dir.clone()),
-            hangup: self.ctx.hangup,
-        };
+        let serial = self.serial_config();
         // Resolved at each open: a by-id link may lead to another tty after a replug.
         let tty = std::fs::canonicalize(&c.device).ok();
         self.ctx.shared.edit(|i| i.tty = tty);
@@ -915,12 +902,7 @@ pub fn cellular_detail(s: &crate::cellular::CellStatus) -> String {
         (Some(sim), None) => parts.push(format!("SIM {sim}")),
         (None, None) => parts.push("checking the modem".into()),
     }
-    if let Some(op) = &s.operator {
-        parts.push(match s.tech {
-            Some(t) => format!("{op} {}", t.as_str()),
-            None => op.clone(),
-        });
-    }
+    parts.extend(s.network());
     if let Some(signal) = s.signal {
         parts.push(format!("{} dBm", signal.dbm));
     }

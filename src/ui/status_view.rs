@@ -247,12 +247,7 @@ pub fn cellular_text(c: &crate::cellular::CellStatus) -> String {
     if let Some(r) = c.registration {
         parts.push(r.as_str().to_string());
     }
-    if let Some(op) = &c.operator {
-        parts.push(match c.tech {
-            Some(t) => format!("{op} {}", t.as_str()),
-            None => op.clone(),
-        });
-    }
+    parts.extend(c.network());
     if let Some(s) = c.signal {
         parts.push(format!(
             "{} dBm {} ({}/4)",

@@ -338,11 +338,8 @@ fn selected_style(selected: bool) -> Style {
 /// A cellular line's network and signal: `SimNet LTE ▂▄__ -96dBm`.
 fn cellular_summary(c: &crate::cellular::CellStatus) -> String {
     let mut parts = Vec::new();
-    match (&c.operator, c.registration) {
-        (Some(op), _) => parts.push(match c.tech {
-            Some(t) => format!("{op} {}", t.as_str()),
-            None => op.clone(),
-        }),
+    match (c.network(), c.registration) {
+        (Some(network), _) => parts.push(network),
         (None, Some(r)) => parts.push(r.as_str().to_string()),
         (None, None) => {}
     }
