@@ -354,6 +354,12 @@ pub fn stanza(device: &Path, info: &ModemInfo) -> String {
         named_by.display(),
         info.baud
     );
+    if let Some(usb) = &info.usb {
+        s += &usb_alternatives(usb);
+    }
+    if let Some(imei) = &info.imei {
+        s += &format!("#imei = \"{imei}\"   # dial only if this modem answers there\n");
+    }
     if info.is_cellular() {
         s += "dial_chat = \"/etc/eqlplus-dialer/chat/gsm-cellular.chat\"\n";
         s += "apn = \"internet\"          # your provider's APN\n";
@@ -363,6 +369,24 @@ pub fn stanza(device: &Path, info: &ModemInfo) -> String {
         s += "user = \"username\"\n";
     }
     s
+}
+
+/// Instead of `device`: the modem by what it is, or by the USB socket it sits in.
+fn usb_alternatives(usb: &crate::serial::identity::UsbTty) -> String {
+    let interface = usb
+        .interface
+        .map(|i| format!(", usb_interface = {i}"))
+        .unwrap_or_default();
+    let serial = usb
+        .serial
+        .as_ref()
+        .map(|s| format!(", usb_serial = \"{s}\""))
+        .unwrap_or_default();
+    format!(
+        "# or instead of device, by what it is:  usb = \"{:04x}:{:04x}\"{serial}{interface}\n\
+         # or by the USB socket it is in:        usb_port = \"{}\"{interface}\n",
+        usb.vid, usb.pid, usb.port
+    )
 }
 
 #[cfg(test)]
@@ -427,9 +451,38 @@ mod tests {
             iccid: Some("89490200001234567892".into()),
             sim: Some(crate::cellular::SimState::Pin),
             by_id: Some(link.clone()),
+            usb: Some(crate::serial::identity::UsbTty {
+                tty: "ttyUSB2".into(),
+                vid: 0x1199,
+                pid: 0x9071,
+                serial: Some("LQ72".into()),
+                interface: Some(3),
+                port: "1-1.2".into(),
+                device_dir: "/sys/devices/x/1-1.2".into(),
+            }),
             ..Default::default()
         };
         let s = stanza(&tty, &info);
+        assert!(
+            s.contains("usb = \"1199:9071\", usb_serial = \"LQ72\", usb_interface = 3\n"),
+            "{s}"
+        );
+        assert!(
+            s.contains("usb_port = \"1-1.2\", usb_interface = 3\n"),
+            "{s}"
+        );
+        assert!(s.contains("#imei = \"356938035643809\""), "{s}");
+        // What it suggests is a valid line: uncommented, each alternative parses.
+        let usb_line = s
+            .lines()
+            .find_map(|l| l.strip_prefix("# or instead of device, by what it is:"))
+            .unwrap()
+            .replace(", ", "\n");
+        crate::config::Config::parse(
+            &format!("[[line]]\nname = \"lte\"\n{usb_line}\nimei = \"356938035643809\"\n"),
+            Path::new("t.toml"),
+        )
+        .unwrap();
         assert!(
             s.contains(&format!("device = \"{}\"", link.display())),
             "{s}"

@@ -12,6 +12,7 @@ use super::checker::Checker;
 use super::{LineConfig, MAX_LINES, RedialConfig, Weight, defaults, limits};
 use crate::net::default_slave_name;
 use crate::serial::FlowControl;
+use crate::serial::identity::{self, DeviceSpec, ModemId, UsbMatch};
 use crate::track::TrackConfig;
 
 #[derive(Debug, Deserialize)]
@@ -26,7 +27,13 @@ enum RawWeight {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLine {
     name: Option<Spanned<String>>,
-    device: Spanned<String>,
+    device: Option<Spanned<String>>,
+    usb: Option<Spanned<String>>,
+    usb_serial: Option<Spanned<String>>,
+    usb_interface: Option<Spanned<i64>>,
+    usb_port: Option<Spanned<String>>,
+    imei: Option<Spanned<String>>,
+    iccid: Option<Spanned<String>>,
     baud: Option<Spanned<i64>>,
     flow_control: Option<Spanned<String>>,
     init_chat: Option<PathBuf>,
@@ -59,11 +66,13 @@ pub(super) struct RawLine {
 }
 
 /// What tells two device paths apart: the device number where the device exists, else the
-/// canonical (or, for a path that does not exist, lexically normalised) path.
+/// canonical (or, for a path that does not exist, lexically normalised) path; a USB match by
+/// what it matches.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum DeviceKey {
     Rdev(u64),
     Path(PathBuf),
+    Usb(String),
 }
 
 fn device_key(device: &Path) -> DeviceKey {
@@ -96,8 +105,8 @@ fn device_key(device: &Path) -> DeviceKey {
 #[derive(Default)]
 struct Taken {
     names: BTreeSet<String>,
-    /// Device → (1-based line number, the device as written there).
-    devices: BTreeMap<DeviceKey, (usize, String)>,
+    /// Device → (1-based line number, its option, the device as written there).
+    devices: BTreeMap<DeviceKey, (usize, &'static str, String)>,
     slaves: BTreeSet<String>,
 }
 
@@ -138,7 +147,8 @@ fn line(
 ) -> LineConfig {
     let at = |field: &str| format!("line[{number}].{field}");
     let l = entry.get_ref();
-    let device = device(c, number, l, taken);
+    let device = device(c, number, entry, taken);
+    let modem_id = modem_id(c, number, l);
     let name = name(c, number, entry, &device, taken);
     let baud = match &l.baud {
         None => defaults::BAUD,
@@ -163,7 +173,12 @@ fn line(
         }),
     };
     let weight = weight(c, number, l);
-    let slave = slave(c, number, entry, &device, taken);
+    // The slave is named after the device's path, or the line's name where it has none.
+    let slave_base = match &device {
+        DeviceSpec::Path(p) => p.display().to_string(),
+        DeviceSpec::Usb(_) => name.clone(),
+    };
+    let slave = slave(c, number, entry, &slave_base, taken);
     let redial = redial(c, number, l);
     let track = super::track::for_line(
         c,
@@ -179,7 +194,8 @@ fn line(
     let tier = tier(c, number, l);
     LineConfig {
         name,
-        device: PathBuf::from(device),
+        device,
+        modem_id,
         baud,
         flow,
         init_chat: l.init_chat.clone().map(resolve),
@@ -264,33 +280,208 @@ fn tier(c: &mut Checker<'_>, number: usize, l: &RawLine) -> u32 {
     }
 }
 
-/// The device: an absolute path no other line uses, under any spelling.
-fn device(c: &mut Checker<'_>, number: usize, l: &RawLine, taken: &mut Taken) -> String {
-    let option = format!("line[{number}].device");
-    let device = l.device.get_ref().clone();
-    if !device.starts_with('/') {
-        c.error(
-            l.device.span(),
-            &option,
-            format!("'{device}' is not an absolute path"),
-            Some("e.g. /dev/ttyS1, /dev/ttyUSB2 or /dev/serial/by-id/…"),
-        );
-    }
-    match taken.devices.entry(device_key(Path::new(&device))) {
+/// The device: an absolute path, or a USB match (`usb = "vid:pid"` with `usb_serial` and
+/// `usb_interface`, or `usb_port`), that no other line uses, under any spelling.
+fn device(
+    c: &mut Checker<'_>,
+    number: usize,
+    entry: &Spanned<RawLine>,
+    taken: &mut Taken,
+) -> DeviceSpec {
+    let at = |field: &str| format!("line[{number}].{field}");
+    let l = entry.get_ref();
+    let usb_match = usb_match(c, number, l);
+    let (spec, span, option) = match (&l.device, usb_match) {
+        (Some(d), None) => {
+            let device = d.get_ref();
+            if !device.starts_with('/') {
+                c.error(
+                    d.span(),
+                    &at("device"),
+                    format!("'{device}' is not an absolute path"),
+                    Some("e.g. /dev/ttyS1, /dev/ttyUSB2 or /dev/serial/by-id/…"),
+                );
+            }
+            (DeviceSpec::Path(PathBuf::from(device)), d.span(), "device")
+        }
+        (None, Some((m, span, option))) => (DeviceSpec::Usb(m), span, option),
+        (Some(d), Some((_, _, option))) => {
+            c.error(
+                d.span(),
+                &at("device"),
+                format!("give either device or {option}, not both"),
+                Some("device names the modem by path; usb and usb_port by what it is"),
+            );
+            (
+                DeviceSpec::Path(PathBuf::from(d.get_ref())),
+                d.span(),
+                "device",
+            )
+        }
+        (None, None) => {
+            // A usb/usb_port that did not parse has been reported.
+            if l.usb.is_none() && l.usb_port.is_none() {
+                c.error(
+                    entry.span(),
+                    &at("device"),
+                    "the line names no modem".into(),
+                    Some("device = \"/dev/ttyS1\" (or a /dev/serial/by-id/… link), usb = \"vid:pid\" or usb_port = \"1-1.2\""),
+                );
+            }
+            (DeviceSpec::Path(PathBuf::new()), entry.span(), "device")
+        }
+    };
+    let key = match &spec {
+        DeviceSpec::Path(p) => device_key(p),
+        DeviceSpec::Usb(m) => DeviceKey::Usb(m.to_string()),
+    };
+    match taken.devices.entry(key) {
         Entry::Vacant(v) => {
-            v.insert((number, device.clone()));
+            v.insert((number, option, spec.to_string()));
         }
         Entry::Occupied(o) => {
-            let (other, other_device) = o.get();
+            let (other, other_option, other_device) = o.get();
             c.error(
-                l.device.span(),
-                &option,
-                format!("{device} is the same device as line[{other}].device ({other_device})"),
+                span,
+                &at(option),
+                format!(
+                    "{spec} is the same device as line[{other}].{other_option} ({other_device})"
+                ),
                 Some("two lines cannot share one modem"),
             );
         }
     }
-    device
+    spec
+}
+
+/// `usb`/`usb_serial`/`usb_interface` or `usb_port`/`usb_interface`: the match, where it was
+/// written and under which option.
+fn usb_match(
+    c: &mut Checker<'_>,
+    number: usize,
+    l: &RawLine,
+) -> Option<(UsbMatch, std::ops::Range<usize>, &'static str)> {
+    let at = |field: &str| format!("line[{number}].{field}");
+    let interface = l
+        .usb_interface
+        .as_ref()
+        .and_then(|i| match u8::try_from(*i.get_ref()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                c.error(
+                    i.span(),
+                    &at("usb_interface"),
+                    format!("{} is not a USB interface number (0-255)", i.get_ref()),
+                    Some("probe shows each tty's interface"),
+                );
+                None
+            }
+        });
+    let lonely =
+        |c: &mut Checker<'_>, field: &Option<Spanned<String>>, option: &str, needs: &str| {
+            if let Some(f) = field {
+                c.error(
+                    f.span(),
+                    &at(option),
+                    format!("{option} narrows {needs}, which the line does not give"),
+                    None,
+                );
+            }
+        };
+    match (&l.usb, &l.usb_port) {
+        (Some(u), port) => {
+            if let Some(p) = port {
+                c.error(
+                    p.span(),
+                    &at("usb_port"),
+                    "give either usb or usb_port, not both".into(),
+                    None,
+                );
+            }
+            let Some((vid, pid)) = identity::parse_vid_pid(u.get_ref()) else {
+                c.error(
+                    u.span(),
+                    &at("usb"),
+                    format!("'{}' is not a USB vendor:product", u.get_ref()),
+                    Some("four hex digits each, e.g. usb = \"1199:68c0\" (lsusb and probe show them)"),
+                );
+                return None;
+            };
+            let serial = l
+                .usb_serial
+                .as_ref()
+                .map(|s| s.get_ref().trim().to_string());
+            Some((
+                UsbMatch::Device {
+                    vid,
+                    pid,
+                    serial,
+                    interface,
+                },
+                u.span(),
+                "usb",
+            ))
+        }
+        (None, Some(p)) => {
+            lonely(c, &l.usb_serial, "usb_serial", "usb");
+            if !identity::valid_usb_port(p.get_ref()) {
+                c.error(
+                    p.span(),
+                    &at("usb_port"),
+                    format!("'{}' is not a USB port path", p.get_ref()),
+                    Some("bus-port[.port…], e.g. usb_port = \"1-1.2\" (probe shows it)"),
+                );
+                return None;
+            }
+            Some((
+                UsbMatch::Port {
+                    port: p.get_ref().clone(),
+                    interface,
+                },
+                p.span(),
+                "usb_port",
+            ))
+        }
+        (None, None) => {
+            lonely(c, &l.usb_serial, "usb_serial", "usb");
+            if let Some(i) = &l.usb_interface {
+                c.error(
+                    i.span(),
+                    &at("usb_interface"),
+                    "usb_interface narrows usb or usb_port, which the line does not give".into(),
+                    None,
+                );
+            }
+            None
+        }
+    }
+}
+
+/// `imei` and `iccid`: what the modem (and its SIM) must say they are.
+fn modem_id(c: &mut Checker<'_>, number: usize, l: &RawLine) -> ModemId {
+    use crate::cellular::reply::{parse_iccid, parse_imei};
+    let mut check =
+        |field: &Option<Spanned<String>>, option: &str, parse: fn(&str) -> Option<String>| {
+            let f = field.as_ref()?;
+            let parsed = parse(&f.get_ref().to_ascii_uppercase());
+            if parsed.is_none() {
+                c.error(
+                    f.span(),
+                    &format!("line[{number}].{option}"),
+                    format!(
+                        "'{}' is not an {}",
+                        f.get_ref(),
+                        option.to_ascii_uppercase()
+                    ),
+                    Some("probe prints the modem's IMEI and its SIM's ICCID"),
+                );
+            }
+            parsed
+        };
+    ModemId {
+        imei: check(&l.imei, "imei", parse_imei),
+        iccid: check(&l.iccid, "iccid", parse_iccid),
+    }
 }
 
 /// The name (default: the device's file name), which the CLI must be able to spell and which
@@ -299,14 +490,27 @@ fn name(
     c: &mut Checker<'_>,
     number: usize,
     entry: &Spanned<RawLine>,
-    device: &str,
+    device: &DeviceSpec,
     taken: &mut Taken,
 ) -> String {
     let option = format!("line[{number}].name");
     let l = entry.get_ref();
-    let name = match &l.name {
-        Some(n) => n.get_ref().clone(),
-        None => device.rsplit('/').next().unwrap_or(device).to_string(),
+    let name = match (&l.name, device) {
+        (Some(n), _) => n.get_ref().clone(),
+        (None, DeviceSpec::Path(p)) => match p.file_name() {
+            Some(n) => n.to_string_lossy().into_owned(),
+            // No device: said already.
+            None => return String::new(),
+        },
+        (None, DeviceSpec::Usb(_)) => {
+            c.error(
+                entry.span(),
+                &option,
+                "a line that names its modem by USB needs a name".into(),
+                Some("name = \"lte1\": status, hangup and the secrets file call the line so"),
+            );
+            return String::new();
+        }
     };
     let span = l.name.as_ref().map_or(entry.span(), |n| n.span());
     if name.is_empty()
@@ -350,18 +554,18 @@ fn weight(c: &mut Checker<'_>, number: usize, l: &RawLine) -> Weight {
     }
 }
 
-/// The slave interface (default: from the device): a valid interface name no other line has.
+/// The slave interface (default: from `base`): a valid interface name no other line has.
 fn slave(
     c: &mut Checker<'_>,
     number: usize,
     entry: &Spanned<RawLine>,
-    device: &str,
+    base: &str,
     taken: &mut Taken,
 ) -> String {
     let option = format!("line[{number}].slave");
     let l = entry.get_ref();
     let slave = match &l.slave {
-        None => default_slave_name(device),
+        None => default_slave_name(base),
         Some(s) => {
             if !crate::net::valid_ifname(s.get_ref()) {
                 c.error(

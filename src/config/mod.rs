@@ -24,6 +24,7 @@ use self::checker::Checker;
 use crate::balancer::Policy;
 use crate::net::RoutingConfig;
 use crate::serial::FlowControl;
+use crate::serial::identity::{DeviceSpec, ModemId};
 
 pub use balancer::{MAX_RULE_BASE, MAX_TABLE_BASE, MIN_TABLE_BASE};
 pub use check::{LineSetup, Loaded, load, load_checked};
@@ -148,7 +149,9 @@ pub struct RedialConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineConfig {
     pub name: String,
-    pub device: PathBuf,
+    pub device: DeviceSpec,
+    /// The IMEI/ICCID the modem must report, if the line insists on one.
+    pub modem_id: ModemId,
     pub baud: u32,
     pub flow: FlowControl,
     pub init_chat: Option<PathBuf>,

@@ -104,8 +104,113 @@ fn bad_values_name_the_option_and_give_hints() {
     let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nbaud = \"fast\"\n");
     assert_eq!(e.option, "line[1].baud");
     let e = one_error("[[line]]\nbaud = 9600\n");
+    assert_eq!(e.option, "line[1].device");
+    assert_eq!(e.message, "the line names no modem");
+}
+
+#[test]
+fn a_line_can_name_its_modem_by_usb_identity() {
+    use crate::serial::identity::{DeviceSpec, UsbMatch};
+    let c = parse(
+        "[[line]]\nname = \"lte1\"\nusb = \"1199:68C0\"\nusb_serial = \"SN123\"\nusb_interface = 3\n\
+         imei = \"356938035643809\"\n[[line]]\nname = \"lte2\"\nusb_port = \"1-1.3\"\n\
+         iccid = \"8944100030302000123f\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.lines[0].device,
+        DeviceSpec::Usb(UsbMatch::Device {
+            vid: 0x1199,
+            pid: 0x68c0,
+            serial: Some("SN123".into()),
+            interface: Some(3),
+        })
+    );
+    assert_eq!(
+        c.lines[0].device.to_string(),
+        "USB 1199:68c0 serial SN123 interface 3"
+    );
+    assert_eq!(c.lines[0].modem_id.imei.as_deref(), Some("356938035643809"));
+    // Named after the line: there is no path to name it after.
+    assert_eq!(c.lines[0].slave, "eq-lte1");
+    assert_eq!(
+        c.lines[1].device,
+        DeviceSpec::Usb(UsbMatch::Port {
+            port: "1-1.3".into(),
+            interface: None,
+        })
+    );
+    assert_eq!(
+        c.lines[1].modem_id.iccid.as_deref(),
+        Some("8944100030302000123F")
+    );
+    // A path line may insist on an IMEI too.
+    let c = parse("[[line]]\ndevice = \"/dev/ttyUSB2\"\nimei = \"356938035643809\"\n").unwrap();
+    assert!(c.lines[0].modem_id.is_set());
+}
+
+#[test]
+fn usb_identity_mistakes_name_the_option() {
+    let cases = [
+        ("usb = \"1199:68c0\"\n", "line[1].name", "needs a name"),
+        (
+            "name = \"a\"\nusb = \"1199-68c0\"\n",
+            "line[1].usb",
+            "not a USB vendor:product",
+        ),
+        (
+            "name = \"a\"\nusb_port = \"usb1\"\n",
+            "line[1].usb_port",
+            "not a USB port path",
+        ),
+        (
+            "name = \"a\"\ndevice = \"/dev/ttyUSB0\"\nusb = \"1199:68c0\"\n",
+            "line[1].device",
+            "either device or usb",
+        ),
+        (
+            "name = \"a\"\nusb = \"1199:68c0\"\nusb_port = \"1-1\"\n",
+            "line[1].usb_port",
+            "either usb or usb_port",
+        ),
+        (
+            "device = \"/dev/ttyS1\"\nusb_interface = 2\n",
+            "line[1].usb_interface",
+            "narrows",
+        ),
+        (
+            "name = \"a\"\nusb_port = \"1-1\"\nusb_serial = \"x\"\n",
+            "line[1].usb_serial",
+            "narrows usb",
+        ),
+        (
+            "name = \"a\"\nusb = \"1199:68c0\"\nusb_interface = 300\n",
+            "line[1].usb_interface",
+            "0-255",
+        ),
+        (
+            "device = \"/dev/ttyS1\"\nimei = \"12345\"\n",
+            "line[1].imei",
+            "not an IMEI",
+        ),
+        (
+            "device = \"/dev/ttyS1\"\niccid = \"89x\"\n",
+            "line[1].iccid",
+            "not an ICCID",
+        ),
+    ];
+    for (body, option, message) in cases {
+        let e = one_error(&format!("[[line]]\n{body}"));
+        assert_eq!(e.option, option, "{body}");
+        assert!(e.message.contains(message), "{body}: {}", e.message);
+    }
+    // Two lines, one modem.
+    let e = one_error(
+        "[[line]]\nname = \"a\"\nusb_port = \"1-1.2\"\n[[line]]\nname = \"b\"\nusb_port = \"1-1.2\"\n",
+    );
+    assert_eq!(e.option, "line[2].usb_port");
     assert!(
-        e.message.contains("missing field `device`"),
+        e.message.contains("same device as line[1].usb_port"),
         "{}",
         e.message
     );

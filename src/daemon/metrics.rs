@@ -31,7 +31,7 @@ fn snapshot(registry: &LineRegistry) -> Snapshot {
         let (dropped_packets, dropped_bytes) = shared.dropped_total();
         lines.push(LineSample {
             name: name.to_string(),
-            device: config.device.display().to_string(),
+            device: config.device.to_string(),
             slave: config.slave.clone(),
             tier: config.tier,
             state: i.state,

@@ -484,7 +484,7 @@ impl LineRegistry {
                 let (queued_bytes, dropped_packets) = l.shared.queue_figures();
                 LineStatus {
                     name: name.clone(),
-                    device: l.config.device.display().to_string(),
+                    device: l.config.device.to_string(),
                     slave: l.config.slave.clone(),
                     state: i.state.into(),
                     since: epoch(i.since),
@@ -522,7 +522,7 @@ impl LineRegistry {
                     tty: i
                         .tty
                         .as_ref()
-                        .filter(|t| **t != l.config.device)
+                        .filter(|t| Some(t.as_path()) != l.config.device.path())
                         .map(|t| t.display().to_string()),
                 }
             })

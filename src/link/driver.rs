@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::hooks::{HookEvent, HookLink, Hooks};
+use super::locate::{Located, Seen};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
 use super::recovery::{LadderConfig, Rung, Trouble};
 use super::redial::{FailureKind, RedialPolicy};
@@ -28,6 +29,7 @@ use crate::ppp::auth::Secret;
 use crate::ppp::{
     Config as PppConfig, Credentials, DownReason, Event, Session, driver as ppp_driver,
 };
+use crate::serial::identity::DeviceSpec;
 use crate::serial::{HangupTiming, SerialConfig, SerialPort};
 use crate::track::{Internet, TrackEvent};
 
@@ -80,7 +82,10 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
     machine.set_cellular(ctx.config.cellular);
     machine.set_ladder(LadderConfig {
         after_failures: ctx.config.reset_after,
-        port_reset: super::reset::looks_usb(&ctx.config.device),
+        port_reset: match &ctx.config.device {
+            DeviceSpec::Path(p) => super::reset::looks_usb(p),
+            DeviceSpec::Usb(_) => true,
+        },
         hook: ctx.config.reset_hook.is_some(),
         ..LadderConfig::default()
     });
@@ -93,6 +98,8 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         hook_tasks: Vec::new(),
         dial_started: None,
         logged: LineState::Disabled,
+        device: None,
+        seen: Seen::default(),
     };
     span.in_scope(|| line.publish(&machine));
     loop {
@@ -125,6 +132,10 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
 
 struct Line {
     ctx: LineContext,
+    /// The path the modem was last opened at (a USB match's tty).
+    device: Option<PathBuf>,
+    /// What the last look for an absent modem found (the wait is for something else).
+    seen: Seen,
     port: Option<SerialPort>,
     /// Bytes received after CONNECT: the first PPP bytes.
     leftover: Vec<u8>,
@@ -233,6 +244,15 @@ impl Line {
     }
 
     /// How the line's port is opened (the dial's open and the ladder's modem reset alike).
+    /// Where the modem is: where it was last opened, else the configured path.
+    fn device_path(&self) -> PathBuf {
+        match (&self.device, &self.ctx.config.device) {
+            (Some(p), _) => p.clone(),
+            (None, DeviceSpec::Path(p)) => p.clone(),
+            (None, DeviceSpec::Usb(_)) => PathBuf::new(),
+        }
+    }
+
     fn serial_config(&self) -> SerialConfig {
         let c = &self.ctx.config;
         SerialConfig {
@@ -290,11 +310,13 @@ impl Line {
             Step::Ppp => self.ppp(m, commands).await,
             Step::WaitForDevice => {
                 let device = self.ctx.config.device.clone();
-                tracing::info!("waiting for {} to appear", device.display());
+                let seen = std::mem::take(&mut self.seen);
+                tracing::info!("waiting for {device} to appear");
                 let wait = async {
-                    if let Err(e) = crate::serial::presence::wait_for(&device).await {
+                    let device = &device;
+                    if let Err(e) = super::locate::wait_for_change(device, &seen).await {
                         // Cannot watch: look again now and then instead.
-                        tracing::warn!("cannot watch for {}: {e}", device.display());
+                        tracing::warn!("cannot watch for {device}: {e}");
                         tokio::time::sleep(PRESENCE_RETRY).await;
                     }
                 };
@@ -324,17 +346,18 @@ impl Line {
             }
             Step::Reset(rung) => {
                 let c = &self.ctx.config;
+                let device = self.device_path();
                 let why = m.last_reset().unwrap_or_default().to_string();
                 tracing::warn!(step = rung.as_str(), reason = %why, "recovery: {}", rung.as_str());
                 let result = match rung {
                     Rung::ModemReset => {
                         let serial = self.serial_config();
-                        super::reset::modem_reset(&c.device, &serial, c.cellular).await
+                        super::reset::modem_reset(&device, &serial, c.cellular).await
                     }
-                    Rung::PortReset => super::reset::usb_port_reset(c.device.clone()).await,
+                    Rung::PortReset => super::reset::usb_port_reset(device.clone()).await,
                     Rung::Hook => match &c.reset_hook {
                         Some(hook) => {
-                            super::reset::run_hook(hook, &c.name, &c.device, self.ctx.hooks.timeout)
+                            super::reset::run_hook(hook, &c.name, &device, self.ctx.hooks.timeout)
                                 .await
                         }
                         None => "no reset_hook configured".into(),
@@ -375,7 +398,7 @@ impl Line {
     fn feed(&mut self, m: &mut LineMachine, event: LineEvent) -> Step {
         let now = Instant::now();
         // A failure whose device has gone (a USB modem unplugged, a pty closed) says so.
-        let gone = || !crate::serial::presence::present(&self.ctx.config.device);
+        let gone = || !crate::serial::presence::present(&self.device_path());
         let removed = || "device removed".to_string();
         let event = match event {
             LineEvent::ChatFailed { .. } if gone() => LineEvent::ChatFailed {
@@ -416,29 +439,22 @@ impl Line {
 
     async fn open(&mut self) -> LineEvent {
         let c = &self.ctx.config;
-        if !crate::serial::presence::present(&c.device) {
-            return LineEvent::DeviceAbsent(format!(
-                "no device: {} is not there (unplugged?)",
-                c.device.display()
-            ));
-        }
         let serial = self.serial_config();
-        // Resolved at each open: a by-id link may lead to another tty after a replug.
-        let tty = std::fs::canonicalize(&c.device).ok();
-        self.ctx.shared.edit(|i| i.tty = tty);
-        match SerialPort::open_async(&c.device, &serial).await {
-            Ok(port) => {
+        match super::locate::open(&c.device, &c.modem_id, &serial).await {
+            Located::Opened { port, path } => {
+                // Looked up at each open: a by-id link or a USB match may lead to another tty
+                // after a replug.
+                let tty = std::fs::canonicalize(&path).ok();
+                self.ctx.shared.edit(|i| i.tty = tty);
+                self.device = Some(path);
                 self.port = Some(port);
                 LineEvent::Opened
             }
-            // Gone between the look and the open.
-            Err(_) if !crate::serial::presence::present(&c.device) => {
-                LineEvent::DeviceAbsent(format!(
-                    "no device: {} is not there (unplugged?)",
-                    c.device.display()
-                ))
+            Located::Absent { why, seen } => {
+                self.seen = seen;
+                LineEvent::DeviceAbsent(why)
             }
-            Err(e) => LineEvent::OpenFailed(e.to_string()),
+            Located::Failed(why) => LineEvent::OpenFailed(why),
         }
     }
 
@@ -720,6 +736,7 @@ impl Line {
             task
         });
         let link = HookLink {
+            device: self.device_path(),
             local,
             peer,
             dns: dns.clone(),
@@ -778,6 +795,7 @@ impl Line {
             // What ip-up was told: the CONNECT speed of this session (the status may have
             // dropped it by now), not the configured baud.
             let link = HookLink {
+                device: self.device_path(),
                 local: u.local,
                 peer: u.peer,
                 dns: u.dns.clone(),

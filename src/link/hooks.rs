@@ -43,6 +43,8 @@ pub struct Hooks {
 /// to ip-down (which used to see the configured baud instead of the CONNECT speed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookLink {
+    /// The tty the line is on (a by-id link as configured; a USB match's tty).
+    pub device: PathBuf,
     pub local: Ipv4Addr,
     pub peer: Ipv4Addr,
     pub dns: Vec<Ipv4Addr>,
@@ -68,8 +70,8 @@ impl Hooks {
             HookEvent::Up => self.ip_up.clone(),
             HookEvent::Down => self.ip_down.clone(),
         }?;
-        let args = hook_args(line, link.local, link.peer, link.speed);
-        let env = hook_env(line, link.local, link.peer, &link.dns, link.speed);
+        let args = hook_args(line, link);
+        let env = hook_env(line, link);
         let timeout = self.timeout;
         Some(tokio::spawn(run_hook(program, args, env, timeout)))
     }
@@ -140,39 +142,31 @@ async fn kill_group(program: &Path, group: i32, child: &mut tokio::process::Chil
 }
 
 /// pppd's positional arguments: interface, tty, speed, local, remote, ipparam (the line name).
-pub fn hook_args(
-    line: &LineConfig,
-    local: Ipv4Addr,
-    peer: Ipv4Addr,
-    speed: Option<u32>,
-) -> Vec<String> {
+pub fn hook_args(line: &LineConfig, link: &HookLink) -> Vec<String> {
     vec![
         line.slave.clone(),
-        line.device.display().to_string(),
-        speed.unwrap_or(line.baud).to_string(),
-        local.to_string(),
-        peer.to_string(),
+        link.device.display().to_string(),
+        link.speed.unwrap_or(line.baud).to_string(),
+        link.local.to_string(),
+        link.peer.to_string(),
         line.name.clone(),
     ]
 }
 
 /// pppd's environment for ip-up/ip-down.
-pub fn hook_env(
-    line: &LineConfig,
-    local: Ipv4Addr,
-    peer: Ipv4Addr,
-    dns: &[Ipv4Addr],
-    speed: Option<u32>,
-) -> Vec<(String, String)> {
+pub fn hook_env(line: &LineConfig, link: &HookLink) -> Vec<(String, String)> {
     let mut env = vec![
         ("IFNAME".to_string(), line.slave.clone()),
-        ("DEVICE".to_string(), line.device.display().to_string()),
-        ("SPEED".to_string(), speed.unwrap_or(line.baud).to_string()),
-        ("IPLOCAL".to_string(), local.to_string()),
-        ("IPREMOTE".to_string(), peer.to_string()),
+        ("DEVICE".to_string(), link.device.display().to_string()),
+        (
+            "SPEED".to_string(),
+            link.speed.unwrap_or(line.baud).to_string(),
+        ),
+        ("IPLOCAL".to_string(), link.local.to_string()),
+        ("IPREMOTE".to_string(), link.peer.to_string()),
         ("LINKNAME".to_string(), line.name.clone()),
     ];
-    for (i, server) in dns.iter().take(2).enumerate() {
+    for (i, server) in link.dns.iter().take(2).enumerate() {
         env.push((format!("DNS{}", i + 1), server.to_string()));
     }
     env
@@ -190,10 +184,8 @@ mod tests {
         )
         .unwrap();
         let line = &c.lines[0];
-        let local: Ipv4Addr = "10.64.1.2".parse().unwrap();
-        let peer: Ipv4Addr = "10.64.1.1".parse().unwrap();
         assert_eq!(
-            hook_args(line, local, peer, Some(57600)),
+            hook_args(line, &link(Some(57600))),
             [
                 "eq-ttyS1",
                 "/dev/ttyS1",
@@ -203,8 +195,13 @@ mod tests {
                 "ttyS1"
             ]
         );
-        let env = hook_env(line, local, peer, &["10.64.0.53".parse().unwrap()], None);
+        let one_dns = HookLink {
+            dns: vec!["10.64.0.53".parse().unwrap()],
+            ..link(None)
+        };
+        let env = hook_env(line, &one_dns);
         assert!(env.contains(&("SPEED".into(), "115200".into())));
+        assert!(env.contains(&("DEVICE".into(), "/dev/ttyS1".into())));
         assert!(env.contains(&("DNS1".into(), "10.64.0.53".into())));
         assert!(!env.iter().any(|(k, _)| k == "DNS2"));
         assert!(env.contains(&("LINKNAME".into(), "ttyS1".into())));
@@ -222,6 +219,7 @@ mod tests {
 
     fn link(speed: Option<u32>) -> HookLink {
         HookLink {
+            device: PathBuf::from("/dev/ttyS1"),
             local: "10.64.1.2".parse().unwrap(),
             peer: "10.64.1.1".parse().unwrap(),
             dns: vec!["10.64.0.53".parse().unwrap(), "10.64.0.54".parse().unwrap()],

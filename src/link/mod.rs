@@ -5,6 +5,7 @@
 
 pub mod driver;
 pub mod hooks;
+pub mod locate;
 pub mod machine;
 pub mod recovery;
 pub mod redial;

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::serial::{SerialConfig, SerialPort, identity};
+use crate::serial::{SerialConfig, SerialPort, at, identity};
 
 /// How long a modem may take to answer a reset command.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
@@ -44,31 +44,11 @@ pub async fn modem_reset(device: &Path, serial: &SerialConfig, cellular: bool) -
     said.join(", ")
 }
 
-/// Sends `command` and waits for OK/ERROR (at most [`ANSWER_WAIT`]).
+/// Sends `command`: `OK`, or why not.
 async fn ask(port: &SerialPort, command: &str) -> String {
-    if let Err(e) = port.write_all(format!("{command}\r").as_bytes()).await {
-        return format!("cannot write: {e}");
-    }
-    let mut got = Vec::new();
-    let mut buf = [0u8; 256];
-    let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, port.read(&mut buf)).await {
-            Err(_) => return "no answer".into(),
-            Ok(Ok(0)) | Ok(Err(_)) => return "the port closed".into(),
-            Ok(Ok(n)) => {
-                got.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&got);
-                for word in ["OK", "ERROR"] {
-                    if text.lines().any(|l| l.trim() == word) {
-                        return word.into();
-                    }
-                }
-                if got.len() > 4096 {
-                    return "no answer (noise)".into();
-                }
-            }
-        }
+    match at::ask(port, command, ANSWER_WAIT).await {
+        Ok(_) => "OK".into(),
+        Err(why) => why,
     }
 }
 

@@ -102,6 +102,56 @@ impl std::fmt::Display for UsbMatch {
     }
 }
 
+/// How a line names its modem: a path (`/dev/ttyS1`, a by-id link), or a USB match looked up
+/// in sysfs at each dial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Path(PathBuf),
+    Usb(UsbMatch),
+}
+
+impl DeviceSpec {
+    /// The path, for a line named by one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            DeviceSpec::Path(p) => Some(p),
+            DeviceSpec::Usb(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Path(p) => write!(f, "{}", p.display()),
+            DeviceSpec::Usb(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// What a cellular modem says it is (`AT+CGSN`, `AT+CCID`): a line may insist on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModemId {
+    pub imei: Option<String>,
+    pub iccid: Option<String>,
+}
+
+impl ModemId {
+    pub fn is_set(&self) -> bool {
+        self.imei.is_some() || self.iccid.is_some()
+    }
+}
+
+impl std::fmt::Display for ModemId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [("IMEI", &self.imei), ("ICCID", &self.iccid)]
+            .into_iter()
+            .filter_map(|(what, v)| v.as_ref().map(|v| format!("{what} {v}")))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
 /// Why no single tty was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MatchError {
@@ -111,9 +161,14 @@ pub enum MatchError {
     Ambiguous { what: String, ttys: Vec<String> },
 }
 
+/// Every tty `matcher` names among `ttys`.
+pub fn matching<'a>(matcher: &UsbMatch, ttys: &'a [UsbTty]) -> Vec<&'a UsbTty> {
+    ttys.iter().filter(|t| matcher.accepts(t)).collect()
+}
+
 /// The one tty `matcher` names among `ttys`.
 pub fn find<'a>(matcher: &UsbMatch, ttys: &'a [UsbTty]) -> Result<&'a UsbTty, MatchError> {
-    let found: Vec<&UsbTty> = ttys.iter().filter(|t| matcher.accepts(t)).collect();
+    let found = matching(matcher, ttys);
     match found.as_slice() {
         [one] => Ok(one),
         [] => Err(MatchError::Absent(matcher.to_string())),

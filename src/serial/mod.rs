@@ -4,6 +4,7 @@
 //! Hangup always ends with the port closed and its lock released: [`SerialPort::hangup`]
 //! consumes the port, and dropping a port closes it too.
 
+pub mod at;
 pub mod identity;
 mod lock;
 mod port;

@@ -16,8 +16,17 @@ pub fn present(path: &Path) -> bool {
 
 /// Returns once `path` exists. Never times out: the caller selects it against its commands.
 pub async fn wait_for(path: &Path) -> io::Result<()> {
+    wait_until(|| watched_dirs(path), || present(path)).await
+}
+
+/// Returns once `ready()` holds, looking again at each change in the directories `dirs()`
+/// names (asked anew each time: they may appear). Never times out.
+pub async fn wait_until(
+    dirs: impl Fn() -> Vec<PathBuf>,
+    ready: impl Fn() -> bool,
+) -> io::Result<()> {
     loop {
-        if present(path) {
+        if ready() {
             return Ok(());
         }
         let inotify = Inotify::init()?;
@@ -27,12 +36,12 @@ pub async fn wait_for(path: &Path) -> io::Result<()> {
             | WatchMask::DELETE
             | WatchMask::DELETE_SELF
             | WatchMask::MOVE_SELF;
-        for dir in watched_dirs(path) {
+        for dir in dirs() {
             inotify.watches().add(&dir, mask)?;
         }
         let mut events = inotify.into_event_stream([0u8; 4096])?;
-        // It may have appeared between the look and the watch.
-        if present(path) {
+        // It may have changed between the look and the watch.
+        if ready() {
             return Ok(());
         }
         match events.next().await {
@@ -44,7 +53,7 @@ pub async fn wait_for(path: &Path) -> io::Result<()> {
 }
 
 /// The directories whose changes can make `path` appear.
-fn watched_dirs(path: &Path) -> Vec<PathBuf> {
+pub fn watched_dirs(path: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![nearest_dir(path)];
     // A dangling symlink (a by-id link to a tty that is gone): its target's directory too.
     if let Ok(target) = std::fs::read_link(path) {
