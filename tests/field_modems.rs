@@ -108,8 +108,19 @@ struct Site {
 }
 
 impl Site {
+    /// A line named `ttyUSB0`, its modem by a by-id link in the site's directory.
     fn new(line_options: &str, secrets: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("by-id/usb-SimModem_LTE-if03");
+        let line = format!(
+            "name = \"ttyUSB0\"\ndevice = \"{}\"\n{line_options}",
+            link.display()
+        );
+        Site::with_line(dir, &line, secrets)
+    }
+
+    /// A line named by `line` (its name and how it finds its modem, plus options).
+    fn with_line(dir: tempfile::TempDir, line: &str, secrets: &str) -> Site {
         let netns = Netns::named("eqf", "router").unwrap();
         let path = |n: &str| dir.path().join(n);
         std::fs::write(path("gsm-cellular.chat"), CHAT).unwrap();
@@ -117,14 +128,13 @@ impl Site {
         std::fs::set_permissions(path("secrets"), std::fs::Permissions::from_mode(0o600)).unwrap();
         let config = format!(
             "[control]\nsocket = \"{}\"\n[daemon]\nlock_dir = \"{}\"\nresolv_conf = \"{}\"\n\
-             log_file = \"{}\"\nsecrets = \"secrets\"\n[[line]]\nname = \"ttyUSB0\"\n\
-             device = \"{}\"\ndial_chat = \"gsm-cellular.chat\"\nphone = \"*99#\"\n\
-             apn = \"internet\"\nholdoff = 0.5\nescape_guard = 0.2\ntrack = false\n{line_options}",
+             log_file = \"{}\"\nsecrets = \"secrets\"\n[[line]]\n\
+             dial_chat = \"gsm-cellular.chat\"\nphone = \"*99#\"\n\
+             apn = \"internet\"\nholdoff = 0.5\nescape_guard = 0.2\ntrack = false\n{line}",
             path("control.sock").display(),
             dir.path().display(),
             path("resolv.conf").display(),
             path("daemon.log").display(),
-            path("by-id/usb-SimModem_LTE-if03").display(),
         );
         std::fs::create_dir_all(path("by-id")).unwrap();
         std::fs::write(path("eqlplus-dialer.toml"), config).unwrap();
@@ -136,8 +146,24 @@ impl Site {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with(&[BIN], args)
+    }
+
+    /// `up` in a mount namespace of its own where `/sys/class/tty` is `fake` (the daemon it
+    /// starts stays there): USB modems as sysfs describes them, without USB hardware.
+    fn up_with_sysfs(&self, fake: &Path, args: &[&str]) -> Output {
+        let fake = fake.display().to_string();
+        let script = "mount --bind \"$1\" /sys/class/tty && shift && exec \"$@\"";
+        self.cli_with(
+            &["unshare", "-m", "sh", "-c", script, "sh", &fake, BIN, "up"],
+            args,
+        )
+    }
+
+    fn cli_with(&self, program: &[&str], args: &[&str]) -> Output {
         Command::new("ip")
-            .args(["netns", "exec", &self.netns.name, BIN])
+            .args(["netns", "exec", &self.netns.name])
+            .args(program)
             .args(args)
             .arg("--config")
             .arg(self.dir.path().join("eqlplus-dialer.toml"))
@@ -331,4 +357,141 @@ fn a_wedged_modem_is_reset_and_a_dial_waits_for_registration() {
         2,
         "once per power-on"
     );
+}
+
+/// `/sys/class/tty` as the kernel shows USB modems: each tty's `device` leads into a USB
+/// device's interface (with `bInterfaceNumber`), whose parent has `idVendor`/`idProduct`.
+struct FakeSysfs {
+    dir: tempfile::TempDir,
+}
+
+impl FakeSysfs {
+    fn new() -> FakeSysfs {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("class/tty")).unwrap();
+        FakeSysfs { dir }
+    }
+
+    fn class(&self) -> PathBuf {
+        self.dir.path().join("class/tty")
+    }
+
+    /// `tty` on interface `interface` of USB device vid:pid at `port`.
+    fn plug(&self, tty: &str, port: &str, interface: u8) {
+        let device = self.dir.path().join("devices/usb1").join(port);
+        std::fs::create_dir_all(&device).unwrap();
+        std::fs::write(device.join("idVendor"), "1199\n").unwrap();
+        std::fs::write(device.join("idProduct"), "68c0\n").unwrap();
+        let intf = device.join(format!("{port}:1.{interface}"));
+        std::fs::create_dir_all(intf.join(tty)).unwrap();
+        std::fs::write(intf.join("bInterfaceNumber"), format!("{interface:02x}\n")).unwrap();
+        let class = self.class().join(tty);
+        std::fs::create_dir_all(&class).unwrap();
+        std::os::unix::fs::symlink(intf.join(tty), class.join("device")).unwrap();
+    }
+
+    fn unplug(&self, tty: &str) {
+        std::fs::remove_dir_all(self.class().join(tty)).unwrap();
+    }
+}
+
+/// A device node name in /dev for a simulated USB modem (a symlink to its pty), removed at
+/// the end.
+struct DevNode(PathBuf);
+
+impl DevNode {
+    fn new(name: &str) -> DevNode {
+        let path = Path::new("/dev").join(name);
+        let _ = std::fs::remove_file(&path);
+        DevNode(path)
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_line_named_by_usb_identity_follows_its_modem_across_ttys_and_picks_it_by_imei() {
+    if !require_root(
+        "a_line_named_by_usb_identity_follows_its_modem_across_ttys_and_picks_it_by_imei",
+    ) {
+        return;
+    }
+    const IMEI_A: &str = "356938035643809";
+    const IMEI_B: &str = "490154203237518";
+    let sysfs = FakeSysfs::new();
+    let (a, a2, b) = (
+        DevNode::new("ttyUSB97"),
+        DevNode::new("ttyUSB98"),
+        DevNode::new("ttyUSB99"),
+    );
+    // Two modems of one make and model, no serial numbers: only the IMEI tells them apart.
+    // The line wants modem B.
+    let line =
+        format!("name = \"lte\"\nusb = \"1199:68c0\"\nusb_interface = 3\nimei = \"{IMEI_B}\"\n");
+    let site = Site::with_line(tempfile::tempdir().unwrap(), &line, "");
+    let out = site.up_with_sysfs(
+        sysfs.dir.path().join("class/tty").as_path(),
+        &["--timeout", "3s"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("no device: no tty of USB 1199:68c0 interface 3 is present"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Modem A appears: another IMEI, so the line keeps waiting, and dials nothing.
+    sysfs.plug("ttyUSB97", "1-1.2", 3);
+    let modem_a = Modem::start(&a.0, &["--imei", IMEI_A]);
+    let line = site.wait_for("modem A refused", Duration::from_secs(10), |l| {
+        l["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("is IMEI {IMEI_A}")))
+    });
+    eprintln!("modem A looked at and refused in {line:?}");
+    // Refused once: no loop of looks at the wrong modem.
+    let looks = site.log().matches("state=\"locking\"").count();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(state(&site.status()), "no-device");
+    assert_eq!(site.log().matches("state=\"locking\"").count(), looks, "{}", site.log());
+    // Modem B appears on another port: the line takes it.
+    sysfs.plug("ttyUSB99", "1-1.4", 3);
+    let modem_b = Modem::start(&b.0, &["--imei", IMEI_B]);
+    site.wait_for("up on modem B", Duration::from_secs(15), |l| {
+        state(l) == "up"
+    });
+    assert_eq!(
+        site.status()["tty"],
+        std::fs::canonicalize(&b.0).unwrap().display().to_string()
+    );
+    assert_eq!(site.status()["device"], "USB 1199:68c0 interface 3");
+    assert_eq!(modem_a.calls(), 0);
+    assert_eq!(modem_b.calls(), 1);
+    // Modem A unplugged, and modem B replugged where it comes back as another tty (ttyUSB98):
+    // the same line follows it, no config change.
+    drop(modem_a);
+    sysfs.unplug("ttyUSB97");
+    modem_b.signal(nix::sys::signal::Signal::SIGUSR2);
+    modem_b.wait_said("unplugged", Duration::from_secs(5));
+    site.wait_for("device removed", Duration::from_secs(2), |l| {
+        state(l) != "up" && l["last_error"] == "device removed"
+    });
+    site.wait_for("no-device", Duration::from_secs(5), |l| {
+        state(l) == "no-device"
+    });
+    drop(modem_b);
+    sysfs.unplug("ttyUSB99");
+    sysfs.plug("ttyUSB98", "1-1.4", 3);
+    let modem_b = Modem::start(&a2.0, &["--imei", IMEI_B]);
+    site.wait_for("up on ttyUSB98", Duration::from_secs(15), |l| {
+        state(l) == "up"
+    });
+    assert_eq!(
+        site.status()["tty"],
+        std::fs::canonicalize(&a2.0).unwrap().display().to_string()
+    );
+    assert_eq!(modem_b.calls(), 1);
 }
