@@ -27,6 +27,7 @@ expect 644 /etc/eqlplus-dialer/eqlplus-dialer.toml
 expect 600 /etc/eqlplus-dialer/secrets
 for script in chat-scripts/*.chat; do expect 644 "/etc/eqlplus-dialer/chat/$(basename "$script")"; done
 expect 644 /etc/systemd/system/eqlplus-dialer.service
+expect 644 /etc/modules-load.d/eqlplus-dialer.conf
 expect 644 /usr/local/share/man/man8/eqlplus-dialer.8
 expect 644 /usr/local/share/bash-completion/completions/eqlplus-dialer
 grep -q '^\.TH' "$D/usr/local/share/man/man8/eqlplus-dialer.8" || fail "the man page is not roff"

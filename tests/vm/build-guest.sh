@@ -58,7 +58,11 @@ printf '[Journal]\nStorage=volatile\nRateLimitBurst=0\n' >"$R/etc/systemd/journa
 rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/* "$R"/usr/share/doc/* \
     "$R"/usr/share/man/* "$R"/usr/share/locale/*
 M=$R/lib/modules/$KVER/kernel
-rm -rf "$M"/sound "$M"/drivers/{gpu,media,infiniband,staging,scsi,net/wireless,net/ethernet,bluetooth,usb,input,hid,iio,md,isdn,mtd,platform,video,hwmon,edac,thunderbolt,nvme,target,ata} \
+# Of USB only what makes USB modem ttys (usbserial: ttyUSB, cdc-acm: ttyACM): the check that a
+# hotplugged one may be opened under the unit's DeviceAllow needs their majors registered.
+find "$M"/drivers/usb -mindepth 1 -maxdepth 1 ! -name core ! -name common ! -name serial ! -name class \
+    -exec rm -rf {} +
+rm -rf "$M"/sound "$M"/drivers/{gpu,media,infiniband,staging,scsi,net/wireless,net/ethernet,bluetooth,input,hid,iio,md,isdn,mtd,platform,video,hwmon,edac,thunderbolt,nvme,target,ata} \
     "$M"/net/{bluetooth,wireless,mac80211,ceph,sunrpc,rxrpc,mac802154,ieee802154,nfc,9p} \
     "$M"/fs/{btrfs,xfs,nfs,nfsd,ocfs2,gfs2,cifs,smb,ceph,f2fs,jfs,reiserfs,nilfs2,ubifs,udf,ntfs3,afs,orangefs,dlm}
 chroot "$R" depmod "$KVER"
