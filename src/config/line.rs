@@ -63,6 +63,7 @@ pub(super) struct RawLine {
     registration_timeout: Option<Spanned<f64>>,
     reset_after: Option<Spanned<i64>>,
     reset_hook: Option<Spanned<PathBuf>>,
+    pub(super) bundle: Option<Spanned<String>>,
 }
 
 /// What tells two device paths apart: the device number where the device exists, else the
@@ -248,6 +249,7 @@ fn line(
             .reset_hook
             .as_ref()
             .map(|h| super::daemon::hook(c, h, &at("reset_hook"), resolve(h.get_ref().clone()))),
+        bundle: l.bundle.as_ref().map(|b| b.get_ref().clone()),
     }
 }
 

@@ -4,6 +4,7 @@
 //! The shipped `config/eqlplus-dialer.toml` documents every option with its default.
 
 mod balancer;
+mod bundle;
 mod check;
 mod checker;
 mod control;
@@ -27,6 +28,7 @@ use crate::serial::FlowControl;
 use crate::serial::identity::{DeviceSpec, ModemId};
 
 pub use balancer::{MAX_RULE_BASE, MAX_TABLE_BASE, MIN_TABLE_BASE};
+pub use bundle::BundleConfig;
 pub use check::{LineSetup, Loaded, load, load_checked};
 pub use daemon::{LOG_LEVELS, check_log_filter, log_file_from, log_level_from};
 pub use metrics::{MetricsListen, MetricsSection};
@@ -94,6 +96,8 @@ pub struct Config {
     /// The metrics endpoint, if the file has a `[metrics]` section.
     pub metrics: Option<MetricsSection>,
     pub lines: Vec<LineConfig>,
+    /// Multilink PPP bundles, each with its member lines.
+    pub bundles: Vec<BundleConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -185,6 +189,8 @@ pub struct LineConfig {
     pub reset_after: u32,
     /// The ladder's last step: a program that power-cycles the modem (GPIO, switchable hub).
     pub reset_hook: Option<PathBuf>,
+    /// The Multilink PPP bundle the line proposes to join (`bundle = "NAME"`).
+    pub bundle: Option<String>,
 }
 
 /// The file as written; each section's own file has its raw model and its checks.
@@ -202,6 +208,8 @@ struct RawConfig {
     metrics: Option<metrics::RawMetrics>,
     #[serde(default)]
     line: Vec<Spanned<line::RawLine>>,
+    #[serde(default)]
+    bundle: Vec<Spanned<bundle::RawBundle>>,
 }
 
 /// Defaults, also documented in config/eqlplus-dialer.toml.
@@ -222,6 +230,8 @@ pub mod defaults {
     pub const BACKOFF_FACTOR: f64 = 2.0;
     pub const MAX_DELAY_SECS: f64 = 300.0;
     pub const ESCAPE_GUARD_SECS: f64 = 1.0;
+    /// A bundle's MRRU: an Ethernet-sized packet goes whole.
+    pub const MRRU: u16 = 1500;
     /// `[metrics]` without `listen`: loopback only, the port the issue asked for.
     pub const METRICS_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9460);
 }
@@ -279,6 +289,13 @@ impl Config {
             .as_ref()
             .map(|m| metrics::parse(&mut c, m, &resolve));
         let lines = line::parse(&mut c, &raw.line, &resolve, &track);
+        let line_bundles: Vec<_> = raw
+            .line
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.get_ref().bundle.clone()))
+            .collect();
+        let bundles = bundle::parse(&mut c, &raw.bundle, &lines, &line_bundles);
         c.finish()?;
         Ok(Config {
             path: path.to_path_buf(),
@@ -287,6 +304,7 @@ impl Config {
             daemon,
             metrics,
             lines,
+            bundles,
         })
     }
 

@@ -666,3 +666,61 @@ fn metrics_are_opt_in_and_listen_where_told() {
         "{e}"
     );
 }
+
+#[test]
+fn lines_that_name_a_bundle_form_it() {
+    let c = parse(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"isp-a\"\n\
+         [[line]]\ndevice = \"/dev/ttyS2\"\nbundle = \"isp-a\"\n\
+         [[line]]\ndevice = \"/dev/ttyS3\"\n\
+         [[line]]\ndevice = \"/dev/ttyS4\"\nbundle = \"isp-b\"\n\
+         [[bundle]]\nname = \"isp-b\"\nslave = \"mp-b\"\nmrru = 1600\nshort_seq = true\n",
+    )
+    .unwrap();
+    assert_eq!(c.bundles.len(), 2);
+    let a = &c.bundles[1];
+    assert_eq!(a.name, "isp-a");
+    assert_eq!(a.members, ["ttyS1", "ttyS2"]);
+    assert_eq!((a.slave.as_str(), a.mrru, a.short_seq), ("eq-isp-a", 1500, false));
+    let b = &c.bundles[0];
+    assert_eq!(b.members, ["ttyS4"]);
+    assert_eq!((b.slave.as_str(), b.mrru, b.short_seq), ("mp-b", 1600, true));
+    assert_eq!(c.lines[0].bundle.as_deref(), Some("isp-a"));
+    assert_eq!(c.lines[2].bundle, None);
+}
+
+#[test]
+fn bundle_mistakes_name_the_option() {
+    let cases = [
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\n[[bundle]]\nname = \"isp\"\n",
+            "bundle[1].name",
+            "no line says bundle = \"isp\"",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"a b\"\n",
+            "line[1].bundle",
+            "not a valid bundle name",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"ttyS1\"\n",
+            "line[1].bundle",
+            "a line's name too",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"x\"\n[[bundle]]\nname = \"x\"\nslave = \"eq-ttyS1\"\n",
+            "bundle[1].name",
+            "slave device eq-ttyS1 is line ttyS1's too",
+        ),
+        (
+            "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"x\"\n[[bundle]]\nname = \"x\"\nmrru = 100\n",
+            "bundle[1].mrru",
+            "outside 296 to 16384",
+        ),
+    ];
+    for (text, option, message) in cases {
+        let e = one_error(text);
+        assert_eq!(e.option, option, "{text}");
+        assert!(e.message.contains(message), "{text}: {}", e.message);
+    }
+}

@@ -9,8 +9,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-/// How long one run of `nft` may take.
-pub const NFT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one run of `nft` may take. The first load on a freshly booted machine makes the
+/// kernel load nf_tables and a dozen expression modules on demand: seconds on a small router,
+/// over 10 s in an emulated (TCG) guest on a busy host. A hung nft still ends here.
+pub const NFT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Why nft refused.
 #[derive(Debug, thiserror::Error)]
