@@ -14,6 +14,9 @@
 //!     ├── PAP / CHAP      pap.rs, chap.rs — both roles (auth.rs: secrets, AuthRole)
 //!     └── IPCP (ipcp.rs)  addresses + RFC 1877 DNS/NBNS
 //!           │
+//!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
+//!     │                   arithmetic); LCP negotiates MRRU/SSNHF/Endpoint
+//!     │                   Discriminator, Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each
 //!                         protocol only implements `fsm::Negotiator`
 //!  packet.rs              typed views: control packets, option lists
@@ -92,6 +95,7 @@ pub mod fsm;
 pub mod hdlc;
 pub mod ipcp;
 pub mod lcp;
+pub mod mp;
 pub mod packet;
 pub mod pap;
 pub mod session;
