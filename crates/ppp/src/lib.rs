@@ -15,8 +15,9 @@
 //!     └── IPCP (ipcp.rs)  addresses + RFC 1877 DNS/NBNS
 //!           │
 //!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
-//!     │                   arithmetic); LCP negotiates MRRU/SSNHF/Endpoint
-//!     │                   Discriminator, Session::multilink() tells the result
+//!     │                   arithmetic), endpoint.rs (Endpoint Discriminator);
+//!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
+//!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each
 //!                         protocol only implements `fsm::Negotiator`
 //!  packet.rs              typed views: control packets, option lists
@@ -104,6 +105,7 @@ pub use auth::{Credentials, Secret, Secrets};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};
+pub use mp::{EndpointDiscriminator, MultilinkConfig};
 pub use session::{
     Config, ControlProtocol, DownReason, Event, NegotiationFailure, Phase, Role, SendError,
     Session, Stats,

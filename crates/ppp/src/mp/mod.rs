@@ -3,9 +3,69 @@
 //!
 //! - `header`: the MP header (protocol 0x003d, long and short sequence numbers) and the
 //!   serial arithmetic of both widths;
+//! - `endpoint`: the Endpoint Discriminator option's value;
+//! - LCP negotiates the MRRU, SSNHF and Endpoint Discriminator options when
+//!   [`LcpConfig::multilink`](crate::LcpConfig::multilink) is set; the result is
+//!   [`Session::multilink`](crate::Session::multilink).
 //!
 //! Nothing here does I/O or keeps a clock of its own: callers feed fragments and the time.
 
+pub mod endpoint;
 pub mod header;
 
+pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
+
+/// Smallest MRRU we accept from a peer: below it we Nak with ours. RFC 1990 gives no floor;
+/// 296 is the classic low-speed MTU, and an MRRU under it leaves IP no room worth having.
+pub const MIN_MRRU: u16 = 296;
+
+/// What we ask for on each member link to run Multilink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MultilinkConfig {
+    /// Largest reassembled packet we accept (the MRRU option; pppd's `mrru`).
+    pub mrru: u16,
+    /// Ask the peer to send us 12-bit sequence numbers (SSNHF; pppd's `mpshortseq`).
+    pub short_seq: bool,
+    /// Our Endpoint Discriminator, so the peer puts our links in one bundle.
+    pub endpoint: Option<EndpointDiscriminator>,
+}
+
+impl Default for MultilinkConfig {
+    fn default() -> Self {
+        MultilinkConfig {
+            mrru: 1500,
+            short_seq: false,
+            endpoint: None,
+        }
+    }
+}
+
+/// Multilink as LCP agreed it on one link. As in pppd (`mp_join_bundle`), Multilink is on
+/// only when both MRRUs were acknowledged: ours by the peer, the peer's by us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// Largest reassembled packet the peer may send us.
+    pub our_mrru: u16,
+    /// Largest reassembled packet we may send the peer.
+    pub peer_mrru: u16,
+    /// We send short sequence numbers (we acknowledged the peer's SSNHF).
+    pub tx_short_seq: bool,
+    /// We receive short sequence numbers (the peer acknowledged our SSNHF).
+    pub rx_short_seq: bool,
+    /// The peer's Endpoint Discriminator, if it sent one: with its authenticated name, the
+    /// bundle it belongs to.
+    pub peer_endpoint: Option<EndpointDiscriminator>,
+}
+
+impl Negotiated {
+    /// Header format of the fragments we send.
+    pub fn tx_format(&self) -> SeqFormat {
+        SeqFormat::new(self.tx_short_seq)
+    }
+
+    /// Header format of the fragments we receive.
+    pub fn rx_format(&self) -> SeqFormat {
+        SeqFormat::new(self.rx_short_seq)
+    }
+}

@@ -205,6 +205,15 @@ impl Session {
         self.ipcp.state()
     }
 
+    /// Multilink as LCP agreed it on this link, while LCP is open: `None` when either side
+    /// did not acknowledge the other's MRRU (a plain PPP link, the fallback).
+    pub fn multilink(&self) -> Option<crate::mp::Negotiated> {
+        if self.lcp.fsm.state() != State::Opened {
+            return None;
+        }
+        self.lcp.fsm.negotiator().multilink()
+    }
+
     /// Counters, framing errors included.
     pub fn stats(&self) -> Stats {
         let d = self.decoder.stats();
