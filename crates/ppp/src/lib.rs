@@ -15,7 +15,8 @@
 //!     └── IPCP (ipcp.rs)  addresses + RFC 1877 DNS/NBNS
 //!           │
 //!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
-//!     │                   arithmetic), endpoint.rs (Endpoint Discriminator);
+//!     │                   arithmetic), endpoint.rs (Endpoint Discriminator),
+//!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds);
 //!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
 //!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each

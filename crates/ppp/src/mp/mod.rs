@@ -4,6 +4,8 @@
 //! - `header`: the MP header (protocol 0x003d, long and short sequence numbers) and the
 //!   serial arithmetic of both widths;
 //! - `endpoint`: the Endpoint Discriminator option's value;
+//! - `reassembly`: fragments from the members back into packets, in order, with loss
+//!   detection (RFC 1990 §4.1) and bounded memory;
 //! - LCP negotiates the MRRU, SSNHF and Endpoint Discriminator options when
 //!   [`LcpConfig::multilink`](crate::LcpConfig::multilink) is set; the result is
 //!   [`Session::multilink`](crate::Session::multilink).
@@ -12,9 +14,11 @@
 
 pub mod endpoint;
 pub mod header;
+pub mod reassembly;
 
 pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
+pub use reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
 
 /// Smallest MRRU we accept from a peer: below it we Nak with ours. RFC 1990 gives no floor;
 /// 296 is the classic low-speed MTU, and an MRRU under it leaves IP no room worth having.
