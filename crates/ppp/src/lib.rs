@@ -16,7 +16,8 @@
 //!           │
 //!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
 //!     │                   arithmetic), endpoint.rs (Endpoint Discriminator),
-//!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds);
+//!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds),
+//!     │                   scheduler.rs (split by rate and queue: equal finish);
 //!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
 //!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each

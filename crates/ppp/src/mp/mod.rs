@@ -6,6 +6,7 @@
 //! - `endpoint`: the Endpoint Discriminator option's value;
 //! - `reassembly`: fragments from the members back into packets, in order, with loss
 //!   detection (RFC 1990 §4.1) and bounded memory;
+//! - `scheduler`: a packet split over the members by rate and queue so all finish together;
 //! - LCP negotiates the MRRU, SSNHF and Endpoint Discriminator options when
 //!   [`LcpConfig::multilink`](crate::LcpConfig::multilink) is set; the result is
 //!   [`Session::multilink`](crate::Session::multilink).
@@ -15,6 +16,7 @@
 pub mod endpoint;
 pub mod header;
 pub mod reassembly;
+pub mod scheduler;
 
 pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
