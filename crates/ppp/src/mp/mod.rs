@@ -75,3 +75,6 @@ impl Negotiated {
         SeqFormat::new(self.rx_short_seq)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -317,6 +317,33 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any links, any length: contiguous cover, consecutive numbers, B on the first and
+        /// E on the last, within each MRU, only usable links (checked in `plan`).
+        #[test]
+        fn schedules_are_well_formed(
+            len in 0usize..4000,
+            links in proptest::collection::vec(
+                (0u64..300_000, 0usize..20_000, 128u16..=1500, proptest::bool::weighted(0.9)),
+                1..6,
+            ),
+        ) {
+            let links: Vec<_> = links
+                .into_iter()
+                .enumerate()
+                .map(|(i, (rate, queued, mru, up))| LinkState { id: i as u8, rate, queued, mru, up })
+                .collect();
+            if links.iter().any(|l| l.up && l.rate > 0) {
+                plan(len, &links);
+            } else {
+                proptest::prop_assert_eq!(
+                    schedule(&SchedulerConfig::default(), SeqFormat::Long, len, 0, &links),
+                    Err(ScheduleError::NoLink)
+                );
+            }
+        }
+    }
+
     #[test]
     fn all_links_finish_together() {
         let links = [
