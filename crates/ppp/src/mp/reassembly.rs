@@ -212,13 +212,13 @@ impl<K: Copy + Eq> Reassembler<K> {
     }
 
     /// M: the smallest of the members' most recent numbers; `None` while a member has
-    /// received nothing (or there are no members).
+    /// received nothing. With no members left nothing more can come: everything missing
+    /// is lost (M is infinite).
     fn floor(&self) -> Option<u64> {
         self.members
             .iter()
             .map(|(_, last)| *last)
             .try_fold(u64::MAX, |m, l| l.map(|l| m.min(l)))
-            .filter(|&m| m != u64::MAX)
     }
 
     /// Everything below `seq` is done: held fragments below it are discarded, numbers
@@ -280,7 +280,7 @@ impl<K: Copy + Eq> Reassembler<K> {
                 // A gap at `next`: lost if M has passed it, else it may still come.
                 match floor {
                     Some(m) if next < m => {
-                        self.give_up_below(head.min(m + 1));
+                        self.give_up_below(head.min(m.saturating_add(1)));
                         continue;
                     }
                     _ => break true,
@@ -498,6 +498,10 @@ mod tests {
         let s = t.r.stats();
         assert_eq!((s.lost, s.discarded), (1, 2));
         assert_eq!(t.r.members().collect::<Vec<_>>(), [A]);
+        // The last member leaving: what is held can never complete.
+        assert!(t.push(A, 4, "B", b"p4").is_empty());
+        t.r.remove_member(A, t.now);
+        assert_eq!((t.r.held_fragments(), t.r.poll_timeout()), (0, None));
     }
 
     #[test]
