@@ -17,7 +17,9 @@
 //!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
 //!     │                   arithmetic), endpoint.rs (Endpoint Discriminator),
 //!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds),
-//!     │                   scheduler.rs (split by rate and queue: equal finish);
+//!     │                   scheduler.rs (split by rate and queue: equal finish),
+//!     │                   bundle.rs (Bundle: both of them + the sequence counter
+//!     │                   for N members: MP frames ⇄ protocol packets);
 //!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
 //!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each

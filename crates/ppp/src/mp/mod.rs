@@ -7,17 +7,21 @@
 //! - `reassembly`: fragments from the members back into packets, in order, with loss
 //!   detection (RFC 1990 §4.1) and bounded memory;
 //! - `scheduler`: a packet split over the members by rate and queue so all finish together;
+//! - `bundle`: the reassembler, the scheduler and the sequence counter of one bundle,
+//!   between member links' MP frames and the packets that run over the bundle;
 //! - LCP negotiates the MRRU, SSNHF and Endpoint Discriminator options when
 //!   [`LcpConfig::multilink`](crate::LcpConfig::multilink) is set; the result is
 //!   [`Session::multilink`](crate::Session::multilink).
 //!
 //! Nothing here does I/O or keeps a clock of its own: callers feed fragments and the time.
 
+pub mod bundle;
 pub mod endpoint;
 pub mod header;
 pub mod reassembly;
 pub mod scheduler;
 
+pub use bundle::{Bundle, BundleConfig, BundleError, BundleStats, Outgoing};
 pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
 pub use reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
