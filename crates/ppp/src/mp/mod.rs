@@ -25,10 +25,33 @@ pub use bundle::{Bundle, BundleConfig, BundleError, BundleStats, Outgoing};
 pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
 pub use reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};
+pub use scheduler::{LinkState, Planned, ScheduleError, SchedulerConfig, schedule};
 
 /// Smallest MRRU we accept from a peer: below it we Nak with ours. RFC 1990 gives no floor;
 /// 296 is the classic low-speed MTU, and an MRRU under it leaves IP no room worth having.
 pub const MIN_MRRU: u16 = 296;
+
+/// Which bundle a link belongs to, as pppd decides it (`mp_join_bundle`): the name the
+/// peer authenticated with and its Endpoint Discriminator. Links with equal ids from the
+/// same peer go into one bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BundleId {
+    /// The peer's authenticated name; empty when we did not authenticate it.
+    pub peer_name: String,
+    /// The peer's Endpoint Discriminator, if it sent one.
+    pub endpoint: Option<EndpointDiscriminator>,
+}
+
+/// pppd's `BUNDLE` notation: `"name"/magic:0a0b0c0d`, so both ends' logs read alike.
+impl std::fmt::Display for BundleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.peer_name)?;
+        match &self.endpoint {
+            Some(ed) => write!(f, "/{ed}"),
+            None => Ok(()),
+        }
+    }
+}
 
 /// What we ask for on each member link to run Multilink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,14 @@ use crate::hdlc::Header;
 use crate::ipcp;
 
 impl Session {
-    /// Authentication is done (or not needed): IPCP starts.
+    /// Authentication is done (or not needed): IPCP starts, or with Multilink agreed the
+    /// link joins its bundle, which runs IPCP for all its members.
     pub(super) fn enter_network(&mut self, now: Instant) {
         self.set_phase(Phase::Network);
+        if let Some(mp) = self.multilink() {
+            self.join_bundle(mp);
+            return;
+        }
         self.ipcp.open(now);
         self.ipcp.up(now);
     }
@@ -128,17 +133,20 @@ impl Session {
                 mru,
             });
         }
+        self.queue_data(ipcp::IPV4, packet)?;
+        self.stats.tx_ip_packets += 1;
+        Ok(())
+    }
+
+    /// Frame a data packet into the bounded data queue (behind control frames).
+    pub(super) fn queue_data(&mut self, protocol: u16, info: &[u8]) -> Result<(), SendError> {
         if self.ip_tx.len() >= self.cfg.max_ip_queue {
             return Err(SendError::QueueFull);
         }
-        let (h, n) = Header {
-            protocol: ipcp::IPV4,
-        }
-        .emit(self.tx_acfc, self.tx_pfc);
-        let mut frame = Vec::with_capacity(packet.len() + packet.len() / 16 + 10);
-        self.encoder.encode(&h[..n], packet, &mut frame);
+        let (h, n) = Header { protocol }.emit(self.tx_acfc, self.tx_pfc);
+        let mut frame = Vec::with_capacity(info.len() + info.len() / 16 + 10);
+        self.encoder.encode(&h[..n], info, &mut frame);
         self.ip_tx.push_back(frame);
-        self.stats.tx_ip_packets += 1;
         Ok(())
     }
 

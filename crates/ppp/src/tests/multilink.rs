@@ -1,11 +1,15 @@
 //! Multilink negotiation between our two roles, and the fallback to a plain link.
 
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
-use super::{AuthMethods, Pair, answer, check_ip_both_ways, dialer};
+use super::{AuthMethods, PAP_ONLY, Pair, answer, check_ip_both_ways, dialer, ip_packet};
 use crate::lcp;
-use crate::mp::{EndpointDiscriminator, MultilinkConfig};
+use crate::mp::{
+    Bundle, BundleConfig, BundleId, EndpointDiscriminator, LinkState, MultilinkConfig,
+};
 use crate::packet::{CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket, Options};
+use crate::session::{Event, Session};
 
 fn mp(short_seq: bool, endpoint: EndpointDiscriminator) -> Option<MultilinkConfig> {
     Some(MultilinkConfig {
@@ -23,7 +27,7 @@ fn asks_mrru(info: &[u8]) -> bool {
 }
 
 #[test]
-fn both_roles_negotiate_multilink() {
+fn both_roles_negotiate_multilink_and_join_a_bundle() {
     let magic = EndpointDiscriminator::magic(&[0xdead_beef]);
     let ip = EndpointDiscriminator::ip(Ipv4Addr::new(192, 0, 2, 1));
     let mut d = dialer(None);
@@ -34,9 +38,10 @@ fn both_roles_negotiate_multilink() {
         ..mp(false, ip).unwrap()
     });
     let mut p = Pair::new(d, a);
-    p.run_until_up();
+    p.run_until_members();
     let on_dialer = p.a.multilink().expect("multilink on the dialer");
     let on_answer = p.b.multilink().expect("multilink on the answering end");
+    assert_eq!(p.a.bundle_member(), Some(&on_dialer));
     assert_eq!((on_dialer.our_mrru, on_dialer.peer_mrru), (1500, 1600));
     assert_eq!((on_answer.our_mrru, on_answer.peer_mrru), (1600, 1500));
     // The dialer asked for short sequence numbers: it receives them, the answer sends them.
@@ -50,7 +55,10 @@ fn both_roles_negotiate_multilink() {
     );
     assert_eq!(on_dialer.peer_endpoint, Some(ip));
     assert_eq!(on_answer.peer_endpoint, Some(magic));
-    check_ip_both_ways(&mut p);
+    // No IPCP on a member: the bundle runs it.
+    assert!(!p.a.is_up() && !p.b.is_up());
+    assert!(p.a_to_b.codes(crate::ipcp::PROTOCOL).is_empty());
+    assert_eq!(p.a.send_ip(&[0x45; 20]), Err(crate::SendError::NotUp));
 }
 
 #[test]
@@ -59,6 +67,7 @@ fn peer_without_multilink_gives_a_plain_link() {
     d.lcp.multilink = mp(true, EndpointDiscriminator::magic(&[1, 2]));
     let mut p = Pair::new(d, answer(AuthMethods::NONE, &[]));
     p.run_until_up();
+    assert!(p.a.bundle_member().is_none());
     assert_eq!(p.a.multilink(), None);
     assert_eq!(p.b.multilink(), None);
     // The answer rejected MRRU, SSNHF and ED; the dialer's next request had none of them.
@@ -85,4 +94,164 @@ fn multilink_only_one_way_is_no_multilink() {
     p.run_until_up();
     assert_eq!(p.a.multilink(), None);
     assert_eq!(p.b.multilink(), None);
+}
+
+impl Pair {
+    /// Run until both ends are bundle members.
+    fn run_until_members(&mut self) {
+        let member = |events: &[Event]| {
+            events
+                .iter()
+                .any(|e| matches!(e, Event::BundleMember { .. }))
+        };
+        self.run(Duration::from_secs(60), |p| {
+            member(&p.a_events) && member(&p.b_events)
+        });
+        assert!(
+            self.a.bundle_member().is_some() && self.b.bundle_member().is_some(),
+            "not members: a={:?} b={:?}",
+            self.a_events,
+            self.b_events
+        );
+    }
+}
+
+fn bundle_id(events: &[Event]) -> Option<&BundleId> {
+    events.iter().find_map(|e| match e {
+        Event::BundleMember { id, .. } => Some(id),
+        _ => None,
+    })
+}
+
+/// Hand every frame a side's members received to its bundle.
+fn to_bundle(bundle: &mut Bundle<usize>, member: usize, session: &mut Session, now: Instant) {
+    while let Some((protocol, info)) = session.poll_bundle_frame() {
+        assert_eq!(protocol, crate::mp::PROTOCOL);
+        bundle.handle_mp_frame(member, &info, now).unwrap();
+    }
+}
+
+fn states(sessions: &[&Session]) -> Vec<LinkState<usize>> {
+    sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| LinkState {
+            id: i,
+            rate: 7_000,
+            queued: s.queued_data_bytes(),
+            mru: 1500,
+            up: true,
+        })
+        .collect()
+}
+
+/// pppd's setup: a dialer on two lines with `multilink endpoint magic:…` and PAP, an
+/// answering end that authenticates it. Both links join one bundle per side, and IP
+/// packets split over the two links come back whole on the other side, both ways.
+#[test]
+fn two_member_links_carry_one_bundle() {
+    let mut pairs: Vec<Pair> = (0..2)
+        .map(|i| {
+            let mut d = dialer(Some(("user", "pass")));
+            d.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[0x0a0b_0c0d]));
+            d.seed = 10 + i;
+            let mut a = answer(PAP_ONLY, &[("user", "pass")]);
+            a.lcp.multilink = mp(
+                false,
+                EndpointDiscriminator::ip(Ipv4Addr::new(192, 0, 2, 1)),
+            );
+            a.seed = 20 + i;
+            let mut p = Pair::new(d, a);
+            p.run_until_members();
+            p
+        })
+        .collect();
+    // pppd's bundle name: the authenticated peer and its endpoint.
+    let ids: Vec<_> = pairs
+        .iter()
+        .map(|p| bundle_id(&p.b_events).cloned())
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(
+        ids[0].as_ref().unwrap().to_string(),
+        "\"user\"/magic:0a0b0c0d"
+    );
+    assert_eq!(bundle_id(&pairs[0].a_events).unwrap().peer_name, "");
+
+    let cfg = |s: &Session| BundleConfig::from_negotiated(s.bundle_member().unwrap());
+    let mut dialer_side = Bundle::new(cfg(&pairs[0].a), 0);
+    let mut answer_side = Bundle::new(cfg(&pairs[0].b), 100);
+    for m in 0..2 {
+        dialer_side.add_member(m);
+        answer_side.add_member(m);
+    }
+    let packets: Vec<Vec<u8>> = (1..=6u8)
+        .map(|i| ip_packet(i, 200 * usize::from(i)))
+        .collect();
+    for pkt in &packets {
+        let links = states(&[&pairs[0].a, &pairs[1].a]);
+        for f in dialer_side.send(crate::ipcp::IPV4, pkt, &links).unwrap() {
+            pairs[f.member]
+                .a
+                .send_frame(crate::mp::PROTOCOL, &f.info)
+                .unwrap();
+        }
+        let links = states(&[&pairs[0].b, &pairs[1].b]);
+        for f in answer_side.send(crate::ipcp::IPV4, pkt, &links).unwrap() {
+            pairs[f.member]
+                .b
+                .send_frame(crate::mp::PROTOCOL, &f.info)
+                .unwrap();
+        }
+    }
+    // The second link delivers first: the bundles put the packets back in order.
+    for m in [1, 0] {
+        let p = &mut pairs[m];
+        p.exchange();
+        let now = p.now;
+        to_bundle(&mut answer_side, m, &mut p.b, now);
+        to_bundle(&mut dialer_side, m, &mut p.a, now);
+    }
+    for bundle in [&mut answer_side, &mut dialer_side] {
+        let got: Vec<_> = std::iter::from_fn(|| bundle.poll_packet()).collect();
+        let want: Vec<_> = packets
+            .iter()
+            .map(|p| (crate::ipcp::IPV4, p.clone()))
+            .collect();
+        assert_eq!(got, want);
+        let s = bundle.stats();
+        assert!(
+            s.tx_fragments > s.tx_packets,
+            "large packets were split: {s:?}"
+        );
+        assert_eq!((s.rx.lost, s.rx.discarded), (0, 0));
+    }
+}
+
+#[test]
+fn a_member_leaves_its_bundle_when_lcp_goes_down() {
+    let mut d = dialer(None);
+    d.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[1]));
+    let mut a = answer(AuthMethods::NONE, &[]);
+    a.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[2]));
+    let mut p = Pair::new(d, a);
+    p.run_until_members();
+    let now = p.now;
+    p.a.close("bye", now);
+    p.run(Duration::from_secs(10), |p| p.a.is_dead() && p.b.is_dead());
+    assert!(p.a.bundle_member().is_none());
+    assert!(
+        p.a_events
+            .iter()
+            .any(|e| matches!(e, Event::NetworkDown { .. }))
+    );
+    assert!(
+        p.b_events
+            .iter()
+            .any(|e| matches!(e, Event::NetworkDown { .. }))
+    );
+    assert_eq!(
+        p.a.send_frame(crate::mp::PROTOCOL, &[0xc0, 0, 0, 0, 0x21]),
+        Err(crate::SendError::NotUp)
+    );
 }
