@@ -546,6 +546,85 @@ mod tests {
         assert_eq!(t.r.stats().lost, 1);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push {
+            member: u8,
+            step: i8,
+            begin: bool,
+            end: bool,
+            len: usize,
+        },
+        Add(u8),
+        Remove(u8),
+        Wait(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (0u8..4, -3i8..6, any::<bool>(), any::<bool>(), 0usize..200)
+                .prop_map(|(member, step, begin, end, len)| Op::Push { member, step, begin, end, len }),
+            1 => (0u8..4).prop_map(Op::Add),
+            1 => (0u8..4).prop_map(Op::Remove),
+            1 => (0u64..1500).prop_map(Op::Wait),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Arbitrary fragments, members coming and going, time passing, small limits (the
+        /// fuzz target's checks): bounds kept, counters consistent, nothing held at the end.
+        #[test]
+        fn arbitrary_input_keeps_the_bounds(
+            ops in proptest::collection::vec(op(), 0..300),
+            short: bool,
+            max_fragments in 1usize..12,
+            max_bytes in 50usize..2000,
+        ) {
+            let format = SeqFormat::new(short);
+            let cfg = ReassemblyConfig {
+                max_fragments,
+                max_bytes,
+                mrru: 300,
+                max_wait: Duration::from_millis(500),
+            };
+            let mut r = Reassembler::new(format, cfg);
+            let mut now = Instant::now();
+            let mut seq = format.mask() - 20;
+            let mut delivered = 0;
+            for op in ops {
+                match op {
+                    Op::Push { member, step, begin, end, len } => {
+                        seq = format.add(seq, step as u32);
+                        r.push(member, MpHeader { begin, end, seq }, &vec![7; len], now);
+                    }
+                    Op::Add(m) => r.add_member(m),
+                    Op::Remove(m) => r.remove_member(m, now),
+                    Op::Wait(ms) => {
+                        now += Duration::from_millis(ms);
+                        r.handle_timeout(now);
+                    }
+                }
+                proptest::prop_assert!(r.held_fragments() <= max_fragments);
+                proptest::prop_assert!(r.held_bytes() <= max_bytes);
+                proptest::prop_assert!(r.poll_timeout().is_none() || r.held_fragments() > 0);
+                while let Some(p) = r.poll_packet() {
+                    proptest::prop_assert!(p.len() <= 300);
+                    delivered += 1;
+                }
+                let s = r.stats();
+                proptest::prop_assert_eq!(s.delivered, delivered);
+                proptest::prop_assert!(s.delivered + s.discarded + s.duplicates <= s.fragments);
+            }
+            let members: Vec<u8> = r.members().collect();
+            for m in members {
+                r.remove_member(m, now);
+            }
+            proptest::prop_assert_eq!((r.held_fragments(), r.held_bytes()), (0, 0));
+            proptest::prop_assert_eq!(r.poll_timeout(), None);
+        }
+    }
+
     #[test]
     fn oversize_packets_are_discarded() {
         let cfg = ReassemblyConfig {
