@@ -21,7 +21,9 @@
 //!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds),
 //!     │                   scheduler.rs (split by rate and queue: equal finish),
 //!     │                   bundle.rs (Bundle: both of them + the sequence counter
-//!     │                   for N members: MP frames ⇄ protocol packets);
+//!     │                   for N members: MP frames ⇄ protocol packets),
+//!     │                   bundle_session.rs (the bundle's IPCP + IPv4, beside
+//!     │                   the member Sessions);
 //!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
 //!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each

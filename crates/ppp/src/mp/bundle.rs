@@ -111,7 +111,8 @@ pub struct Bundle<K> {
 }
 
 impl<K: Copy + Eq> Bundle<K> {
-    /// A bundle without members; our fragments are numbered from `first_seq` on.
+    /// A bundle without members; our fragments are numbered from `first_seq` on (0, as
+    /// Linux does: receivers expect it, see [`ReassemblyConfig::first_seq`]).
     pub fn new(cfg: BundleConfig, first_seq: u32) -> Self {
         Bundle {
             reassembler: Reassembler::new(cfg.rx_format, cfg.reassembly),

@@ -9,6 +9,8 @@
 //! - `scheduler`: a packet split over the members by rate and queue so all finish together;
 //! - `bundle`: the reassembler, the scheduler and the sequence counter of one bundle,
 //!   between member links' MP frames and the packets that run over the bundle;
+//! - `bundle_session`: the bundle's network layer (one IPCP, IPv4) over a `Bundle`, beside
+//!   the member [`Session`](crate::Session)s that carry its frames;
 //! - LCP negotiates the MRRU, SSNHF and Endpoint Discriminator options when
 //!   [`LcpConfig::multilink`](crate::LcpConfig::multilink) is set; the result is
 //!   [`Session::multilink`](crate::Session::multilink).
@@ -16,12 +18,14 @@
 //! Nothing here does I/O or keeps a clock of its own: callers feed fragments and the time.
 
 pub mod bundle;
+pub mod bundle_session;
 pub mod endpoint;
 pub mod header;
 pub mod reassembly;
 pub mod scheduler;
 
 pub use bundle::{Bundle, BundleConfig, BundleError, BundleStats, Outgoing};
+pub use bundle_session::{BundleEvent, BundleSession, BundleSessionConfig, BundleSessionStats};
 pub use endpoint::{EndpointClass, EndpointDiscriminator, EndpointError};
 pub use header::{MpHeader, MpHeaderError, PROTOCOL, SeqFormat};
 pub use reassembly::{Reassembler, ReassemblyConfig, ReassemblyStats};

@@ -8,8 +8,11 @@
 //! a gap below M is lost, and the packet it belonged to is discarded (its other fragments
 //! counted as discarded), the packets around it go on.
 //!
-//! A member that has not received anything yet holds M back (it may still bring the lowest
-//! number); a removed member no longer does. Memory is bounded ([`ReassemblyConfig`]):
+//! The peer's first fragment is expected to carry [`ReassemblyConfig::first_seq`] (0, as
+//! Linux numbers them), so the first packets are delivered at once; until something was
+//! delivered a lower number is still taken as the start. A member that has not received
+//! anything yet holds M back (it may still bring the lowest number); a removed member no
+//! longer does. Memory is bounded ([`ReassemblyConfig`]):
 //! beyond the limits the oldest fragments go first, and a gap that blocks delivery for
 //! [`ReassemblyConfig::max_wait`] is given up (a member that never sends must not stall
 //! the bundle forever).
@@ -36,6 +39,8 @@ pub struct ReassemblyConfig {
     pub mrru: usize,
     /// How long the oldest gap may block delivery before it is given up.
     pub max_wait: Duration,
+    /// The number of the peer's first fragment (Linux, so pppd, starts at 0).
+    pub first_seq: u32,
 }
 
 impl Default for ReassemblyConfig {
@@ -45,6 +50,7 @@ impl Default for ReassemblyConfig {
             max_bytes: 256 * 1024,
             mrru: 1500,
             max_wait: Duration::from_secs(2),
+            first_seq: 0,
         }
     }
 }
@@ -83,10 +89,12 @@ pub struct Reassembler<K> {
     members: Vec<(K, Option<u64>)>,
     frags: BTreeMap<u64, Fragment>,
     bytes: usize,
-    /// Highest unwrapped number seen: the reference for unwrapping the next one.
-    highest: Option<u64>,
-    /// Everything below is delivered or given up (`None` until the start is known).
-    next: Option<u64>,
+    /// Highest unwrapped number seen (or the expected first): the reference for unwrapping.
+    highest: u64,
+    /// Everything below is delivered or given up.
+    next: u64,
+    /// Something was delivered or given up: `next` is no longer only an expectation.
+    started: bool,
     /// Since when delivery has been blocked by the head of the queue.
     stalled_since: Option<Instant>,
     out: VecDeque<Vec<u8>>,
@@ -102,8 +110,9 @@ impl<K: Copy + Eq> Reassembler<K> {
             members: Vec::new(),
             frags: BTreeMap::new(),
             bytes: 0,
-            highest: None,
-            next: None,
+            highest: BASE + u64::from(cfg.first_seq & format.mask()),
+            next: BASE + u64::from(cfg.first_seq & format.mask()),
+            started: false,
             stalled_since: None,
             out: VecDeque::new(),
             stats: ReassemblyStats::default(),
@@ -132,16 +141,13 @@ impl<K: Copy + Eq> Reassembler<K> {
     /// One fragment (header and data) received on `member` (added if unknown).
     pub fn push(&mut self, member: K, header: MpHeader, data: &[u8], now: Instant) {
         self.stats.fragments += 1;
-        let seq = match self.highest {
-            None => BASE + u64::from(header.seq & self.format.mask()),
-            Some(h) => self.format.unwrap(h, header.seq),
-        };
-        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+        let seq = self.format.unwrap(self.highest, header.seq);
+        self.highest = self.highest.max(seq);
         match self.members.iter_mut().find(|(k, _)| *k == member) {
             Some((_, last)) => *last = Some(last.map_or(seq, |l| l.max(seq))),
             None => self.members.push((member, Some(seq))),
         }
-        if self.next.is_some_and(|n| seq < n) || self.frags.contains_key(&seq) {
+        if (self.started && seq < self.next) || self.frags.contains_key(&seq) {
             self.stats.duplicates += 1;
         } else {
             self.bytes += data.len();
@@ -175,13 +181,14 @@ impl<K: Copy + Eq> Reassembler<K> {
             return;
         }
         if let Some((&head, _)) = self.frags.first_key_value() {
-            let Some(next) = self.next else {
+            if !self.started {
                 // A member never received: start from what we have.
-                self.next = Some(head);
+                self.next = head;
+                self.started = true;
                 self.stalled_since = None;
                 return self.deliver(now);
-            };
-            if head > next {
+            }
+            if head > self.next {
                 self.give_up_below(head);
             } else {
                 // An incomplete packet at the head: drop it up to its missing fragment.
@@ -224,17 +231,21 @@ impl<K: Copy + Eq> Reassembler<K> {
     /// Everything below `seq` is done: held fragments below it are discarded, numbers
     /// below it that never came are lost.
     fn give_up_below(&mut self, seq: u64) {
-        let Some(next) = self.next else {
-            self.next = Some(seq);
-            return self.discard_below(seq);
-        };
+        if !self.started {
+            // Before the start is known nothing counts as lost: begin at the lowest held.
+            let low = self.frags.first_key_value().map_or(seq, |(&h, _)| h);
+            self.next = low.min(seq);
+            self.started = true;
+        }
+        let next = self.next;
         if seq <= next {
             return;
         }
         let held = self.frags.range(next..seq).count() as u64;
         self.stats.lost += (seq - next) - held;
         self.discard_below(seq);
-        self.next = Some(seq);
+        self.next = seq;
+        self.started = true;
     }
 
     fn discard_below(&mut self, seq: u64) {
@@ -264,18 +275,21 @@ impl<K: Copy + Eq> Reassembler<K> {
     /// lost; note whether the head is left blocked.
     fn deliver(&mut self, now: Instant) {
         let floor = self.floor();
-        let start = self.next;
+        let start = (self.next, self.started);
         let blocked = loop {
             let Some((&head, first)) = self.frags.first_key_value() else {
                 break false;
             };
-            let next = match self.next {
-                Some(n) => n,
-                // The start: nothing below the lowest held number can still come once
-                // every member has received (M is defined and the head is at or below it).
-                None if floor.is_some_and(|m| head <= m) => *self.next.insert(head),
-                None => break true,
-            };
+            if !self.started {
+                if floor.is_some_and(|m| head <= m) {
+                    // Every member is past the head: nothing lower can still come.
+                    self.next = head;
+                } else if !(head == self.next && first.begin) {
+                    // Not the expected first packet, and a lower number may still come.
+                    break true;
+                }
+            }
+            let next = self.next;
             if head > next {
                 // A gap at `next`: lost if M has passed it, else it may still come.
                 match floor {
@@ -315,7 +329,7 @@ impl<K: Copy + Eq> Reassembler<K> {
         // The stall clock runs from the last progress while something waits.
         if !blocked {
             self.stalled_since = None;
-        } else if self.next != start || self.stalled_since.is_none() {
+        } else if (self.next, self.started) != start || self.stalled_since.is_none() {
             self.stalled_since = Some(now);
         }
     }
@@ -334,7 +348,8 @@ impl<K: Copy + Eq> Reassembler<K> {
                 packet.extend_from_slice(&f.data);
             }
         }
-        self.next = Some(last + 1);
+        self.next = last + 1;
+        self.started = true;
         if packet.len() > self.cfg.mrru {
             self.stats.discarded += last - first + 1;
         } else {
@@ -419,9 +434,9 @@ mod tests {
     #[test]
     fn a_gap_below_m_is_lost_and_only_its_packet_goes() {
         let mut t = T::new(SeqFormat::Long, &[A, B]);
-        // Until every member has received, the start is unknown: 0 waits for B's first.
-        assert!(t.push(A, 0, "BE", b"p0").is_empty());
-        assert_eq!(t.push(B, 1, "B", b"p1a"), [b"p0".to_vec()]);
+        // 0 is the expected first number (Linux's): delivered at once.
+        assert_eq!(t.push(A, 0, "BE", b"p0"), [b"p0".to_vec()]);
+        assert!(t.push(B, 1, "B", b"p1a").is_empty());
         // 2 (p1's end, sent on A) is lost on the line; A goes on with 3.
         assert!(t.push(A, 3, "BE", b"p3").is_empty(), "B may still bring 2");
         // B's next fragment is 4: now M = 3 and 2 is below it.
@@ -429,6 +444,20 @@ mod tests {
         assert_eq!(out, [b"p3".to_vec(), b"p4".to_vec()]);
         let s = t.r.stats();
         assert_eq!((s.lost, s.discarded, s.delivered), (1, 1, 3));
+    }
+
+    #[test]
+    fn another_start_waits_until_every_member_received() {
+        let mut t = T::new(SeqFormat::Short, &[A, B]);
+        // The peer starts at 4094, not 0: a lower number may still come on B.
+        assert!(t.push(A, 4095, "BE", b"p1").is_empty());
+        assert!(t.push(A, 1, "BE", b"p3").is_empty());
+        let out = t.push(B, 4094, "BE", b"p0");
+        assert_eq!(out, [b"p0".to_vec(), b"p1".to_vec()]);
+        // 0 (p2) is missing but B may still bring it; then B's next is 2: 0 is lost.
+        assert_eq!(t.push(B, 2, "BE", b"p4"), [b"p3".to_vec(), b"p4".to_vec()]);
+        let s = t.r.stats();
+        assert_eq!((s.lost, s.delivered), (1, 4));
     }
 
     #[test]
@@ -528,15 +557,16 @@ mod tests {
     #[test]
     fn a_blocked_head_is_given_up_after_max_wait() {
         let mut t = T::new(SeqFormat::Long, &[A, B]);
-        // B is silent: the start is unknown and 0 waits.
-        assert!(t.push(A, 0, "BE", b"p0").is_empty());
+        // B is silent and the peer did not start at 0: the start is unknown, 10 waits.
+        assert!(t.push(A, 10, "BE", b"p0").is_empty());
         let due = t.r.poll_timeout().expect("a deadline while blocked");
         assert_eq!(due, t.now + Duration::from_secs(2));
         t.r.handle_timeout(due);
         assert_eq!(t.r.poll_packet(), Some(b"p0".to_vec()));
-        // A gap at 1 that B never fills: given up after max_wait, 2 is delivered.
+        assert_eq!(t.r.stats().lost, 0, "numbers before the start are not lost");
+        // A gap at 11 that B never fills: given up after max_wait, 12 is delivered.
         t.now = due;
-        assert!(t.push(A, 2, "BE", b"p2").is_empty());
+        assert!(t.push(A, 12, "BE", b"p2").is_empty());
         let due = t.r.poll_timeout().unwrap();
         t.r.handle_timeout(due - Duration::from_millis(1));
         assert_eq!(t.r.poll_packet(), None, "not before the deadline");
@@ -587,6 +617,7 @@ mod tests {
                 max_bytes,
                 mrru: 300,
                 max_wait: Duration::from_millis(500),
+                ..ReassemblyConfig::default()
             };
             let mut r = Reassembler::new(format, cfg);
             let mut now = Instant::now();

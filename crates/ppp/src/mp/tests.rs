@@ -113,12 +113,16 @@ struct Arrival {
 fn run(s: &Scenario) -> Result<(), TestCaseError> {
     let mut rng = fastrand::Rng::with_seed(s.seed);
     let format = SeqFormat::new(s.short);
+    let first_seq = rng.u32(..) & format.mask();
+    // The receiver expects the sender's first number (as with Linux's 0), or not.
+    let expected = if rng.bool() { first_seq } else { 0 };
     let cfg = if s.tight {
         ReassemblyConfig {
             max_fragments: 8,
             max_bytes: 3000,
             mrru: 1500,
             max_wait: Duration::from_millis(500),
+            first_seq: expected,
         }
     } else {
         ReassemblyConfig {
@@ -127,6 +131,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
             mrru: 1500,
             // Only the final drain may give up a gap: everything in flight lands before.
             max_wait: Duration::from_secs(3600),
+            first_seq: expected,
         }
     };
     let capacity: u64 = s.links.iter().map(|l| l.rate).sum();
@@ -139,7 +144,7 @@ fn run(s: &Scenario) -> Result<(), TestCaseError> {
     // Packets with a fragment that never arrived (line loss, or its link left).
     let mut damaged = vec![false; s.packets.len()];
     let mut now = Duration::ZERO;
-    let mut seq = rng.u32(..) & format.mask();
+    let mut seq = first_seq;
     let mut gone: Option<(usize, Duration)> = None;
     for (n, &len) in s.packets.iter().enumerate() {
         if let Some((l, at)) = s.leave

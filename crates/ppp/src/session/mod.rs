@@ -33,6 +33,7 @@ use std::time::Instant;
 
 pub use config::{Config, DEFAULT_ESTABLISH_TIMEOUT, DEFAULT_MAX_CONTROL_QUEUE, Role};
 pub use event::{ControlProtocol, DownReason, Event, NegotiationFailure, SendError, Stats};
+pub(crate) use network::{ipcp_agreed, ipcp_finished};
 
 use self::auth::AuthSlot;
 use self::input::LogLimiter;

@@ -3,10 +3,13 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::{AuthMethods, PAP_ONLY, Pair, answer, check_ip_both_ways, dialer, ip_packet};
+use super::{
+    AuthMethods, DNS1, LOCAL, PAP_ONLY, Pair, REMOTE, answer, check_ip_both_ways, dialer, ip_packet,
+};
 use crate::lcp;
 use crate::mp::{
-    Bundle, BundleConfig, BundleId, EndpointDiscriminator, LinkState, MultilinkConfig,
+    Bundle, BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig,
+    EndpointDiscriminator, LinkState, MultilinkConfig,
 };
 use crate::packet::{CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket, Options};
 use crate::session::{Event, Session};
@@ -252,6 +255,136 @@ fn a_member_leaves_its_bundle_when_lcp_goes_down() {
     );
     assert_eq!(
         p.a.send_frame(crate::mp::PROTOCOL, &[0xc0, 0, 0, 0, 0x21]),
+        Err(crate::SendError::NotUp)
+    );
+}
+
+/// One side of a two-link bundle: its member sessions (in `pairs`, end `a` or `b`) and
+/// its network layer.
+fn shuttle(
+    pairs: &mut [Pair],
+    dialer_side: &mut BundleSession<usize>,
+    answer_side: &mut BundleSession<usize>,
+) {
+    for (m, p) in pairs.iter_mut().enumerate() {
+        p.exchange();
+        let now = p.now;
+        while let Some((proto, info)) = p.a.poll_bundle_frame() {
+            dialer_side.handle_frame(m, proto, &info, now);
+        }
+        while let Some((proto, info)) = p.b.poll_bundle_frame() {
+            answer_side.handle_frame(m, proto, &info, now);
+        }
+    }
+    let a_links = states(&pairs.iter().map(|p| &p.a).collect::<Vec<_>>());
+    for f in dialer_side.poll_transmit(&a_links) {
+        pairs[f.member]
+            .a
+            .send_frame(crate::mp::PROTOCOL, &f.info)
+            .unwrap();
+    }
+    let b_links = states(&pairs.iter().map(|p| &p.b).collect::<Vec<_>>());
+    for f in answer_side.poll_transmit(&b_links) {
+        pairs[f.member]
+            .b
+            .send_frame(crate::mp::PROTOCOL, &f.info)
+            .unwrap();
+    }
+}
+
+/// The bundle runs IPCP once for both links (over MP), then IP flows split over them.
+#[test]
+fn the_bundle_runs_ipcp_and_ip_for_its_members() {
+    let mut pairs: Vec<Pair> = (0..2)
+        .map(|i| {
+            let mut d = dialer(None);
+            d.lcp.multilink = mp(true, EndpointDiscriminator::magic(&[0x0a0b_0c0d]));
+            d.seed = 30 + i;
+            let mut a = answer(AuthMethods::NONE, &[]);
+            a.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[0x0102_0304]));
+            a.seed = 40 + i;
+            let mut p = Pair::new(d, a);
+            p.run_until_members();
+            p
+        })
+        .collect();
+    let now = pairs[0].now;
+    let bundle = |s: &Session| BundleConfig::from_negotiated(s.bundle_member().unwrap());
+    let mut dialer_side = BundleSession::new(
+        BundleSessionConfig::new(bundle(&pairs[0].a), crate::IpcpConfig::client()),
+        0,
+    );
+    let server = crate::IpcpConfig::server(LOCAL, REMOTE, &[DNS1]);
+    let mut answer_side =
+        BundleSession::new(BundleSessionConfig::new(bundle(&pairs[0].b), server), 0);
+    for m in 0..2 {
+        dialer_side.add_member(m, now);
+        answer_side.add_member(m, now);
+    }
+    for _ in 0..20 {
+        shuttle(&mut pairs, &mut dialer_side, &mut answer_side);
+        if dialer_side.is_up() && answer_side.is_up() {
+            break;
+        }
+    }
+    assert!(dialer_side.is_up() && answer_side.is_up());
+    let up = std::iter::from_fn(|| dialer_side.poll_event())
+        .find(|e| matches!(e, BundleEvent::Up { .. }));
+    assert_eq!(
+        up,
+        Some(BundleEvent::Up {
+            local: REMOTE,
+            peer: LOCAL,
+            dns: vec![DNS1],
+            mtu: 1500
+        })
+    );
+    // No member ran IPCP on its own; IPCP went over MP.
+    for p in &pairs {
+        assert!(p.a_to_b.codes(crate::ipcp::PROTOCOL).is_empty());
+        assert!(!p.a.is_up());
+    }
+
+    let packets: Vec<Vec<u8>> = (1..=5u8)
+        .map(|i| ip_packet(i, 280 * usize::from(i)))
+        .collect();
+    for pkt in &packets {
+        let links = states(&pairs.iter().map(|p| &p.a).collect::<Vec<_>>());
+        for f in dialer_side.send_ip(pkt, &links).unwrap() {
+            pairs[f.member]
+                .a
+                .send_frame(crate::mp::PROTOCOL, &f.info)
+                .unwrap();
+        }
+        let links = states(&pairs.iter().map(|p| &p.b).collect::<Vec<_>>());
+        for f in answer_side.send_ip(pkt, &links).unwrap() {
+            pairs[f.member]
+                .b
+                .send_frame(crate::mp::PROTOCOL, &f.info)
+                .unwrap();
+        }
+    }
+    shuttle(&mut pairs, &mut dialer_side, &mut answer_side);
+    for side in [&mut dialer_side, &mut answer_side] {
+        let got: Vec<_> = std::iter::from_fn(|| side.poll_ip()).collect();
+        assert_eq!(got, packets);
+        let s = side.stats();
+        assert_eq!(s.rx_ip_packets, 5);
+        assert!(s.bundle.tx_fragments > s.bundle.tx_packets);
+    }
+
+    // The members leave: IPCP goes down with the last one.
+    let now = pairs[0].now;
+    dialer_side.remove_member(0, now);
+    assert!(dialer_side.is_up());
+    dialer_side.remove_member(1, now);
+    assert!(!dialer_side.is_up());
+    assert!(matches!(
+        dialer_side.poll_event(),
+        Some(BundleEvent::NetworkDown { .. })
+    ));
+    assert_eq!(
+        dialer_side.send_ip(&packets[0], &[]),
         Err(crate::SendError::NotUp)
     );
 }
