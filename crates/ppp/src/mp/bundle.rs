@@ -201,12 +201,20 @@ impl<K: Copy + Eq> Bundle<K> {
         whole.extend_from_slice(&p[..n]);
         whole.extend_from_slice(packet);
         let format = self.cfg.tx_format;
+        // Rotate the members per packet so that ties (idle links of one speed) do not
+        // always go to the same one: every member keeps receiving, which lets the far
+        // end's reassembly see losses early (M moves on every link).
+        let mut rotated = members.to_vec();
+        if !rotated.is_empty() {
+            let by = (self.stats.tx_packets % rotated.len() as u64) as usize;
+            rotated.rotate_left(by);
+        }
         let plan = schedule(
             &self.cfg.scheduler,
             format,
             whole.len(),
             self.tx_seq,
-            members,
+            &rotated,
         )?;
         self.tx_seq = format.add(self.tx_seq, plan.len() as u32);
         self.stats.tx_packets += 1;
@@ -315,6 +323,17 @@ mod tests {
             (s.rx_bad_protocol, s.rx_malformed, s.rx.delivered),
             (1, 1, 2)
         );
+    }
+
+    #[test]
+    fn small_packets_take_turns_on_idle_links() {
+        let mut b: Bundle<u8> =
+            Bundle::new(BundleConfig::from_negotiated(&negotiated(false, false)), 0);
+        let links = [link(1, 10_000), link(2, 10_000), link(3, 10_000)];
+        let members: Vec<u8> = (0..6)
+            .map(|_| b.send(0x0021, &[0x45; 40], &links).unwrap()[0].member)
+            .collect();
+        assert_eq!(members, [1, 2, 3, 1, 2, 3]);
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Session {
         if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
             self.lcp.note_traffic();
         }
-        if self.member.is_some() && header.protocol < LINK_CONTROL {
+        if header.protocol < LINK_CONTROL && self.carries_bundle_frames() {
             // A bundle member: network protocols, their NCPs and MP go to the bundle.
             self.receive_for_bundle(header.protocol, info);
             return;

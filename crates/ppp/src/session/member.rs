@@ -32,6 +32,14 @@ impl Session {
         }
     }
 
+    /// Frames below 0xc000 belong to the bundle: once a member, and already while we still
+    /// authenticate with Multilink agreed (a peer done before us may send its IPCP over
+    /// MP already; they wait for the bundle instead of being Protocol-Rejected).
+    pub(super) fn carries_bundle_frames(&self) -> bool {
+        self.member.is_some()
+            || (self.phase == super::Phase::Authenticate && self.multilink().is_some())
+    }
+
     /// A frame for the bundle arrived: held for `poll_bundle_frame`, within the bound.
     pub(super) fn receive_for_bundle(&mut self, protocol: u16, info: &[u8]) {
         if self.bundle_rx.len() < self.cfg.max_ip_rx_queue {

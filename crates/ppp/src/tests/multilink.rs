@@ -388,3 +388,61 @@ fn the_bundle_runs_ipcp_and_ip_for_its_members() {
         Err(crate::SendError::NotUp)
     );
 }
+
+/// The peer finished authenticating before we did and already sends over MP: its frames
+/// wait for our bundle instead of being Protocol-Rejected.
+#[test]
+fn early_bundle_frames_wait_for_the_bundle() {
+    let mut d = dialer(Some(("user", "pass")));
+    d.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[1]));
+    let mut a = answer(PAP_ONLY, &[("user", "pass")]);
+    a.lcp.multilink = mp(false, EndpointDiscriminator::magic(&[2]));
+    let mut p = Pair::new(d, a);
+    // Hold the dialer's PAP request back until the answer is waiting for it.
+    let protocol_of = |frame: &[u8]| {
+        let mut dec = crate::hdlc::Decoder::new(1500);
+        dec.set_accm(0);
+        let (_, f) = dec.push(frame);
+        f.and_then(|f| crate::hdlc::Header::parse(f).ok())
+            .map(|(h, _)| h.protocol)
+    };
+    let mut held = Vec::new();
+    let now = p.now;
+    for _ in 0..20 {
+        while let Some(f) = p.a.poll_transmit() {
+            if protocol_of(&f) == Some(crate::pap::PROTOCOL) {
+                held.push(f);
+            } else {
+                p.b.handle_input(&f, now);
+            }
+        }
+        while let Some(f) = p.b.poll_transmit() {
+            p.a.handle_input(&f, now);
+        }
+        if !held.is_empty() && p.b.phase() == crate::Phase::Authenticate {
+            break;
+        }
+    }
+    assert_eq!(p.b.phase(), crate::Phase::Authenticate);
+    let mut frame = Vec::new();
+    crate::hdlc::Encoder::new(crate::hdlc::ACCM_ALL).encode(
+        &[0xff, 0x03, 0x00, 0x3d],
+        &[0xc0, 0, 0, 0, 0x21, 0x45],
+        &mut frame,
+    );
+    p.b.handle_input(&frame, now);
+    for f in held {
+        p.b.handle_input(&f, now);
+    }
+    p.run_until_members();
+    assert_eq!(
+        p.b.poll_bundle_frame(),
+        Some((crate::mp::PROTOCOL, vec![0xc0, 0, 0, 0, 0x21, 0x45]))
+    );
+    assert_eq!(p.b.stats().rx_unknown_protocol, 0);
+    assert!(
+        !p.b_to_a
+            .codes(lcp::PROTOCOL)
+            .contains(&crate::packet::PROTOCOL_REJECT)
+    );
+}
