@@ -254,6 +254,10 @@ pub enum SendError {
     /// The transmit queue is full; try again after `poll_transmit`.
     #[error("transmit queue full")]
     QueueFull,
+    /// Not a protocol a bundle sends through its members: link control (0xc000 and up) is
+    /// the session's own, and the number must be a valid PPP protocol.
+    #[error("protocol {0:#06x} cannot be sent for a bundle")]
+    NotBundleProtocol(u16),
 }
 
 /// Counters.

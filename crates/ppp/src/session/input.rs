@@ -14,7 +14,7 @@ use crate::pap;
 
 /// Protocols from here on are per-link control (LCP, PAP, CHAP, LQR…, RFC 1661 §2); below
 /// are the network layer and its NCPs, which belong to the bundle under Multilink.
-const LINK_CONTROL: u16 = 0xc000;
+pub(super) const LINK_CONTROL: u16 = 0xc000;
 
 /// The kind of a received frame for the log rate limit (`None`: never logged per packet).
 fn frame_kind(protocol: u16, info: &[u8]) -> Option<&'static str> {

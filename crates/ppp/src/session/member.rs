@@ -68,6 +68,10 @@ impl Session {
         if self.member.is_none() {
             return Err(SendError::NotUp);
         }
+        let valid = protocol & 0x0001 == 1 && protocol & 0x0100 == 0;
+        if !valid || protocol >= super::input::LINK_CONTROL {
+            return Err(SendError::NotBundleProtocol(protocol));
+        }
         let mru = self.lcp.fsm.negotiator().peer().mru;
         if info.len() > usize::from(mru) {
             return Err(SendError::TooBig {

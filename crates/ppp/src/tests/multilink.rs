@@ -62,6 +62,14 @@ fn both_roles_negotiate_multilink_and_join_a_bundle() {
     assert!(!p.a.is_up() && !p.b.is_up());
     assert!(p.a_to_b.codes(crate::ipcp::PROTOCOL).is_empty());
     assert_eq!(p.a.send_ip(&[0x45; 20]), Err(crate::SendError::NotUp));
+    // A member carries the bundle's protocols only.
+    for bad in [lcp::PROTOCOL, 0x0020, 0x0121] {
+        assert_eq!(
+            p.a.send_frame(bad, &[1, 2]),
+            Err(crate::SendError::NotBundleProtocol(bad))
+        );
+    }
+    assert_eq!(p.a.send_frame(crate::ipcp::PROTOCOL, &[1, 1, 0, 4]), Ok(()));
 }
 
 #[test]
