@@ -727,16 +727,9 @@ impl Header {
             h[1] = CONTROL;
             n = 2;
         }
-        let [hi, lo] = self.protocol.to_be_bytes();
-        if pfc && hi == 0 {
-            h[n] = lo;
-            n += 1;
-        } else {
-            h[n] = hi;
-            h[n + 1] = lo;
-            n += 2;
-        }
-        (h, n)
+        let (p, len) = emit_protocol(self.protocol, pfc);
+        h[n..n + len].copy_from_slice(&p[..len]);
+        (h, n + len)
     }
 
     /// Parse the header of a decoded frame, accepting compressed and
@@ -748,17 +741,37 @@ impl Header {
             [] => return Err(HeaderError::Truncated),
             rest => rest,
         };
-        let (protocol, info) = match rest {
-            // An odd first byte is a compressed (one-byte) protocol field.
-            [p, info @ ..] if p & 1 == 1 => (u16::from(*p), info),
-            [hi, lo, info @ ..] => (u16::from_be_bytes([*hi, *lo]), info),
-            _ => return Err(HeaderError::Truncated),
-        };
-        if protocol & 0x0001 == 0 || protocol & 0x0100 != 0 {
-            return Err(HeaderError::BadProtocol(protocol));
-        }
+        let (protocol, info) = parse_protocol(rest)?;
         Ok((Header { protocol }, info))
     }
+}
+
+/// Emit a protocol field alone, one byte when `pfc` allows it (below 0x100).
+///
+/// Shared with Multilink, whose reassembled packets start with a protocol field of their own.
+pub fn emit_protocol(protocol: u16, pfc: bool) -> ([u8; 2], usize) {
+    let [hi, lo] = protocol.to_be_bytes();
+    if pfc && hi == 0 {
+        ([lo, 0], 1)
+    } else {
+        ([hi, lo], 2)
+    }
+}
+
+/// Parse a protocol field alone (compressed or not) and return it with what follows.
+///
+/// Shared with Multilink, whose reassembled packets start with a protocol field of their own.
+pub fn parse_protocol(buf: &[u8]) -> Result<(u16, &[u8]), HeaderError> {
+    let (protocol, info) = match buf {
+        // An odd first byte is a compressed (one-byte) protocol field.
+        [p, info @ ..] if p & 1 == 1 => (u16::from(*p), info),
+        [hi, lo, info @ ..] => (u16::from_be_bytes([*hi, *lo]), info),
+        _ => return Err(HeaderError::Truncated),
+    };
+    if protocol & 0x0001 == 0 || protocol & 0x0100 != 0 {
+        return Err(HeaderError::BadProtocol(protocol));
+    }
+    Ok((protocol, info))
 }
 
 #[cfg(test)]

@@ -1,18 +1,22 @@
 //! LCP (RFC 1661): link options, echo keepalive, Protocol-Reject.
 //!
 //! [`LcpOptions`] is the [`Negotiator`] for MRU, ACCM, Authentication-Protocol,
-//! Magic-Number, PFC and ACFC. [`Lcp`] wraps the shared automaton and adds the
+//! Magic-Number, PFC and ACFC, and with [`LcpConfig::multilink`] for RFC 1990's MRRU,
+//! Short Sequence Number Header Format and Endpoint Discriminator. [`Lcp`] wraps the shared automaton and adds the
 //! LCP-only codes (Protocol-Reject, Echo, Discard) and the keepalive.
 //!
 //! Like pppd, our first Configure-Request asks for ACCM 0, a random magic
 //! number, PFC and ACFC (MRU only when it is not the default 1500), plus the
-//! authentication protocol when we are the authenticator.
+//! authentication protocol when we are the authenticator. With Multilink on we add MRRU,
+//! SSNHF (if wanted) and our Endpoint Discriminator after them, in pppd's order; a peer that
+//! rejects MRRU gets a plain link (we drop all three).
 
 use std::time::{Duration, Instant};
 
 use super::Rng;
 use super::fsm::{Fsm, FsmConfig, Negotiator, State, Verdict};
 use super::hdlc::ACCM_ALL;
+use super::mp::{self, EndpointDiscriminator, MultilinkConfig};
 use super::packet::{
     ConfigOption, ControlPacket, DISCARD_REQUEST, ECHO_REPLY, ECHO_REQUEST, PROTOCOL_REJECT,
     PacketError, emit_option,
@@ -44,6 +48,9 @@ mod opt {
     pub(super) const MAGIC: u8 = 5;
     pub(super) const PFC: u8 = 7;
     pub(super) const ACFC: u8 = 8;
+    pub(super) const MRRU: u8 = 17;
+    pub(super) const SSNHF: u8 = 18;
+    pub(super) const EPDISC: u8 = 19;
 }
 
 /// Authentication protocols we speak.
@@ -131,6 +138,9 @@ pub struct LcpConfig {
     pub echo_interval: Option<Duration>,
     /// Consecutive unanswered Echo-Requests before the link is declared dead.
     pub echo_failure: u32,
+    /// Negotiate Multilink (RFC 1990) on this link; `None`: reject the peer's MRRU, SSNHF
+    /// and Endpoint Discriminator, a plain PPP link.
+    pub multilink: Option<MultilinkConfig>,
 }
 
 impl Default for LcpConfig {
@@ -142,6 +152,7 @@ impl Default for LcpConfig {
             acfc: true,
             echo_interval: Some(Duration::from_secs(1)),
             echo_failure: 3,
+            multilink: None,
         }
     }
 }
@@ -155,6 +166,9 @@ struct Wants {
     magic: Option<u32>,
     pfc: bool,
     acfc: bool,
+    mrru: Option<u16>,
+    ssnhf: bool,
+    endpoint: Option<EndpointDiscriminator>,
 }
 
 /// What the peer asked for and we acknowledged.
@@ -172,6 +186,12 @@ pub struct PeerOptions {
     pub pfc: bool,
     /// We may omit address and control.
     pub acfc: bool,
+    /// The peer's MRRU: it implements Multilink and reassembles packets this large.
+    pub mrru: Option<u16>,
+    /// The peer wants short sequence numbers in the fragments we send.
+    pub ssnhf: bool,
+    /// The peer's Endpoint Discriminator.
+    pub endpoint: Option<EndpointDiscriminator>,
 }
 
 impl Default for PeerOptions {
@@ -183,6 +203,9 @@ impl Default for PeerOptions {
             magic: None,
             pfc: false,
             acfc: false,
+            mrru: None,
+            ssnhf: false,
+            endpoint: None,
         }
     }
 }
@@ -218,6 +241,9 @@ impl LcpOptions {
                 magic: None,
                 pfc: false,
                 acfc: false,
+                mrru: None,
+                ssnhf: false,
+                endpoint: None,
             },
             peer: PeerOptions::default(),
             rng: Rng::new(seed),
@@ -256,6 +282,64 @@ impl LcpOptions {
     /// The peer refused to authenticate (rejected the Authentication-Protocol option).
     pub fn auth_refused(&self) -> bool {
         self.auth_refused
+    }
+
+    /// Multilink as agreed (valid once LCP is open): on only when the peer acknowledged our
+    /// MRRU and we acknowledged its MRRU, as pppd decides it.
+    pub fn multilink(&self) -> Option<mp::Negotiated> {
+        Some(mp::Negotiated {
+            our_mrru: self.want.mrru?,
+            peer_mrru: self.peer.mrru?,
+            tx_short_seq: self.peer.ssnhf,
+            rx_short_seq: self.want.ssnhf,
+            peer_endpoint: self.peer.endpoint,
+        })
+    }
+
+    /// Stop asking for Multilink: the peer does not do it (or not on our terms).
+    fn drop_multilink(&mut self) {
+        if self.want.mrru.is_some() {
+            debug!("peer refused our MRRU: a plain PPP link, no Multilink");
+        }
+        self.want.mrru = None;
+        self.want.ssnhf = false;
+        self.want.endpoint = None;
+    }
+
+    /// Judge one of the peer's Multilink options (only called with Multilink configured).
+    fn check_multilink_option(
+        &mut self,
+        o: ConfigOption<'_>,
+        ours: MultilinkConfig,
+        rid: bool,
+        nak: &mut Vec<u8>,
+    ) -> Verdict {
+        match o.kind {
+            opt::MRRU => match o.as_u16() {
+                Some(mrru) if mrru >= mp::MIN_MRRU => {
+                    self.peer.mrru = Some(mrru);
+                    Verdict::Ack
+                }
+                Some(_) if !rid => {
+                    emit_option(nak, opt::MRRU, &ours.mrru.max(mp::MIN_MRRU).to_be_bytes());
+                    Verdict::Nak
+                }
+                _ => Verdict::Reject,
+            },
+            opt::SSNHF if o.value.is_empty() => {
+                self.peer.ssnhf = true;
+                Verdict::Ack
+            }
+            opt::EPDISC => match EndpointDiscriminator::parse(o.value) {
+                Ok(ed) => {
+                    self.peer.endpoint = Some(ed);
+                    Verdict::Ack
+                }
+                // RFC 1990 §5.1.3: never Nak'd.
+                Err(_) => Verdict::Reject,
+            },
+            _ => Verdict::Reject,
+        }
     }
 
     /// Our own requests keep coming back: the line is looped back.
@@ -303,6 +387,9 @@ impl Negotiator for LcpOptions {
             magic: Some(self.new_magic()),
             pfc: self.cfg.pfc,
             acfc: self.cfg.acfc,
+            mrru: self.cfg.multilink.map(|m| m.mrru),
+            ssnhf: self.cfg.multilink.is_some_and(|m| m.short_seq),
+            endpoint: self.cfg.multilink.and_then(|m| m.endpoint),
         };
         // `peer` is left alone: when Opened gets a Configure-Request, the table
         // runs scr (and this reset) after that request was checked and acked.
@@ -328,6 +415,17 @@ impl Negotiator for LcpOptions {
         }
         if w.acfc {
             emit_option(out, opt::ACFC, &[]);
+        }
+        if let Some(mrru) = w.mrru {
+            emit_option(out, opt::MRRU, &mrru.to_be_bytes());
+        }
+        if w.ssnhf {
+            emit_option(out, opt::SSNHF, &[]);
+        }
+        if let Some(ed) = w.endpoint {
+            let mut value = Vec::with_capacity(1 + ed.address().len());
+            ed.emit_value(&mut value);
+            emit_option(out, opt::EPDISC, &value);
         }
     }
 
@@ -382,6 +480,10 @@ impl Negotiator for LcpOptions {
                 self.peer.acfc = true;
                 Verdict::Ack
             }
+            opt::MRRU | opt::SSNHF | opt::EPDISC => match self.cfg.multilink {
+                Some(ours) => self.check_multilink_option(o, ours, rid, nak),
+                None => Verdict::Reject,
+            },
             _ => Verdict::Reject,
         }
     }
@@ -412,6 +514,19 @@ impl Negotiator for LcpOptions {
             }
             opt::PFC => self.want.pfc = false,
             opt::ACFC => self.want.acfc = false,
+            opt::MRRU if self.want.mrru.is_some() => {
+                // As pppd: take a smaller MRRU. One we cannot take (too small, larger than
+                // we configured, malformed) means Multilink is not to be: a plain link
+                // rather than a negotiation that never ends.
+                let limit = self.cfg.multilink.map_or(0, |m| m.mrru);
+                match o.as_u16().filter(|m| (mp::MIN_MRRU..=limit).contains(m)) {
+                    Some(m) => self.want.mrru = Some(m),
+                    None => self.drop_multilink(),
+                }
+            }
+            // Neither may be Nak'd (RFC 1990 §5.1.2, §5.1.3): as pppd, a Nak is a Reject.
+            opt::SSNHF => self.want.ssnhf = false,
+            opt::EPDISC => self.want.endpoint = None,
             _ => {}
         }
     }
@@ -427,6 +542,9 @@ impl Negotiator for LcpOptions {
             opt::MAGIC => self.want.magic = None,
             opt::PFC => self.want.pfc = false,
             opt::ACFC => self.want.acfc = false,
+            opt::MRRU => self.drop_multilink(),
+            opt::SSNHF => self.want.ssnhf = false,
+            opt::EPDISC => self.want.endpoint = None,
             _ => {}
         }
     }
@@ -892,6 +1010,142 @@ mod tests {
         assert_eq!(l.fsm.state(), State::AckSent);
         let p = l.fsm.negotiator().peer();
         assert_eq!((p.magic, p.pfc, p.accm), (Some(9), false, ACCM_ALL));
+    }
+
+    fn multilink_cfg(short_seq: bool) -> LcpConfig {
+        LcpConfig {
+            multilink: Some(MultilinkConfig {
+                mrru: 1500,
+                short_seq,
+                endpoint: Some(EndpointDiscriminator::magic(&[0x0102_0304])),
+            }),
+            ..LcpConfig::default()
+        }
+    }
+
+    fn multilink_lcp(short_seq: bool) -> Lcp {
+        let mut l = Lcp::new(
+            multilink_cfg(short_seq),
+            FsmConfig::default(),
+            AuthMethods::NONE,
+            AuthMethods::NONE,
+            7,
+        );
+        let now = Instant::now();
+        l.fsm.open(now);
+        l.fsm.up(now);
+        let _ = l.fsm.poll_packet();
+        l
+    }
+
+    /// pppd 2.4.9 with `multilink mrru 1500 endpoint magic:0a0b0c0d11223344`: asyncmap 0,
+    /// magic, PFC, ACFC, then MRRU and ED.
+    const PPPD_MP_OPTIONS: [u8; 31] = [
+        0x02, 0x06, 0, 0, 0, 0, 0x05, 0x06, 0x12, 0x34, 0x56, 0x78, 0x07, 0x02, 0x08, 0x02, 0x11,
+        0x04, 0x05, 0xdc, 0x13, 0x0b, 0x04, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x22, 0x33, 0x44,
+    ];
+
+    fn pppd_mp_request(id: u8) -> Vec<u8> {
+        request(id, &PPPD_MP_OPTIONS)
+    }
+
+    #[test]
+    fn multilink_request_follows_pppd_order() {
+        let mut o = LcpOptions::new(multilink_cfg(true), AuthMethods::NONE, AuthMethods::NONE, 1);
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        // ACCM, magic, PFC, ACFC, then MRRU 1500, SSNHF, ED class 4 (magic).
+        assert_eq!(
+            &out[16..],
+            &[17, 4, 0x05, 0xdc, 18, 2, 19, 7, 4, 1, 2, 3, 4]
+        );
+        // Without Multilink configured nothing of it is asked for.
+        let mut o = LcpOptions::new(
+            LcpConfig::default(),
+            AuthMethods::NONE,
+            AuthMethods::NONE,
+            1,
+        );
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        assert_eq!(out.len(), 16);
+    }
+
+    #[test]
+    fn pppd_multilink_request_is_acked_and_read() {
+        let mut l = multilink_lcp(false);
+        let req = pppd_mp_request(2);
+        let ack = answer(&mut l, &req);
+        assert_eq!(ack[0], CONFIGURE_ACK);
+        assert_eq!(&ack[1..], &req[1..]);
+        let p = l.fsm.negotiator().peer();
+        assert_eq!(p.mrru, Some(1500));
+        assert!(!p.ssnhf);
+        assert_eq!(
+            p.endpoint.map(|e| e.to_string()).as_deref(),
+            Some("magic:0a0b0c0d.11223344")
+        );
+    }
+
+    #[test]
+    fn small_mrru_is_naked_and_bad_endpoints_rejected() {
+        let mut l = multilink_lcp(false);
+        let nak = answer(&mut l, &request(2, &[17, 4, 0, 200]));
+        assert_eq!(nak[0], CONFIGURE_NAK);
+        assert_eq!(&nak[4..], &[17, 4, 0x05, 0xdc]);
+        // A malformed MRRU, an IP endpoint of 3 bytes, an unknown class, SSNHF with data.
+        let opts = [17, 3, 5, 19, 5, 2, 1, 2, 19, 3, 9, 18, 3, 0];
+        let rej = answer(&mut l, &request(3, &opts));
+        assert_eq!(rej[0], CONFIGURE_REJECT);
+        assert_eq!(&rej[4..], &opts);
+        // A good SSNHF and Null endpoint are acknowledged.
+        let ack = answer(&mut l, &request(4, &[17, 4, 1, 0x28, 18, 2, 19, 3, 0]));
+        assert_eq!(ack[0], CONFIGURE_ACK);
+        let p = l.fsm.negotiator().peer();
+        assert_eq!((p.mrru, p.ssnhf), (Some(296), true));
+    }
+
+    #[test]
+    fn rejected_mrru_falls_back_to_a_plain_link() {
+        let mut o = LcpOptions::new(multilink_cfg(true), AuthMethods::NONE, AuthMethods::NONE, 1);
+        for opt in crate::packet::Options::new(&[17, 4, 0x05, 0xdc]).flatten() {
+            o.apply_reject(opt);
+        }
+        let mut out = Vec::new();
+        o.write_request(&mut out);
+        assert_eq!(out.len(), 16, "no MRRU, SSNHF or ED left: {out:?}");
+        assert_eq!(o.multilink(), None);
+    }
+
+    #[test]
+    fn naked_mrru_is_taken_when_smaller_else_multilink_is_dropped() {
+        let mut o = LcpOptions::new(multilink_cfg(true), AuthMethods::NONE, AuthMethods::NONE, 1);
+        let nak = |o: &mut LcpOptions, v: &[u8]| {
+            for opt in crate::packet::Options::new(v).flatten() {
+                o.apply_nak(opt);
+            }
+        };
+        nak(&mut o, &[17, 4, 0x02, 0x00]);
+        assert_eq!(o.want.mrru, Some(512));
+        // SSNHF and ED may not be Nak'd: a Nak drops them, as pppd.
+        nak(&mut o, &[18, 2, 19, 3, 0]);
+        assert_eq!((o.want.ssnhf, o.want.endpoint), (false, None));
+        nak(&mut o, &[17, 4, 0x10, 0x00]);
+        assert_eq!(o.want.mrru, None);
+    }
+
+    #[test]
+    fn multilink_is_on_only_with_both_mrrus() {
+        let mut l = multilink_lcp(true);
+        // The peer sends no MRRU: we asked, it did not. Not Multilink.
+        l.input(&PPPD_REQUEST, Instant::now()).unwrap();
+        assert_eq!(l.fsm.negotiator().multilink(), None);
+        let mut l = multilink_lcp(true);
+        l.input(&pppd_mp_request(2), Instant::now()).unwrap();
+        let m = l.fsm.negotiator().multilink().unwrap();
+        assert_eq!((m.our_mrru, m.peer_mrru), (1500, 1500));
+        assert_eq!((m.rx_short_seq, m.tx_short_seq), (true, false));
+        assert!(m.peer_endpoint.is_some());
     }
 
     #[test]

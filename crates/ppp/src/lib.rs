@@ -12,8 +12,20 @@
 //!     │                   queues, events, timers (deadlines), counters
 //!     ├── LCP (lcp.rs)    link options, echo keepalive, Protocol-Reject
 //!     ├── PAP / CHAP      pap.rs, chap.rs — both roles (auth.rs: secrets, AuthRole)
-//!     └── IPCP (ipcp.rs)  addresses + RFC 1877 DNS/NBNS
+//!     ├── IPCP (ipcp.rs)  addresses + RFC 1877 DNS/NBNS
+//!     └── member mode     with Multilink agreed: no IPCP, Event::BundleMember,
+//!                         frames below 0xc000 to/from the caller's mp::Bundle
 //!           │
+//!  mp/ (RFC 1990)         Multilink: header.rs (MP header, 12/24-bit serial
+//!     │                   arithmetic), endpoint.rs (Endpoint Discriminator),
+//!     │                   reassembly.rs (RFC 1990 §4.1: M, loss, bounds),
+//!     │                   scheduler.rs (split by rate and queue: equal finish),
+//!     │                   bundle.rs (Bundle: both of them + the sequence counter
+//!     │                   for N members: MP frames ⇄ protocol packets),
+//!     │                   bundle_session.rs (the bundle's IPCP + IPv4, beside
+//!     │                   the member Sessions);
+//!     │                   LCP negotiates MRRU/SSNHF/ED (LcpConfig::multilink),
+//!     │                   Session::multilink() tells the result
 //!  fsm.rs                 RFC 1661 automaton shared by LCP and IPCP; each
 //!                         protocol only implements `fsm::Negotiator`
 //!  packet.rs              typed views: control packets, option lists
@@ -65,6 +77,13 @@
 //!   [`Session::tx_stall_limit`] end the session ("peer stopped reading").
 //!   IP must be up within [`Config::establish_timeout`] (also after a
 //!   renegotiation); the Down reason names the phase it was stuck in.
+//! - Multilink ([`LcpConfig::multilink`]): when both MRRUs were acknowledged the session
+//!   does not run IPCP after authentication; it reports [`Event::BundleMember`] with the
+//!   bundle's identity (peer name and Endpoint Discriminator, as pppd) and hands every
+//!   frame below 0xc000 (MP fragments, NCPs, network packets) to
+//!   [`Session::poll_bundle_frame`]; the caller feeds them to its [`mp::Bundle`] and sends
+//!   the bundle's frames with [`Session::send_frame`]. A peer that rejects MRRU gets a
+//!   plain link.
 //! - A peer that renegotiates LCP while we are up (e.g. it restarted) gives
 //!   [`Event::NetworkDown`], then authentication and IPCP run again and a new
 //!   [`Event::Up`] follows.
@@ -92,6 +111,7 @@ pub mod fsm;
 pub mod hdlc;
 pub mod ipcp;
 pub mod lcp;
+pub mod mp;
 pub mod packet;
 pub mod pap;
 pub mod session;
@@ -100,6 +120,7 @@ pub use auth::{Credentials, Secret, Secrets};
 pub use fsm::FsmConfig;
 pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};
+pub use mp::{EndpointDiscriminator, MultilinkConfig};
 pub use session::{
     Config, ControlProtocol, DownReason, Event, NegotiationFailure, Phase, Role, SendError,
     Session, Stats,

@@ -1528,3 +1528,5 @@ fn logs_keep_the_main_crates_targets() {
     }
     assert!(!text.contains("eqlplus_ppp"), "{text}");
 }
+
+mod multilink;

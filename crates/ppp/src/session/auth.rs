@@ -178,7 +178,7 @@ impl Session {
                     .flatten()
                     .all(|s| s.done);
                 if all_done {
-                    let peer_name = self.peer_name.take();
+                    let peer_name = self.peer_name.clone();
                     self.events.push_back(Event::Authenticated { peer_name });
                     self.enter_network(now);
                 }

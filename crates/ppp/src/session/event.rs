@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use super::Phase;
 use crate::ipcp::BadAddress;
+use crate::mp::{BundleId, Negotiated};
 
 /// What the session reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,18 @@ pub enum Event {
     Authenticated {
         /// Name the peer logged in with (authenticator role).
         peer_name: Option<String>,
+    },
+    /// Multilink was agreed and authentication is done: instead of running IPCP itself the
+    /// link is now a member of the bundle `id`. Hand its bundle frames
+    /// ([`Session::poll_bundle_frame`](super::Session::poll_bundle_frame)) to that bundle
+    /// and send the bundle's frames with
+    /// [`Session::send_frame`](super::Session::send_frame); the bundle runs IPCP.
+    /// [`Event::NetworkDown`] tells the link left the bundle (LCP renegotiating, closing).
+    BundleMember {
+        /// The bundle the link belongs to.
+        id: BundleId,
+        /// What LCP agreed for Multilink on this link.
+        multilink: Negotiated,
     },
     /// IPCP is open: IP packets can flow.
     Up {
@@ -241,6 +254,10 @@ pub enum SendError {
     /// The transmit queue is full; try again after `poll_transmit`.
     #[error("transmit queue full")]
     QueueFull,
+    /// Not a protocol a bundle sends through its members: link control (0xc000 and up) is
+    /// the session's own, and the number must be a valid PPP protocol.
+    #[error("protocol {0:#06x} cannot be sent for a bundle")]
+    NotBundleProtocol(u16),
 }
 
 /// Counters.

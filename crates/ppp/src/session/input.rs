@@ -12,6 +12,10 @@ use crate::lcp;
 use crate::packet::{CONFIGURE_ACK, CONFIGURE_REQUEST, PROTOCOL_REJECT};
 use crate::pap;
 
+/// Protocols from here on are per-link control (LCP, PAP, CHAP, LQR…, RFC 1661 §2); below
+/// are the network layer and its NCPs, which belong to the bundle under Multilink.
+pub(super) const LINK_CONTROL: u16 = 0xc000;
+
 /// The kind of a received frame for the log rate limit (`None`: never logged per packet).
 fn frame_kind(protocol: u16, info: &[u8]) -> Option<&'static str> {
     let code = info.first().copied().unwrap_or(0);
@@ -190,6 +194,11 @@ impl Session {
         }
         if header.protocol != lcp::PROTOCOL || !self.lcp.is_own_echo(info) {
             self.lcp.note_traffic();
+        }
+        if header.protocol < LINK_CONTROL && self.carries_bundle_frames() {
+            // A bundle member: network protocols, their NCPs and MP go to the bundle.
+            self.receive_for_bundle(header.protocol, info);
+            return;
         }
         match header.protocol {
             lcp::PROTOCOL => match self.lcp.input(info, now) {

@@ -16,13 +16,15 @@
 //! - `network`: the Network phase (IPCP, the IPv4 queues);
 //! - `input`: received frames to the protocols, with a log rate limit;
 //! - `output`: the bounded control queue, framing, the stall detector;
-//! - `establish`: the deadline for IP to come up, and where it got stuck.
+//! - `establish`: the deadline for IP to come up, and where it got stuck;
+//! - `member`: Multilink member mode (the bundle's frames in and out instead of IPCP).
 
 mod auth;
 mod config;
 mod establish;
 mod event;
 mod input;
+mod member;
 mod network;
 mod output;
 
@@ -31,6 +33,7 @@ use std::time::Instant;
 
 pub use config::{Config, DEFAULT_ESTABLISH_TIMEOUT, DEFAULT_MAX_CONTROL_QUEUE, Role};
 pub use event::{ControlProtocol, DownReason, Event, NegotiationFailure, SendError, Stats};
+pub(crate) use network::{ipcp_agreed, ipcp_finished};
 
 use self::auth::AuthSlot;
 use self::input::LogLimiter;
@@ -102,8 +105,12 @@ pub struct Session {
     down_reason: Option<DownReason>,
     ip_up: bool,
     lcp_was_up: bool,
-    /// Name the peer authenticated with, until reported.
+    /// Name the peer authenticated with (for the bundle's identity under Multilink).
     peer_name: Option<String>,
+    /// Multilink as agreed, while the link is a bundle member (after authentication).
+    member: Option<crate::mp::Negotiated>,
+    /// Frames for the bundle, until `poll_bundle_frame` (bounded by `max_ip_rx_queue`).
+    bundle_rx: VecDeque<(u16, Vec<u8>)>,
     /// Identifier of our latest PAP Authenticate-Request series.
     pap_id: u8,
 }
@@ -169,6 +176,8 @@ impl Session {
             ip_up: false,
             lcp_was_up: false,
             peer_name: None,
+            member: None,
+            bundle_rx: VecDeque::new(),
             pap_id,
             phase: Phase::Dead,
             cfg,
@@ -203,6 +212,15 @@ impl Session {
     /// IPCP automaton state (for diagnostics).
     pub fn ipcp_state(&self) -> State {
         self.ipcp.state()
+    }
+
+    /// Multilink as LCP agreed it on this link, while LCP is open: `None` when either side
+    /// did not acknowledge the other's MRRU (a plain PPP link, the fallback).
+    pub fn multilink(&self) -> Option<crate::mp::Negotiated> {
+        if self.lcp.fsm.state() != State::Opened {
+            return None;
+        }
+        self.lcp.fsm.negotiator().multilink()
     }
 
     /// Counters, framing errors included.
@@ -442,6 +460,14 @@ impl Session {
 
     fn lcp_down(&mut self, now: Instant) {
         self.arm_establish_deadline(now);
+        self.leave_bundle(
+            if matches!(self.lcp.fsm.state(), State::Stopping | State::Closing) {
+                "link closing"
+            } else {
+                "LCP renegotiating"
+            },
+        );
+        self.peer_name = None;
         self.lcp.stop_keepalive();
         self.stop_authentication();
         self.ipcp.down(now);
@@ -488,6 +514,7 @@ impl Session {
             return;
         }
         self.ip_down("link down");
+        self.leave_bundle("link down");
         self.stop_authentication();
         self.lcp.stop_keepalive();
         self.establish_deadline = None;

@@ -1,19 +1,59 @@
 //! The Network phase: IPCP on top of an open, authenticated link, and the IPv4 packets that
 //! flow once it is open (the outgoing queue and the received packets).
 
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use super::{
     ControlProtocol, DownReason, Event, LOG_TARGET, NegotiationFailure, Phase, SendError, Session,
 };
-use crate::fsm::LayerSignal;
+use crate::fsm::{Fsm, LayerSignal};
 use crate::hdlc::Header;
-use crate::ipcp;
+use crate::ipcp::{self, IpcpOptions};
+
+/// What IPCP agreed as it opened (our address, the peer's, DNS servers), or why that is
+/// unusable (with the text for the Terminate-Request). Shared by a link's IPCP and a
+/// Multilink bundle's.
+pub(crate) fn ipcp_agreed(
+    o: &IpcpOptions,
+) -> Result<(Ipv4Addr, Ipv4Addr, Vec<Ipv4Addr>), (DownReason, &'static str)> {
+    let (local, peer, dns) = (o.local(), o.peer(), o.dns());
+    if local.is_unspecified() {
+        return Err((DownReason::NoAddress, "No IP address"));
+    }
+    if let Some(bad) = o.check_final() {
+        return Err((DownReason::BadAddress(bad), "Unusable IP address"));
+    }
+    Ok((local, peer, dns))
+}
+
+/// Why IPCP finished (This-Layer-Finished) while the link stays: the peer closed it, or
+/// negotiation failed. pppd closes the link when its last network protocol is gone.
+pub(crate) fn ipcp_finished(ipcp: &Fsm<IpcpOptions>) -> DownReason {
+    let failed = |failure| DownReason::NegotiationFailed {
+        protocol: ControlProtocol::Ipcp,
+        failure,
+    };
+    match ipcp.peer_term_reason() {
+        Some(r) => DownReason::PeerClosedIpcp {
+            reason: crate::auth::printable(r.as_bytes()),
+        },
+        None if ipcp.gave_up_on_storm() => failed(NegotiationFailure::PeerRequestStorm {
+            requests: ipcp.peer_request_limit() + 1,
+        }),
+        None => failed(NegotiationFailure::GaveUp),
+    }
+}
 
 impl Session {
-    /// Authentication is done (or not needed): IPCP starts.
+    /// Authentication is done (or not needed): IPCP starts, or with Multilink agreed the
+    /// link joins its bundle, which runs IPCP for all its members.
     pub(super) fn enter_network(&mut self, now: Instant) {
         self.set_phase(Phase::Network);
+        if let Some(mp) = self.multilink() {
+            self.join_bundle(mp);
+            return;
+        }
         self.ipcp.open(now);
         self.ipcp.up(now);
     }
@@ -52,16 +92,10 @@ impl Session {
         }
         match sig {
             LayerSignal::Up => {
-                let o = self.ipcp.negotiator();
-                let (local, peer, dns) = (o.local(), o.peer(), o.dns());
-                if local.is_unspecified() {
-                    self.close_with(DownReason::NoAddress, "No IP address", now);
-                    return;
-                }
-                if let Some(bad) = o.check_final() {
-                    self.close_with(DownReason::BadAddress(bad), "Unusable IP address", now);
-                    return;
-                }
+                let (local, peer, dns) = match ipcp_agreed(self.ipcp.negotiator()) {
+                    Ok(agreed) => agreed,
+                    Err((reason, wire)) => return self.close_with(reason, wire, now),
+                };
                 self.ip_up = true;
                 self.establish_deadline = None;
                 let mru = self.lcp.fsm.negotiator().peer().mru;
@@ -85,21 +119,7 @@ impl Session {
                 self.ip_down("IPCP finished");
                 // pppd closes the link when its last network protocol is gone.
                 if self.phase == Phase::Network {
-                    let failed = |failure| DownReason::NegotiationFailed {
-                        protocol: ControlProtocol::Ipcp,
-                        failure,
-                    };
-                    let why = match self.ipcp.peer_term_reason() {
-                        Some(r) => DownReason::PeerClosedIpcp {
-                            reason: crate::auth::printable(r.as_bytes()),
-                        },
-                        None if self.ipcp.gave_up_on_storm() => {
-                            failed(NegotiationFailure::PeerRequestStorm {
-                                requests: self.ipcp.peer_request_limit() + 1,
-                            })
-                        }
-                        None => failed(NegotiationFailure::GaveUp),
-                    };
+                    let why = ipcp_finished(&self.ipcp);
                     self.close_with(why, "No network protocols running", now);
                 }
             }
@@ -128,17 +148,20 @@ impl Session {
                 mru,
             });
         }
+        self.queue_data(ipcp::IPV4, packet)?;
+        self.stats.tx_ip_packets += 1;
+        Ok(())
+    }
+
+    /// Frame a data packet into the bounded data queue (behind control frames).
+    pub(super) fn queue_data(&mut self, protocol: u16, info: &[u8]) -> Result<(), SendError> {
         if self.ip_tx.len() >= self.cfg.max_ip_queue {
             return Err(SendError::QueueFull);
         }
-        let (h, n) = Header {
-            protocol: ipcp::IPV4,
-        }
-        .emit(self.tx_acfc, self.tx_pfc);
-        let mut frame = Vec::with_capacity(packet.len() + packet.len() / 16 + 10);
-        self.encoder.encode(&h[..n], packet, &mut frame);
+        let (h, n) = Header { protocol }.emit(self.tx_acfc, self.tx_pfc);
+        let mut frame = Vec::with_capacity(info.len() + info.len() / 16 + 10);
+        self.encoder.encode(&h[..n], info, &mut frame);
         self.ip_tx.push_back(frame);
-        self.stats.tx_ip_packets += 1;
         Ok(())
     }
 
