@@ -456,7 +456,12 @@ fn a_line_named_by_usb_identity_follows_its_modem_across_ttys_and_picks_it_by_im
     let looks = site.log().matches("state=\"locking\"").count();
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(state(&site.status()), "no-device");
-    assert_eq!(site.log().matches("state=\"locking\"").count(), looks, "{}", site.log());
+    assert_eq!(
+        site.log().matches("state=\"locking\"").count(),
+        looks,
+        "{}",
+        site.log()
+    );
     // Modem B appears on another port: the line takes it.
     sysfs.plug("ttyUSB99", "1-1.4", 3);
     let modem_b = Modem::start(&b.0, &["--imei", IMEI_B]);

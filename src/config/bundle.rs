@@ -56,8 +56,7 @@ pub(super) fn parse(
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.len() <= 32
-            && n
-                .bytes()
+            && n.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
     };
     for (i, entry) in raw.iter().enumerate() {
@@ -208,7 +207,9 @@ pub(super) fn parse(
                 span.clone(),
                 &option,
                 format!("'{name}' is a line's name too"),
-                Some("a bundle is a line of the balancer and of the CLI: give it a name of its own"),
+                Some(
+                    "a bundle is a line of the balancer and of the CLI: give it a name of its own",
+                ),
             );
         } else if let Some(l) = lines.iter().find(|l| l.slave == b.slave) {
             c.error(

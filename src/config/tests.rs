@@ -681,10 +681,16 @@ fn lines_that_name_a_bundle_form_it() {
     let a = &c.bundles[1];
     assert_eq!(a.name, "isp-a");
     assert_eq!(a.members, ["ttyS1", "ttyS2"]);
-    assert_eq!((a.slave.as_str(), a.mrru, a.short_seq), ("eq-isp-a", 1500, false));
+    assert_eq!(
+        (a.slave.as_str(), a.mrru, a.short_seq),
+        ("eq-isp-a", 1500, false)
+    );
     let b = &c.bundles[0];
     assert_eq!(b.members, ["ttyS4"]);
-    assert_eq!((b.slave.as_str(), b.mrru, b.short_seq), ("mp-b", 1600, true));
+    assert_eq!(
+        (b.slave.as_str(), b.mrru, b.short_seq),
+        ("mp-b", 1600, true)
+    );
     assert_eq!(c.lines[0].bundle.as_deref(), Some("isp-a"));
     assert_eq!(c.lines[2].bundle, None);
 }

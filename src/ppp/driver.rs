@@ -21,6 +21,10 @@
 //! bounded and which ends the link when the line takes nothing for its stall
 //! limit (`echo_interval × echo_failure`).
 //!
+//! A Multilink bundle member (after [`Event::BundleMember`]) carries its bundle's frames on
+//! the same channels instead of IP packets, each as [`bundle_frame`] makes it; the bundle's
+//! own driver ([`super::bundle`]) takes them.
+//!
 //! [`run`] returns when the session is dead; the last event sent is always
 //! the [`Event::Down`] whose reason it returns. A read of 0 bytes or an I/O
 //! error ends the session at once with `line closed: …`.
@@ -201,7 +205,12 @@ where
             let _ = events.send(event);
         }
         while rx_held.is_none() {
-            let Some(packet) = session.poll_ip() else {
+            // A bundle member's channel carries the bundle's frames instead of IP.
+            let Some(packet) = session.poll_ip().or_else(|| {
+                session
+                    .poll_bundle_frame()
+                    .map(|(protocol, info)| bundle_frame(protocol, &info))
+            }) else {
                 break;
             };
             match incoming.try_send(packet) {
@@ -223,7 +232,7 @@ where
         .min();
         let take_ip = outgoing_open
             && close_deadline.is_none()
-            && session.is_up()
+            && (session.is_up() || session.bundle_member().is_some())
             && wbuf.len() - woff < config.max_write_backlog;
         tokio::select! {
             read = rd.read(&mut buf) => match read {
@@ -311,11 +320,34 @@ where
     }
 }
 
-/// An outgoing IP packet to the session; one it refuses is dropped (and said so).
+/// An outgoing IP packet to the session — for a bundle member, a frame of the bundle (see
+/// [`bundle_frame`]); one it refuses is dropped (and said so).
 fn send_ip(session: &mut Session, p: &[u8]) {
-    if let Err(e) = session.send_ip(p) {
-        debug!(len = p.len(), error = %e, "PPP: outgoing IP packet dropped");
+    let sent = match session.bundle_member() {
+        None => session.send_ip(p),
+        Some(_) => match split_bundle_frame(p) {
+            Some((protocol, info)) => session.send_frame(protocol, info),
+            None => return,
+        },
+    };
+    if let Err(e) = sent {
+        debug!(len = p.len(), error = %e, "PPP: outgoing packet dropped");
     }
+}
+
+/// A bundle member's frame on its channels: the protocol (big-endian), then the information
+/// field (an MP fragment for protocol 0x003d).
+pub fn bundle_frame(protocol: u16, info: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(2 + info.len());
+    frame.extend_from_slice(&protocol.to_be_bytes());
+    frame.extend_from_slice(info);
+    frame
+}
+
+/// The protocol and information field of a [`bundle_frame`].
+pub fn split_bundle_frame(frame: &[u8]) -> Option<(u16, &[u8])> {
+    let (protocol, info) = frame.split_first_chunk::<2>()?;
+    Some((u16::from_be_bytes(*protocol), info))
 }
 
 /// The session's clock: tokio's, so tests with a paused clock run instantly.

@@ -9,6 +9,7 @@
 
 pub use eqlplus_ppp::*;
 
+pub mod bundle;
 pub mod driver;
 
 pub use driver::{DriverConfig, Ended};
