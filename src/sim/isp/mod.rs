@@ -3,17 +3,24 @@
 //! and routes the caller's packets through a TUN device of its own into the network namespace
 //! it runs in. The far end of the end-to-end tests and of the demo.
 
+pub mod multilink;
+#[cfg(test)]
+mod tests;
+
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::SimCall;
-use crate::net::pump::{NoCount, start_pumps};
+use crate::net::pump::{NoCount, Pumps, start_pumps};
 use crate::net::{Netlink, SharedTxQueue, TunSlave};
+use crate::ppp::bundle::Join;
 use crate::ppp::hdlc::{ACCM_ALL, Decoder, Encoder};
-use crate::ppp::{AuthMethods, Config, Event, Secrets, Session, driver};
+use crate::ppp::{AuthMethods, Config, Event, MultilinkConfig, Secrets, Session, driver};
+
+pub use multilink::{IspLine, MultilinkIspConfig, serve_multilink, serve_multilink_routed};
 
 /// How the ISP answers.
 #[derive(Clone)]
@@ -68,14 +75,123 @@ pub async fn serve_calls(mut calls: mpsc::UnboundedReceiver<SimCall>, config: Is
             return;
         }
     };
+    let routing = Routing::Tun(netlink);
     while let Some(call) = calls.recv().await {
-        let end = answer(call, &config, &netlink).await;
+        let end = answer_call(call, &config, &routing, None).await;
         tracing::debug!(device = %config.device, ?end, "sim ISP: call ended");
     }
 }
 
 /// Answers one call: PPP in answer role; once up, a TUN device carries the caller's packets.
 pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> CallEnd {
+    answer_call(call, config, &Routing::Tun(netlink.clone()), None).await
+}
+
+/// Where the ISP puts a customer's IP while the customer's link (a call, or a bundle of
+/// calls) is up.
+#[derive(Clone)]
+pub enum Routing {
+    /// Through a TUN device of its own in the ISP's namespace (the world, the demo).
+    Tun(Netlink),
+    /// Handed over as channels, one [`CustomerIp`] per time a link comes up (tests, and a far
+    /// end that routes nothing).
+    Channels(mpsc::UnboundedSender<CustomerIp>),
+}
+
+/// A customer link's IP as [`Routing::Channels`] hands it over.
+#[derive(Debug)]
+pub struct CustomerIp {
+    /// The device [`Routing::Tun`] would have made.
+    pub device: String,
+    /// The customer's address.
+    pub peer: Ipv4Addr,
+    pub mtu: u16,
+    /// IPv4 packets to the customer.
+    pub to_customer: mpsc::Sender<Vec<u8>>,
+    /// IPv4 packets from the customer (after the upstream's delay).
+    pub from_customer: mpsc::Receiver<Vec<u8>>,
+}
+
+/// The ISP's side of one customer link's IP: routed while the link is up.
+struct CustomerLink {
+    routing: Routing,
+    device: String,
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+    delay: super::upstream::Delay,
+    /// Packets to the customer's link.
+    outgoing: mpsc::Sender<Vec<u8>>,
+    /// Packets from it, while not routed (the pumps hold them while it is).
+    incoming: Option<mpsc::Receiver<Vec<u8>>>,
+    routed: Option<Routed>,
+}
+
+enum Routed {
+    Tun(Arc<TunSlave>, Pumps),
+    HandedOver,
+}
+
+impl CustomerLink {
+    /// Starts routing; an error says why it cannot (the link stays up, unrouted).
+    async fn up(&mut self, mtu: u16) -> Result<(), String> {
+        if self.routed.is_some() {
+            return Ok(());
+        }
+        let mtu = mtu.clamp(576, 1500);
+        let Some(from_link) = self.incoming.take() else {
+            return Err("the link's packets are gone".into());
+        };
+        let from_link = super::upstream::delayed(from_link, self.delay.clone());
+        self.routed = Some(match &self.routing {
+            Routing::Tun(netlink) => {
+                let slave =
+                    match TunSlave::create(netlink, &self.device, self.local, self.peer, mtu).await
+                    {
+                        Ok(s) => Arc::new(s),
+                        Err(e) => return Err(e.to_string()),
+                    };
+                let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
+                let pumps = start_pumps(
+                    slave.clone(),
+                    queue,
+                    self.outgoing.clone(),
+                    from_link,
+                    Arc::new(NoCount),
+                );
+                Routed::Tun(slave, pumps)
+            }
+            Routing::Channels(to) => {
+                let handed = CustomerIp {
+                    device: self.device.clone(),
+                    peer: self.peer,
+                    mtu,
+                    to_customer: self.outgoing.clone(),
+                    from_customer: from_link,
+                };
+                if to.send(handed).is_err() {
+                    return Err("nobody takes the customer's packets".into());
+                }
+                Routed::HandedOver
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops routing: the device goes (a link that comes up again gets a new one).
+    async fn down(&mut self) {
+        match self.routed.take() {
+            Some(Routed::Tun(slave, pumps)) => {
+                self.incoming = pumps.stop().await;
+                drop(slave);
+            }
+            // Handed over for good: a link up again is not routed again.
+            Some(Routed::HandedOver) | None => {}
+        }
+    }
+}
+
+/// The answer role's PPP configuration for `config`; with `multilink`, it offers Multilink.
+fn answer_ppp_config(config: &IspConfig, multilink: Option<MultilinkConfig>) -> Config {
     let mut ppp = Config::answer(config.local, config.peer, &config.dns);
     if !config.users.is_empty() {
         let mut secrets = Secrets::new();
@@ -89,6 +205,23 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
         };
     }
     ppp.name = "isp".into();
+    ppp.lcp.multilink = multilink;
+    ppp
+}
+
+/// How long a member may wait for its bundle to take it.
+const JOIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Answers one call. A plain PPP link is routed through `config.device` once IP is up; with
+/// `bundles`, Multilink is offered, and a link that becomes a bundle member joins its bundle
+/// there (which routes the bundle's IP) and is closed if the bundle refuses it.
+async fn answer_call(
+    call: SimCall,
+    config: &IspConfig,
+    routing: &Routing,
+    bundles: Option<&multilink::Bundles>,
+) -> CallEnd {
+    let ppp = answer_ppp_config(config, bundles.map(multilink::Bundles::offer));
     let session = Session::new(ppp, Instant::now());
     let driver::Spawned { link, closer, task } = driver::spawn(
         session,
@@ -101,11 +234,23 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
         incoming,
         mut events,
     } = link;
-    let mut incoming = Some(incoming);
-    let mut up = None;
+    let mut ip = CustomerLink {
+        routing: routing.clone(),
+        device: config.device.clone(),
+        local: config.local,
+        peer: config.peer,
+        delay: config.delay.clone(),
+        outgoing,
+        incoming: Some(incoming),
+        routed: None,
+    };
     let mut was_up = false;
     let mut closer = closer;
     let mut hanging_up = false;
+    // The peer's MRU, for a bundle that sends on this link.
+    let mut peer_mru = 1500;
+    // Where the bundle says it wants this member link closed.
+    let mut kicked: Option<oneshot::Receiver<String>> = None;
     // Only a hang-up asked for during this call ends it.
     let mut hangup = config.hangup.clone();
     hangup.mark_unchanged();
@@ -125,59 +270,81 @@ pub async fn answer(call: SimCall, config: &IspConfig, netlink: &Netlink) -> Cal
                 }
                 continue;
             }
+            why = recv_opt(&mut kicked) => {
+                kicked = None;
+                if let Ok(why) = why {
+                    tracing::info!(device = %config.device, %why, "sim ISP: the bundle refused a member");
+                    closer.close();
+                }
+                continue;
+            }
         };
         match event {
-            Event::Up { mru, .. } if up.is_none() => {
-                let slave = match TunSlave::create(
-                    netlink,
-                    &config.device,
-                    config.local,
-                    config.peer,
-                    mru.clamp(576, 1500),
-                )
-                .await
-                {
-                    Ok(s) => Arc::new(s),
-                    Err(e) => {
-                        tracing::error!("sim ISP: {e}");
-                        break;
-                    }
-                };
-                let Some(from_line) = incoming.take() else {
+            Event::LinkUp { mru } => peer_mru = mru,
+            Event::Up { mru, .. } => match ip.up(mru).await {
+                Ok(()) => was_up = true,
+                Err(e) => {
+                    tracing::error!("sim ISP: {e}");
                     break;
+                }
+            },
+            Event::BundleMember { id, multilink } => {
+                let (Some(bundles), Some(from_link)) = (bundles, ip.incoming.take()) else {
+                    closer.close();
+                    continue;
                 };
-                let from_line = super::upstream::delayed(from_line, config.delay.clone());
-                let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
-                let pumps = start_pumps(
-                    slave.clone(),
-                    queue,
-                    outgoing.clone(),
-                    from_line,
-                    Arc::new(NoCount),
-                );
-                up = Some((slave, pumps));
-                was_up = true;
-            }
-            Event::NetworkDown { .. } => {
-                if let Some((slave, pumps)) = up.take() {
-                    incoming = pumps.stop().await;
-                    drop(slave);
+                let (kick, kick_rx) = oneshot::channel();
+                let join = Join {
+                    name: config.device.clone(),
+                    id: id.clone(),
+                    multilink,
+                    // CONNECT speed in bytes per second.
+                    rate: u64::from(call.speed.unwrap_or(DEFAULT_SPEED)) / 8,
+                    mru: peer_mru,
+                    to_link: ip.outgoing.clone(),
+                    from_link,
+                    kick,
+                };
+                match tokio::time::timeout(JOIN_DEADLINE, bundles.join(&id, join)).await {
+                    Ok(Ok(())) => {
+                        kicked = Some(kick_rx);
+                        was_up = true;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(bundle = %id, "sim ISP: {e}");
+                        closer.close();
+                    }
+                    Err(_) => {
+                        tracing::error!(bundle = %id, "sim ISP: the bundle did not take the member");
+                        closer.close();
+                    }
                 }
             }
+            Event::NetworkDown { .. } => ip.down().await,
             Event::Down { .. } => break,
             _ => {}
         }
     }
-    if let Some((slave, pumps)) = up.take() {
-        pumps.stop().await;
-        drop(slave);
-    }
+    ip.down().await;
     drop(closer);
     let reason = match task.await {
         Ok(f) => f.ended.reason.to_string(),
         Err(e) => e.to_string(),
     };
     CallEnd { was_up, reason }
+}
+
+/// The CONNECT speed assumed of a call that said none (a V.90 modem's).
+const DEFAULT_SPEED: u32 = 57_600;
+
+/// A oneshot's value, or never while there is none.
+async fn recv_opt<T>(
+    rx: &mut Option<oneshot::Receiver<T>>,
+) -> Result<T, oneshot::error::RecvError> {
+    match rx {
+        Some(rx) => rx.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A hostile or broken far end, for tests and `simulate modem --isp`: each mode is one way
