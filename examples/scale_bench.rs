@@ -141,6 +141,7 @@ async fn guarded(o: &Options) -> Result<(), Box<dyn Error>> {
             rate: Some(o.rate),
             users: vec![account.clone()],
             prefix: PREFIX.into(),
+            ..WorldConfig::default()
         })
     })?;
     println!(

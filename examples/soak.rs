@@ -316,6 +316,7 @@ fn run() -> Result<bool, Box<dyn Error>> {
         rate: None,
         users: vec![],
         prefix: PREFIX.into(),
+        ..WorldConfig::default()
     })?;
     let soak = Soak {
         world,

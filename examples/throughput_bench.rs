@@ -128,6 +128,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         rate: None,
         users: vec![],
         prefix: PREFIX.into(),
+        ..WorldConfig::default()
     })?;
     let dir = tempfile::Builder::new().prefix("eqlplus-tput").tempdir()?;
     let config = write_config(dir.path(), &world)?;

@@ -30,6 +30,18 @@ pub struct DemoArgs {
     /// Each line's rate, e.g. 512kbit, 56kbit, 1mbit.
     #[arg(long, default_value = "512kbit", value_parser = parse_rate)]
     pub rate: u32,
+    /// Each line's own rate, comma-separated (e.g. 1mbit,256kbit): as many lines as rates.
+    #[arg(long, value_delimiter = ',', value_parser = parse_rate, value_name = "LIST", conflicts_with = "lines")]
+    pub rates: Vec<u32>,
+    /// One Multilink PPP bundle of all lines: every line calls one ISP that answers
+    /// Multilink, and says bundle = "isp" in the daemon's configuration. Shows a single large
+    /// download over the bundle instead of the page.
+    #[arg(long)]
+    pub bundle: bool,
+    /// Only measure one download of this size (e.g. 2MiB, 500KiB, bytes) over all lines,
+    /// print its goodput as a share of the lines' sum, and finish (for benchmarks).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub download: Option<u64>,
     /// Objects on the page (mixed sizes, 2 to 32 KiB), each fetched on a new connection, over
     /// 6 parallel connections (one per line with more lines).
     #[arg(long, default_value_t = 64)]
@@ -62,6 +74,57 @@ pub fn parse_rate(s: &str) -> Result<u32, String> {
         Err(format!("'{s}' is outside 1kbit..100mbit"))
     }
 }
+
+/// `2MiB`, `500KiB`, `2M`, `1048576` (bytes; K and M are binary).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (digits, scale) = [("mib", 1 << 20), ("mb", 1 << 20), ("m", 1 << 20)]
+        .into_iter()
+        .chain([("kib", 1 << 10), ("kb", 1 << 10), ("k", 1 << 10), ("b", 1)])
+        .find_map(|(suffix, scale)| lower.strip_suffix(suffix).map(|d| (d, scale)))
+        .unwrap_or((lower.as_str(), 1));
+    let n: f64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 2MiB, 500KiB)"))?;
+    let bytes = n * scale as f64;
+    if (1.0..=f64::from(64u32 << 20)).contains(&bytes) {
+        Ok(bytes as u64)
+    } else {
+        Err(format!("'{s}' is outside 1 byte..64 MiB"))
+    }
+}
+
+impl DemoArgs {
+    /// The number of lines.
+    fn line_count(&self) -> usize {
+        if self.rates.is_empty() {
+            usize::from(self.lines)
+        } else {
+            self.rates.len()
+        }
+    }
+
+    /// Line `i`'s (1-based) rate.
+    fn line_rate(&self, i: usize) -> u32 {
+        i.checked_sub(1)
+            .and_then(|index| self.rates.get(index).copied())
+            .unwrap_or(self.rate)
+    }
+
+    /// The lines' rates together, bit/s.
+    fn rate_sum(&self) -> u64 {
+        (1..=self.line_count())
+            .map(|i| u64::from(self.line_rate(i)))
+            .sum()
+    }
+}
+
+/// The bundle's name in the generated configuration.
+const BUNDLE: &str = "isp";
+
+/// A bundle's download when none is asked for.
+const BUNDLE_DOWNLOAD: u64 = 2 << 20;
 
 pub async fn run(args: DemoArgs) -> i32 {
     if !nix::unistd::Uid::effective().is_root() {
@@ -111,23 +174,40 @@ pub async fn run(args: DemoArgs) -> i32 {
 }
 
 async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
-    let n = usize::from(args.lines);
+    let n = args.line_count();
+    let rates: Vec<u32> = (1..=n).map(|i| args.line_rate(i)).collect();
+    let rates_text = if rates.iter().all(|r| *r == args.rate) {
+        format!("{} kbit/s each", args.rate / 1000)
+    } else {
+        let each: Vec<String> = rates.iter().map(|r| format!("{}", r / 1000)).collect();
+        format!("{} kbit/s", each.join(" + "))
+    };
     say(&format!(
-        "building the world: {n} simulated modem line(s) at {} kbit/s each, ISPs, internet, LAN",
-        args.rate / 1000
+        "building the world: {n} simulated modem line(s) at {rates_text}, {}, internet, LAN",
+        if args.bundle {
+            "one ISP answering Multilink PPP"
+        } else {
+            "ISPs"
+        }
     ));
     let account = ("demo".to_string(), "demo-secret".to_string());
     let config = WorldConfig {
-        lines: vec![vec![DialAnswer::Connect(Some(args.rate))]; n],
+        lines: rates
+            .iter()
+            .map(|r| vec![DialAnswer::Connect(Some(*r))])
+            .collect(),
         rate: Some(args.rate),
+        line_rates: rates.iter().map(|r| Some(*r)).collect(),
         users: vec![account.clone()],
         prefix: "eqdemo".into(),
+        multilink: args.bundle,
     };
     let world = tokio::task::block_in_place(|| World::build(&config))
         .map_err(|e| format!("cannot build the world: {e}"))?;
     let setup = DialerSetup {
         lines: n,
         account: Some(account),
+        bundle: args.bundle.then(|| BUNDLE.to_string()),
         ..DialerSetup::default()
     };
     let config_path = dialer::write_config(work, &world, &setup)
@@ -140,7 +220,11 @@ async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let daemon =
         Dialer::start(&exe, &world, work, &config_path, None).map_err(|e| e.to_string())?;
-    let result = scenario(args, &world, &daemon, work).await;
+    let result = if args.download.is_some() || args.bundle {
+        download_scenario(args, &world, &daemon).await
+    } else {
+        scenario(args, &world, &daemon, work).await
+    };
     if result.is_err() {
         eprintln!("last daemon log lines:");
         for l in daemon.log_tail(15) {
@@ -160,7 +244,7 @@ async fn scenario(
     daemon: &Dialer,
     work: &Path,
 ) -> Result<(), String> {
-    let n = usize::from(args.lines);
+    let n = args.line_count();
     let all: Vec<String> = (1..=n).map(|i| format!("ttyS{i}")).collect();
     // Dialling is concurrent, but 64 lines do take longer than one.
     let bring_up = Duration::from_secs(60 + n as u64);
@@ -263,6 +347,91 @@ async fn scenario(
         offer_monitor(daemon.socket(), work).await;
     }
     Ok(())
+}
+
+/// Every line up (a bundle, where the status names one, up too).
+fn all_up(s: &StatusReport, n: usize) -> bool {
+    let lines_up = (1..=n).all(|i| {
+        let name = format!("ttyS{i}");
+        s.lines
+            .iter()
+            .any(|l| l.name == name && l.state == LineState::Up)
+    });
+    lines_up
+        && s.lines
+            .iter()
+            .filter(|l| l.name == BUNDLE)
+            .all(|l| l.state == LineState::Up)
+}
+
+/// One large download over all lines (with `--bundle`, over the bundle); without
+/// `--download`, also one during which ttyS1's ISP hangs up, and the line's return.
+async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> Result<(), String> {
+    let n = args.line_count();
+    let bring_up = Duration::from_secs(60 + n as u64);
+    let took = wait_for(daemon, "every line up", bring_up, |s| all_up(s, n)).await?;
+    say(&format!(
+        "  {n} line(s) up within {:.1} s{}",
+        took.as_secs_f64(),
+        if args.bundle {
+            format!(", in bundle \"{BUNDLE}\"")
+        } else {
+            String::new()
+        }
+    ));
+    let bytes = args.download.unwrap_or(BUNDLE_DOWNLOAD);
+    say(&format!(
+        "downloading {} KiB on one connection over {}…",
+        bytes / 1024,
+        if args.bundle {
+            "the bundle"
+        } else {
+            "the lines"
+        }
+    ));
+    let one = download(world, bytes).await?;
+    report_download(&one, args);
+    if args.download.is_some() || n < 2 {
+        return Ok(());
+    }
+    // A member lost mid-download: the bundle carries on over the others.
+    say("again, and ttyS1's ISP hangs up a third of the way through…");
+    let line_time = Duration::from_secs_f64(bytes as f64 * 8.0 / args.rate_sum() as f64);
+    let (during, hung_up) = tokio::join!(download(world, bytes), async {
+        tokio::time::sleep(line_time / 3).await;
+        tokio::task::block_in_place(|| world.hang_up(1)).map_err(|e| e.to_string())
+    });
+    hung_up?;
+    report_download(&during?, args);
+    let back = wait_for(daemon, "ttyS1 back", bring_up, |s| all_up(s, n)).await?;
+    say(&format!(
+        "  ttyS1 redialled and is back{} after {:.1} s",
+        if args.bundle { " in the bundle" } else { "" },
+        back.as_secs_f64()
+    ));
+    Ok(())
+}
+
+async fn download(world: &World, bytes: u64) -> Result<PageLoad, String> {
+    let result = world.download(bytes).await.map_err(|e| e.to_string())?;
+    if result.failed > 0 {
+        return Err("the download failed".into());
+    }
+    Ok(result)
+}
+
+/// `download: 2048 KiB in 33.1 s = 507 kbit/s = 99% of the lines' 512 kbit/s` (the
+/// benchmark reads this line).
+fn report_download(load: &PageLoad, args: &DemoArgs) {
+    let sum = args.rate_sum();
+    println!(
+        "download: {} KiB in {:.1} s = {:.0} kbit/s = {:.0}% of the lines' {} kbit/s",
+        load.bytes / 1024,
+        load.elapsed.as_secs_f64(),
+        load.goodput() / 1000.0,
+        100.0 * load.goodput() / sum.max(1) as f64,
+        sum / 1000
+    );
 }
 
 /// Parallel connections for the page: a browser's 6, or one per line where there are more
@@ -434,6 +603,42 @@ mod tests {
         assert_eq!(parse_rate("1.5Mbit"), Ok(1_500_000));
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("10bit").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_size("500KiB"), Ok(500 * 1024));
+        assert_eq!(parse_size("2m"), Ok(2 << 20));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("1GiB").is_err());
+    }
+
+    #[test]
+    fn rates_per_line_set_the_lines() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            demo: DemoArgs,
+        }
+        let a = Cli::try_parse_from(["demo", "--rates", "1mbit,256kbit", "--bundle"])
+            .unwrap()
+            .demo;
+        assert_eq!(
+            (a.line_count(), a.line_rate(1), a.line_rate(2)),
+            (2, 1_000_000, 256_000)
+        );
+        assert_eq!(a.rate_sum(), 1_256_000);
+        let a = Cli::try_parse_from(["demo", "--lines", "4", "--download", "2MiB"])
+            .unwrap()
+            .demo;
+        assert_eq!(
+            (a.line_count(), a.rate_sum(), a.download),
+            (4, 2_048_000, Some(2 << 20))
+        );
+        assert!(Cli::try_parse_from(["demo", "--lines", "2", "--rates", "1mbit"]).is_err());
     }
 
     #[test]

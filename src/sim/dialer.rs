@@ -33,6 +33,9 @@ pub struct DialerSetup {
     pub account: Option<(String, String)>,
     /// Seconds between a call's end and the next dial.
     pub holdoff: f64,
+    /// Every line says `bundle = "…"`: one Multilink bundle of them all (for a multilink
+    /// world, see [`super::world::WorldConfig::multilink`]).
+    pub bundle: Option<String>,
 }
 
 impl Default for DialerSetup {
@@ -42,6 +45,7 @@ impl Default for DialerSetup {
             policy: "least-loaded".into(),
             account: None,
             holdoff: 1.0,
+            bundle: None,
         }
     }
 }
@@ -87,6 +91,9 @@ pub fn write_config(dir: &Path, world: &World, setup: &DialerSetup) -> io::Resul
         );
         if let Some((user, _)) = &setup.account {
             text += &format!("user = \"{user}\"\n");
+        }
+        if let Some(bundle) = &setup.bundle {
+            text += &format!("bundle = \"{bundle}\"\n");
         }
     }
     let path = dir.join("eqlplus-dialer.toml");

@@ -11,6 +11,11 @@
 //!                                            9.9.9.9 answer pings)
 //! ```
 //!
+//! With [`WorldConfig::multilink`], every line calls ONE ISP, `isp1`, which answers Multilink
+//! PPP ([`super::isp::multilink`]): the members of a bundle get 10.64.1.2 ↔ 10.64.1.1 through
+//! one TUN device (`isp-mp`); a call that does not do Multilink gets a plain link, line `i`'s
+//! own address ([`multilink_plain_local`]) through `isp-l<i>`.
+//!
 //! Used by `eqlplus-dialer demo` and the end-to-end tests. Needs root (network namespaces).
 
 use std::io;
@@ -19,7 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::isp::{HangupSwitch, IspConfig, serve_calls};
+use super::isp::{
+    HangupSwitch, IspConfig, IspLine, MultilinkIspConfig, serve_calls, serve_multilink,
+};
 use super::netns::{Netns, veth};
 use super::upstream::{self, Delay, Upstream};
 use super::web::{self, PageLoad};
@@ -35,27 +42,43 @@ const WEB_SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
 pub const ISP_DNS: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
 
 /// How to build the world.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct WorldConfig {
     /// Per line: the modem's answers to successive dials.
     pub lines: Vec<Vec<DialAnswer>>,
     /// Each line's data rate in bit/s (the modems pace data to it), if limited.
     pub rate: Option<u32>,
+    /// Per line (entry 0 for line 1), a rate other than `rate`; a line without an entry, or
+    /// with `None`, has `rate`.
+    pub line_rates: Vec<Option<u32>>,
     /// PAP/CHAP accounts the ISPs accept; empty: no authentication.
     pub users: Vec<(String, String)>,
     /// Prefix of the namespaces' names.
     pub prefix: String,
+    /// Every line calls one ISP (`isp1`) that answers Multilink PPP (see the module's
+    /// description).
+    pub multilink: bool,
+}
+
+impl WorldConfig {
+    /// Line `i`'s (1-based) data rate.
+    pub fn line_rate(&self, i: usize) -> Option<u32> {
+        i.checked_sub(1)
+            .and_then(|index| self.line_rates.get(index).copied().flatten())
+            .or(self.rate)
+    }
 }
 
 /// One simulated line.
 pub struct SimLine {
     pub modem: SimModem,
-    pub isp: Netns,
-    /// The customer's device in the ISP's namespace.
+    /// The ISP it calls (in a multilink world, the one all lines share).
+    pub isp: Arc<Netns>,
+    /// The customer's device in the ISP's namespace (in a multilink world, a pattern
+    /// matching all of them: the ISP's upstream is one).
     pub isp_device: String,
     delay: Delay,
     hangup: HangupSwitch,
-    _isp_thread: std::thread::JoinHandle<()>,
 }
 
 /// The world; dropping it stops everything and deletes its namespaces.
@@ -64,6 +87,8 @@ pub struct World {
     pub router: Netns,
     pub internet: Netns,
     pub lines: Vec<SimLine>,
+    /// The ISPs' threads (one per ISP; they end with the modems' channels).
+    _isp_threads: Vec<std::thread::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
     web: Option<std::thread::JoinHandle<()>>,
     dns: Option<std::thread::JoinHandle<()>>,
@@ -84,6 +109,20 @@ pub fn line_local(i: usize) -> Ipv4Addr {
 pub fn line_peer(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 64, i as u8, 1)
 }
+
+/// The most lines a multilink world has: each needs an address for a plain call of its own
+/// in the ISP's /24 ([`multilink_plain_local`]).
+pub const MAX_MULTILINK_LINES: usize = 150;
+
+/// In a multilink world, what a call on line `i` (1-based, at most
+/// [`MAX_MULTILINK_LINES`]) that does not do Multilink gets: 10.64.1.(100 + i), so it never
+/// collides with the bundle's 10.64.1.2 and the ISP's /24 still routes it.
+pub fn multilink_plain_local(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 64, 1, (100 + i).min(254) as u8)
+}
+
+/// The ISP's TUN device carrying a bundle in a multilink world.
+pub const BUNDLE_DEVICE: &str = "isp-mp";
 
 /// Links ISP number `i` to the internet (10.200.i.1 ↔ 10.200.i.2): the ISP forwards and
 /// routes by default towards the internet, which routes `customers` back through the ISP.
@@ -169,24 +208,60 @@ impl World {
             .build()?;
         let ns = |role: &str| Netns::named(&config.prefix, role);
         let (lan, router, internet) = lan_router_internet(&config.prefix)?;
+        if config.multilink && config.lines.len() > MAX_MULTILINK_LINES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} lines: a multilink world has at most {MAX_MULTILINK_LINES}",
+                    config.lines.len()
+                ),
+            ));
+        }
         let mut lines = Vec::new();
+        let mut isp_threads = Vec::new();
+        // A multilink world's one ISP and what it serves, gathered over the lines.
+        let mut shared_isp: Option<(Arc<Netns>, Delay, Vec<IspLine>)> = None;
         for (index, answers) in config.lines.iter().enumerate() {
             let i = index + 1;
-            let isp = ns(&format!("isp{i}"))?;
-            connect_isp(&isp, &internet, i, &format!("10.64.{i}.0/24"))?;
             let modem_config = ModemConfig {
                 answers: answers.clone(),
                 dial_delay: Duration::from_millis(50),
                 guard: Duration::from_millis(200),
-                line_rate: config.rate,
+                line_rate: config.line_rate(i),
                 ..ModemConfig::default()
             };
             let (modem, calls) = {
                 let _inside = runtime.enter();
                 SimModem::spawn(modem_config)?
             };
-            let delay = Delay::default();
             let (hangup, hangup_rx) = HangupSwitch::new();
+            if config.multilink {
+                let (isp, delay, isp_lines) = match &mut shared_isp {
+                    Some(shared) => shared,
+                    None => {
+                        let isp = ns("isp1")?;
+                        connect_isp(&isp, &internet, 1, "10.64.1.0/24")?;
+                        shared_isp.insert((Arc::new(isp), Delay::default(), Vec::new()))
+                    }
+                };
+                isp_lines.push(IspLine {
+                    calls,
+                    plain_peer: multilink_plain_local(i),
+                    plain_device: format!("isp-l{i}"),
+                    hangup: hangup_rx,
+                });
+                lines.push(SimLine {
+                    modem,
+                    isp: isp.clone(),
+                    isp_device: "isp-*".into(),
+                    delay: delay.clone(),
+                    hangup,
+                });
+                continue;
+            }
+            let isp = ns(&format!("isp{i}"))?;
+            connect_isp(&isp, &internet, i, &format!("10.64.{i}.0/24"))?;
+            let delay = Delay::default();
             let isp_device = format!("isp-l{i}");
             let isp_config = IspConfig {
                 local: line_peer(i),
@@ -197,24 +272,26 @@ impl World {
                 delay: delay.clone(),
                 hangup: hangup_rx,
             };
-            let isp_thread =
-                isp.spawn(move || {
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(serve_calls(calls, isp_config)),
-                        Err(e) => tracing::error!("sim ISP runtime: {e}"),
-                    }
-                })?;
+            isp_threads.push(spawn_isp(&isp, serve_calls(calls, isp_config))?);
             lines.push(SimLine {
                 modem,
-                isp,
+                isp: Arc::new(isp),
                 isp_device,
                 delay,
                 hangup,
-                _isp_thread: isp_thread,
             });
+        }
+        if let Some((isp, delay, isp_lines)) = shared_isp {
+            let isp_config = MultilinkIspConfig {
+                local: line_peer(1),
+                dns: vec![ISP_DNS],
+                users: config.users.clone(),
+                delay,
+                bundle_peer: line_local(1),
+                bundle_device: BUNDLE_DEVICE.into(),
+                mrru: 1500,
+            };
+            isp_threads.push(spawn_isp(&isp, serve_multilink(isp_config, isp_lines))?);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (listener_tx, listener_rx) = std::sync::mpsc::channel();
@@ -254,11 +331,18 @@ impl World {
             router,
             internet,
             lines,
+            _isp_threads: isp_threads,
             stop,
             web: Some(web),
             dns: Some(dns),
             runtime: Some(runtime),
         })
+    }
+
+    /// Downloads one object of `bytes` from the LAN through the router, on one connection:
+    /// how long it took (its goodput), and the source address the server saw.
+    pub async fn download(&self, bytes: u64) -> io::Result<PageLoad> {
+        self.load_page(&[bytes], 1).await
     }
 
     /// Line `i` (1-based).
@@ -269,6 +353,7 @@ impl World {
     }
 
     /// Switches the upstream of line `i`'s ISP (1-based): its PPP stays up whatever happens.
+    /// In a multilink world the lines share the ISP: this switches every line's.
     pub fn set_upstream(&self, i: usize, mode: Upstream) -> io::Result<()> {
         let line = self.line(i)?;
         upstream::set(&line.isp, &line.isp_device, &line.delay, mode)
@@ -293,6 +378,22 @@ impl World {
         rx.await
             .map_err(|_| io::Error::other("the page load thread died"))
     }
+}
+
+/// Runs an ISP's `serve` future on a thread of its own in namespace `isp`.
+fn spawn_isp(
+    isp: &Netns,
+    serve: impl std::future::Future<Output = ()> + Send + 'static,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    isp.spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(serve),
+            Err(e) => tracing::error!("sim ISP runtime: {e}"),
+        }
+    })
 }
 
 impl Drop for World {

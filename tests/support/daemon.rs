@@ -47,6 +47,7 @@ impl World {
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
             prefix: "eqt".into(),
+            ..WorldConfig::default()
         })
         .expect("build the world");
         let hits: Hits = Arc::default();
