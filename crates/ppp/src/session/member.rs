@@ -4,7 +4,7 @@
 //! network protocol or NCP frames the peer sends on the link outside MP.
 
 use super::{Event, LOG_TARGET, SendError, Session};
-use crate::mp::{BundleId, Negotiated};
+use crate::mp::{BundleId, LinkState, Negotiated};
 
 impl Session {
     /// Authentication is done with Multilink agreed: become a bundle member.
@@ -86,5 +86,17 @@ impl Session {
     /// (add what the driver holds in its own buffers).
     pub fn queued_data_bytes(&self) -> usize {
         self.ip_tx.iter().map(Vec::len).sum()
+    }
+
+    /// This link as the bundle's scheduler sees it: named `id`, sending `rate` bytes/s (the
+    /// caller's estimate), with its queue, the peer's MRU, and usable while a member.
+    pub fn bundle_link_state<K>(&self, id: K, rate: u64) -> LinkState<K> {
+        LinkState {
+            id,
+            rate,
+            queued: self.queued_data_bytes(),
+            mru: self.lcp.fsm.negotiator().peer().mru,
+            up: self.member.is_some(),
+        }
     }
 }

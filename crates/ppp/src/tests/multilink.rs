@@ -143,17 +143,13 @@ fn to_bundle(bundle: &mut Bundle<usize>, member: usize, session: &mut Session, n
 }
 
 fn states(sessions: &[&Session]) -> Vec<LinkState<usize>> {
-    sessions
+    let states: Vec<_> = sessions
         .iter()
         .enumerate()
-        .map(|(i, s)| LinkState {
-            id: i,
-            rate: 7_000,
-            queued: s.queued_data_bytes(),
-            mru: 1500,
-            up: true,
-        })
-        .collect()
+        .map(|(i, s)| s.bundle_link_state(i, 7_000))
+        .collect();
+    assert!(states.iter().all(|l| l.up && l.mru == 1500));
+    states
 }
 
 /// pppd's setup: a dialer on two lines with `multilink endpoint magic:…` and PAP, an
