@@ -450,3 +450,53 @@ fn early_bundle_frames_wait_for_the_bundle() {
             .contains(&crate::packet::PROTOCOL_REJECT)
     );
 }
+
+fn multilink_config() -> impl proptest::strategy::Strategy<Value = Option<MultilinkConfig>> {
+    use proptest::prelude::*;
+    proptest::option::of((
+        prop_oneof![Just(1500u16), 128u16..400, 296u16..4000],
+        any::<bool>(),
+        proptest::option::of(any::<u32>()),
+    ))
+    .prop_map(|o| {
+        o.map(|(mrru, short_seq, magic)| MultilinkConfig {
+            mrru,
+            short_seq,
+            endpoint: magic.map(|m| EndpointDiscriminator::magic(&[m])),
+        })
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever each end is configured with, the link comes up (as members or plain), and
+    /// both ends agree: Multilink on both or neither, each one's MRRU and header format
+    /// as the other sees them, and the Endpoint Discriminators exchanged.
+    #[test]
+    fn both_ends_agree_on_multilink(ours in multilink_config(), theirs in multilink_config()) {
+        let mut d = dialer(None);
+        d.lcp.multilink = ours;
+        let mut a = answer(AuthMethods::NONE, &[]);
+        a.lcp.multilink = theirs;
+        let mut p = Pair::new(d, a);
+        p.run(Duration::from_secs(60), |p| {
+            let ready = |s: &Session| s.is_up() || s.bundle_member().is_some();
+            ready(&p.a) && ready(&p.b)
+        });
+        let (on_a, on_b) = (p.a.bundle_member().copied(), p.b.bundle_member().copied());
+        let expect = matches!((ours, theirs), (Some(x), Some(y)) if x.mrru >= 296 && y.mrru >= 296);
+        proptest::prop_assert_eq!(on_a.is_some(), expect, "a={:?} b={:?}", p.a_events, p.b_events);
+        proptest::prop_assert_eq!(on_b.is_some(), expect);
+        proptest::prop_assert_eq!(p.a.is_up(), !expect);
+        proptest::prop_assert_eq!(p.b.is_up(), !expect);
+        if let (Some(x), Some(y), Some(ours), Some(theirs)) = (on_a, on_b, ours, theirs) {
+            proptest::prop_assert_eq!((x.our_mrru, x.peer_mrru), (y.peer_mrru, y.our_mrru));
+            proptest::prop_assert_eq!((x.our_mrru, y.our_mrru), (ours.mrru, theirs.mrru));
+            proptest::prop_assert_eq!((x.rx_short_seq, x.tx_short_seq), (y.tx_short_seq, y.rx_short_seq));
+            proptest::prop_assert_eq!((x.rx_short_seq, y.rx_short_seq), (ours.short_seq, theirs.short_seq));
+            proptest::prop_assert_eq!(x.peer_endpoint, theirs.endpoint);
+            proptest::prop_assert_eq!(y.peer_endpoint, ours.endpoint);
+        }
+    }
+}
