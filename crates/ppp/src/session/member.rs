@@ -3,6 +3,8 @@
 //! [`crate::mp::Bundle`]) and carries that bundle's frames: MP fragments, and whatever
 //! network protocol or NCP frames the peer sends on the link outside MP.
 
+use std::time::Instant;
+
 use super::{Event, LOG_TARGET, SendError, Session};
 use crate::mp::{BundleId, LinkState, Negotiated};
 
@@ -80,6 +82,15 @@ impl Session {
             });
         }
         self.queue_data(protocol, info)
+    }
+
+    /// Protocol-Reject, on this link's LCP, a packet of a protocol the bundle does not run
+    /// ([`crate::mp::BundleSession::poll_protocol_reject`]): only LCP can say so.
+    pub fn send_protocol_reject(&mut self, protocol: u16, info: &[u8], now: Instant) {
+        if self.member.is_some() {
+            self.protocol_reject(protocol, info);
+            self.pump(now);
+        }
     }
 
     /// Bytes waiting in the data queue: what the scheduler counts as this link's backlog

@@ -377,6 +377,24 @@ fn the_bundle_runs_ipcp_and_ip_for_its_members() {
         assert!(s.bundle.tx_fragments > s.bundle.tx_packets);
     }
 
+    // The peer tries CCP over the bundle: a member's LCP rejects it.
+    pairs[1].b.send_frame(0x80fd, &[1, 1, 0, 4]).unwrap();
+    shuttle(&mut pairs, &mut dialer_side, &mut answer_side);
+    let (protocol, info) = dialer_side.poll_protocol_reject().expect("CCP to reject");
+    assert_eq!((protocol, info.as_slice()), (0x80fd, &[1, 1, 0, 4][..]));
+    assert_eq!(dialer_side.poll_protocol_reject(), None);
+    let now = pairs[0].now;
+    pairs[0].a.send_protocol_reject(protocol, &info, now);
+    pairs[0].exchange();
+    let rejects = pairs[0]
+        .a_to_b
+        .seen
+        .iter()
+        .filter(|(p, i)| *p == lcp::PROTOCOL && i.first() == Some(&crate::packet::PROTOCOL_REJECT))
+        .count();
+    assert_eq!(rejects, 1);
+    assert_eq!(dialer_side.stats().rx_unknown_protocol, 1);
+
     // The members leave: IPCP goes down with the last one.
     let now = pairs[0].now;
     dialer_side.remove_member(0, now);
