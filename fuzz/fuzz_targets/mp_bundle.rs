@@ -144,6 +144,15 @@ fuzz_target!(|data: &[u8]| {
         }
         let frames = b.poll_transmit(&links);
         check_frames(&frames, &links);
+        let mut rejects = 0;
+        while let Some((protocol, _)) = b.poll_protocol_reject() {
+            assert!(
+                ![0x003d, 0x8021, 0x0021].contains(&protocol),
+                "rejected a bundle protocol"
+            );
+            rejects += 1;
+            assert!(rejects <= 8, "unbounded Protocol-Rejects");
+        }
         while let Some(p) = b.poll_ip() {
             assert!(p.len() <= usize::from(mrru), "packet over the MRRU");
         }
