@@ -9,7 +9,7 @@ use super::{
 use crate::lcp;
 use crate::mp::{
     Bundle, BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig,
-    EndpointDiscriminator, LinkState, MultilinkConfig,
+    EndpointDiscriminator, LinkState, MultilinkConfig, Negotiated,
 };
 use crate::packet::{CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket, Options};
 use crate::session::{Event, Session};
@@ -511,8 +511,10 @@ proptest::proptest! {
         if let (Some(x), Some(y), Some(ours), Some(theirs)) = (on_a, on_b, ours, theirs) {
             proptest::prop_assert_eq!((x.our_mrru, x.peer_mrru), (y.peer_mrru, y.our_mrru));
             proptest::prop_assert_eq!((x.our_mrru, y.our_mrru), (ours.mrru, theirs.mrru));
-            proptest::prop_assert_eq!((x.rx_short_seq, x.tx_short_seq), (y.tx_short_seq, y.rx_short_seq));
-            proptest::prop_assert_eq!((x.rx_short_seq, y.rx_short_seq), (ours.short_seq, theirs.short_seq));
+            let formats = |n: Negotiated| (n.rx_short_seq, n.tx_short_seq);
+            proptest::prop_assert_eq!(formats(x), (y.tx_short_seq, y.rx_short_seq));
+            proptest::prop_assert_eq!(formats(x).0, ours.short_seq);
+            proptest::prop_assert_eq!(formats(y).0, theirs.short_seq);
             proptest::prop_assert_eq!(x.peer_endpoint, theirs.endpoint);
             proptest::prop_assert_eq!(y.peer_endpoint, ours.endpoint);
         }
