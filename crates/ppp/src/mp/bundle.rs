@@ -325,6 +325,33 @@ mod tests {
         );
     }
 
+    /// Linux (pppd's kernel side) makes a fragment for every free channel, even an empty
+    /// one, and compresses the packet's protocol field: such fragments join as well.
+    #[test]
+    fn linux_style_fragments_with_empty_ones_are_joined() {
+        let now = Instant::now();
+        let mut b: Bundle<u8> =
+            Bundle::new(BundleConfig::from_negotiated(&negotiated(false, false)), 0);
+        for m in 0..3 {
+            b.add_member(m);
+        }
+        // Long headers: B + seq 0 with "21 45 00", seq 1 empty, E + seq 2 empty.
+        b.handle_mp_frame(0, &[0x80, 0, 0, 0, 0x21, 0x45, 0x00], now)
+            .unwrap();
+        b.handle_mp_frame(2, &[0x40, 0, 0, 2], now).unwrap();
+        assert_eq!(b.poll_packet(), None);
+        b.handle_mp_frame(1, &[0x00, 0, 0, 1], now).unwrap();
+        assert_eq!(b.poll_packet(), Some((0x0021, vec![0x45, 0x00])));
+        // The next packet whole on one channel, empty fragments on the others.
+        b.handle_mp_frame(1, &[0x80, 0, 0, 3, 0x21, 0x45], now)
+            .unwrap();
+        b.handle_mp_frame(0, &[0x00, 0, 0, 4], now).unwrap();
+        b.handle_mp_frame(2, &[0x40, 0, 0, 5], now).unwrap();
+        assert_eq!(b.poll_packet(), Some((0x0021, vec![0x45])));
+        let s = b.stats();
+        assert_eq!((s.rx.delivered, s.rx.lost, s.rx.discarded), (2, 0, 0));
+    }
+
     #[test]
     fn small_packets_take_turns_on_idle_links() {
         let mut b: Bundle<u8> =
