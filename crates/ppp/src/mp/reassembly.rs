@@ -134,6 +134,20 @@ impl<K: Copy + Eq> Reassembler<K> {
         self.deliver(now);
     }
 
+    /// Start over, as for a new bundle (whose numbers start again): everything held is
+    /// discarded; packets not yet polled and the counters stay.
+    pub fn reset(&mut self) {
+        let held = self.frags.len() as u64;
+        self.stats.discarded += held;
+        self.frags.clear();
+        self.bytes = 0;
+        self.members.clear();
+        self.highest = None;
+        self.next = BASE + u64::from(self.cfg.first_seq & self.format.mask());
+        self.started = false;
+        self.stalled_since = None;
+    }
+
     /// Member links known.
     pub fn members(&self) -> impl Iterator<Item = K> + '_ {
         self.members.iter().map(|(k, _)| *k)
