@@ -1,7 +1,8 @@
 //! Multilink member mode: once LCP agreed on Multilink and authentication is done, the link
-//! does not run IPCP itself; it joins a bundle (which the caller owns, see
-//! [`crate::mp::Bundle`]) and carries that bundle's frames: MP fragments, and whatever
-//! network protocol or NCP frames the peer sends on the link outside MP.
+//! does not run IPCP itself; it joins a bundle (which the caller owns: a
+//! [`crate::mp::BundleSession`] runs the bundle's IPCP over a [`crate::mp::Bundle`]) and
+//! carries that bundle's frames: MP fragments, and whatever network protocol or NCP frames
+//! the peer sends on the link outside MP.
 
 use std::time::Instant;
 
