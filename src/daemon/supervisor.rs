@@ -431,9 +431,17 @@ impl LineRegistry {
                 self.admin(lines, LineCommand::Down)
             }
             Request::Status { line } => match line {
-                Some(name) if !self.lock().lines.contains_key(&name) => Response::Error {
-                    message: format!("no line named {name} (lines: {})", self.names().join(", ")),
-                },
+                Some(name)
+                    if !self.lock().lines.contains_key(&name)
+                        && !self.lock().bundles.contains_key(&name) =>
+                {
+                    Response::Error {
+                        message: format!(
+                            "no line named {name} (lines: {})",
+                            self.names().join(", ")
+                        ),
+                    }
+                }
                 filter => Response::Status(self.status(filter.as_deref())),
             },
             // The control server streams status for subscribers itself.
