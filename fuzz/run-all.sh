@@ -16,7 +16,7 @@ runs="${1:-100000}"
 max_time="${2:-600}"
 cd "$(dirname "$0")/.."
 
-targets=(chat_script hdlc_decode ppp_session modem_commands at_reply control_request config_file secrets_file conntrack_dump kernel_watch probe_answers cellular_check)
+targets=(chat_script hdlc_decode ppp_session modem_commands at_reply control_request config_file secrets_file conntrack_dump kernel_watch probe_answers cellular_check mp_reassembly mp_bundle)
 flags=(${FUZZ_FLAGS:--s none -a})
 
 export RUSTC_BOOTSTRAP=1

@@ -161,6 +161,12 @@ pub struct LineStatus {
     /// The tty `device` led to at the last open, where that is another path (a by-id link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tty: Option<String>,
+    /// The Multilink bundle the line carries, while it is a member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// For a bundle (listed with the lines): its member lines up now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<String>>,
 }
 
 /// Resets by the recovery ladder.

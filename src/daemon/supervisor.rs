@@ -10,11 +10,13 @@ use tokio::task::JoinHandle;
 
 use crate::balancer::actor::BalancerHandle;
 use crate::balancer::{Balancer, BalancerConfig};
-use crate::config::{Config, LineConfig, LineSetup, Loaded};
+use crate::config::{BundleConfig, Config, LineConfig, LineSetup, Loaded};
 use crate::control::{DaemonInfo, LineStatus, Request, Response, StatusReport};
+use crate::link::bundle::{BundleContext, Membership};
 use crate::link::hooks::Hooks;
 use crate::link::{LineCommand, LineContext, LineShared, run_line};
 use crate::net::Netlink;
+use crate::ppp::mp::EndpointDiscriminator;
 use crate::serial::HangupTiming;
 
 /// How long a line may take to hang up at shutdown or when removed (its hooks come on top).
@@ -50,6 +52,7 @@ pub struct LineRegistry {
 struct Registry {
     policy: crate::balancer::Policy,
     lines: BTreeMap<String, LineEntry>,
+    bundles: BTreeMap<String, BundleEntry>,
     /// Who this daemon is, for the reports.
     daemon: Option<DaemonInfo>,
     /// The balanced lines' open connections (the balancer writes them).
@@ -66,10 +69,24 @@ struct Rate {
     tx_rate: f64,
 }
 
+/// A running Multilink bundle: its lines join it through `membership`.
+struct BundleTask {
+    membership: Membership,
+    task: JoinHandle<()>,
+}
+
+/// A bundle as the control socket sees it (listed with the lines).
+struct BundleEntry {
+    config: BundleConfig,
+    shared: Arc<LineShared>,
+    rate: Rate,
+}
+
 /// The supervisor's state: the configuration, the line tasks and the balancer.
 pub struct Supervisor {
     config: Config,
     tasks: BTreeMap<String, LineTask>,
+    bundles: BTreeMap<String, BundleTask>,
     registry: LineRegistry,
     balancer: BalancerHandle,
     balancer_task: Option<JoinHandle<()>>,
@@ -111,17 +128,51 @@ impl Supervisor {
         let mut s = Supervisor {
             config: config.clone(),
             tasks: BTreeMap::new(),
+            bundles: BTreeMap::new(),
             registry,
             balancer,
             balancer_task: Some(balancer_task),
             netlink,
             rng: fastrand::Rng::with_seed(seed),
         };
+        // Bundles first: their lines join them. One endpoint discriminator for all of them:
+        // it is this host's, as pppd's `endpoint magic`.
+        let endpoint = EndpointDiscriminator::magic(&[s.rng.u32(..)]);
+        for bundle in config.bundles.clone() {
+            s.start_bundle(bundle, endpoint);
+        }
         for (name, setup) in lines {
             s.start_line(name, setup, None);
         }
-        tracing::info!(lines = s.tasks.len(), "supervisor started");
+        tracing::info!(
+            lines = s.tasks.len(),
+            bundles = s.bundles.len(),
+            "supervisor started"
+        );
         Ok(s)
+    }
+
+    /// Starts a Multilink bundle's task (before its lines).
+    fn start_bundle(&mut self, config: BundleConfig, endpoint: EndpointDiscriminator) {
+        let shared = Arc::new(LineShared::default());
+        let (membership, task) = crate::link::bundle::spawn(BundleContext {
+            config: config.clone(),
+            netlink: self.netlink.clone(),
+            balancer: self.balancer.clone(),
+            shared: shared.clone(),
+            local_addrs: crate::sys::local_ipv4_addrs(&config.slave),
+            endpoint,
+        });
+        self.registry.lock().bundles.insert(
+            config.name.clone(),
+            BundleEntry {
+                config: config.clone(),
+                shared,
+                rate: Rate::default(),
+            },
+        );
+        self.bundles
+            .insert(config.name, BundleTask { membership, task });
     }
 
     /// Starts a line; `shared` carries on the counters of the line a reload restarts.
@@ -148,6 +199,12 @@ impl Supervisor {
             },
             shared: shared.clone(),
             seed: self.rng.u64(..),
+            membership: fp
+                .config
+                .bundle
+                .as_ref()
+                .and_then(|b| self.bundles.get(b))
+                .map(|b| b.membership.clone()),
         };
         let (tx, rx) = mpsc::channel(LINE_INBOX);
         let task = tokio::spawn(run_line(ctx, rx));
@@ -210,10 +267,14 @@ impl Supervisor {
         if config.metrics != self.config.metrics {
             notes.push("metrics settings change at the next restart".to_string());
         }
+        if config.bundles != self.config.bundles {
+            notes.push("bundles change at the next restart".to_string());
+        }
         let old = self.config.clone();
         self.config = Config {
             balancer: old.balancer.clone(),
             metrics: old.metrics.clone(),
+            bundles: old.bundles.clone(),
             ..config
         };
         let (mut kept, mut restarted, mut added) = (vec![], vec![], vec![]);
@@ -294,6 +355,15 @@ impl Supervisor {
     pub async fn shutdown(&mut self) {
         let all = self.tasks.keys().cloned().collect();
         self.stop_lines(all).await;
+        // With their lines gone, the bundles end (their memberships were the last).
+        let bound = self.line_stop_bound();
+        for (name, b) in std::mem::take(&mut self.bundles) {
+            drop(b.membership);
+            if tokio::time::timeout(bound, b.task).await.is_err() {
+                tracing::warn!(bundle = %name, "bundle still running after {bound:?}");
+            }
+            self.registry.lock().bundles.remove(&name);
+        }
         if let Err(e) = self.balancer.shutdown().await {
             tracing::error!("balancer shutdown: {e}");
         }
@@ -361,9 +431,17 @@ impl LineRegistry {
                 self.admin(lines, LineCommand::Down)
             }
             Request::Status { line } => match line {
-                Some(name) if !self.lock().lines.contains_key(&name) => Response::Error {
-                    message: format!("no line named {name} (lines: {})", self.names().join(", ")),
-                },
+                Some(name)
+                    if !self.lock().lines.contains_key(&name)
+                        && !self.lock().bundles.contains_key(&name) =>
+                {
+                    Response::Error {
+                        message: format!(
+                            "no line named {name} (lines: {})",
+                            self.names().join(", ")
+                        ),
+                    }
+                }
                 filter => Response::Status(self.status(filter.as_deref())),
             },
             // The control server streams status for subscribers itself.
@@ -433,17 +511,14 @@ impl LineRegistry {
     /// Samples traffic counters (call about once a second) for rates and shares.
     pub fn sample(&self) {
         let now = Instant::now();
-        for l in self.lock().lines.values_mut() {
-            let rx = l.shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            let tx = l.shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            if let Some(at) = l.rate.last_at {
-                let dt = now.duration_since(at).as_secs_f64().max(1e-3);
-                l.rate.rx_rate = rx.saturating_sub(l.rate.last_rx) as f64 / dt;
-                l.rate.tx_rate = tx.saturating_sub(l.rate.last_tx) as f64 / dt;
-            }
-            l.rate.last_rx = rx;
-            l.rate.last_tx = tx;
-            l.rate.last_at = Some(now);
+        let mut registry = self.lock();
+        let Registry { lines, bundles, .. } = &mut *registry;
+        let all = lines
+            .values_mut()
+            .map(|l| (&l.shared, &mut l.rate))
+            .chain(bundles.values_mut().map(|b| (&b.shared, &mut b.rate)));
+        for (shared, rate) in all {
+            rate.sample(shared, now);
         }
     }
 
@@ -524,9 +599,19 @@ impl LineRegistry {
                         .as_ref()
                         .filter(|t| Some(t.as_path()) != l.config.device.path())
                         .map(|t| t.display().to_string()),
+                    bundle: i.bundle.clone(),
+                    members: None,
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let mut lines = lines;
+        let bundles = registry
+            .bundles
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == name.as_str()));
+        for (name, b) in bundles {
+            lines.push(bundle_status(name, b, total));
+        }
         StatusReport {
             time: epoch(SystemTime::now()),
             policy: registry.policy.into(),
@@ -541,12 +626,28 @@ impl Registry {
     fn total_rate(&self) -> f64 {
         self.lines
             .values()
-            .map(|l| l.rate.rx_rate + l.rate.tx_rate)
+            .map(|l| &l.rate)
+            .chain(self.bundles.values().map(|b| &b.rate))
+            .map(|r| r.rx_rate + r.tx_rate)
             .sum()
     }
 }
 
 impl Rate {
+    /// Takes the counters' values at `now`: the rates since the last sample.
+    fn sample(&mut self, shared: &LineShared, now: Instant) {
+        let rx = shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        let tx = shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(at) = self.last_at {
+            let dt = now.duration_since(at).as_secs_f64().max(1e-3);
+            self.rx_rate = rx.saturating_sub(self.last_rx) as f64 / dt;
+            self.tx_rate = tx.saturating_sub(self.last_tx) as f64 / dt;
+        }
+        self.last_rx = rx;
+        self.last_tx = tx;
+        self.last_at = Some(now);
+    }
+
     /// This line's share of `total`.
     fn share(&self, total: f64) -> f64 {
         if total > 0.0 {
@@ -554,6 +655,37 @@ impl Rate {
         } else {
             0.0
         }
+    }
+}
+
+/// A bundle, listed with the lines: its IP session's state and addresses, its slave's
+/// traffic, its members.
+fn bundle_status(name: &str, b: &BundleEntry, total: f64) -> LineStatus {
+    let i = b.shared.info();
+    let (queued_bytes, dropped_packets) = b.shared.queue_figures();
+    LineStatus {
+        name: name.to_string(),
+        device: format!("Multilink bundle of {}", b.config.members.join(", ")),
+        slave: b.config.slave.clone(),
+        state: i.state.into(),
+        since: epoch(i.since),
+        admin: super::wire::admin_state(true),
+        local: i.local,
+        peer: i.peer,
+        dns: i.dns.clone(),
+        mru: i.mru,
+        rx_bytes: b.shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        tx_bytes: b.shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        rx_rate: b.rate.rx_rate,
+        tx_rate: b.rate.tx_rate,
+        share: b.rate.share(total),
+        queued_bytes,
+        dropped_packets,
+        last_error: i.last_error.clone(),
+        tier: b.config.tier,
+        detail: i.detail.clone(),
+        members: Some(i.members.clone().unwrap_or_default()),
+        ..LineStatus::default()
     }
 }
 

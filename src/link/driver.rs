@@ -60,6 +60,8 @@ pub struct LineContext {
     /// Seed of the line's generator, which seeds the redial jitter and each PPP session
     /// (magic numbers, CHAP challenges).
     pub seed: u64,
+    /// The Multilink bundle the line proposes to join (`bundle = "…"`).
+    pub membership: Option<super::bundle::Membership>,
 }
 
 /// How often the carrier (DCD) is sampled during PPP, where the port has modem lines.
@@ -476,6 +478,8 @@ impl Line {
         config.establish_timeout = Some(c.ppp_timeout);
         // The peer may not put this host's other addresses (the LAN, other lines) on the line.
         config.ipcp.local_addrs = crate::sys::local_ipv4_addrs(&c.slave);
+        // A bundle's line proposes Multilink; a peer that rejects it gives a plain link.
+        config.lcp.multilink = self.ctx.membership.as_ref().map(|b| b.multilink);
         // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
         // left over from the last session must not match this one's.
         config.seed = self.rng.u64(..);
@@ -511,6 +515,8 @@ impl Line {
         } = link;
         let mut incoming = Some(incoming);
         let mut up: Option<UpLine> = None;
+        // While the line is a bundle member: why the bundle wants it closed, if it does.
+        let mut kicked: Option<tokio::sync::oneshot::Receiver<String>> = None;
         let mut closing = false;
         // Set when upstream tracking asked for a new call: the session's end says so.
         let mut redial_for: Option<String> = None;
@@ -539,6 +545,33 @@ impl Line {
                             }
                         }
                     }
+                    Some(Event::BundleMember { id, multilink }) => {
+                        match self.join_bundle(id, multilink, &outgoing, &mut incoming).await {
+                            Ok(kick) => {
+                                kicked = Some(kick);
+                                self.feed(m, LineEvent::PppUp);
+                                self.publish(m);
+                                let bundle = self.ctx.shared.info().bundle.unwrap_or_default();
+                                self.ctx.shared.edit(|i| i.detail = Some(format!("member of bundle {bundle}")));
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot join the bundle: {e}");
+                                closer.close();
+                                closing = true;
+                                self.feed(m, LineEvent::PppEnded { message: e, kind: FailureKind::Other });
+                                self.publish(m);
+                            }
+                        }
+                    }
+                    Some(Event::NetworkDown { reason }) if kicked.is_some() => {
+                        // Out of the bundle (LCP renegotiates): the call ends, a redial
+                        // joins again.
+                        tracing::info!("left the bundle: {reason}");
+                        kicked = None;
+                        self.ctx.shared.edit(|i| i.bundle = None);
+                        closer.close();
+                        closing = true;
+                    }
                     Some(Event::NetworkDown { reason }) => {
                         tracing::info!("IP down: {reason}");
                         // Not up any more (status says so first), though PPP may renegotiate.
@@ -558,6 +591,20 @@ impl Line {
                     Some(Event::Down { .. }) | None => break,
                     Some(_) => {}
                 },
+                why = async {
+                    match kicked.as_mut() {
+                        Some(k) => k.await.ok(),
+                        None => std::future::pending().await,
+                    }
+                }, if !closing => {
+                    kicked = None;
+                    if let Some(why) = why {
+                        tracing::warn!("the bundle closes the line: {why}");
+                        redial_for = Some(why);
+                        closer.close();
+                        closing = true;
+                    }
+                }
                 cmd = commands.recv(), if !closing => {
                     if let Interrupt::Goto(_) = self.command(cmd, m) {
                         closer.close();
@@ -623,6 +670,7 @@ impl Line {
         if let Some(u) = up.take() {
             self.bring_down(u, &mut incoming).await;
         }
+        self.ctx.shared.edit(|i| i.bundle = None);
         drop(closer);
         let finished = match task.await {
             Ok(f) => f,
@@ -644,6 +692,51 @@ impl Line {
             None => ppp_failure(&finished.ended.reason, carrier_lost, m.was_up()),
         };
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
+    }
+
+    /// The session became a member of a Multilink bundle: its channels go to the bundle
+    /// task, which runs IPCP and the slave for all members. Returns where the bundle says why
+    /// it wants the line closed.
+    async fn join_bundle(
+        &mut self,
+        id: crate::ppp::mp::BundleId,
+        multilink: crate::ppp::mp::Negotiated,
+        outgoing: &mpsc::Sender<Vec<u8>>,
+        incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<String>, String> {
+        let membership = self
+            .ctx
+            .membership
+            .clone()
+            .ok_or("Multilink agreed without a bundle")?;
+        let from_link = incoming.take().ok_or("joined a bundle twice")?;
+        let speed = self
+            .ctx
+            .shared
+            .info()
+            .connect_speed
+            .unwrap_or(self.ctx.config.baud);
+        let (kick, kicked) = tokio::sync::oneshot::channel();
+        let join = crate::ppp::bundle::Join {
+            name: self.ctx.config.name.clone(),
+            id: id.clone(),
+            multilink,
+            rate: u64::from(speed / 8),
+            mru: crate::ppp::lcp::DEFAULT_MRU,
+            to_link: outgoing.clone(),
+            from_link,
+            kick,
+        };
+        membership
+            .joins
+            .send(join)
+            .await
+            .map_err(|_| format!("bundle {} is not running", membership.bundle))?;
+        tracing::info!(bundle = %membership.bundle, peer_bundle = %id, "joined bundle {}", membership.bundle);
+        self.ctx
+            .shared
+            .edit(|i| i.bundle = Some(membership.bundle.clone()));
+        Ok(kicked)
     }
 
     /// IPCP is up: make the slave, start the pumps, enslave, run ip-up.

@@ -3,6 +3,7 @@
 //! async driver that carries the steps out ([`driver`]), the status it
 //! shares ([`status`]) and the pppd-style hooks ([`hooks`]).
 
+pub mod bundle;
 pub mod driver;
 pub mod hooks;
 pub mod locate;

@@ -39,6 +39,10 @@ pub struct LineInfo {
     pub last_reset: Option<String>,
     /// The tty the device path led to at the last open (a by-id link's `/dev/ttyUSB2`).
     pub tty: Option<std::path::PathBuf>,
+    /// The Multilink bundle the line carries, while it is a member.
+    pub bundle: Option<String>,
+    /// For a bundle: its members up now.
+    pub members: Option<Vec<String>>,
 }
 
 impl Default for LineInfo {
@@ -61,6 +65,8 @@ impl Default for LineInfo {
             resets: Default::default(),
             last_reset: None,
             tty: None,
+            bundle: None,
+            members: None,
         }
     }
 }

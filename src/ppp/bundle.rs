@@ -320,6 +320,15 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
     let states: Vec<LinkState<u32>> = members.iter().map(|(id, m)| m.state(*id)).collect();
     let control = r.session.poll_transmit(&states);
     send(control, members);
+    // Protocols the bundle does not run (CCP, IPv6CP): any member's LCP rejects them.
+    while let Some((protocol, info)) = r.session.poll_protocol_reject() {
+        if let Some(m) = members.values().find(|m| m.to_link.capacity() > 0) {
+            let reject = bundle_frame(protocol, &info);
+            let _ = m
+                .to_link
+                .try_send(bundle_frame(super::lcp::PROTOCOL, &reject));
+        }
+    }
     while let Some(packet) = r.session.poll_ip() {
         // A full channel: the slave is not keeping up; the packet is dropped like any
         // queue overflow (TCP recovers).

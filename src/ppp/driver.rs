@@ -326,6 +326,13 @@ fn send_ip(session: &mut Session, p: &[u8]) {
     let sent = match session.bundle_member() {
         None => session.send_ip(p),
         Some(_) => match split_bundle_frame(p) {
+            // The bundle asks this member's LCP to Protocol-Reject what it does not run.
+            Some((super::lcp::PROTOCOL, rejected)) => {
+                if let Some((protocol, info)) = split_bundle_frame(rejected) {
+                    session.send_protocol_reject(protocol, info, now());
+                }
+                return;
+            }
             Some((protocol, info)) => session.send_frame(protocol, info),
             None => return,
         },
@@ -336,7 +343,9 @@ fn send_ip(session: &mut Session, p: &[u8]) {
 }
 
 /// A bundle member's frame on its channels: the protocol (big-endian), then the information
-/// field (an MP fragment for protocol 0x003d).
+/// field (an MP fragment for protocol 0x003d). Towards the link, protocol LCP means "reject
+/// this": a protocol and information field the bundle does not run, for the member's LCP to
+/// Protocol-Reject.
 pub fn bundle_frame(protocol: u16, info: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(2 + info.len());
     frame.extend_from_slice(&protocol.to_be_bytes());

@@ -76,6 +76,7 @@ impl Progress {
                 .collect();
         }
         let mut changed = Vec::new();
+        let mut pending_bundles: Vec<(String, Vec<String>)> = Vec::new();
         for row in &mut self.rows {
             if row.outcome.is_some() {
                 continue;
@@ -89,12 +90,38 @@ impl Progress {
             };
             row.state = line.state.clone();
             row.outcome = outcome(line, self.started);
+            if line.members.is_some() {
+                // A Multilink bundle: up once a member brought its IP up; it fails only
+                // when its lines are done and none of them joined it.
+                row.outcome = matches!(
+                    line.state,
+                    LineState::Up | LineState::NoInternet | LineState::Degraded
+                )
+                .then_some(Outcome::Up);
+                pending_bundles.push((row.name.clone(), line.members.clone().unwrap_or_default()));
+            }
             if row.outcome.is_some() {
                 row.ended = Some(report.time);
             }
             let text = describe(line, row.outcome.as_ref(), report.time);
             if text != row.text {
                 row.text = text;
+                changed.push(format!("{}: {}", row.name, row.text));
+            }
+        }
+        let lines_done = self
+            .rows
+            .iter()
+            .filter(|r| !pending_bundles.iter().any(|(b, _)| *b == r.name))
+            .all(|r| r.outcome.is_some());
+        for (bundle, members) in pending_bundles {
+            let Some(row) = self.rows.iter_mut().find(|r| r.name == bundle) else {
+                continue;
+            };
+            if row.outcome.is_none() && lines_done && members.is_empty() {
+                row.outcome = Some(Outcome::Failed("none of its lines joined it".into()));
+                row.ended = Some(report.time);
+                row.text = "failed: none of its lines joined it".into();
                 changed.push(format!("{}: {}", row.name, row.text));
             }
         }
@@ -380,6 +407,47 @@ mod tests {
         let mut named = Progress::new(vec!["ttyS3".into()], 100.0);
         named.on_report(&report(100.1, lines));
         assert!(named.finished() && named.all_up());
+    }
+
+    #[test]
+    fn a_bundle_is_up_with_its_ip_and_fails_only_when_no_line_joined_it() {
+        let bundle = |state, members: &[&str]| LineStatus {
+            members: Some(members.iter().map(|m| m.to_string()).collect()),
+            ..line("isp", state, 100.0)
+        };
+        let mut p = Progress::new(vec![], 99.0);
+        // Its lines are up (joined), its IP not yet: waiting, not failed.
+        p.on_report(&report(
+            101.0,
+            vec![
+                line("ttyS1", LineState::Up, 100.5),
+                bundle(LineState::Down, &["ttyS1"]),
+            ],
+        ));
+        assert!(!p.finished());
+        p.on_report(&report(
+            103.0,
+            vec![
+                line("ttyS1", LineState::Up, 100.5),
+                bundle(LineState::Up, &["ttyS1"]),
+            ],
+        ));
+        assert!(p.finished() && p.all_up());
+        // Its only line failed: so does the bundle.
+        let mut p = Progress::new(vec![], 99.0);
+        p.on_report(&report(
+            101.0,
+            vec![
+                line("ttyS1", LineState::Holdoff, 100.5),
+                bundle(LineState::Down, &[]),
+            ],
+        ));
+        assert!(p.finished() && !p.all_up());
+        assert!(
+            p.summary().contains("isp (none of its lines joined it)"),
+            "{}",
+            p.summary()
+        );
     }
 
     #[test]

@@ -209,6 +209,16 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
     if let Some(c) = &l.cellular {
         rows.push(("cellular", cellular_text(c)));
     }
+    if let Some(b) = &l.bundle {
+        rows.push(("bundle", format!("member of Multilink bundle {b}")));
+    }
+    if let Some(members) = &l.members {
+        let up = match members.as_slice() {
+            [] => "none up".to_string(),
+            m => format!("{} up: {}", m.len(), m.join(", ")),
+        };
+        rows.push(("members", up));
+    }
     if !l.resets.is_zero() || l.last_reset.is_some() {
         let mut text = format!(
             "modem {}, USB port {}, hook {}",

@@ -2,8 +2,9 @@
 //!
 //! [`LcpOptions`] is the [`Negotiator`] for MRU, ACCM, Authentication-Protocol,
 //! Magic-Number, PFC and ACFC, and with [`LcpConfig::multilink`] for RFC 1990's MRRU,
-//! Short Sequence Number Header Format and Endpoint Discriminator. [`Lcp`] wraps the shared automaton and adds the
-//! LCP-only codes (Protocol-Reject, Echo, Discard) and the keepalive.
+//! Short Sequence Number Header Format and Endpoint Discriminator. [`Lcp`] wraps the
+//! shared automaton and adds the LCP-only codes (Protocol-Reject, Echo, Discard) and the
+//! keepalive.
 //!
 //! Like pppd, our first Configure-Request asks for ACCM 0, a random magic
 //! number, PFC and ACFC (MRU only when it is not the default 1500), plus the

@@ -107,6 +107,8 @@ pub struct Bundle<K> {
     reassembler: Reassembler<K>,
     /// Sequence number of our next fragment.
     tx_seq: u32,
+    /// Our first sequence number, again when the bundle starts over.
+    first_seq: u32,
     stats: BundleStats,
 }
 
@@ -117,6 +119,7 @@ impl<K: Copy + Eq> Bundle<K> {
         Bundle {
             reassembler: Reassembler::new(cfg.rx_format, cfg.reassembly),
             tx_seq: first_seq & cfg.tx_format.mask(),
+            first_seq: first_seq & cfg.tx_format.mask(),
             cfg,
             stats: BundleStats::default(),
         }
@@ -132,9 +135,15 @@ impl<K: Copy + Eq> Bundle<K> {
         self.reassembler.add_member(member);
     }
 
-    /// A member link left (went down): fragments in flight on it are given up.
+    /// A member link left (went down): fragments in flight on it are given up. With the
+    /// last one gone the bundle starts over (numbering and reassembly): pppd makes a new
+    /// bundle when a link joins again, and numbers its fragments from 0 again.
     pub fn remove_member(&mut self, member: K, now: Instant) {
         self.reassembler.remove_member(member, now);
+        if self.reassembler.members().next().is_none() {
+            self.reassembler.reset();
+            self.tx_seq = self.first_seq;
+        }
     }
 
     /// Member links known.
@@ -322,6 +331,66 @@ mod tests {
         assert_eq!(
             (s.rx_bad_protocol, s.rx_malformed, s.rx.delivered),
             (1, 1, 2)
+        );
+    }
+
+    /// Linux (pppd's kernel side) makes a fragment for every free channel, even an empty
+    /// one, and compresses the packet's protocol field: such fragments join as well.
+    #[test]
+    fn linux_style_fragments_with_empty_ones_are_joined() {
+        let now = Instant::now();
+        let mut b: Bundle<u8> =
+            Bundle::new(BundleConfig::from_negotiated(&negotiated(false, false)), 0);
+        for m in 0..3 {
+            b.add_member(m);
+        }
+        // Long headers: B + seq 0 with "21 45 00", seq 1 empty, E + seq 2 empty.
+        b.handle_mp_frame(0, &[0x80, 0, 0, 0, 0x21, 0x45, 0x00], now)
+            .unwrap();
+        b.handle_mp_frame(2, &[0x40, 0, 0, 2], now).unwrap();
+        assert_eq!(b.poll_packet(), None);
+        b.handle_mp_frame(1, &[0x00, 0, 0, 1], now).unwrap();
+        assert_eq!(b.poll_packet(), Some((0x0021, vec![0x45, 0x00])));
+        // The next packet whole on one channel, empty fragments on the others.
+        b.handle_mp_frame(1, &[0x80, 0, 0, 3, 0x21, 0x45], now)
+            .unwrap();
+        b.handle_mp_frame(0, &[0x00, 0, 0, 4], now).unwrap();
+        b.handle_mp_frame(2, &[0x40, 0, 0, 5], now).unwrap();
+        assert_eq!(b.poll_packet(), Some((0x0021, vec![0x45])));
+        let s = b.stats();
+        assert_eq!((s.rx.delivered, s.rx.lost, s.rx.discarded), (2, 0, 0));
+    }
+
+    #[test]
+    fn an_emptied_bundle_starts_over() {
+        let now = Instant::now();
+        let mut b: Bundle<u8> =
+            Bundle::new(BundleConfig::from_negotiated(&negotiated(false, false)), 0);
+        b.add_member(1);
+        for seq in 0..5u8 {
+            b.handle_mp_frame(1, &[0xc0, 0, 0, seq, 0x21, seq], now)
+                .unwrap();
+        }
+        // A fragment left waiting for its end when the last member goes.
+        b.handle_mp_frame(1, &[0x80, 0, 0, 5, 0x21], now).unwrap();
+        let sent = b.send(0x0021, &[1], &[link(1, 1000)]).unwrap();
+        assert_eq!(sent[0].info[..4], [0xc0, 0, 0, 0]);
+        b.remove_member(1, now);
+        assert_eq!(b.members().count(), 0);
+        // The peer's new bundle numbers from 0 again: not duplicates.
+        b.add_member(2);
+        b.handle_mp_frame(2, &[0xc0, 0, 0, 0, 0x21, 9], now)
+            .unwrap();
+        let got: Vec<_> = std::iter::from_fn(|| b.poll_packet()).collect();
+        assert_eq!(got.len(), 6);
+        assert_eq!(got[5], (0x0021, vec![9]));
+        let s = b.stats();
+        assert_eq!((s.rx.duplicates, s.rx.discarded), (0, 1));
+        let sent = b.send(0x0021, &[1], &[link(2, 1000)]).unwrap();
+        assert_eq!(
+            sent[0].info[..4],
+            [0xc0, 0, 0, 0],
+            "numbering starts over too"
         );
     }
 

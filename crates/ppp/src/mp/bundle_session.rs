@@ -29,6 +29,9 @@ use crate::session::{DownReason, SendError, ipcp_agreed, ipcp_finished};
 /// Log target, next to the session's.
 const LOG_TARGET: &str = "eqlplus_dialer::ppp::mp";
 
+/// Protocol-Rejects waiting for a member at most (a flooding peer gets no more).
+const MAX_REJECTS: usize = 8;
+
 /// What a bundle's network layer reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleEvent {
@@ -110,6 +113,8 @@ pub struct BundleSession<K> {
     ipcp: Fsm<IpcpOptions>,
     /// IPCP packets to send over the bundle.
     ctrl_tx: VecDeque<Vec<u8>>,
+    /// Packets of protocols the bundle does not run, for a member's LCP to reject.
+    rejects: VecDeque<(u16, Vec<u8>)>,
     ip_rx: VecDeque<Vec<u8>>,
     events: VecDeque<BundleEvent>,
     ip_up: bool,
@@ -128,6 +133,7 @@ impl<K: Copy + Eq> BundleSession<K> {
             ipcp,
             cfg,
             ctrl_tx: VecDeque::new(),
+            rejects: VecDeque::new(),
             ip_rx: VecDeque::new(),
             events: VecDeque::new(),
             ip_up: false,
@@ -185,8 +191,13 @@ impl<K: Copy + Eq> BundleSession<K> {
                 self.stats.rx_ip_packets += 1;
             }
             ipcp::IPV4 => self.stats.rx_ip_dropped += 1,
-            // No Protocol-Reject from here: that is LCP's, on a member link.
-            _ => self.stats.rx_unknown_protocol += 1,
+            // Protocol-Reject is LCP's: a member sends it (`poll_protocol_reject`).
+            _ => {
+                self.stats.rx_unknown_protocol += 1;
+                if self.rejects.len() < MAX_REJECTS {
+                    self.rejects.push_back((protocol, info.to_vec()));
+                }
+            }
         }
     }
 
@@ -286,6 +297,13 @@ impl<K: Copy + Eq> BundleSession<K> {
             .map_err(|_| SendError::QueueFull)?;
         self.stats.tx_ip_packets += 1;
         Ok(frames)
+    }
+
+    /// A packet of a protocol the bundle does not run (CCP, IPv6CP, …): hand it to
+    /// [`Session::send_protocol_reject`](crate::Session::send_protocol_reject) of any
+    /// member, so the peer stops trying (pppd rejects on the bundle's link likewise).
+    pub fn poll_protocol_reject(&mut self) -> Option<(u16, Vec<u8>)> {
+        self.rejects.pop_front()
     }
 
     /// Next received IPv4 packet.

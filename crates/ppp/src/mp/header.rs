@@ -232,7 +232,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn parse_never_panics_and_round_trips(bytes in proptest::collection::vec(any::<u8>(), 0..8), short: bool) {
+        fn parse_never_panics_and_round_trips(
+            bytes in proptest::collection::vec(any::<u8>(), 0..8),
+            short: bool,
+        ) {
             let f = SeqFormat::new(short);
             if let Ok((h, rest)) = MpHeader::parse(&bytes, f) {
                 let mut out = Vec::new();
@@ -246,7 +249,11 @@ mod tests {
         }
 
         #[test]
-        fn unwrap_inverts_wrapping(base in 1u64 << 30..1u64 << 40, step in -2000i64..2000, short: bool) {
+        fn unwrap_inverts_wrapping(
+            base in 1u64 << 30..1u64 << 40,
+            step in -2000i64..2000,
+            short: bool,
+        ) {
             let f = SeqFormat::new(short);
             let target = base.saturating_add_signed(step);
             let seq = (target & u64::from(f.mask())) as u32;

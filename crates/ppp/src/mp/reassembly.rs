@@ -89,8 +89,9 @@ pub struct Reassembler<K> {
     members: Vec<(K, Option<u64>)>,
     frags: BTreeMap<u64, Fragment>,
     bytes: usize,
-    /// Highest unwrapped number seen (or the expected first): the reference for unwrapping.
-    highest: u64,
+    /// Highest unwrapped number seen: the reference for unwrapping (`None` before the first
+    /// fragment, which is unwrapped near `next`, the expected first number).
+    highest: Option<u64>,
     /// Everything below is delivered or given up.
     next: u64,
     /// Something was delivered or given up: `next` is no longer only an expectation.
@@ -110,7 +111,7 @@ impl<K: Copy + Eq> Reassembler<K> {
             members: Vec::new(),
             frags: BTreeMap::new(),
             bytes: 0,
-            highest: BASE + u64::from(cfg.first_seq & format.mask()),
+            highest: None,
             next: BASE + u64::from(cfg.first_seq & format.mask()),
             started: false,
             stalled_since: None,
@@ -133,6 +134,20 @@ impl<K: Copy + Eq> Reassembler<K> {
         self.deliver(now);
     }
 
+    /// Start over, as for a new bundle (whose numbers start again): everything held is
+    /// discarded; packets not yet polled and the counters stay.
+    pub fn reset(&mut self) {
+        let held = self.frags.len() as u64;
+        self.stats.discarded += held;
+        self.frags.clear();
+        self.bytes = 0;
+        self.members.clear();
+        self.highest = None;
+        self.next = BASE + u64::from(self.cfg.first_seq & self.format.mask());
+        self.started = false;
+        self.stalled_since = None;
+    }
+
     /// Member links known.
     pub fn members(&self) -> impl Iterator<Item = K> + '_ {
         self.members.iter().map(|(k, _)| *k)
@@ -141,8 +156,12 @@ impl<K: Copy + Eq> Reassembler<K> {
     /// One fragment (header and data) received on `member` (added if unknown).
     pub fn push(&mut self, member: K, header: MpHeader, data: &[u8], now: Instant) {
         self.stats.fragments += 1;
-        let seq = self.format.unwrap(self.highest, header.seq);
-        self.highest = self.highest.max(seq);
+        // Later numbers are read relative to the highest so far, not to the expectation: a
+        // peer that starts half the circle away from it must not be split over two laps.
+        let seq = self
+            .format
+            .unwrap(self.highest.unwrap_or(self.next), header.seq);
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         match self.members.iter_mut().find(|(k, _)| *k == member) {
             Some((_, last)) => *last = Some(last.map_or(seq, |l| l.max(seq))),
             None => self.members.push((member, Some(seq))),
@@ -461,6 +480,19 @@ mod tests {
     }
 
     #[test]
+    fn a_start_half_the_circle_from_the_expected_stays_on_one_lap() {
+        // Expected 0, the peer starts near 2047 (12 bits: half the circle away). The first
+        // number to arrive must not put the next ones on another lap.
+        let mut t = T::new(SeqFormat::Short, &[A, B]);
+        assert!(t.push(B, 2048, "", b"b").is_empty());
+        assert!(t.push(A, 2047, "B", b"a").is_empty());
+        assert_eq!(t.push(A, 2049, "E", b"c"), [b"abc".to_vec()]);
+        assert_eq!(t.push(B, 2050, "BE", b"d"), [b"d".to_vec()]);
+        let s = t.r.stats();
+        assert_eq!((s.lost, s.discarded), (0, 0));
+    }
+
+    #[test]
     fn broken_packets_are_discarded() {
         let mut t = T::new(SeqFormat::Long, &[A]);
         // A beginning without an end, then a middle without a beginning.
@@ -594,7 +626,9 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             8 => (0u8..4, -3i8..6, any::<bool>(), any::<bool>(), 0usize..200)
-                .prop_map(|(member, step, begin, end, len)| Op::Push { member, step, begin, end, len }),
+                .prop_map(|(member, step, begin, end, len)| {
+                    Op::Push { member, step, begin, end, len }
+                }),
             1 => (0u8..4).prop_map(Op::Add),
             1 => (0u8..4).prop_map(Op::Remove),
             1 => (0u64..1500).prop_map(Op::Wait),

@@ -331,7 +331,9 @@ mod tests {
             let links: Vec<_> = links
                 .into_iter()
                 .enumerate()
-                .map(|(i, (rate, queued, mru, up))| LinkState { id: i as u8, rate, queued, mru, up })
+                .map(|(i, (rate, queued, mru, up))| {
+                    LinkState { id: i as u8, rate, queued, mru, up }
+                })
                 .collect();
             if links.iter().any(|l| l.up && l.rate > 0) {
                 plan(len, &links);

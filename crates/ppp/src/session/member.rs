@@ -1,10 +1,13 @@
 //! Multilink member mode: once LCP agreed on Multilink and authentication is done, the link
-//! does not run IPCP itself; it joins a bundle (which the caller owns, see
-//! [`crate::mp::Bundle`]) and carries that bundle's frames: MP fragments, and whatever
-//! network protocol or NCP frames the peer sends on the link outside MP.
+//! does not run IPCP itself; it joins a bundle (which the caller owns: a
+//! [`crate::mp::BundleSession`] runs the bundle's IPCP over a [`crate::mp::Bundle`]) and
+//! carries that bundle's frames: MP fragments, and whatever network protocol or NCP frames
+//! the peer sends on the link outside MP.
+
+use std::time::Instant;
 
 use super::{Event, LOG_TARGET, SendError, Session};
-use crate::mp::{BundleId, Negotiated};
+use crate::mp::{BundleId, LinkState, Negotiated};
 
 impl Session {
     /// Authentication is done with Multilink agreed: become a bundle member.
@@ -82,9 +85,30 @@ impl Session {
         self.queue_data(protocol, info)
     }
 
+    /// Protocol-Reject, on this link's LCP, a packet of a protocol the bundle does not run
+    /// ([`crate::mp::BundleSession::poll_protocol_reject`]): only LCP can say so.
+    pub fn send_protocol_reject(&mut self, protocol: u16, info: &[u8], now: Instant) {
+        if self.member.is_some() {
+            self.protocol_reject(protocol, info);
+            self.pump(now);
+        }
+    }
+
     /// Bytes waiting in the data queue: what the scheduler counts as this link's backlog
     /// (add what the driver holds in its own buffers).
     pub fn queued_data_bytes(&self) -> usize {
         self.ip_tx.iter().map(Vec::len).sum()
+    }
+
+    /// This link as the bundle's scheduler sees it: named `id`, sending `rate` bytes/s (the
+    /// caller's estimate), with its queue, the peer's MRU, and usable while a member.
+    pub fn bundle_link_state<K>(&self, id: K, rate: u64) -> LinkState<K> {
+        LinkState {
+            id,
+            rate,
+            queued: self.queued_data_bytes(),
+            mru: self.lcp.fsm.negotiator().peer().mru,
+            up: self.member.is_some(),
+        }
     }
 }

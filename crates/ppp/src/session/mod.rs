@@ -374,7 +374,7 @@ impl Session {
     // ----- state propagation -----
 
     /// Move packets and signals between layers until nothing changes.
-    fn pump(&mut self, now: Instant) {
+    pub(super) fn pump(&mut self, now: Instant) {
         loop {
             let mut progress = false;
             while let Some(sig) = self.lcp.fsm.poll_signal() {

@@ -9,7 +9,7 @@ use super::{
 use crate::lcp;
 use crate::mp::{
     Bundle, BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig,
-    EndpointDiscriminator, LinkState, MultilinkConfig,
+    EndpointDiscriminator, LinkState, MultilinkConfig, Negotiated,
 };
 use crate::packet::{CONFIGURE_REJECT, CONFIGURE_REQUEST, ControlPacket, Options};
 use crate::session::{Event, Session};
@@ -143,17 +143,13 @@ fn to_bundle(bundle: &mut Bundle<usize>, member: usize, session: &mut Session, n
 }
 
 fn states(sessions: &[&Session]) -> Vec<LinkState<usize>> {
-    sessions
+    let states: Vec<_> = sessions
         .iter()
         .enumerate()
-        .map(|(i, s)| LinkState {
-            id: i,
-            rate: 7_000,
-            queued: s.queued_data_bytes(),
-            mru: 1500,
-            up: true,
-        })
-        .collect()
+        .map(|(i, s)| s.bundle_link_state(i, 7_000))
+        .collect();
+    assert!(states.iter().all(|l| l.up && l.mru == 1500));
+    states
 }
 
 /// pppd's setup: a dialer on two lines with `multilink endpoint magic:…` and PAP, an
@@ -381,6 +377,24 @@ fn the_bundle_runs_ipcp_and_ip_for_its_members() {
         assert!(s.bundle.tx_fragments > s.bundle.tx_packets);
     }
 
+    // The peer tries CCP over the bundle: a member's LCP rejects it.
+    pairs[1].b.send_frame(0x80fd, &[1, 1, 0, 4]).unwrap();
+    shuttle(&mut pairs, &mut dialer_side, &mut answer_side);
+    let (protocol, info) = dialer_side.poll_protocol_reject().expect("CCP to reject");
+    assert_eq!((protocol, info.as_slice()), (0x80fd, &[1, 1, 0, 4][..]));
+    assert_eq!(dialer_side.poll_protocol_reject(), None);
+    let now = pairs[0].now;
+    pairs[0].a.send_protocol_reject(protocol, &info, now);
+    pairs[0].exchange();
+    let rejects = pairs[0]
+        .a_to_b
+        .seen
+        .iter()
+        .filter(|(p, i)| *p == lcp::PROTOCOL && i.first() == Some(&crate::packet::PROTOCOL_REJECT))
+        .count();
+    assert_eq!(rejects, 1);
+    assert_eq!(dialer_side.stats().rx_unknown_protocol, 1);
+
     // The members leave: IPCP goes down with the last one.
     let now = pairs[0].now;
     dialer_side.remove_member(0, now);
@@ -453,4 +467,56 @@ fn early_bundle_frames_wait_for_the_bundle() {
             .codes(lcp::PROTOCOL)
             .contains(&crate::packet::PROTOCOL_REJECT)
     );
+}
+
+fn multilink_config() -> impl proptest::strategy::Strategy<Value = Option<MultilinkConfig>> {
+    use proptest::prelude::*;
+    proptest::option::of((
+        prop_oneof![Just(1500u16), 128u16..400, 296u16..4000],
+        any::<bool>(),
+        proptest::option::of(any::<u32>()),
+    ))
+    .prop_map(|o| {
+        o.map(|(mrru, short_seq, magic)| MultilinkConfig {
+            mrru,
+            short_seq,
+            endpoint: magic.map(|m| EndpointDiscriminator::magic(&[m])),
+        })
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever each end is configured with, the link comes up (as members or plain), and
+    /// both ends agree: Multilink on both or neither, each one's MRRU and header format
+    /// as the other sees them, and the Endpoint Discriminators exchanged.
+    #[test]
+    fn both_ends_agree_on_multilink(ours in multilink_config(), theirs in multilink_config()) {
+        let mut d = dialer(None);
+        d.lcp.multilink = ours;
+        let mut a = answer(AuthMethods::NONE, &[]);
+        a.lcp.multilink = theirs;
+        let mut p = Pair::new(d, a);
+        p.run(Duration::from_secs(60), |p| {
+            let ready = |s: &Session| s.is_up() || s.bundle_member().is_some();
+            ready(&p.a) && ready(&p.b)
+        });
+        let (on_a, on_b) = (p.a.bundle_member().copied(), p.b.bundle_member().copied());
+        let expect = matches!((ours, theirs), (Some(x), Some(y)) if x.mrru >= 296 && y.mrru >= 296);
+        proptest::prop_assert_eq!(on_a.is_some(), expect, "a={:?} b={:?}", p.a_events, p.b_events);
+        proptest::prop_assert_eq!(on_b.is_some(), expect);
+        proptest::prop_assert_eq!(p.a.is_up(), !expect);
+        proptest::prop_assert_eq!(p.b.is_up(), !expect);
+        if let (Some(x), Some(y), Some(ours), Some(theirs)) = (on_a, on_b, ours, theirs) {
+            proptest::prop_assert_eq!((x.our_mrru, x.peer_mrru), (y.peer_mrru, y.our_mrru));
+            proptest::prop_assert_eq!((x.our_mrru, y.our_mrru), (ours.mrru, theirs.mrru));
+            let formats = |n: Negotiated| (n.rx_short_seq, n.tx_short_seq);
+            proptest::prop_assert_eq!(formats(x), (y.tx_short_seq, y.rx_short_seq));
+            proptest::prop_assert_eq!(formats(x).0, ours.short_seq);
+            proptest::prop_assert_eq!(formats(y).0, theirs.short_seq);
+            proptest::prop_assert_eq!(x.peer_endpoint, theirs.endpoint);
+            proptest::prop_assert_eq!(y.peer_endpoint, ours.endpoint);
+        }
+    }
 }

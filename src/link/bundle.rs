@@ -1,0 +1,219 @@
+//! A Multilink bundle as the daemon runs it: the `ppp::bundle` task its member lines join,
+//! and what a line's up state has (a slave device, the pumps, an entry in the balancer) once
+//! for the whole bundle. Members come and go with their calls; the bundle's IP session, its
+//! slave and its balancer entry stay while one member is up.
+//!
+//! Its status is a [`LineShared`] of its own, listed with the lines under the bundle's name
+//! (state `up` or `down`, what the members are in `detail`).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::machine::LineState;
+use super::status::LineShared;
+use crate::balancer::Enslave;
+use crate::balancer::actor::BalancerHandle;
+use crate::config::{BundleConfig, Weight};
+use crate::net::pump::{Pumps, start_pumps};
+use crate::net::{Netlink, SharedTxQueue, TunSlave};
+use crate::ppp::bundle::{self as driver, BundleDriverConfig, BundleLink, Join, Update};
+use crate::ppp::mp::{EndpointDiscriminator, MultilinkConfig};
+
+/// What a member line needs of its bundle: how to propose Multilink, where to join.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub bundle: String,
+    /// LCP's Multilink options (the same endpoint discriminator on every member: that is
+    /// how the peer knows they belong together).
+    pub multilink: MultilinkConfig,
+    pub joins: mpsc::Sender<Join>,
+}
+
+/// What the bundle task is started with.
+pub struct BundleContext {
+    pub config: BundleConfig,
+    pub netlink: Netlink,
+    pub balancer: BalancerHandle,
+    pub shared: Arc<LineShared>,
+    /// Addresses of this host the peer may not give the bundle.
+    pub local_addrs: Vec<Ipv4Addr>,
+    /// This daemon's endpoint discriminator (a magic number, as pppd's `endpoint magic`).
+    pub endpoint: EndpointDiscriminator,
+}
+
+/// Starts the bundle's task; the membership goes to its lines. The task ends when every
+/// membership (and so every `joins` sender) is gone and no member is left.
+pub fn spawn(ctx: BundleContext) -> (Membership, JoinHandle<()>) {
+    let span = tracing::info_span!("bundle", bundle = %ctx.config.name);
+    let mut ipcp = crate::ppp::Config::dialer(None).ipcp;
+    ipcp.local_addrs = ctx.local_addrs.clone();
+    let (link, driver_task) = span.in_scope(|| driver::spawn(BundleDriverConfig::new(ipcp)));
+    let membership = Membership {
+        bundle: ctx.config.name.clone(),
+        multilink: MultilinkConfig {
+            mrru: ctx.config.mrru,
+            short_seq: ctx.config.short_seq,
+            endpoint: Some(ctx.endpoint),
+        },
+        joins: link.joins.clone(),
+    };
+    ctx.shared.edit(|i| {
+        i.state = LineState::Down;
+        i.detail = Some("no member up".into());
+    });
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            run(ctx, link).await;
+            let _ = driver_task.await;
+        },
+        span,
+    ));
+    (membership, task)
+}
+
+/// What exists while the bundle is up.
+struct UpBundle {
+    slave: Arc<TunSlave>,
+    pumps: Pumps,
+    enslaved: bool,
+}
+
+async fn run(ctx: BundleContext, link: BundleLink) {
+    let BundleLink {
+        joins,
+        outgoing,
+        incoming,
+        mut updates,
+    } = link;
+    // Only the lines' memberships keep the bundle task running.
+    drop(joins);
+    let mut incoming = Some(incoming);
+    let mut up: Option<UpBundle> = None;
+    let mut members: Vec<String> = Vec::new();
+    while let Some(update) = updates.recv().await {
+        match update {
+            Update::Up {
+                local,
+                peer,
+                dns,
+                mtu,
+            } => {
+                if let Some(u) = up.take() {
+                    bring_down(&ctx, u, &mut incoming).await;
+                }
+                match bring_up(&ctx, local, peer, dns, mtu, &outgoing, &mut incoming).await {
+                    Ok(u) => up = Some(u),
+                    Err(e) => tracing::warn!("cannot bring the bundle's slave up: {e}"),
+                }
+            }
+            Update::Down { reason } => {
+                if let Some(u) = up.take() {
+                    bring_down(&ctx, u, &mut incoming).await;
+                }
+                ctx.shared.edit(|i| {
+                    i.state = LineState::Down;
+                    i.since = std::time::SystemTime::now();
+                    i.last_error = Some(reason);
+                    i.local = None;
+                    i.peer = None;
+                    i.dns.clear();
+                });
+            }
+            Update::Members(names) => members = names,
+        }
+        let detail = match members.as_slice() {
+            [] => "no member up".to_string(),
+            m => format!("members {}", m.join(", ")),
+        };
+        ctx.shared.edit(|i| {
+            i.detail = Some(detail);
+            i.members = Some(members.clone());
+        });
+    }
+    if let Some(u) = up.take() {
+        bring_down(&ctx, u, &mut incoming).await;
+    }
+}
+
+/// IPCP is up over the bundle: its slave, the pumps, its balancer entry.
+async fn bring_up(
+    ctx: &BundleContext,
+    local: Ipv4Addr,
+    peer: Ipv4Addr,
+    dns: Vec<Ipv4Addr>,
+    mtu: u16,
+    outgoing: &mpsc::Sender<Vec<u8>>,
+    incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
+) -> Result<UpBundle, String> {
+    let c = &ctx.config;
+    let slave = TunSlave::create(&ctx.netlink, &c.slave, local, peer, mtu.clamp(576, 1500))
+        .await
+        .map_err(|e| e.to_string())?;
+    let slave = Arc::new(slave);
+    let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
+    let from_bundle = incoming.take().ok_or("the bundle came up twice")?;
+    let pumps = start_pumps(
+        slave.clone(),
+        queue.clone(),
+        outgoing.clone(),
+        from_bundle,
+        ctx.shared.clone(),
+    );
+    ctx.shared.set_queue(Some(queue));
+    ctx.shared.edit(|i| {
+        i.state = LineState::Up;
+        i.since = std::time::SystemTime::now();
+        i.local = Some(local);
+        i.peer = Some(peer);
+        i.dns = dns.clone();
+        i.mru = Some(mtu);
+        i.last_error = None;
+    });
+    let spec = Enslave {
+        line: c.name.clone(),
+        device: c.slave.clone(),
+        local,
+        peer,
+        weight: match c.weight {
+            Weight::Fixed(w) => Some(w),
+            Weight::Auto => None,
+        },
+        speed: None,
+        dns,
+        tier: c.tier,
+        tracked: false,
+    };
+    let enslaved = match ctx.balancer.enslave(spec, None).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!("cannot enslave {}: {e}", c.slave);
+            false
+        }
+    };
+    tracing::info!(%local, %peer, slave = %c.slave, "bundle up");
+    Ok(UpBundle {
+        slave,
+        pumps,
+        enslaved,
+    })
+}
+
+async fn bring_down(
+    ctx: &BundleContext,
+    u: UpBundle,
+    incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
+) {
+    if u.enslaved {
+        ctx.balancer.emancipate(&ctx.config.name).await;
+    }
+    let from_bundle = u.pumps.stop().await;
+    if incoming.is_none() {
+        *incoming = from_bundle;
+    }
+    ctx.shared.set_queue(None);
+    drop(u.slave);
+    tracing::info!("bundle down; slave {} removed", ctx.config.slave);
+}
