@@ -50,3 +50,36 @@ fn demo_with_two_lines_speeds_up_and_cleans_up() {
     let own = format!("eqdemo{pid}-");
     assert!(!namespaces.contains(&own), "namespaces left: {namespaces}");
 }
+
+/// `demo --bundle --lines 2`: the daemon's two lines form one Multilink bundle with the
+/// simulated ISP; one download over it goes faster than one line could carry it, and goes on
+/// when the ISP hangs up one member mid-download; the line comes back into the bundle.
+#[test]
+fn demo_bundle_of_two_lines_carries_one_download_over_both() {
+    if !require_root("demo_bundle_of_two_lines_carries_one_download_over_both") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
+        .args(["demo", "--bundle", "--lines", "2", "--non-interactive"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `download: 2048 KiB in 17.3 s = 967 kbit/s = 94% of the lines' 1024 kbit/s`
+    let shares: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("download: "))
+        .filter_map(|rest| rest.split(" = ").nth(2))
+        .filter_map(|share| share.split('%').next()?.parse().ok())
+        .collect();
+    assert_eq!(shares.len(), 2, "{stdout}");
+    // More than one 512 kbit/s line's worth: both members carried it.
+    assert!(shares[0] > 60.0, "{shares:?}:\n{stdout}");
+    assert!(shares[1] > 0.0, "{shares:?}:\n{stdout}");
+    assert!(stdout.contains("back in the bundle"), "{stdout}");
+    assert!(stdout.contains("cleaned up"), "{stdout}");
+}

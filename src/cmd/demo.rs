@@ -349,19 +349,22 @@ async fn scenario(
     Ok(())
 }
 
-/// Every line up (a bundle, where the status names one, up too).
-fn all_up(s: &StatusReport, n: usize) -> bool {
+/// Every line up; with `bundle`, the bundle too, with every line in it.
+fn all_up(s: &StatusReport, n: usize, bundle: bool) -> bool {
     let lines_up = (1..=n).all(|i| {
         let name = format!("ttyS{i}");
         s.lines
             .iter()
             .any(|l| l.name == name && l.state == LineState::Up)
     });
-    lines_up
-        && s.lines
-            .iter()
-            .filter(|l| l.name == BUNDLE)
-            .all(|l| l.state == LineState::Up)
+    let bundle_up = || {
+        s.lines.iter().any(|l| {
+            l.name == BUNDLE
+                && l.state == LineState::Up
+                && l.members.as_ref().is_some_and(|m| m.len() == n)
+        })
+    };
+    lines_up && (!bundle || bundle_up())
 }
 
 /// One large download over all lines (with `--bundle`, over the bundle); without
@@ -369,7 +372,10 @@ fn all_up(s: &StatusReport, n: usize) -> bool {
 async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> Result<(), String> {
     let n = args.line_count();
     let bring_up = Duration::from_secs(60 + n as u64);
-    let took = wait_for(daemon, "every line up", bring_up, |s| all_up(s, n)).await?;
+    let took = wait_for(daemon, "every line up", bring_up, |s| {
+        all_up(s, n, args.bundle)
+    })
+    .await?;
     say(&format!(
         "  {n} line(s) up within {:.1} s{}",
         took.as_secs_f64(),
@@ -397,17 +403,21 @@ async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> R
     // A member lost mid-download: the bundle carries on over the others.
     say("again, and ttyS1's ISP hangs up a third of the way through…");
     let line_time = Duration::from_secs_f64(bytes as f64 * 8.0 / args.rate_sum() as f64);
+    let hung_up_at = std::time::Instant::now() + line_time / 3;
     let (during, hung_up) = tokio::join!(download(world, bytes), async {
-        tokio::time::sleep(line_time / 3).await;
+        tokio::time::sleep_until(hung_up_at.into()).await;
         tokio::task::block_in_place(|| world.hang_up(1)).map_err(|e| e.to_string())
     });
     hung_up?;
     report_download(&during?, args);
-    let back = wait_for(daemon, "ttyS1 back", bring_up, |s| all_up(s, n)).await?;
+    wait_for(daemon, "ttyS1 back", bring_up, |s| {
+        all_up(s, n, args.bundle)
+    })
+    .await?;
     say(&format!(
-        "  ttyS1 redialled and is back{} after {:.1} s",
+        "  ttyS1 redialled and is back{} (seen {:.1} s after the hang-up)",
         if args.bundle { " in the bundle" } else { "" },
-        back.as_secs_f64()
+        hung_up_at.elapsed().as_secs_f64()
     ));
     Ok(())
 }
