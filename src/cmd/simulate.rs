@@ -1,4 +1,5 @@
-//! `eqlplus-dialer simulate modem`: a simulated Hayes modem on a new pty.
+//! `eqlplus-dialer simulate modem`: a simulated Hayes modem on a new pty; `simulate modems`:
+//! several, whose calls one ISP answers with Multilink PPP.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,27 @@ pub enum SimulateCommand {
     /// replug) and SIGUSR2 unplugs it (its pty closes, its --link goes away) or plugs it in
     /// again (on a new pty, the link moved there, powered on afresh).
     Modem(SimModemArgs),
+    /// Several modems on new ptys whose calls go to ONE simulated ISP that answers Multilink
+    /// PPP (RFC 1990), to try bundles without hardware: the calls of one dialer's bundle share
+    /// one IPCP (10.64.1.1 ↔ 10.64.1.2, DNS 10.64.0.53); a call without Multilink gets plain
+    /// PPP (modem N: 10.64.1.(100+N)). Addresses are data only: nothing is routed.
+    Modems(SimModemsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimModemsArgs {
+    /// How many modems.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub count: u8,
+    /// Also make symlinks PATH1, PATH2, … to the ptys, e.g. /tmp/ttySIM makes /tmp/ttySIM1….
+    #[arg(long, value_name = "PATH")]
+    pub link: Option<PathBuf>,
+    /// Each modem's line rate (its data is paced to it; CONNECT says it), e.g. 56kbit, 1mbit.
+    #[arg(long, default_value = "57600", value_parser = crate::cmd::demo::parse_rate)]
+    pub rate: u32,
+    /// Time from ATD to the answer, in milliseconds.
+    #[arg(long, default_value_t = 300, value_name = "MS")]
+    pub dial_delay: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,15 +183,108 @@ fn parse_answer_list(s: &str) -> Result<AnswerList, String> {
 }
 
 pub async fn run(command: SimulateCommand) -> i32 {
-    match command {
-        SimulateCommand::Modem(args) => match modem(args).await {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("eqlplus-dialer simulate modem: {e}");
-                1
-            }
-        },
+    let (what, result) = match command {
+        SimulateCommand::Modem(args) => ("modem", modem(args).await),
+        SimulateCommand::Modems(args) => ("modems", modems(args).await),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("eqlplus-dialer simulate {what}: {e}");
+            1
+        }
     }
+}
+
+/// `simulate modems`: the modems, the Multilink ISP, and a line for each customer link that
+/// comes up or goes.
+async fn modems(args: SimModemsArgs) -> std::io::Result<()> {
+    use crate::sim::isp::{CustomerIp, HangupSwitch, IspLine, MultilinkIspConfig, Routing};
+    let mut modems = Vec::new();
+    let mut lines = Vec::new();
+    // Kept so the lines' hang-up channels stay open (nobody hangs up here).
+    let mut switches = Vec::new();
+    for i in 1..=usize::from(args.count) {
+        let config = ModemConfig {
+            answers: vec![DialAnswer::Connect(Some(args.rate))],
+            dial_delay: Duration::from_millis(args.dial_delay),
+            line_rate: Some(args.rate),
+            ..ModemConfig::default()
+        };
+        let (mut sim, calls) = SimModem::spawn(config)?;
+        if let Some(prefix) = &args.link {
+            let mut link = prefix.clone().into_os_string();
+            link.push(i.to_string());
+            let link = PathBuf::from(link);
+            sim.link(&link).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot link {}: {e}", link.display()))
+            })?;
+        }
+        match sim.link_path() {
+            Some(link) => println!(
+                "modem {i} on {} (linked as {})",
+                sim.tty().display(),
+                link.display()
+            ),
+            None => println!("modem {i} on {}", sim.tty().display()),
+        }
+        let (switch, hangup) = HangupSwitch::new();
+        lines.push(IspLine {
+            calls,
+            plain_peer: crate::sim::world::multilink_plain_local(i),
+            plain_device: format!("isp-l{i}"),
+            hangup,
+        });
+        modems.push(sim);
+        switches.push(switch);
+    }
+    println!(
+        "every call answered by one ISP with Multilink (MRRU 1500), CONNECT {}; Ctrl-C to stop",
+        args.rate
+    );
+    let config = MultilinkIspConfig {
+        local: SIM_ISP,
+        dns: vec![SIM_DNS],
+        users: Vec::new(),
+        delay: crate::sim::upstream::Delay::default(),
+        bundle_peer: SIM_CUSTOMER,
+        bundle_device: crate::sim::world::BUNDLE_DEVICE.into(),
+        mrru: 1500,
+    };
+    let (customers_tx, mut customers) = tokio::sync::mpsc::unbounded_channel();
+    let isp = tokio::spawn(crate::sim::isp::serve_multilink_routed(
+        config,
+        lines,
+        Routing::Channels(customers_tx),
+    ));
+    loop {
+        tokio::select! {
+            customer = customers.recv() => {
+                let Some(CustomerIp { device, peer, mtu, to_customer, mut from_customer }) = customer else {
+                    break;
+                };
+                let what = if device == crate::sim::world::BUNDLE_DEVICE {
+                    "a bundle"
+                } else {
+                    "a plain PPP link"
+                };
+                println!("{what} is up: customer {peer}, MTU {mtu}");
+                tokio::spawn(async move {
+                    // Nothing is routed: the customer's packets are counted and dropped.
+                    let _keep = to_customer;
+                    let mut packets = 0u64;
+                    while from_customer.recv().await.is_some() {
+                        packets += 1;
+                    }
+                    println!("{what} to {peer} is down ({packets} packets received)");
+                });
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    isp.abort();
+    drop(modems);
+    Ok(())
 }
 
 async fn modem(args: SimModemArgs) -> std::io::Result<()> {
@@ -370,6 +485,7 @@ mod tests {
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|c| match c.command {
             SimulateCommand::Modem(a) => a,
+            other => panic!("not simulate modem: {other:?}"),
         })
     }
 

@@ -128,7 +128,36 @@ struct CustomerLink {
 
 enum Routed {
     Tun(Arc<TunSlave>, Pumps),
-    HandedOver,
+    /// The forwarder into the channel handed over, and how to stop it.
+    HandedOver(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<mpsc::Receiver<Vec<u8>>>,
+    ),
+}
+
+/// Packets a [`CustomerIp`]'s taker has not taken yet, at most.
+const HANDOVER_CHANNEL: usize = 64;
+
+/// Forwards the link's packets to the channel handed over until stopped: gives the link's
+/// channel back (the link may come up again). What the taker does not take in time is dropped,
+/// as a full queue drops.
+async fn hand_over(
+    mut from_link: mpsc::Receiver<Vec<u8>>,
+    to: mpsc::Sender<Vec<u8>>,
+    mut stop: oneshot::Receiver<()>,
+) -> mpsc::Receiver<Vec<u8>> {
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            packet = from_link.recv() => match packet {
+                Some(p) => {
+                    let _ = to.try_send(p);
+                }
+                None => break,
+            },
+        }
+    }
+    from_link
 }
 
 impl CustomerLink {
@@ -161,17 +190,20 @@ impl CustomerLink {
                 Routed::Tun(slave, pumps)
             }
             Routing::Channels(to) => {
+                let (tx, from_customer) = mpsc::channel(HANDOVER_CHANNEL);
+                let (stop, stopped) = oneshot::channel();
                 let handed = CustomerIp {
                     device: self.device.clone(),
                     peer: self.peer,
                     mtu,
                     to_customer: self.outgoing.clone(),
-                    from_customer: from_link,
+                    from_customer,
                 };
                 if to.send(handed).is_err() {
+                    self.incoming = Some(from_link);
                     return Err("nobody takes the customer's packets".into());
                 }
-                Routed::HandedOver
+                Routed::HandedOver(stop, tokio::spawn(hand_over(from_link, tx, stopped)))
             }
         });
         Ok(())
@@ -184,8 +216,12 @@ impl CustomerLink {
                 self.incoming = pumps.stop().await;
                 drop(slave);
             }
-            // Handed over for good: a link up again is not routed again.
-            Some(Routed::HandedOver) | None => {}
+            // Its taker sees the channel end.
+            Some(Routed::HandedOver(stop, forward)) => {
+                let _ = stop.send(());
+                self.incoming = forward.await.ok();
+            }
+            None => {}
         }
     }
 }

@@ -387,3 +387,33 @@ async fn a_caller_without_multilink_gets_plain_ppp_beside_a_bundle() {
         transfer(&plain_in, &mut plain.incoming, 2000..2100, 600),
     );
 }
+
+#[tokio::test]
+async fn a_bundle_whose_members_all_left_comes_up_again_for_the_next_calls() {
+    let mut isp = isp(2);
+    let mut first = dial_bundle(&isp, 1..=2);
+    wait_up(&mut first.bundle.updates).await;
+    let mut customer = isp.customer().await;
+    // The ISP hangs up both calls: the bundle ends, its IP channel with it.
+    for (_, switch) in &isp.lines {
+        switch.hang_up();
+    }
+    let ended = tokio::time::timeout(WAIT, async {
+        while customer.from_customer.recv().await.is_some() {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the handed-over channel ends with the bundle"
+    );
+    for m in first.members {
+        tokio::time::timeout(WAIT, m).await.unwrap().unwrap();
+    }
+    // The same dialer (same endpoint discriminator) calls again: a new IPCP, routed again.
+    let mut again = dial_bundle(&isp, 1..=2);
+    wait_up(&mut again.bundle.updates).await;
+    let mut customer = isp.customer().await;
+    assert_eq!(customer.device, "isp-mp");
+    let outgoing = again.bundle.outgoing.clone();
+    transfer(&outgoing, &mut customer.from_customer, 0..50, 1400).await;
+}
