@@ -39,6 +39,15 @@ pub struct World {
 impl World {
     /// `answers[i]` are line i+1's modem answers; `users` the ISP's accounts.
     pub fn new(answers: &[Vec<DialAnswer>], users: &[(&str, &str)]) -> World {
+        World::build(answers, users, false)
+    }
+
+    /// [`new`](Self::new), every line calling one ISP that answers Multilink PPP.
+    pub fn new_multilink(answers: &[Vec<DialAnswer>], users: &[(&str, &str)]) -> World {
+        World::build(answers, users, true)
+    }
+
+    fn build(answers: &[Vec<DialAnswer>], users: &[(&str, &str)], multilink: bool) -> World {
         let sim = SimWorld::build(&WorldConfig {
             lines: answers.to_vec(),
             rate: None,
@@ -47,6 +56,7 @@ impl World {
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
             prefix: "eqt".into(),
+            multilink,
             ..WorldConfig::default()
         })
         .expect("build the world");

@@ -1,0 +1,99 @@
+//! The daemon against the simulated ISP that answers Multilink PPP (a multilink world): two
+//! lines saying `bundle = "isp"` form one bundle (one IPCP, one slave, one balancer entry), a
+//! third line without it gets plain PPP from the same ISP beside it, and the ISP hanging up one
+//! member leaves the bundle up while the line redials and rejoins. Root only.
+
+mod support;
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use eqlplus_dialer::sim::DialAnswer;
+use eqlplus_dialer::sim::world::{line_local, multilink_plain_local};
+use support::daemon::{Extra, World, all};
+use support::require_root;
+
+#[test]
+fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
+    if !require_root("a_bundle_and_a_plain_line_share_the_multilink_isp") {
+        return;
+    }
+    let world = World::new_multilink(&vec![vec![DialAnswer::Connect(Some(57_600))]; 3], &[]);
+    let member = "bundle = \"isp\"\n".to_string();
+    world.write_config_with(
+        &["5551001", "5551002", "5551003"],
+        &[None, None, None],
+        "",
+        &Extra {
+            top: String::new(),
+            lines: vec![member.clone(), member, String::new()],
+        },
+    );
+    let _daemon = world.start_daemon();
+    // Three lines and the bundle.
+    world.wait_for(
+        "the lines and the bundle up",
+        Duration::from_secs(30),
+        |s| all(s, "up", 4),
+    );
+    let status = world.status();
+    let entry = |name: &str| {
+        status["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .clone()
+    };
+    let bundle = entry("isp");
+    assert_eq!(bundle["local"], line_local(1).to_string(), "{bundle}");
+    assert_eq!(
+        bundle["members"].as_array().map(Vec::len),
+        Some(2),
+        "{bundle}"
+    );
+    assert_eq!(
+        entry("ttyS3")["local"],
+        multilink_plain_local(3).to_string(),
+        "the plain line's own address"
+    );
+    // New connections go over both balancer entries: the bundle and the plain line.
+    assert_eq!(world.connect(20), 20);
+    let hits: HashMap<Ipv4Addr, usize> = std::mem::take(&mut *world.hits.lock().unwrap());
+    assert!(hits.get(&line_local(1)).is_some_and(|n| *n > 0), "{hits:?}");
+    assert!(
+        hits.get(&multilink_plain_local(3)).is_some_and(|n| *n > 0),
+        "{hits:?}"
+    );
+    // The ISP hangs up ttyS1: the bundle carries on over ttyS2 meanwhile, and ttyS1 rejoins.
+    let names: Vec<String> = status["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let (tty_s1, isp) = (
+        names.iter().position(|n| n == "ttyS1").unwrap(),
+        names.iter().position(|n| n == "isp").unwrap(),
+    );
+    world.sim.hang_up(1).unwrap();
+    world.wait_for("ttyS1 off", Duration::from_secs(10), |s| s[tty_s1] != "up");
+    assert_eq!(world.states()[isp], "up", "the bundle stays up");
+    assert_eq!(
+        world.connect(6),
+        6,
+        "the bundle and the plain line still carry"
+    );
+    world.wait_for("ttyS1 back", Duration::from_secs(30), |s| all(s, "up", 4));
+    assert_eq!(
+        world.status()["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "isp")
+            .and_then(|b| b["members"].as_array().map(Vec::len)),
+        Some(2)
+    );
+}
