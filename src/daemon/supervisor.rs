@@ -622,10 +622,12 @@ impl LineRegistry {
 }
 
 impl Registry {
-    /// All lines' traffic rate together (rx + tx).
+    /// All lines' and bundles' traffic rate together (rx + tx).
     fn total_rate(&self) -> f64 {
+        // A bundle member's traffic is its bundle's, counted there.
         self.lines
             .values()
+            .filter(|l| l.shared.info().bundle.is_none())
             .map(|l| &l.rate)
             .chain(self.bundles.values().map(|b| &b.rate))
             .map(|r| r.rx_rate + r.tx_rate)

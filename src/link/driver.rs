@@ -726,6 +726,7 @@ impl Line {
             to_link: outgoing.clone(),
             from_link,
             kick,
+            counter: self.ctx.shared.clone(),
         };
         membership
             .joins

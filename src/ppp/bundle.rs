@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::IpcpConfig;
+use crate::net::pump::TrafficCounter;
 use super::driver::{bundle_frame, split_bundle_frame};
 use super::mp::{
     BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig, LinkState, Negotiated,
@@ -32,7 +34,6 @@ use super::mp::{
 };
 
 /// A member link joining the bundle.
-#[derive(Debug)]
 pub struct Join {
     /// The line's name (logs, status).
     pub name: String,
@@ -49,6 +50,18 @@ pub struct Join {
     pub from_link: mpsc::Receiver<Vec<u8>>,
     /// Where the bundle says why it wants the link closed.
     pub kick: oneshot::Sender<String>,
+    /// Counts the member's share of the bundle's traffic (its fragments' bytes).
+    pub counter: Arc<dyn TrafficCounter>,
+}
+
+impl std::fmt::Debug for Join {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Join")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("rate", &self.rate)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the bundle reports.
@@ -148,6 +161,7 @@ struct Member {
     kick: Option<oneshot::Sender<String>>,
     /// The last frame's length: with the frames waiting, an estimate of its queue.
     last_frame: usize,
+    counter: Arc<dyn TrafficCounter>,
 }
 
 impl Member {
@@ -212,9 +226,10 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
             },
             Some((id, frame)) = frames.recv() => match frame {
                 Some(frame) => {
-                    if let (Some(r), true) = (running.as_mut(), members.contains_key(&id))
+                    if let (Some(r), Some(m)) = (running.as_mut(), members.get(&id))
                         && let Some((protocol, info)) = split_bundle_frame(&frame)
                     {
+                        m.counter.count_rx(info.len());
                         r.session.handle_frame(id, protocol, info, Instant::now());
                     }
                 }
@@ -265,6 +280,7 @@ fn admit(
         to_link,
         mut from_link,
         kick,
+        counter,
     } = join;
     match running {
         Some(r) if r.id != bundle_id => {
@@ -311,6 +327,7 @@ fn admit(
             to_link,
             kick: Some(kick),
             last_frame: usize::from(mru),
+            counter,
         },
     );
 }
@@ -383,8 +400,10 @@ fn send(frames: Vec<Outgoing<u32>>, members: &mut BTreeMap<u32, Member>) {
             continue;
         };
         m.last_frame = info.len() + 4;
-        if m.to_link.try_send(bundle_frame(PROTOCOL, &info)).is_err() {
-            debug!(member = %m.name, "bundle: member queue full, fragment dropped");
+        let len = info.len();
+        match m.to_link.try_send(bundle_frame(PROTOCOL, &info)) {
+            Ok(()) => m.counter.count_tx(len),
+            Err(_) => debug!(member = %m.name, "bundle: member queue full, fragment dropped"),
         }
     }
 }
@@ -460,6 +479,7 @@ mod tests {
                         to_link,
                         from_link,
                         kick,
+                        counter: Arc::new(crate::net::pump::NoCount),
                     };
                     joins.send(join).await.unwrap();
                 }
