@@ -26,12 +26,12 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::IpcpConfig;
-use crate::net::pump::TrafficCounter;
 use super::driver::{bundle_frame, split_bundle_frame};
 use super::mp::{
     BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig, LinkState, Negotiated,
     Outgoing, PROTOCOL,
 };
+use crate::net::pump::TrafficCounter;
 
 /// A member link joining the bundle.
 pub struct Join {

@@ -340,6 +340,7 @@ async fn answer_call(
                     to_link: ip.outgoing.clone(),
                     from_link,
                     kick,
+                    counter: Arc::new(NoCount),
                 };
                 match tokio::time::timeout(JOIN_DEADLINE, bundles.join(&id, join)).await {
                     Ok(Ok(())) => {

@@ -150,6 +150,7 @@ fn member(
                     to_link,
                     from_link,
                     kick,
+                    counter: std::sync::Arc::new(crate::net::pump::NoCount),
                 };
                 if joins.send(join).await.is_err() {
                     return;
