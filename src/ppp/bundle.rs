@@ -85,9 +85,6 @@ pub enum Update {
 pub struct BundleDriverConfig {
     /// The bundle's IPCP (as a plain link's: the dialer's or the answer role's).
     pub ipcp: IpcpConfig,
-    /// Frames waiting for each member's driver at most: beyond, the member has no room and
-    /// the scheduler leaves it out.
-    pub member_queue: usize,
     /// Capacity of the IP channels (outgoing, incoming).
     pub ip_channel: usize,
 }
@@ -97,7 +94,6 @@ impl BundleDriverConfig {
     pub fn new(ipcp: IpcpConfig) -> Self {
         BundleDriverConfig {
             ipcp,
-            member_queue: 4,
             ip_channel: 64,
         }
     }
@@ -189,6 +185,8 @@ struct Running {
     session: BundleSession<u32>,
     /// Its last member left, or IPCP failed: the next member starts a new one.
     session_ended: bool,
+    /// A received packet waiting for room in the IP channel.
+    rx_held: Option<Vec<u8>>,
 }
 
 async fn run(config: BundleDriverConfig, mut ch: Channels) {
@@ -214,7 +212,19 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
             .map(tokio::time::Instant::from_std);
         let room = members.values().any(|m| m.to_link.capacity() > 0);
         let up = running.as_ref().is_some_and(|r| r.session.is_up());
+        // Nobody reads IP while the bundle is down: a packet held then is dropped, so
+        // that the members' frames (IPCP coming back) keep moving.
+        if let Some(r) = running.as_mut().filter(|r| !r.session.is_up()) {
+            r.rx_held = None;
+        }
+        let held = running.as_ref().is_some_and(|r| r.rx_held.is_some());
         tokio::select! {
+            permit = ch.incoming.reserve(), if held => {
+                let packet = running.as_mut().and_then(|r| r.rx_held.take());
+                if let (Ok(permit), Some(p)) = (permit, packet) {
+                    permit.send(p);
+                }
+            }
             join = ch.joins.recv(), if joins_open => match join {
                 Some(join) => {
                     let id = next_id;
@@ -224,7 +234,7 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
                 }
                 None => joins_open = false,
             },
-            Some((id, frame)) = frames.recv() => match frame {
+            Some((id, frame)) = frames.recv(), if !held => match frame {
                 Some(frame) => {
                     if let (Some(r), Some(m)) = (running.as_mut(), members.get(&id))
                         && let Some((protocol, info)) = split_bundle_frame(&frame)
@@ -302,6 +312,7 @@ fn admit(
                 id: bundle_id,
                 session: BundleSession::new(cfg, 0),
                 session_ended: false,
+                rx_held: None,
             });
         }
     }
@@ -346,10 +357,17 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
                 .try_send(bundle_frame(super::lcp::PROTOCOL, &reject));
         }
     }
-    while let Some(packet) = r.session.poll_ip() {
-        // A full channel: the slave is not keeping up; the packet is dropped like any
-        // queue overflow (TCP recovers).
-        let _ = ch.incoming.try_send(packet);
+    // Received packets wait for room in `incoming` (the slave's pump) rather than be
+    // dropped by a burst; while some wait, the members' frames wait in their channels.
+    while r.rx_held.is_none() {
+        let Some(packet) = r.session.poll_ip() else {
+            break;
+        };
+        match ch.incoming.try_send(packet) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(p)) => r.rx_held = Some(p),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
     while let Some(event) = r.session.poll_event() {
         let update = match event {
@@ -531,6 +549,24 @@ mod tests {
                 .expect("delivered")
                 .unwrap();
             assert_eq!(got, packet(n, 1400));
+        }
+        // A burst larger than the IP channel, sent before anything is read: held back, not
+        // dropped.
+        let send_burst = async {
+            for n in 0..150u8 {
+                ours.outgoing.send(packet(n, 600)).await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), send_burst)
+            .await
+            .expect("the burst is taken");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for n in 0..150u8 {
+            let got = tokio::time::timeout(Duration::from_secs(5), theirs.incoming.recv())
+                .await
+                .expect("the whole burst is delivered")
+                .unwrap();
+            assert_eq!(got, packet(n, 600));
         }
         // One member's link goes (its line hung up): the bundle carries on, without IPCP
         // again.
