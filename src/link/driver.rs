@@ -245,7 +245,6 @@ impl Line {
         }
     }
 
-    /// How the line's port is opened (the dial's open and the ladder's modem reset alike).
     /// Where the modem is: where it was last opened, else the configured path.
     fn device_path(&self) -> PathBuf {
         match (&self.device, &self.ctx.config.device) {
@@ -255,6 +254,7 @@ impl Line {
         }
     }
 
+    /// How the line's port is opened (the dial's open and the ladder's modem reset alike).
     fn serial_config(&self) -> SerialConfig {
         let c = &self.ctx.config;
         SerialConfig {

@@ -387,9 +387,6 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
             }
             BundleEvent::NetworkDown { reason } => {
                 info!(%reason, "bundle: IP down");
-                if members.is_empty() {
-                    r.session_ended = true;
-                }
                 Update::Down { reason }
             }
             BundleEvent::Failed { reason } => {
@@ -430,16 +427,74 @@ fn names(members: &BTreeMap<u32, Member>) -> Vec<String> {
     members.values().map(|m| m.name.clone()).collect()
 }
 
+/// What the tests of both roles' bundles share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::ppp::driver::{self, DriverConfig};
+    use crate::ppp::{Config, Event, Session};
+
+    /// A member line as tests run one: its session on `line`, handed to the bundle behind
+    /// `joins` (as `name`, at `rate` bytes/s) at BundleMember. Dropping the closer ends the
+    /// link; the task ends with it.
+    pub(crate) fn member(
+        name: &str,
+        config: Config,
+        line: tokio::io::DuplexStream,
+        joins: mpsc::Sender<Join>,
+        rate: u64,
+    ) -> (driver::Closer, JoinHandle<()>) {
+        let driver::Spawned { link, closer, task } = driver::spawn(
+            Session::new(config, Instant::now()),
+            line,
+            Vec::new(),
+            DriverConfig::default(),
+        );
+        let name = name.to_string();
+        let handle = tokio::spawn(async move {
+            let driver::Link {
+                outgoing,
+                incoming,
+                mut events,
+            } = link;
+            let mut channels = Some((outgoing, incoming));
+            while let Some(event) = events.recv().await {
+                if let Event::BundleMember { id, multilink } = event
+                    && let Some((to_link, from_link)) = channels.take()
+                {
+                    let (kick, _kicked) = oneshot::channel();
+                    let join = Join {
+                        name: name.clone(),
+                        id,
+                        multilink,
+                        rate,
+                        mru: 1500,
+                        to_link,
+                        from_link,
+                        kick,
+                        counter: Arc::new(crate::net::pump::NoCount),
+                    };
+                    if joins.send(join).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = task.await;
+        });
+        (closer, handle)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use tokio::io::duplex;
 
+    use super::test_support::member;
     use super::*;
-    use crate::ppp::driver::{self, DriverConfig};
+    use crate::ppp::Config;
     use crate::ppp::mp::{EndpointDiscriminator, MultilinkConfig};
-    use crate::ppp::{Config, Event, Session};
 
     const ISP: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 1);
     const CUSTOMER: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 2);
@@ -458,53 +513,6 @@ mod tests {
         p[0] = 0x45;
         p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
         p
-    }
-
-    /// One end's member: its session on a duplex line, joined to `bundle` at BundleMember.
-    /// Returns the closer (dropping it ends the link) and the driver task.
-    fn member(
-        name: &str,
-        config: Config,
-        line: tokio::io::DuplexStream,
-        joins: mpsc::Sender<Join>,
-    ) -> (driver::Closer, JoinHandle<()>) {
-        let spawned = driver::spawn(
-            Session::new(config, Instant::now()),
-            line,
-            Vec::new(),
-            DriverConfig::default(),
-        );
-        let driver::Spawned { link, closer, task } = spawned;
-        let name = name.to_string();
-        let handle = tokio::spawn(async move {
-            let driver::Link {
-                outgoing,
-                incoming,
-                mut events,
-            } = link;
-            let mut channels = Some((outgoing, incoming));
-            while let Some(event) = events.recv().await {
-                if let Event::BundleMember { id, multilink } = event
-                    && let Some((to_link, from_link)) = channels.take()
-                {
-                    let (kick, _kicked) = oneshot::channel();
-                    let join = Join {
-                        name: name.clone(),
-                        id,
-                        multilink,
-                        rate: 100_000,
-                        mru: 1500,
-                        to_link,
-                        from_link,
-                        kick,
-                        counter: Arc::new(crate::net::pump::NoCount),
-                    };
-                    joins.send(join).await.unwrap();
-                }
-            }
-            let _ = task.await;
-        });
-        (closer, handle)
     }
 
     async fn wait_up(updates: &mut mpsc::UnboundedReceiver<Update>) -> Update {
@@ -530,8 +538,20 @@ mod tests {
         let mut links = Vec::new();
         for name in ["ttyS1", "ttyS2"] {
             let (a, b) = duplex(64 * 1024);
-            links.push(member(name, dialer_cfg.clone(), a, ours.joins.clone()));
-            links.push(member(name, answer_cfg.clone(), b, theirs.joins.clone()));
+            links.push(member(
+                name,
+                dialer_cfg.clone(),
+                a,
+                ours.joins.clone(),
+                100_000,
+            ));
+            links.push(member(
+                name,
+                answer_cfg.clone(),
+                b,
+                theirs.joins.clone(),
+                100_000,
+            ));
         }
         let up = wait_up(&mut ours.updates).await;
         assert!(

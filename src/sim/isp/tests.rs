@@ -6,7 +6,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::*;
@@ -121,43 +121,11 @@ fn member(
     line: tokio::io::DuplexStream,
     bundle: &BundleLink,
 ) -> JoinHandle<()> {
-    let driver::Spawned { link, closer, task } = driver::spawn(
-        Session::new(config, Instant::now()),
-        line,
-        Vec::new(),
-        DriverConfig::default(),
-    );
-    let (joins, name) = (bundle.joins.clone(), name.to_string());
+    let (closer, member) =
+        crate::ppp::bundle::test_support::member(name, config, line, bundle.joins.clone(), 64_000);
     tokio::spawn(async move {
         let _closer = closer;
-        let driver::Link {
-            outgoing,
-            incoming,
-            mut events,
-        } = link;
-        let mut channels = Some((outgoing, incoming));
-        while let Some(event) = events.recv().await {
-            if let Event::BundleMember { id, multilink } = event
-                && let Some((to_link, from_link)) = channels.take()
-            {
-                let (kick, _kicked) = oneshot::channel();
-                let join = Join {
-                    name: name.clone(),
-                    id,
-                    multilink,
-                    rate: 64_000,
-                    mru: 1500,
-                    to_link,
-                    from_link,
-                    kick,
-                    counter: std::sync::Arc::new(crate::net::pump::NoCount),
-                };
-                if joins.send(join).await.is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = task.await;
+        let _ = member.await;
     })
 }
 
