@@ -106,13 +106,12 @@ pub async fn open(spec: &DeviceSpec, id: &ModemId, serial: &SerialConfig) -> Loc
                 continue;
             }
         };
-        if !id.is_set() {
-            return Located::Opened {
-                port,
-                path: path.clone(),
-            };
-        }
-        match identify(&port, id).await {
+        let identified = if id.is_set() {
+            identify(&port, id).await
+        } else {
+            Ok(())
+        };
+        match identified {
             Ok(()) => {
                 return Located::Opened {
                     port,
@@ -128,9 +127,10 @@ pub async fn open(spec: &DeviceSpec, id: &ModemId, serial: &SerialConfig) -> Loc
         // A port in use or a modem that did not answer may be ours: try again later.
         return Located::Failed(errors.join("; "));
     }
-    let why = match others.is_empty() {
-        true => format!("no device: {spec} went away"),
-        false => format!("no device: no modem with {id} ({})", others.join("; ")),
+    let why = if others.is_empty() {
+        format!("no device: {spec} went away")
+    } else {
+        format!("no device: no modem with {id} ({})", others.join("; "))
     };
     Located::Absent { why, seen }
 }
