@@ -42,6 +42,11 @@ pub struct DemoArgs {
     /// print its goodput as a share of the lines' sum, and finish (for benchmarks).
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub download: Option<u64>,
+    /// Only load one page over all lines (with --bundle, over the bundle), print its goodput
+    /// as a share of the lines' sum, and finish (for benchmarks): `bench/balance.sh`'s page,
+    /// --objects objects of 4 to 128 KiB, each on a new connection, over 8 at a time.
+    #[arg(long, conflicts_with = "download")]
+    pub page: bool,
     /// Objects on the page (mixed sizes, 2 to 32 KiB), each fetched on a new connection, over
     /// 6 parallel connections (one per line with more lines).
     #[arg(long, default_value_t = 64)]
@@ -220,7 +225,9 @@ async fn demo(args: &DemoArgs, work: &Path) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let daemon =
         Dialer::start(&exe, &world, work, &config_path, None).map_err(|e| e.to_string())?;
-    let result = if args.download.is_some() || args.bundle {
+    let result = if args.page {
+        page_scenario(args, &world, &daemon).await
+    } else if args.download.is_some() || args.bundle {
         download_scenario(args, &world, &daemon).await
     } else {
         scenario(args, &world, &daemon, work).await
@@ -396,11 +403,22 @@ async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> R
         }
     ));
     let one = download(world, bytes).await?;
-    report_download(&one, args);
+    report_figures("download", &one, args);
     if args.download.is_some() || n < 2 {
         return Ok(());
     }
     // A member lost mid-download: the bundle carries on over the others.
+    let bundle_since = |s: &StatusReport| {
+        s.lines
+            .iter()
+            .find(|l| l.name == BUNDLE && l.state == LineState::Up)
+            .map(|l| l.since)
+    };
+    let before = if args.bundle {
+        bundle_since(&daemon.status().await?)
+    } else {
+        None
+    };
     say("again, and ttyS1's ISP hangs up a third of the way through…");
     let line_time = Duration::from_secs_f64(bytes as f64 * 8.0 / args.rate_sum() as f64);
     let hung_up_at = std::time::Instant::now() + line_time / 3;
@@ -409,7 +427,22 @@ async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> R
         tokio::task::block_in_place(|| world.hang_up(1)).map_err(|e| e.to_string())
     });
     hung_up?;
-    report_download(&during?, args);
+    let during = during?;
+    report_figures("download", &during, args);
+    // The benchmark and the tests read this line.
+    println!(
+        "longest stall: {:.2} s without a byte on the connection",
+        during.longest_stall.as_secs_f64()
+    );
+    if args.bundle {
+        let after = bundle_since(&daemon.status().await?);
+        if before.is_some() && after == before {
+            say("  (TCP resent the cut member's lost fragments over the others)");
+            say("  the bundle stayed up throughout: no IPCP renegotiation, same address");
+        } else {
+            say("  the bundle went down and came up again");
+        }
+    }
     wait_for(daemon, "ttyS1 back", bring_up, |s| {
         all_up(s, n, args.bundle)
     })
@@ -422,6 +455,31 @@ async fn download_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> R
     Ok(())
 }
 
+/// `--page`: every line (and the bundle) up, then one page of `bench/balance.sh`'s shape.
+async fn page_scenario(args: &DemoArgs, world: &World, daemon: &Dialer) -> Result<(), String> {
+    let n = args.line_count();
+    let bring_up = Duration::from_secs(60 + n as u64);
+    wait_for(daemon, "every line up", bring_up, |s| {
+        all_up(s, n, args.bundle)
+    })
+    .await?;
+    let sizes = page(args.objects, 4, 128, 7);
+    say(&format!(
+        "loading a page of {} objects, {} KiB, over {BENCH_SLOTS} parallel connections…",
+        sizes.len(),
+        sizes.iter().sum::<u64>() / 1024
+    ));
+    let loaded = load(world, &sizes, BENCH_SLOTS).await?;
+    report_figures("page", &loaded, args);
+    if !args.bundle {
+        report(&loaded, n);
+    }
+    Ok(())
+}
+
+/// `--page`'s parallel connections, as `bench/balance.sh`'s.
+const BENCH_SLOTS: usize = 8;
+
 async fn download(world: &World, bytes: u64) -> Result<PageLoad, String> {
     let result = world.download(bytes).await.map_err(|e| e.to_string())?;
     if result.failed > 0 {
@@ -430,12 +488,12 @@ async fn download(world: &World, bytes: u64) -> Result<PageLoad, String> {
     Ok(result)
 }
 
-/// `download: 2048 KiB in 33.1 s = 507 kbit/s = 99% of the lines' 512 kbit/s` (the
-/// benchmark reads this line).
-fn report_download(load: &PageLoad, args: &DemoArgs) {
+/// `download: 2048 KiB in 33.1 s = 507 kbit/s = 99% of the lines' 512 kbit/s`, or `page: …`
+/// (the benchmark reads this line).
+fn report_figures(what: &str, load: &PageLoad, args: &DemoArgs) {
     let sum = args.rate_sum();
     println!(
-        "download: {} KiB in {:.1} s = {:.0} kbit/s = {:.0}% of the lines' {} kbit/s",
+        "{what}: {} KiB in {:.1} s = {:.0} kbit/s = {:.0}% of the lines' {} kbit/s",
         load.bytes / 1024,
         load.elapsed.as_secs_f64(),
         load.goodput() / 1000.0,

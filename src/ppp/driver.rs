@@ -165,6 +165,10 @@ where
         incoming,
         events,
     } = channels;
+    // Dropped when the link leaves its bundle: the bundle then stops waiting for this
+    // link's fragments at once (its reassembly would stall on them until the call ends).
+    let mut incoming = Some(incoming);
+    let mut was_member = false;
     let (mut rd, mut wr) = tokio::io::split(line);
     let mut close = pin!(close);
     let mut close_deadline: Option<Instant> = None;
@@ -204,7 +208,15 @@ where
             }
             let _ = events.send(event);
         }
-        while rx_held.is_none() {
+        if session.bundle_member().is_some() {
+            was_member = true;
+        } else if was_member && incoming.take().is_some() {
+            debug!("PPP: left the bundle");
+            rx_held = None;
+        }
+        while rx_held.is_none()
+            && let Some(incoming) = &incoming
+        {
             // A bundle member's channel carries the bundle's frames instead of IP.
             let Some(packet) = session.poll_ip().or_else(|| {
                 session
@@ -280,7 +292,7 @@ where
                 }
                 None => outgoing_open = false,
             },
-            permit = incoming.reserve(), if rx_held.is_some() => {
+            permit = reserve(&incoming), if rx_held.is_some() => {
                 if let (Ok(permit), Some(p)) = (permit, rx_held.take()) {
                     permit.send(p);
                 }
@@ -317,6 +329,16 @@ where
             closing: None,
         }),
         line_error,
+    }
+}
+
+/// Room for one packet in `incoming` (never, once it is gone).
+async fn reserve(
+    incoming: &Option<mpsc::Sender<Vec<u8>>>,
+) -> Result<mpsc::Permit<'_, Vec<u8>>, mpsc::error::SendError<()>> {
+    match incoming {
+        Some(tx) => tx.reserve().await,
+        None => std::future::pending().await,
     }
 }
 

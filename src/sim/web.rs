@@ -79,6 +79,9 @@ pub struct PageLoad {
     /// Objects (connections) fetched, by the source address the server saw.
     pub objects_by_source: BTreeMap<Ipv4Addr, usize>,
     pub failed: usize,
+    /// The longest time during the load that no bytes arrived on any connection (from the
+    /// first byte to the last): how long a line cut stalls the transfer.
+    pub longest_stall: Duration,
 }
 
 impl PageLoad {
@@ -94,15 +97,17 @@ pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
     let next = Arc::new(AtomicUsize::new(0));
     let sizes = Arc::new(sizes.to_vec());
     let results = Arc::new(Mutex::new(Tally::default()));
+    let arrivals = Arc::new(Arrivals::default());
     let start = Instant::now();
     let workers: Vec<_> = (0..slots.max(1))
         .map(|_| {
             let (next, sizes, results) = (next.clone(), sizes.clone(), results.clone());
+            let arrivals = arrivals.clone();
             std::thread::spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&size) = sizes.get(i) else { break };
-                    let fetched = fetch(server, size);
+                    let fetched = fetch(server, size, &arrivals);
                     let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
                     match fetched {
                         Ok((source, bytes)) => {
@@ -127,6 +132,26 @@ pub fn load_page(server: SocketAddr, sizes: &[u64], slots: usize) -> PageLoad {
         by_source: r.by_source,
         objects_by_source: r.objects_by_source,
         failed: r.failed,
+        longest_stall: arrivals.longest(),
+    }
+}
+
+/// When bytes last arrived on any of a page's connections, and the longest gap so far.
+#[derive(Default)]
+struct Arrivals(Mutex<(Option<Instant>, Duration)>);
+
+impl Arrivals {
+    fn bytes_arrived(&self) {
+        let now = Instant::now();
+        let mut a = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = a.0 {
+            a.1 = a.1.max(now.duration_since(last));
+        }
+        a.0 = Some(now);
+    }
+
+    fn longest(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 }
 
@@ -138,12 +163,13 @@ struct Tally {
     failed: usize,
 }
 
-fn fetch(server: SocketAddr, size: u64) -> io::Result<(Ipv4Addr, u64)> {
-    fetch_within(
+fn fetch(server: SocketAddr, size: u64, arrivals: &Arrivals) -> io::Result<(Ipv4Addr, u64)> {
+    fetch_observed(
         server,
         size,
         Duration::from_secs(10),
         Duration::from_secs(60),
+        &|| arrivals.bytes_arrived(),
     )
 }
 
@@ -154,6 +180,17 @@ pub fn fetch_within(
     size: u64,
     connect: Duration,
     read: Duration,
+) -> io::Result<(Ipv4Addr, u64)> {
+    fetch_observed(server, size, connect, read, &|| {})
+}
+
+/// [`fetch_within`], calling `arrived` after every read that brought bytes.
+fn fetch_observed(
+    server: SocketAddr,
+    size: u64,
+    connect: Duration,
+    read: Duration,
+    arrived: &dyn Fn(),
 ) -> io::Result<(Ipv4Addr, u64)> {
     let mut s = TcpStream::connect_timeout(&server, connect)?;
     s.set_read_timeout(Some(read))?;
@@ -167,6 +204,7 @@ pub fn fetch_within(
         if n == 0 {
             break;
         }
+        arrived();
         got += n as u64;
     }
     if got != size {
