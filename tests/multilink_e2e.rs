@@ -54,6 +54,8 @@ fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
         Some(2),
         "{bundle}"
     );
+    // The bundle's speed (its weight in the balance) is its members' together.
+    assert_eq!(bundle["connect_speed"], 2 * 57_600, "{bundle}");
     assert_eq!(
         entry("ttyS3")["local"],
         multilink_plain_local(3).to_string(),
@@ -81,6 +83,11 @@ fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
     world.sim.hang_up(1).unwrap();
     world.wait_for("ttyS1 off", Duration::from_secs(10), |s| s[tty_s1] != "up");
     assert_eq!(world.states()[isp], "up", "the bundle stays up");
+    world.wait_for_status(
+        "the bundle's speed is one member's",
+        Duration::from_secs(5),
+        |s| s["lines"][isp]["connect_speed"] == 57_600,
+    );
     assert_eq!(
         world.connect(6),
         6,

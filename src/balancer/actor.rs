@@ -55,6 +55,7 @@ enum Request {
     ),
     Emancipate(String, oneshot::Sender<()>),
     Load(String, u64),
+    Speed(String, Option<u32>),
     Internet(String, bool),
     Shutdown(oneshot::Sender<Result<(), BalancerError>>),
 }
@@ -112,6 +113,11 @@ impl BalancerHandle {
     /// Reports a line's transmit queue depth.
     pub fn set_load(&self, line: &str, queued_bytes: u64) {
         let _ = self.tx.send(Request::Load(line.to_string(), queued_bytes));
+    }
+
+    /// Reports a line's speed in bit/s (a bundle's changes with its members).
+    pub fn set_speed(&self, line: &str, speed: Option<u32>) {
+        let _ = self.tx.send(Request::Speed(line.to_string(), speed));
     }
 
     /// Removes all kernel state and stops the task. A task that ends without answering (it
@@ -377,6 +383,12 @@ async fn run(
             Request::Load(line, bytes) => {
                 balancer.set_queued_bytes(&line, bytes);
                 connections.soon();
+            }
+            Request::Speed(line, speed) => {
+                balancer.set_speed(&line, speed);
+                if let Err(e) = balancer.refresh().await {
+                    tracing::warn!("cannot apply {line}'s new speed: {e}");
+                }
             }
             Request::Shutdown(reply) => {
                 if let Some(dns) = dns.as_mut() {

@@ -284,6 +284,13 @@ impl Balancer {
         }
     }
 
+    /// Sets a line's speed in bit/s (then [`refresh`](Self::refresh)).
+    pub fn set_speed(&mut self, line: &str, speed: Option<u32>) {
+        if let Some(l) = self.lines.get_mut(line) {
+            l.spec.speed = speed;
+        }
+    }
+
     /// Re-applies the policy if its slot table changed (queue depths moved).
     pub async fn refresh(&mut self) -> Result<(), BalancerError> {
         self.reselect(false).await

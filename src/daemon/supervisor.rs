@@ -675,6 +675,8 @@ fn bundle_status(name: &str, b: &BundleEntry, total: f64) -> LineStatus {
         local: i.local,
         peer: i.peer,
         dns: i.dns.clone(),
+        // The members' speeds together.
+        connect_speed: i.connect_speed,
         mru: i.mru,
         rx_bytes: b.shared.rx_bytes.load(std::sync::atomic::Ordering::Relaxed),
         tx_bytes: b.shared.tx_bytes.load(std::sync::atomic::Ordering::Relaxed),

@@ -93,6 +93,8 @@ async fn run(ctx: BundleContext, link: BundleLink) {
     let mut incoming = Some(incoming);
     let mut up: Option<UpBundle> = None;
     let mut members: Vec<String> = Vec::new();
+    // The members' rates together, bit/s: the bundle's speed for the balancer's weights.
+    let mut speed: Option<u32> = None;
     while let Some(update) = updates.recv().await {
         match update {
             Update::Up {
@@ -104,7 +106,13 @@ async fn run(ctx: BundleContext, link: BundleLink) {
                 if let Some(u) = up.take() {
                     bring_down(&ctx, u, &mut incoming).await;
                 }
-                match bring_up(&ctx, local, peer, dns, mtu, &outgoing, &mut incoming).await {
+                let ip = BundleIp {
+                    local,
+                    peer,
+                    dns,
+                    mtu,
+                };
+                match bring_up(&ctx, ip, speed, &outgoing, &mut incoming).await {
                     Ok(u) => up = Some(u),
                     Err(e) => tracing::warn!("cannot bring the bundle's slave up: {e}"),
                 }
@@ -122,7 +130,15 @@ async fn run(ctx: BundleContext, link: BundleLink) {
                     i.dns.clear();
                 });
             }
-            Update::Members(names) => members = names,
+            Update::Members { names, rate } => {
+                members = names;
+                speed =
+                    (rate > 0).then(|| u32::try_from(rate.saturating_mul(8)).unwrap_or(u32::MAX));
+                if up.as_ref().is_some_and(|u| u.enslaved) {
+                    ctx.balancer.set_speed(&ctx.config.name, speed);
+                }
+                ctx.shared.edit(|i| i.connect_speed = speed);
+            }
         }
         let detail = match members.as_slice() {
             [] => "no member up".to_string(),
@@ -138,16 +154,28 @@ async fn run(ctx: BundleContext, link: BundleLink) {
     }
 }
 
-/// IPCP is up over the bundle: its slave, the pumps, its balancer entry.
-async fn bring_up(
-    ctx: &BundleContext,
+/// What IPCP agreed over the bundle.
+struct BundleIp {
     local: Ipv4Addr,
     peer: Ipv4Addr,
     dns: Vec<Ipv4Addr>,
     mtu: u16,
+}
+
+/// IPCP is up over the bundle: its slave, the pumps, its balancer entry.
+async fn bring_up(
+    ctx: &BundleContext,
+    ip: BundleIp,
+    speed: Option<u32>,
     outgoing: &mpsc::Sender<Vec<u8>>,
     incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
 ) -> Result<UpBundle, String> {
+    let BundleIp {
+        local,
+        peer,
+        dns,
+        mtu,
+    } = ip;
     let c = &ctx.config;
     let slave = TunSlave::create(&ctx.netlink, &c.slave, local, peer, mtu.clamp(576, 1500))
         .await
@@ -181,7 +209,7 @@ async fn bring_up(
             Weight::Fixed(w) => Some(w),
             Weight::Auto => None,
         },
-        speed: None,
+        speed,
         dns,
         tier: c.tier,
         tracked: false,

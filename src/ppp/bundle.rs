@@ -76,8 +76,8 @@ pub enum Update {
     },
     /// IPCP left Opened (the last member left, or it renegotiates).
     Down { reason: String },
-    /// The member lines now.
-    Members(Vec<String>),
+    /// The member lines now, and their rates together in bytes/s.
+    Members { names: Vec<String>, rate: u64 },
 }
 
 /// Settings of a bundle task.
@@ -230,7 +230,7 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
                     let id = next_id;
                     next_id = next_id.wrapping_add(1);
                     admit(id, join, &config, &mut running, &mut members, &frames_tx);
-                    let _ = ch.updates.send(Update::Members(names(&members)));
+                    let _ = ch.updates.send(members_update(&members));
                 }
                 None => joins_open = false,
             },
@@ -249,7 +249,7 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
                         if let Some(r) = running.as_mut() {
                             r.session.remove_member(id, Instant::now());
                         }
-                        let _ = ch.updates.send(Update::Members(names(&members)));
+                        let _ = ch.updates.send(members_update(&members));
                     }
                 }
             },
@@ -423,8 +423,11 @@ fn send(frames: Vec<Outgoing<u32>>, members: &mut BTreeMap<u32, Member>) {
     }
 }
 
-fn names(members: &BTreeMap<u32, Member>) -> Vec<String> {
-    members.values().map(|m| m.name.clone()).collect()
+fn members_update(members: &BTreeMap<u32, Member>) -> Update {
+    Update::Members {
+        names: members.values().map(|m| m.name.clone()).collect(),
+        rate: members.values().map(|m| m.rate).sum(),
+    }
 }
 
 /// What the tests of both roles' bundles share.

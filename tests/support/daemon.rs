@@ -211,23 +211,34 @@ impl World {
 
     /// Waits until `check(states)` holds, or panics with the daemon's log.
     pub fn wait_for(&self, what: &str, limit: Duration, check: impl Fn(&[String]) -> bool) {
+        self.wait_for_status(what, limit, |v| {
+            let states: Vec<String> = v["lines"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|l| l["state"].as_str().unwrap_or("").to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            check(&states)
+        });
+    }
+
+    /// Waits until `check(status --json)` holds, or panics with the daemon's log.
+    pub fn wait_for_status(
+        &self,
+        what: &str,
+        limit: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) {
         let start = Instant::now();
         loop {
             let out = self.cli(&["status", "--json"]);
             if out.status.success()
                 && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                && check(&v)
             {
-                let states: Vec<String> = v["lines"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|l| l["state"].as_str().unwrap_or("").to_string())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                if check(&states) {
-                    return;
-                }
+                return;
             }
             if start.elapsed() > limit {
                 panic!(

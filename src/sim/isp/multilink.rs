@@ -215,7 +215,7 @@ async fn route_bundle(link: BundleLink, mut ip: CustomerLink, members: Arc<Atomi
                 tracing::info!(%reason, "sim ISP: bundle down");
                 ip.down().await;
             }
-            Update::Members(names) => {
+            Update::Members { names, .. } => {
                 tracing::debug!(?names, "sim ISP: bundle members");
                 members.store(names.len(), Ordering::Relaxed);
             }

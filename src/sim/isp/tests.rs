@@ -210,7 +210,7 @@ async fn follow(
         match u {
             Update::Up { .. } => seen.ups += 1,
             Update::Down { .. } => seen.downs += 1,
-            Update::Members(m) => seen.members = m.len(),
+            Update::Members { names, .. } => seen.members = names.len(),
         }
     }
 }

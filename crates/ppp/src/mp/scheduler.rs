@@ -42,6 +42,12 @@ pub struct SchedulerConfig {
     pub whole_below: usize,
     /// No fragment of a split is made smaller than this (fewer links are used instead).
     pub min_fragment: usize,
+    /// With `Some(b)`, a link with more than `b` bytes queued is busy: packets are split only
+    /// over the links that are not, and go whole on the first link to finish when every link
+    /// is busy (as Linux's `ppp_mp_explode` splits only over free channels). A bundle that
+    /// keeps its links busy gains nothing from splitting but pays a fragment's header and
+    /// framing per share: about 3 % of a full packet over 4 links. `None`: always split.
+    pub busy_above: Option<usize>,
 }
 
 impl Default for SchedulerConfig {
@@ -49,6 +55,7 @@ impl Default for SchedulerConfig {
         SchedulerConfig {
             whole_below: 256,
             min_fragment: 64,
+            busy_above: None,
         }
     }
 }
@@ -86,10 +93,15 @@ pub fn schedule<K: Copy>(
     if usable.is_empty() {
         return Err(ScheduleError::NoLink);
     }
-    let shares = if len < cfg.whole_below || usable.len() == 1 {
+    let free = |l: &&LinkState<K>| cfg.busy_above.is_none_or(|b| l.queued <= b);
+    let shares = if len < cfg.whole_below || usable.len() == 1 || !usable.iter().any(free) {
         whole(&usable, len)
-    } else {
+    } else if usable.iter().all(free) {
         split(cfg, &usable, len)
+    } else {
+        // Busy links sit this one out (a share of zero).
+        let mut allowed: Vec<bool> = usable.iter().map(free).collect();
+        split_over(cfg, &usable, &mut allowed, len)
     };
     // Shares in the order the links start on this packet (earliest free first), so the
     // lower numbers are the ones sent first.
@@ -152,9 +164,18 @@ fn whole<K>(links: &[&LinkState<K>], len: usize) -> Vec<usize> {
 
 /// Water-filling shares, dropping links whose share would be below the minimum fragment.
 fn split<K>(cfg: &SchedulerConfig, links: &[&LinkState<K>], len: usize) -> Vec<usize> {
-    let mut allowed = vec![true; links.len()];
+    split_over(cfg, links, &mut vec![true; links.len()], len)
+}
+
+/// [`split`] over the `allowed` links only.
+fn split_over<K>(
+    cfg: &SchedulerConfig,
+    links: &[&LinkState<K>],
+    allowed: &mut [bool],
+    len: usize,
+) -> Vec<usize> {
     loop {
-        let shares = water_fill(links, &allowed, len);
+        let shares = water_fill(links, allowed, len);
         let small = (0..links.len())
             .filter(|&i| shares[i] > 0 && shares[i] < cfg.min_fragment)
             .min_by_key(|&i| shares[i]);
