@@ -13,6 +13,7 @@ use eqlplus_dialer::sim::DialAnswer;
 use eqlplus_dialer::sim::world::{line_local, multilink_plain_local};
 use support::daemon::{Extra, World, all};
 use support::require_root;
+use support::tmux::{Tmux, have_tmux, line_row, monitor_command, state_of};
 
 #[test]
 fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
@@ -61,6 +62,34 @@ fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
         multilink_plain_local(3).to_string(),
         "the plain line's own address"
     );
+    // The monitor, in a real terminal: the bundle's row names its members, theirs the bundle.
+    if have_tmux() {
+        let tmux = Tmux::start(
+            world.dir.path(),
+            "monitor",
+            &monitor_command(
+                "",
+                std::path::Path::new(&world.socket()),
+                "--interval 200ms",
+            ),
+        );
+        let screen = tmux.wait_for("the bundle's row", |s| {
+            line_row(s, "isp").is_some_and(|r| r.contains("bundle of ttyS"))
+        });
+        assert_eq!(state_of(&screen, "isp"), Some("up"), "{screen}");
+        for member in ["ttyS1", "ttyS2"] {
+            let row = line_row(&screen, member).unwrap_or_default();
+            assert!(row.contains("in bundle isp"), "{screen}");
+        }
+        assert!(
+            !line_row(&screen, "ttyS3")
+                .unwrap_or_default()
+                .contains("bundle"),
+            "{screen}"
+        );
+        tmux.keys(&["q"]);
+        tmux.wait_dead();
+    }
     // New connections go over both balancer entries: the bundle and the plain line.
     assert_eq!(world.connect(20), 20);
     let hits: HashMap<Ipv4Addr, usize> = std::mem::take(&mut *world.hits.lock().unwrap());
@@ -103,4 +132,53 @@ fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
             .and_then(|b| b["members"].as_array().map(Vec::len)),
         Some(2)
     );
+}
+
+/// Lines that say `bundle = "isp"` calling ISPs that do not speak Multilink (they reject
+/// MRRU): each line comes up as a plain line of its own, balanced per connection, and the
+/// bundle stays down with no member.
+#[test]
+fn bundle_lines_fall_back_to_plain_lines_where_the_isp_rejects_multilink() {
+    if !require_root("bundle_lines_fall_back_to_plain_lines_where_the_isp_rejects_multilink") {
+        return;
+    }
+    let world = World::new(&vec![vec![DialAnswer::Connect(Some(57_600))]; 2], &[]);
+    let member = "bundle = \"isp\"\n".to_string();
+    world.write_config_with(
+        &["5551001", "5551002"],
+        &[None, None],
+        "",
+        &Extra {
+            top: String::new(),
+            lines: vec![member.clone(), member],
+        },
+    );
+    let _daemon = world.start_daemon();
+    world.wait_for_status("both lines up on their own", Duration::from_secs(30), |s| {
+        let lines = s["lines"].as_array().cloned().unwrap_or_default();
+        let state = |name: &str| {
+            lines
+                .iter()
+                .find(|l| l["name"] == name)
+                .map(|l| l["state"].clone())
+        };
+        state("ttyS1") == Some("up".into()) && state("ttyS2") == Some("up".into())
+    });
+    let status = world.status();
+    let lines = status["lines"].as_array().unwrap();
+    let entry = |name: &str| lines.iter().find(|l| l["name"] == name).unwrap().clone();
+    for (i, name) in [(1, "ttyS1"), (2, "ttyS2")] {
+        let line = entry(name);
+        assert_eq!(line["local"], line_local(i).to_string(), "{line}");
+        assert!(line["bundle"].is_null(), "not a member: {line}");
+    }
+    let bundle = entry("isp");
+    assert_eq!(bundle["state"], "down", "{bundle}");
+    assert_eq!(bundle["members"], serde_json::json!([]), "{bundle}");
+    // Both lines carry new connections, each from its own address.
+    assert_eq!(world.connect(20), 20);
+    let hits: HashMap<Ipv4Addr, usize> = std::mem::take(&mut *world.hits.lock().unwrap());
+    for i in [1, 2] {
+        assert!(hits.get(&line_local(i)).is_some_and(|n| *n > 0), "{hits:?}");
+    }
 }

@@ -30,6 +30,13 @@ pub struct BundleConfig {
     pub members: Vec<String>,
 }
 
+impl BundleConfig {
+    /// What `status` and the metrics show as its device.
+    pub fn device(&self) -> String {
+        format!("Multilink bundle of {}", self.members.join(", "))
+    }
+}
+
 /// A `[[bundle]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -52,6 +52,39 @@ fn snapshot(registry: &LineRegistry) -> Snapshot {
             open_connections,
             signal_dbm: i.cellular.as_ref().and_then(|c| c.signal).map(|s| s.dbm),
             resets: [i.resets.modem, i.resets.port, i.resets.hook],
+            bundle: i.bundle.clone(),
+            members: None,
+        });
+    });
+    registry.each_bundle(|name, config, shared, share| {
+        let i = shared.info();
+        let (queued_bytes, _) = shared.queue_figures();
+        let (dropped_packets, dropped_bytes) = shared.dropped_total();
+        lines.push(LineSample {
+            name: name.to_string(),
+            device: config.device(),
+            slave: config.slave.clone(),
+            tier: config.tier,
+            state: i.state,
+            since: i.since,
+            admin_up: true,
+            connect_speed: i.connect_speed,
+            rx_bytes: shared.rx_bytes.load(Ordering::Relaxed),
+            tx_bytes: shared.tx_bytes.load(Ordering::Relaxed),
+            rx_packets: shared.rx_packets.load(Ordering::Relaxed),
+            tx_packets: shared.tx_packets.load(Ordering::Relaxed),
+            dropped_packets,
+            dropped_bytes,
+            queued_bytes,
+            share,
+            tally: shared.tally(),
+            lcp_rtt: None,
+            track: None,
+            open_connections: None,
+            signal_dbm: None,
+            resets: [0; 3],
+            bundle: None,
+            members: Some(i.members.clone().unwrap_or_default()),
         });
     });
     Snapshot {

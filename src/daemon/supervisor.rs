@@ -543,6 +543,15 @@ impl LineRegistry {
         registry.policy
     }
 
+    /// Calls `f` with each bundle: its name, configuration, status and share of the traffic.
+    pub(super) fn each_bundle(&self, mut f: impl FnMut(&str, &BundleConfig, &LineShared, f64)) {
+        let registry = self.lock();
+        let total = registry.total_rate();
+        for (name, b) in &registry.bundles {
+            f(name, &b.config, &b.shared, b.rate.share(total));
+        }
+    }
+
     /// The status report (all lines, or one).
     pub fn status(&self, only: Option<&str>) -> StatusReport {
         let registry = self.lock();
@@ -667,7 +676,7 @@ fn bundle_status(name: &str, b: &BundleEntry, total: f64) -> LineStatus {
     let (queued_bytes, dropped_packets) = b.shared.queue_figures();
     LineStatus {
         name: name.to_string(),
-        device: format!("Multilink bundle of {}", b.config.members.join(", ")),
+        device: b.config.device(),
         slave: b.config.slave.clone(),
         state: i.state.into(),
         since: epoch(i.since),

@@ -63,6 +63,10 @@ pub struct LineSample {
     pub signal_dbm: Option<i32>,
     /// Resets by the recovery ladder: modem, USB port, hook.
     pub resets: [u32; 3],
+    /// The bundle the line is a member of now.
+    pub bundle: Option<String>,
+    /// For a Multilink bundle (listed as a line: one balancer entry), its member lines now.
+    pub members: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -332,6 +332,25 @@ impl Collector for Scrape {
         )?;
         gauge(
             &mut enc,
+            "eqlplus_bundle_members",
+            "A Multilink bundle's member lines now (a bundle is listed as a line).",
+            None,
+            lines
+                .iter()
+                .filter_map(|l| Some((line(l), l.members.as_ref()?.len() as i64))),
+        )?;
+        gauge(
+            &mut enc,
+            "eqlplus_line_bundle_member",
+            "1 while the line is a member of the bundle it names (its traffic is the bundle's).",
+            None,
+            lines.iter().filter_map(|l| {
+                let bundle = l.bundle.as_deref()?;
+                Some((line_and(l, &[("bundle", bundle)]), 1i64))
+            }),
+        )?;
+        gauge(
+            &mut enc,
             "eqlplus_line_share_ratio",
             "The line's share of all lines' traffic (rx + tx) over the last second, 0-1.",
             None,

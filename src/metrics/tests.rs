@@ -60,6 +60,8 @@ pub(super) fn two_lines() -> Snapshot {
                 open_connections: Some(3),
                 signal_dbm: None,
                 resets: [0, 0, 0],
+                bundle: None,
+                members: None,
             },
             LineSample {
                 name: "ttyS2".into(),
@@ -84,6 +86,8 @@ pub(super) fn two_lines() -> Snapshot {
                 open_connections: None,
                 signal_dbm: Some(-96),
                 resets: [1, 0, 0],
+                bundle: None,
+                members: None,
             },
         ],
     }

@@ -100,6 +100,11 @@ impl History {
 
 /// A rate or share as a finite, non-negative number no larger than 16 EiB (NaN, infinities
 /// and negatives are 0), so that sums of them stay finite and print short.
+/// A bundle member's traffic and speed are its bundle's, counted on the bundle's row.
+pub(super) fn counts_in_total(l: &LineStatus) -> bool {
+    l.bundle.is_none()
+}
+
 pub(super) fn clean(v: f64) -> f64 {
     if v.is_finite() && v > 0.0 {
         v.min(u64::MAX as f64)
@@ -159,8 +164,10 @@ impl MonitorState {
                 .entry(l.name.clone())
                 .or_default()
                 .push(l.rx_rate, l.tx_rate);
-            rx += clean(l.rx_rate);
-            tx += clean(l.tx_rate);
+            if counts_in_total(l) {
+                rx += clean(l.rx_rate);
+                tx += clean(l.tx_rate);
+            }
         }
         self.total.push(rx, tx);
         if let Some(i) =

@@ -648,3 +648,40 @@ proptest::proptest! {
         proptest::prop_assert!(s.selected() < report.lines.len().max(1));
     }
 }
+
+/// A Multilink bundle is a row of its own naming its members; each member says which bundle
+/// it is in; the total counts the members' traffic and speed once, as the bundle's.
+#[test]
+fn a_bundle_row_names_its_members_and_the_total_counts_them_once() {
+    let member = |name: &str, n: u8| LineStatus {
+        local: None,
+        peer: None,
+        bundle: Some("isp".into()),
+        ..up_line(name, n, 57_600, 3600.0, 0.0)
+    };
+    let bundle = LineStatus {
+        members: Some(vec!["ttyS1".into(), "ttyS2".into()]),
+        ..up_line("isp", 1, 115_200, 7200.0, 1.0)
+    };
+    let mut s = state_with(StatusReport {
+        daemon: None,
+        time: 1000.0,
+        policy: Policy::Weighted,
+        lines: vec![member("ttyS1", 1), member("ttyS2", 2), bundle],
+    });
+    let (_, rows) = draw(&mut s, 140, 30);
+    let isp = row_with(&rows, "bundle of");
+    assert!(
+        isp.contains("isp") && isp.contains("bundle of ttyS1, ttyS2"),
+        "{isp}"
+    );
+    assert!(isp.contains("115200"), "{isp}");
+    assert!(row_with(&rows, "ttyS2 ").contains("in bundle isp"));
+    // 7200 + 900 B/s of the bundle's 14400 B/s, not the members' twice over.
+    let total = row_with(&rows, "TOTAL");
+    assert!(total.contains(&format::rate(8100.0)), "{total}");
+    assert!(
+        total.contains(&format!("of {}", format::rate(14_400.0))),
+        "{total}"
+    );
+}

@@ -8,7 +8,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, RenderDirection, Sparkline, Widget};
 
-use super::state::{Connection, HISTORY, History, MessageKind, MonitorState, clean};
+use super::state::{
+    Connection, HISTORY, History, MessageKind, MonitorState, clean, counts_in_total,
+};
 use crate::control::{LineState, LineStatus};
 use crate::ui::format;
 use crate::ui::status_view::{or_dash, rtt_text, signal_bars, state_text};
@@ -176,7 +178,7 @@ impl MonitorState {
     }
 
     fn render_total(&self, area: Rect, narrow: bool, buf: &mut Buffer) {
-        let lines = self.lines();
+        let lines: Vec<&LineStatus> = self.lines().iter().filter(|l| counts_in_total(l)).collect();
         let rx: f64 = lines.iter().map(|l| clean(l.rx_rate)).sum();
         let tx: f64 = lines.iter().map(|l| clean(l.tx_rate)).sum();
         // Capacity: the CONNECT speeds of the lines that are up, in bytes per second.
@@ -356,8 +358,19 @@ fn cellular_summary(c: &crate::cellular::CellStatus) -> String {
     parts.join(" ")
 }
 
+/// A Multilink bundle's members (`bundle of ttyS1, ttyS2`), or the bundle a member line is
+/// in (`in bundle isp`).
+fn bundle_summary(l: &LineStatus) -> Option<String> {
+    match (&l.members, &l.bundle) {
+        (Some(m), _) if m.is_empty() => Some("bundle, no member up".into()),
+        (Some(m), _) => Some(format!("bundle of {}", m.join(", "))),
+        (None, Some(b)) => Some(format!("in bundle {b}")),
+        (None, None) => None,
+    }
+}
+
 /// The first row of a line: name, state, addresses, speed, redials, cellular network and
-/// signal, last error.
+/// signal, bundle, last error.
 fn render_line_row(
     area: Rect,
     l: &LineStatus,
@@ -395,6 +408,12 @@ fn render_line_row(
     if let Some(cell) = &l.cellular {
         spans.push(Span::styled(
             format!("{}  ", cellular_summary(cell)),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
+    if let Some(bundle) = bundle_summary(l) {
+        spans.push(Span::styled(
+            format!("{bundle}  "),
             Style::new().fg(Color::Cyan),
         ));
     }
