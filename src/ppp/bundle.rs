@@ -157,19 +157,36 @@ struct Member {
     kick: Option<oneshot::Sender<String>>,
     /// The last frame's length: with the frames waiting, an estimate of its queue.
     last_frame: usize,
+    /// When the link will have sent what the bundle gave it, at its rate: most of a link's
+    /// queue is past its channel (its driver's backlog, the tty, the modem), out of sight.
+    busy_until: Option<Instant>,
     counter: Arc<dyn TrafficCounter>,
 }
 
+/// A frame's bytes on the line beyond its information field: flag, protocol, FCS, and a
+/// few escapes.
+const FRAMING: usize = 6;
+
 impl Member {
-    fn state(&self, id: u32) -> LinkState<u32> {
+    fn state(&self, id: u32, now: Instant) -> LinkState<u32> {
         let waiting = self.to_link.max_capacity() - self.to_link.capacity();
+        let paced = self.busy_until.map_or(0.0, |t| {
+            t.saturating_duration_since(now).as_secs_f64() * self.rate as f64
+        });
         LinkState {
             id,
             rate: self.rate,
-            queued: waiting * self.last_frame,
+            queued: (waiting * self.last_frame).max(paced as usize),
             mru: self.mru,
             up: self.to_link.capacity() > 0,
         }
+    }
+
+    /// `bytes` more went to the link.
+    fn paced(&mut self, bytes: usize, now: Instant) {
+        let start = self.busy_until.map_or(now, |t| t.max(now));
+        let takes = (bytes + FRAMING) as f64 / self.rate.max(1) as f64;
+        self.busy_until = Some(start + std::time::Duration::from_secs_f64(takes.min(60.0)));
     }
 
     fn kick(&mut self, why: &str) {
@@ -256,7 +273,7 @@ async fn run(config: BundleDriverConfig, mut ch: Channels) {
             packet = ch.outgoing.recv(), if up && room => {
                 if let (Some(p), Some(r)) = (packet, running.as_mut()) {
                     let states: Vec<LinkState<u32>> =
-                        members.iter().map(|(id, m)| m.state(*id)).collect();
+                        members.iter().map(|(id, m)| m.state(*id, Instant::now())).collect();
                     match r.session.send_ip(&p, &states) {
                         Ok(frames) => send(frames, &mut members),
                         Err(e) => debug!(len = p.len(), error = %e, "bundle: outgoing packet dropped"),
@@ -303,10 +320,11 @@ fn admit(
         }
         Some(_) => {}
         None => {
-            let cfg = BundleSessionConfig::new(
-                BundleConfig::from_negotiated(&multilink),
-                config.ipcp.clone(),
-            );
+            let mut bundle = BundleConfig::from_negotiated(&multilink);
+            // A link still sending (by its pace) gets whole packets: splitting over busy links
+            // buys no speed and costs each share a fragment's header and framing.
+            bundle.scheduler.busy_above = Some(0);
+            let cfg = BundleSessionConfig::new(bundle, config.ipcp.clone());
             info!(bundle = %bundle_id, ?multilink, "bundle starts");
             *running = Some(Running {
                 id: bundle_id,
@@ -338,6 +356,7 @@ fn admit(
             to_link,
             kick: Some(kick),
             last_frame: usize::from(mru),
+            busy_until: None,
             counter,
         },
     );
@@ -345,7 +364,10 @@ fn admit(
 
 /// What the session has for the members, the IP side and the user.
 fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
-    let states: Vec<LinkState<u32>> = members.iter().map(|(id, m)| m.state(*id)).collect();
+    let states: Vec<LinkState<u32>> = members
+        .iter()
+        .map(|(id, m)| m.state(*id, Instant::now()))
+        .collect();
     let control = r.session.poll_transmit(&states);
     send(control, members);
     // Protocols the bundle does not run (CCP, IPv6CP): any member's LCP rejects them.
@@ -417,7 +439,10 @@ fn send(frames: Vec<Outgoing<u32>>, members: &mut BTreeMap<u32, Member>) {
         m.last_frame = info.len() + 4;
         let len = info.len();
         match m.to_link.try_send(bundle_frame(PROTOCOL, &info)) {
-            Ok(()) => m.counter.count_tx(len),
+            Ok(()) => {
+                m.counter.count_tx(len);
+                m.paced(len, Instant::now());
+            }
             Err(_) => debug!(member = %m.name, "bundle: member queue full, fragment dropped"),
         }
     }

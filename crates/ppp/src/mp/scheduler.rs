@@ -260,6 +260,41 @@ mod tests {
         per
     }
 
+    /// With `busy_above`, a split uses only the free links, and a packet goes whole on the
+    /// first link to finish when none is free.
+    #[test]
+    fn busy_links_take_whole_packets() {
+        let cfg = SchedulerConfig {
+            busy_above: Some(0),
+            ..SchedulerConfig::default()
+        };
+        let per_link = |links: &[LinkState<u8>]| {
+            let out = schedule(&cfg, SeqFormat::Long, 1500, 0, links).unwrap();
+            let mut per: Vec<(u8, usize)> = Vec::new();
+            for f in out {
+                match per.iter_mut().find(|(id, _)| *id == f.link) {
+                    Some((_, n)) => *n += f.range.len(),
+                    None => per.push((f.link, f.range.len())),
+                }
+            }
+            per.sort();
+            per
+        };
+        // Every link busy: whole, on the one that finishes it first.
+        let busy = [
+            link(1, 10_000, 3000),
+            link(2, 10_000, 900),
+            link(3, 5_000, 100),
+        ];
+        assert_eq!(per_link(&busy), [(2, 1500)]);
+        // Two free links share it; the busy one sits it out.
+        let some_free = [link(1, 10_000, 0), link(2, 10_000, 900), link(3, 10_000, 0)];
+        assert_eq!(per_link(&some_free), [(1, 750), (3, 750)]);
+        // All free: the plain split.
+        let free = [link(1, 10_000, 0), link(2, 10_000, 0)];
+        assert_eq!(per_link(&free), [(1, 750), (2, 750)]);
+    }
+
     #[test]
     fn equal_links_take_halves() {
         assert_eq!(
