@@ -582,3 +582,26 @@ fn the_grafana_dashboard_asks_for_what_is_exposed() {
     }
     assert!(asked > 10);
 }
+
+/// A Multilink bundle is listed as a line (it is one balancer entry) with its members'
+/// count; each member line names its bundle.
+#[test]
+fn a_bundle_and_its_members_are_exposed() {
+    let mut snapshot = two_lines();
+    snapshot.lines[0].bundle = Some("isp".into());
+    let mut bundle = snapshot.lines[0].clone();
+    bundle.name = "isp".into();
+    bundle.bundle = None;
+    bundle.members = Some(vec!["ttyS1".into()]);
+    snapshot.lines.push(bundle);
+    let text = render(&snapshot, Format::OpenMetrics);
+    let s = om_samples(&text);
+    assert_eq!(s.get("eqlplus_bundle_members{line=isp}"), Some(&1.0), "{text}");
+    assert_eq!(
+        s.get("eqlplus_line_bundle_member{bundle=isp,line=ttyS1}"),
+        Some(&1.0),
+        "{text}"
+    );
+    assert!(!s.contains_key("eqlplus_line_bundle_member{bundle=isp,line=ttyS2}"));
+    assert_eq!(s.get("eqlplus_line_up{line=isp}"), Some(&1.0), "{text}");
+}
