@@ -596,7 +596,11 @@ fn a_bundle_and_its_members_are_exposed() {
     snapshot.lines.push(bundle);
     let text = render(&snapshot, Format::OpenMetrics);
     let s = om_samples(&text);
-    assert_eq!(s.get("eqlplus_bundle_members{line=isp}"), Some(&1.0), "{text}");
+    assert_eq!(
+        s.get("eqlplus_bundle_members{line=isp}"),
+        Some(&1.0),
+        "{text}"
+    );
     assert_eq!(
         s.get("eqlplus_line_bundle_member{bundle=isp,line=ttyS1}"),
         Some(&1.0),

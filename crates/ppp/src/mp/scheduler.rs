@@ -235,8 +235,12 @@ mod tests {
 
     /// Bytes per link, and a check of the invariants every schedule must keep.
     fn plan(len: usize, links: &[LinkState<u8>]) -> Vec<(u8, usize)> {
+        plan_with(&SchedulerConfig::default(), len, links)
+    }
+
+    fn plan_with(cfg: &SchedulerConfig, len: usize, links: &[LinkState<u8>]) -> Vec<(u8, usize)> {
         let format = SeqFormat::Long;
-        let out = schedule(&SchedulerConfig::default(), format, len, 10, links).unwrap();
+        let out = schedule(cfg, format, len, 10, links).unwrap();
         let mut at = 0;
         for (n, f) in out.iter().enumerate() {
             assert_eq!(f.range.start, at, "contiguous");
@@ -268,18 +272,7 @@ mod tests {
             busy_above: Some(0),
             ..SchedulerConfig::default()
         };
-        let per_link = |links: &[LinkState<u8>]| {
-            let out = schedule(&cfg, SeqFormat::Long, 1500, 0, links).unwrap();
-            let mut per: Vec<(u8, usize)> = Vec::new();
-            for f in out {
-                match per.iter_mut().find(|(id, _)| *id == f.link) {
-                    Some((_, n)) => *n += f.range.len(),
-                    None => per.push((f.link, f.range.len())),
-                }
-            }
-            per.sort();
-            per
-        };
+        let per_link = |links: &[LinkState<u8>]| plan_with(&cfg, 1500, links);
         // Every link busy: whole, on the one that finishes it first.
         let busy = [
             link(1, 10_000, 3000),
