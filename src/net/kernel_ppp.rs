@@ -518,7 +518,9 @@ impl Channel {
         // From here on a failure drops `disc`, which puts the discipline back.
         let disc = SavedDiscipline {
             tty: dup,
-            saved,
+            // A tty left in N_PPP (by a daemon that died) goes back to N_TTY, as pppd
+            // always restores.
+            saved: if saved == N_PPP { N_TTY } else { saved },
             restored: false,
         };
         let index = read_int(disc.tty.as_fd(), ioctls::pppiocgchan, Step::GetChannel)?;
