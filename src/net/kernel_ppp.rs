@@ -15,15 +15,16 @@
 //!    number): the network interface `pppN` and the unit's fd.
 //! 3. [`Unit::connect`] (`PPPIOCCONNECT` on the channel fd): frames of network protocols
 //!    and their NCPs (IPCP, protocols < 0xc000) now go through the unit. The kernel queues
-//!    those it does not pass to the network (IPCP always; IP until NPMODE_PASS) on the
-//!    *unit's* fd, and pppd writes them there too: read both fds, write each frame to the fd
-//!    of its protocol ([`FrameRoute`]).
+//!    the NCP frames (any protocol that is not a network protocol it knows) on the *unit's*
+//!    fd, and pppd writes them there too: read both fds, write each frame to the fd of its
+//!    protocol ([`FrameRoute`]). IP never reaches us: the kernel passes it to `pppN`, or
+//!    drops it while the interface is down or its mode is not `NPMODE_PASS`.
 //! 4. Once LCP is open: [`Channel::send_config`] and [`Channel::recv_config`] (pppd's
 //!    `tty_send_config`/`tty_recv_config`: ACCMs, compression flags, MRU) from
 //!    [`Session::link_parameters`](crate::ppp::Session::link_parameters).
 //! 5. Once IPCP is up (and the interface has its addresses): [`Unit::set_npmode`] with
-//!    [`NpMode::Pass`] for IP; before that the kernel drops IP (`NPMODE_DROP` is not needed
-//!    at the start, only when IPCP goes down again).
+//!    [`NpMode::Pass`] for IP (0x0021); until then the kernel drops it. When IPCP goes down
+//!    again, [`NpMode::Drop`] (pppd's `ipcp_down`; [`NpMode::Queue`] in demand mode).
 //! 6. Tear-down, before the hangup: drop (or [`Unit::close`]) the unit, which removes
 //!    `pppN`; then [`Channel::detach`]: `tcflush` (as pppd: so that `TIOCSETD` does not wait
 //!    for a stuck output queue), the tty's discipline back (`N_TTY`), the channel fd closed.
@@ -354,6 +355,17 @@ fn open_dev_ppp() -> Result<File> {
 /// Whether `fd` is a terminal (a pty is one too, and takes `N_PPP` like a serial port).
 pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
     nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false)
+}
+
+/// Whether `fd` is the slave side of a Unix98 pty (majors 136–143, `/dev/pts/N`): a pty takes
+/// `N_PPP` too (a simulated modem), which is fine for tests but says the line is no port.
+pub fn is_pty_slave(fd: BorrowedFd<'_>) -> bool {
+    /// `UNIX98_PTY_SLAVE_MAJOR` and the majors after it (`UNIX98_PTY_MAJOR_COUNT` = 8).
+    const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
+    nix::sys::stat::fstat(fd.as_raw_fd()).is_ok_and(|st| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && PTY_SLAVE_MAJORS.contains(&libc::major(st.st_rdev))
+    })
 }
 
 /// The tty's line discipline (`TIOCGETD`): [`N_TTY`], [`N_PPP`], …
@@ -929,6 +941,8 @@ mod tests {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let tty = pty.slave.as_fd();
         assert!(is_tty(tty));
+        assert!(is_pty_slave(tty));
+        assert!(!is_pty_slave(pty.master.as_fd()));
         assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
         let kernel_has_ppp = Path::new("/proc/tty/ldiscs").exists()
             && std::fs::read_to_string("/proc/tty/ldiscs")
