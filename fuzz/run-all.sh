@@ -16,7 +16,7 @@ runs="${1:-100000}"
 max_time="${2:-600}"
 cd "$(dirname "$0")/.."
 
-targets=(chat_script hdlc_decode ppp_session modem_commands at_reply control_request config_file secrets_file conntrack_dump kernel_watch probe_answers cellular_check mp_reassembly mp_bundle)
+targets=(chat_script hdlc_decode ppp_session ppp_unframed modem_commands at_reply control_request config_file secrets_file conntrack_dump kernel_watch probe_answers cellular_check mp_reassembly mp_bundle)
 flags=(${FUZZ_FLAGS:--s none -a})
 
 export RUSTC_BOOTSTRAP=1
@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
             done ;;
         at_reply)
             printf 'ATI\0ATI\r\r\nSimModem 56K\r\n\r\nOK\r\n' > "fuzz/corpus/$t/seed-ati" ;;
-        ppp_session)
+        ppp_session | ppp_unframed)
             # Dialer: frames pass both ways with a few deadlines, then some IP.
             { printf '\x00'; for _ in $(seq 30); do printf '\x80\x60'; done
               printf '\xa0\x80\x60\x80\x60\xe0\x02\x45\x00\x00\x14\x00\x00\x00\x00\x40\x11\x00\x00\x0a\x00\x00\x01\x0a\x00\x00\x02\x80\x60'

@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod icmp;
+pub mod kernel_ppp;
 pub mod netlink;
 pub mod nft;
 pub mod nftset;

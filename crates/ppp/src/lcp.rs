@@ -270,6 +270,17 @@ impl LcpOptions {
         self.want.accm.unwrap_or(ACCM_ALL)
     }
 
+    /// The peer agreed to send us compressed protocol fields (valid once LCP is open).
+    pub fn our_pfc(&self) -> bool {
+        self.want.pfc
+    }
+
+    /// The peer agreed to omit address and control when sending to us (valid once LCP is
+    /// open).
+    pub fn our_acfc(&self) -> bool {
+        self.want.acfc
+    }
+
     /// The protocol we authenticate the peer with, once acknowledged.
     pub fn auth_peer_with(&self) -> Option<AuthProtocol> {
         self.want.auth

@@ -52,6 +52,11 @@
 //!   thread-local generator (std's hasher keys and the clock), which is fine
 //!   for magic numbers only; the daemon's line drivers draw each session's
 //!   seed from their generator, seeded from the supervisor's `getrandom` seed.
+//! - Over a Linux PPP channel (`/dev/ppp`, the kernel's `ppp_async` framing the tty) set
+//!   [`Config::framing`] to [`Framing::Unframed`]: feed each frame read from the channel to
+//!   [`Session::handle_frame_input`]; [`Session::poll_transmit`] then gives `protocol (2
+//!   bytes) + information`, to be written as one frame. After [`Event::LinkUp`] program the
+//!   channel from [`Session::link_parameters`] (ACCMs, MRU, compression flags).
 //! - Header compression: [`hdlc::Header`] emits ACFC/PFC-compressed headers
 //!   when asked; the session asks only for what the peer acknowledged, and
 //!   never for LCP. LCP negotiation packets (codes 1–7) always go out with the
@@ -122,8 +127,8 @@ pub use ipcp::IpcpConfig;
 pub use lcp::{AuthMethods, LcpConfig};
 pub use mp::{EndpointDiscriminator, MultilinkConfig};
 pub use session::{
-    Config, ControlProtocol, DownReason, Event, NegotiationFailure, Phase, Role, SendError,
-    Session, Stats,
+    Config, ControlProtocol, DownReason, Event, Framing, LinkParameters, NegotiationFailure, Phase,
+    Role, SendError, Session, Stats,
 };
 
 /// The seeded generator for magic numbers and CHAP challenges: the project's

@@ -1530,3 +1530,4 @@ fn logs_keep_the_main_crates_targets() {
 }
 
 mod multilink;
+mod unframed;

@@ -17,6 +17,22 @@ pub enum Role {
     Answer,
 }
 
+/// How frames reach the session and leave it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// RFC 1662 async HDLC on a byte stream: [`Session::handle_input`](super::Session::handle_input)
+    /// takes line bytes, [`Session::poll_transmit`](super::Session::poll_transmit) gives
+    /// flag-delimited, escaped frames with an FCS and, once agreed, ACFC/PFC.
+    #[default]
+    Hdlc,
+    /// Whole frames as a Linux PPP channel (`/dev/ppp`) reads and writes them: the kernel's
+    /// `ppp_async` does the HDLC framing, ACCM and compression, so
+    /// [`Session::poll_transmit`](super::Session::poll_transmit) gives `protocol (2 bytes,
+    /// big-endian) + information` and input goes to
+    /// [`Session::handle_frame_input`](super::Session::handle_frame_input).
+    Unframed,
+}
+
 /// Everything a session needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,6 +76,8 @@ pub struct Config {
     pub establish_timeout: Option<Duration>,
     /// Seed for magic numbers and CHAP challenges; set it from the OS RNG.
     pub seed: u64,
+    /// HDLC on a byte stream (the default), or whole frames from a kernel PPP channel.
+    pub framing: Framing,
 }
 
 impl Config {
@@ -86,6 +104,7 @@ impl Config {
             establish_timeout: Some(DEFAULT_ESTABLISH_TIMEOUT),
             // Not from the OS (no I/O here): good enough for magic numbers only.
             seed: fastrand::u64(..),
+            framing: Framing::Hdlc,
         }
     }
 

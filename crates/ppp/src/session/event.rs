@@ -263,13 +263,14 @@ pub enum SendError {
 /// Counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    /// Raw bytes fed to `handle_input`.
+    /// Bytes fed to `handle_input` (line bytes) and `handle_frame_input` (whole frames).
     pub rx_bytes: u64,
-    /// Frames with a good FCS.
+    /// Frames with a good FCS, and whole frames within the MRU given to
+    /// `handle_frame_input`.
     pub rx_frames: u64,
     /// Frames with a bad FCS.
     pub rx_bad_fcs: u64,
-    /// Frames over the MRU.
+    /// Frames over the MRU (HDLC-decoded or whole).
     pub rx_oversize: u64,
     /// Aborted or runt frames.
     pub rx_aborted: u64,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::{LOG_TARGET, Phase, Session};
 use crate::chap;
 use crate::fsm::State;
-use crate::hdlc::{ACCM_ALL, Header};
+use crate::hdlc::{Header, MAX_HEADER_LEN};
 use crate::ipcp;
 use crate::lcp;
 use crate::packet::{CONFIGURE_ACK, CONFIGURE_REQUEST, PROTOCOL_REJECT};
@@ -130,12 +130,8 @@ impl KindCount {
 impl Session {
     /// Receive ACCM and MRU follow LCP: negotiated values while open, defaults otherwise.
     pub(super) fn rx_settings(&self) -> (u32, usize) {
-        let accm = if self.lcp.fsm.state() == State::Opened {
-            self.lcp.fsm.negotiator().our_accm()
-        } else {
-            ACCM_ALL
-        };
-        (accm, self.rx_mru())
+        let link = self.link_parameters().unwrap_or_default();
+        (link.rx_accm, usize::from(link.mru))
     }
 
     pub(super) fn sync_decoder(&mut self) {
@@ -145,12 +141,29 @@ impl Session {
     }
 
     pub(super) fn rx_mru(&self) -> usize {
-        if self.lcp.fsm.state() == State::Opened {
-            // RFC 1661 §6.1: always be able to receive 1500 bytes.
-            usize::from(self.lcp.fsm.negotiator().our_mru().max(lcp::DEFAULT_MRU))
-        } else {
-            usize::from(lcp::DEFAULT_MRU)
+        self.rx_settings().1
+    }
+
+    /// Feed one whole frame as a Linux PPP channel reads it: `protocol (2 bytes) +
+    /// information`, without flags, escaping or FCS (the kernel's `ppp_async` removed them).
+    /// A leading `ff 03` and a one-byte (compressed) protocol are accepted as well, as on the
+    /// HDLC path. One call, one frame: a read of a `/dev/ppp` file gives exactly one.
+    ///
+    /// Meant for [`Framing::Unframed`](super::Framing::Unframed), but the frame is handled
+    /// the same under either framing (it bypasses the HDLC decoder).
+    pub fn handle_frame_input(&mut self, frame: &[u8], now: Instant) {
+        if self.phase == Phase::Dead {
+            return;
         }
+        self.stats.rx_bytes += frame.len() as u64;
+        // The HDLC decoder's bound, for the same frames: the MRU plus a full header.
+        if frame.len() > self.rx_mru() + MAX_HEADER_LEN {
+            self.stats.rx_oversize += 1;
+            return;
+        }
+        self.stats.rx_frames += 1;
+        self.handle_frame(frame, now);
+        self.pump(now);
     }
 
     pub(super) fn handle_frame(&mut self, frame: &[u8], now: Instant) {

@@ -31,7 +31,7 @@ mod output;
 use std::collections::VecDeque;
 use std::time::Instant;
 
-pub use config::{Config, DEFAULT_ESTABLISH_TIMEOUT, DEFAULT_MAX_CONTROL_QUEUE, Role};
+pub use config::{Config, DEFAULT_ESTABLISH_TIMEOUT, DEFAULT_MAX_CONTROL_QUEUE, Framing, Role};
 pub use event::{ControlProtocol, DownReason, Event, NegotiationFailure, SendError, Stats};
 pub(crate) use network::{ipcp_agreed, ipcp_finished};
 
@@ -59,6 +59,44 @@ pub enum Phase {
     Network,
     /// LCP terminating.
     Terminate,
+}
+
+/// What LCP agreed on for a link ([`Session::link_parameters`]); `Default` is what holds
+/// before LCP opens (RFC 1661/1662 defaults: MRU 1500, all-ones ACCM, no compression).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkParameters {
+    /// Largest information field we accept: our acknowledged MRU, never below 1500
+    /// (RFC 1661 §6.1). A kernel channel's `PPPIOCSMRU`.
+    pub mru: u16,
+    /// Largest information field the peer accepts: what we may send (the interface's MTU).
+    pub peer_mru: u16,
+    /// Control characters we escape when sending (the peer's ACCM): `PPPIOCSASYNCMAP`.
+    pub tx_accm: u32,
+    /// Control characters the peer escapes when sending to us (ours): `PPPIOCSRASYNCMAP`.
+    pub rx_accm: u32,
+    /// We may send compressed protocol fields (the peer asked for PFC): `SC_COMP_PROT`.
+    pub tx_pfc: bool,
+    /// We may omit address and control (the peer asked for ACFC): `SC_COMP_AC`.
+    pub tx_acfc: bool,
+    /// The peer may send us compressed protocol fields (it acknowledged our PFC).
+    pub rx_pfc: bool,
+    /// The peer may omit address and control (it acknowledged our ACFC).
+    pub rx_acfc: bool,
+}
+
+impl Default for LinkParameters {
+    fn default() -> Self {
+        LinkParameters {
+            mru: lcp::DEFAULT_MRU,
+            peer_mru: lcp::DEFAULT_MRU,
+            tx_accm: ACCM_ALL,
+            rx_accm: ACCM_ALL,
+            tx_pfc: false,
+            tx_acfc: false,
+            rx_pfc: false,
+            rx_acfc: false,
+        }
+    }
 }
 
 /// A PPP session over one serial line.
@@ -223,21 +261,58 @@ impl Session {
         self.lcp.fsm.negotiator().multilink()
     }
 
+    /// What LCP agreed on for this link, while LCP is open: what a kernel PPP channel must
+    /// be told (ACCMs, MRU, compression) once the link is up, and again after a
+    /// renegotiation ([`Event::LinkUp`]). `None` before that and while renegotiating, when
+    /// the defaults ([`LinkParameters::default`]) apply.
+    pub fn link_parameters(&self) -> Option<LinkParameters> {
+        if self.lcp.fsm.state() != State::Opened {
+            return None;
+        }
+        let neg = self.lcp.fsm.negotiator();
+        let peer = neg.peer();
+        Some(LinkParameters {
+            // RFC 1661 §6.1: always be able to receive 1500 bytes.
+            mru: neg.our_mru().max(lcp::DEFAULT_MRU),
+            peer_mru: peer.mru,
+            tx_accm: peer.accm,
+            rx_accm: neg.our_accm(),
+            tx_pfc: peer.pfc,
+            tx_acfc: peer.acfc,
+            rx_pfc: neg.our_pfc(),
+            rx_acfc: neg.our_acfc(),
+        })
+    }
+
+    /// How frames are taken and given ([`Config::framing`]).
+    pub fn framing(&self) -> Framing {
+        self.cfg.framing
+    }
+
     /// Counters, framing errors included.
     pub fn stats(&self) -> Stats {
         let d = self.decoder.stats();
+        // Whole frames (`handle_frame_input`) count in `self.stats`, decoded ones in the
+        // decoder: a session sees one kind or the other, the sum is right for both.
         Stats {
-            rx_frames: d.frames,
+            rx_frames: d.frames + self.stats.rx_frames,
             rx_bad_fcs: d.bad_fcs,
-            rx_oversize: d.oversize,
+            rx_oversize: d.oversize + self.stats.rx_oversize,
             rx_aborted: d.aborted,
             ..self.stats
         }
     }
 
     /// Feed raw bytes read from the serial line.
+    ///
+    /// Under [`Framing::Unframed`] there is no byte stream: `bytes` is taken as one whole
+    /// frame, as [`Session::handle_frame_input`] takes it.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         if self.phase == Phase::Dead {
+            return;
+        }
+        if self.cfg.framing == Framing::Unframed {
+            self.handle_frame_input(bytes, now);
             return;
         }
         self.stats.rx_bytes += bytes.len() as u64;
@@ -446,6 +521,7 @@ impl Session {
         let peer = *neg.peer();
         let our_accm = neg.our_accm();
         let auth_them = neg.auth_peer_with();
+        // Under Framing::Unframed these go unused: the kernel frames (from link_parameters).
         self.encoder.set_accm(peer.accm);
         self.tx_acfc = peer.acfc;
         self.tx_pfc = peer.pfc;

@@ -8,7 +8,6 @@ use super::{
     ControlProtocol, DownReason, Event, LOG_TARGET, NegotiationFailure, Phase, SendError, Session,
 };
 use crate::fsm::{Fsm, LayerSignal};
-use crate::hdlc::Header;
 use crate::ipcp::{self, IpcpOptions};
 
 /// What IPCP agreed as it opened (our address, the peer's, DNS servers), or why that is
@@ -158,9 +157,7 @@ impl Session {
         if self.ip_tx.len() >= self.cfg.max_ip_queue {
             return Err(SendError::QueueFull);
         }
-        let (h, n) = Header { protocol }.emit(self.tx_acfc, self.tx_pfc);
-        let mut frame = Vec::with_capacity(info.len() + info.len() / 16 + 10);
-        self.encoder.encode(&h[..n], info, &mut frame);
+        let frame = self.frame_out(protocol, info);
         self.ip_tx.push_back(frame);
         Ok(())
     }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{DownReason, LOG_TARGET, Phase, Session};
+use super::{DownReason, Framing, LOG_TARGET, Phase, Session};
 use crate::hdlc::{Encoder, Header};
 use crate::lcp;
 use crate::packet::{
@@ -89,9 +89,8 @@ impl Session {
         true
     }
 
-    /// Frame a control packet. LCP negotiation packets (codes 1..=7) always use
-    /// the all-ones ACCM and an uncompressed header (RFC 1662 §7.1, RFC 1661
-    /// §6.6); other LCP packets use the negotiated ACCM but never ACFC.
+    /// Queue a control packet, framed by [`Session::frame_out`], within the control queue's
+    /// bound.
     pub(super) fn queue_control(&mut self, protocol: u16, pkt: &[u8]) {
         let code = pkt.first().copied().unwrap_or(0);
         let lcp_code = |codes: &[u8]| protocol == lcp::PROTOCOL && codes.contains(&code);
@@ -113,20 +112,36 @@ impl Session {
             self.stats.tx_control_dropped += 1;
             return;
         }
-        let mut frame = Vec::with_capacity(pkt.len() * 2 + 10);
+        let frame = self.frame_out(protocol, pkt);
+        self.ctrl_tx_bytes += frame.len();
+        self.ctrl_tx.push_back(frame);
+    }
+
+    /// One frame to send. Under [`Framing::Hdlc`]: LCP negotiation packets (codes 1..=7)
+    /// always with the all-ones ACCM and an uncompressed header (RFC 1662 §7.1, RFC 1661
+    /// §6.6), other LCP packets with the negotiated ACCM but never ACFC/PFC, the rest as
+    /// agreed. Under [`Framing::Unframed`]: `protocol (2 bytes) + info` and nothing else, as
+    /// a Linux PPP channel takes it; its `ppp_async` applies the same rules itself.
+    pub(super) fn frame_out(&self, protocol: u16, info: &[u8]) -> Vec<u8> {
+        if self.cfg.framing == Framing::Unframed {
+            let mut frame = Vec::with_capacity(2 + info.len());
+            frame.extend_from_slice(&protocol.to_be_bytes());
+            frame.extend_from_slice(info);
+            return frame;
+        }
+        let mut frame = Vec::with_capacity(info.len() + info.len() / 16 + 10);
         if protocol == lcp::PROTOCOL {
             let (h, n) = Header { protocol }.emit(false, false);
-            let code = pkt.first().copied().unwrap_or(0);
+            let code = info.first().copied().unwrap_or(0);
             if (CONFIGURE_REQUEST..=CODE_REJECT).contains(&code) {
-                Encoder::encode_default_accm(&h[..n], pkt, &mut frame);
+                Encoder::encode_default_accm(&h[..n], info, &mut frame);
             } else {
-                self.encoder.encode(&h[..n], pkt, &mut frame);
+                self.encoder.encode(&h[..n], info, &mut frame);
             }
         } else {
             let (h, n) = Header { protocol }.emit(self.tx_acfc, self.tx_pfc);
-            self.encoder.encode(&h[..n], pkt, &mut frame);
+            self.encoder.encode(&h[..n], info, &mut frame);
         }
-        self.ctrl_tx_bytes += frame.len();
-        self.ctrl_tx.push_back(frame);
+        frame
     }
 }

@@ -1,0 +1,970 @@
+//! Kernel PPP (`/dev/ppp`): a thin, safe wrapper around the Linux PPP ioctls, as pppd 2.4.9
+//! uses them (`sys-linux.c`), so that a line's PPP can run in the kernel's `ppp_async` and
+//! `ppp_generic` with the slave device a real `pppN` while our [`eqlplus_ppp::Session`]
+//! (in [`Framing::Unframed`](crate::ppp::Framing::Unframed)) keeps doing LCP, authentication,
+//! IPCP and the echoes.
+//!
+//! # Order of operations (pppd's `tty_establish_ppp`, `make_ppp_unit`, `lcp_up`, `sifnpmode`)
+//!
+//! 1. [`Channel::attach`] on the connected tty: `TIOCSETD N_PPP` first (the tty's bytes go
+//!    to `ppp_async` from then on, which registers a PPP *channel*), then `PPPIOCGCHAN` on
+//!    the tty for that channel's index (it exists only once the discipline is set), then a
+//!    new `/dev/ppp` file attached to it (`PPPIOCATTCHAN`): that file is the channel's fd,
+//!    where LCP, PAP and CHAP frames (protocols ≥ 0xc000) are read and written.
+//! 2. [`Unit::new`]: another `/dev/ppp` file, `PPPIOCNEWUNIT` with -1 (the kernel picks the
+//!    number): the network interface `pppN` and the unit's fd.
+//! 3. [`Unit::connect`] (`PPPIOCCONNECT` on the channel fd): frames of network protocols
+//!    and their NCPs (IPCP, protocols < 0xc000) now go through the unit. The kernel queues
+//!    the NCP frames (any protocol that is not a network protocol it knows) on the *unit's*
+//!    fd, and pppd writes them there too: read both fds, write each frame to the fd of its
+//!    protocol ([`FrameRoute`]). IP never reaches us: the kernel passes it to `pppN`, or
+//!    drops it while the interface is down or its mode is not `NPMODE_PASS`.
+//! 4. Once LCP is open: [`Channel::send_config`] and [`Channel::recv_config`] (pppd's
+//!    `tty_send_config`/`tty_recv_config`: ACCMs, compression flags, MRU) from
+//!    [`Session::link_parameters`](crate::ppp::Session::link_parameters).
+//! 5. Once IPCP is up (and the interface has its addresses): [`Unit::set_npmode`] with
+//!    [`NpMode::Pass`] for IP (0x0021); until then the kernel drops it. When IPCP goes down
+//!    again, [`NpMode::Drop`] (pppd's `ipcp_down`; [`NpMode::Queue`] in demand mode).
+//! 6. Tear-down, before the hangup: drop (or [`Unit::close`]) the unit, which removes
+//!    `pppN`; then [`Channel::detach`]: `tcflush` (as pppd: so that `TIOCSETD` does not wait
+//!    for a stuck output queue), the tty's discipline back (`N_TTY`), the channel fd closed.
+//!
+//! The interface is `pppN`; giving it the line's slave name is a netlink `RTM_SETLINK` with
+//! `IFLA_IFNAME` while it is down, which [`crate::net::netlink::Netlink`] does not do yet (it
+//! has `link_index` and `set_up`, no rename); pppd renames with `SIOCSIFNAME` or creates the
+//! unit by name over rtnetlink.
+//!
+//! # Blocking
+//!
+//! Every call here is a blocking system call, usually short, but some wait on kernel locks:
+//! `TIOCSETD` (the tty's discipline lock, the old discipline's close), opening `/dev/ppp`
+//! (module autoloading), `PPPIOCNEWUNIT` and closing a unit (netdevice registration under
+//! the RTNL lock). Call them from `spawn_blocking`, dropping included. The frame reads and
+//! writes ([`Channel::read_frame`], …) do not block: the fds are `O_NONBLOCK`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use libc::c_int;
+use nix::errno::Errno;
+use nix::sys::ioctl::ioctl_num_type;
+use nix::sys::termios::{FlushArg, tcflush};
+
+use crate::ppp::LinkParameters;
+
+/// The PPP device: opening it needs `CAP_NET_ADMIN`.
+pub const DEV_PPP: &str = "/dev/ppp";
+
+/// The default tty line discipline (`linux/tty.h`).
+pub const N_TTY: c_int = 0;
+/// The async PPP line discipline, `ppp_async` (`linux/tty.h`).
+pub const N_PPP: c_int = 3;
+
+// Flags of PPPIOCGFLAGS/PPPIOCSFLAGS (`linux/ppp-ioctl.h`). Some are the channel's
+// (ppp_async: compression on output, the received-bit state), some the unit's (ppp_generic:
+// Multilink, loop traffic, debug).
+/// Protocol field compression on output (channel).
+pub const SC_COMP_PROT: u32 = 0x0000_0001;
+/// Address/control field compression on output (channel).
+pub const SC_COMP_AC: u32 = 0x0000_0002;
+/// TCP (VJ) header compression on output (unit).
+pub const SC_COMP_TCP: u32 = 0x0000_0004;
+/// No VJ connection-id compression (unit).
+pub const SC_NO_TCP_CCID: u32 = 0x0000_0008;
+/// Reject address/control compression on input.
+pub const SC_REJ_COMP_AC: u32 = 0x0000_0010;
+/// Reject VJ compression on input (unit).
+pub const SC_REJ_COMP_TCP: u32 = 0x0000_0020;
+/// Look at CCP packets (unit).
+pub const SC_CCP_OPEN: u32 = 0x0000_0040;
+/// May send/receive compressed packets (unit).
+pub const SC_CCP_UP: u32 = 0x0000_0080;
+/// IP packets may be exchanged (old drivers).
+pub const SC_ENABLE_IP: u32 = 0x0000_0100;
+/// Send data traffic to the daemon (demand dialling, unit).
+pub const SC_LOOP_TRAFFIC: u32 = 0x0000_0200;
+/// Multilink encapsulation (unit; with PPPIOCSMRRU).
+pub const SC_MULTILINK: u32 = 0x0000_0400;
+/// Receive short (12-bit) MP sequence numbers (unit).
+pub const SC_MP_SHORTSEQ: u32 = 0x0000_0800;
+/// Transmit short (12-bit) MP sequence numbers (unit).
+pub const SC_MP_XSHORTSEQ: u32 = 0x0000_4000;
+/// Kernel debug messages.
+pub const SC_DEBUG: u32 = 0x0001_0000;
+/// Log the contents of good packets received.
+pub const SC_LOG_INPKT: u32 = 0x0002_0000;
+/// Log the contents of packets sent.
+pub const SC_LOG_OUTPKT: u32 = 0x0004_0000;
+/// Log all characters received.
+pub const SC_LOG_RAWIN: u32 = 0x0008_0000;
+/// Log all characters flushed.
+pub const SC_LOG_FLUSH: u32 = 0x0010_0000;
+/// Synchronous serial (`N_SYNC_PPP`, not `ppp_async`).
+pub const SC_SYNC: u32 = 0x0020_0000;
+/// State bit (channel): a character with bit 7 = 0 was received.
+pub const SC_RCV_B7_0: u32 = 0x0100_0000;
+/// State bit (channel): a character with bit 7 = 1 was received.
+pub const SC_RCV_B7_1: u32 = 0x0200_0000;
+/// State bit (channel): a character with even parity was received.
+pub const SC_RCV_EVNP: u32 = 0x0400_0000;
+/// State bit (channel): a character with odd parity was received.
+pub const SC_RCV_ODDP: u32 = 0x0800_0000;
+/// pppd's `SC_RCVB`: the received-bit state, cleared when the channel is set up.
+pub const SC_RCVB: u32 = SC_RCV_B7_0 | SC_RCV_B7_1 | SC_RCV_EVNP | SC_RCV_ODDP;
+/// pppd's `SC_LOGB`: the debug and logging bits.
+pub const SC_LOGB: u32 = SC_DEBUG | SC_LOG_INPKT | SC_LOG_OUTPKT | SC_LOG_RAWIN | SC_LOG_FLUSH;
+
+/// What the kernel does with packets of a network protocol (`enum NPmode`, `linux/ppp_defs.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum NpMode {
+    /// Pass the packet through.
+    Pass = 0,
+    /// Silently drop the packet.
+    Drop = 1,
+    /// Return an error to the sender.
+    Error = 2,
+    /// Queue it for later.
+    Queue = 3,
+}
+
+/// `struct npioctl` (`linux/ppp-ioctl.h`): an int and an enum, both 32 bits.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct NpIoctl {
+    protocol: c_int,
+    mode: c_int,
+}
+
+/// The ioctl request numbers of `linux/ppp-ioctl.h`, computed as its `_IOR`/`_IOW` do
+/// (the tests pin them to the header's values).
+mod req {
+    use super::{NpIoctl, c_int, ioctl_num_type};
+    use std::mem::size_of;
+
+    const INT: usize = size_of::<c_int>();
+    pub(super) const PPPIOCGCHAN: ioctl_num_type = nix::request_code_read!(b't', 55, INT);
+    pub(super) const PPPIOCATTCHAN: ioctl_num_type = nix::request_code_write!(b't', 56, INT);
+    pub(super) const PPPIOCDISCONN: ioctl_num_type = nix::request_code_none!(b't', 57);
+    pub(super) const PPPIOCCONNECT: ioctl_num_type = nix::request_code_write!(b't', 58, INT);
+    pub(super) const PPPIOCSMRRU: ioctl_num_type = nix::request_code_write!(b't', 59, INT);
+    pub(super) const PPPIOCNEWUNIT: ioctl_num_type = nix::request_code_readwrite!(b't', 62, INT);
+    pub(super) const PPPIOCSDEBUG: ioctl_num_type = nix::request_code_write!(b't', 64, INT);
+    pub(super) const PPPIOCGDEBUG: ioctl_num_type = nix::request_code_read!(b't', 65, INT);
+    pub(super) const PPPIOCSNPMODE: ioctl_num_type =
+        nix::request_code_write!(b't', 75, size_of::<NpIoctl>());
+    /// `ext_accm` is `__u32[8]`.
+    pub(super) const PPPIOCSXASYNCMAP: ioctl_num_type =
+        nix::request_code_write!(b't', 79, size_of::<[u32; 8]>());
+    pub(super) const PPPIOCSMRU: ioctl_num_type = nix::request_code_write!(b't', 82, INT);
+    pub(super) const PPPIOCSRASYNCMAP: ioctl_num_type = nix::request_code_write!(b't', 84, INT);
+    pub(super) const PPPIOCGUNIT: ioctl_num_type = nix::request_code_read!(b't', 86, INT);
+    pub(super) const PPPIOCSASYNCMAP: ioctl_num_type = nix::request_code_write!(b't', 87, INT);
+    pub(super) const PPPIOCSFLAGS: ioctl_num_type = nix::request_code_write!(b't', 89, INT);
+    pub(super) const PPPIOCGFLAGS: ioctl_num_type = nix::request_code_read!(b't', 90, INT);
+}
+
+/// The raw calls. Each is `unsafe` only because the kernel reads or writes through the
+/// pointer: every caller passes a value of the type the request encodes.
+mod ioctls {
+    use super::{NpIoctl, c_int, req};
+
+    nix::ioctl_read_bad!(tiocgetd, libc::TIOCGETD, c_int);
+    nix::ioctl_write_ptr_bad!(tiocsetd, libc::TIOCSETD, c_int);
+    nix::ioctl_read_bad!(pppiocgchan, req::PPPIOCGCHAN, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocattchan, req::PPPIOCATTCHAN, c_int);
+    nix::ioctl_none_bad!(pppiocdisconn, req::PPPIOCDISCONN);
+    nix::ioctl_write_ptr_bad!(pppiocconnect, req::PPPIOCCONNECT, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsmrru, req::PPPIOCSMRRU, c_int);
+    nix::ioctl_readwrite_bad!(pppiocnewunit, req::PPPIOCNEWUNIT, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsdebug, req::PPPIOCSDEBUG, c_int);
+    nix::ioctl_read_bad!(pppiocgdebug, req::PPPIOCGDEBUG, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsnpmode, req::PPPIOCSNPMODE, NpIoctl);
+    nix::ioctl_write_ptr_bad!(pppiocsxasyncmap, req::PPPIOCSXASYNCMAP, [u32; 8]);
+    nix::ioctl_write_ptr_bad!(pppiocsmru, req::PPPIOCSMRU, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsrasyncmap, req::PPPIOCSRASYNCMAP, c_int);
+    nix::ioctl_read_bad!(pppiocgunit, req::PPPIOCGUNIT, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsasyncmap, req::PPPIOCSASYNCMAP, c_int);
+    nix::ioctl_write_ptr_bad!(pppiocsflags, req::PPPIOCSFLAGS, c_int);
+    nix::ioctl_read_bad!(pppiocgflags, req::PPPIOCGFLAGS, c_int);
+}
+
+/// The step of setting up or running kernel PPP that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Step {
+    /// Duplicating the tty's fd (kept to put its discipline back).
+    DupTty,
+    /// `TIOCGETD` on the tty.
+    GetDiscipline,
+    /// `TIOCSETD N_PPP` on the tty.
+    SetPppDiscipline,
+    /// `TIOCSETD` back to the saved discipline on the tty.
+    RestoreDiscipline,
+    /// `PPPIOCGCHAN` on the tty.
+    GetChannel,
+    /// Opening `/dev/ppp`.
+    OpenDevPpp,
+    /// `PPPIOCATTCHAN` on `/dev/ppp`.
+    AttachChannel,
+    /// `PPPIOCNEWUNIT` on `/dev/ppp`.
+    NewUnit,
+    /// `PPPIOCGUNIT` on the channel.
+    GetUnit,
+    /// `PPPIOCCONNECT` on the channel.
+    Connect,
+    /// `PPPIOCDISCONN` on the channel.
+    Disconnect,
+    /// `PPPIOCSNPMODE` on the unit.
+    SetNpMode,
+    /// `PPPIOCGFLAGS`.
+    GetFlags,
+    /// `PPPIOCSFLAGS`.
+    SetFlags,
+    /// `PPPIOCSASYNCMAP` on the channel.
+    SetAsyncMap,
+    /// `PPPIOCSRASYNCMAP` on the channel.
+    SetRecvAsyncMap,
+    /// `PPPIOCSXASYNCMAP` on the channel.
+    SetExtendedAsyncMap,
+    /// `PPPIOCSMRU`.
+    SetMru,
+    /// `PPPIOCSMRRU` on the unit.
+    SetMrru,
+    /// `PPPIOCSDEBUG`.
+    SetDebug,
+    /// `PPPIOCGDEBUG`.
+    GetDebug,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::DupTty => "dup of the tty's fd",
+            Step::GetDiscipline => "TIOCGETD on the tty",
+            Step::SetPppDiscipline => "TIOCSETD N_PPP on the tty",
+            Step::RestoreDiscipline => "TIOCSETD (restoring the line discipline) on the tty",
+            Step::GetChannel => "PPPIOCGCHAN on the tty",
+            Step::OpenDevPpp => "open /dev/ppp",
+            Step::AttachChannel => "PPPIOCATTCHAN on /dev/ppp",
+            Step::NewUnit => "PPPIOCNEWUNIT on /dev/ppp",
+            Step::GetUnit => "PPPIOCGUNIT on the channel",
+            Step::Connect => "PPPIOCCONNECT on the channel",
+            Step::Disconnect => "PPPIOCDISCONN on the channel",
+            Step::SetNpMode => "PPPIOCSNPMODE on the unit",
+            Step::GetFlags => "PPPIOCGFLAGS",
+            Step::SetFlags => "PPPIOCSFLAGS",
+            Step::SetAsyncMap => "PPPIOCSASYNCMAP on the channel",
+            Step::SetRecvAsyncMap => "PPPIOCSRASYNCMAP on the channel",
+            Step::SetExtendedAsyncMap => "PPPIOCSXASYNCMAP on the channel",
+            Step::SetMru => "PPPIOCSMRU",
+            Step::SetMrru => "PPPIOCSMRRU on the unit",
+            Step::SetDebug => "PPPIOCSDEBUG",
+            Step::GetDebug => "PPPIOCGDEBUG",
+        })
+    }
+}
+
+/// A kernel PPP call failed: which one, and the errno (with a hint for the usual causes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{step}: {errno}{}", hint(*step, *errno))]
+pub struct KernelPppError {
+    /// What was being done.
+    pub step: Step,
+    /// The kernel's answer.
+    pub errno: Errno,
+}
+
+/// The usual meaning of an errno at a step, for people.
+fn hint(step: Step, errno: Errno) -> &'static str {
+    match (step, errno) {
+        (Step::SetPppDiscipline, Errno::EINVAL) => {
+            " (no N_PPP line discipline: kernel without CONFIG_PPP_ASYNC, or ppp_async not loaded)"
+        }
+        (Step::SetPppDiscipline, Errno::EPERM) => {
+            " (loading ppp_async needs CAP_SYS_MODULE or dev.tty.ldisc_autoload = 1)"
+        }
+        (Step::OpenDevPpp, Errno::ENOENT) => " (kernel without CONFIG_PPP?)",
+        (Step::OpenDevPpp, Errno::ENODEV | Errno::ENXIO) => " (ppp_generic not loaded)",
+        (Step::OpenDevPpp, Errno::EPERM | Errno::EACCES) => " (needs CAP_NET_ADMIN)",
+        _ => "",
+    }
+}
+
+impl KernelPppError {
+    fn new(step: Step) -> impl FnOnce(Errno) -> KernelPppError {
+        move |errno| KernelPppError { step, errno }
+    }
+
+    fn io(step: Step) -> impl FnOnce(io::Error) -> KernelPppError {
+        move |e| KernelPppError {
+            step,
+            errno: e.raw_os_error().map_or(Errno::EIO, Errno::from_raw),
+        }
+    }
+}
+
+/// Result of this module's calls.
+pub type Result<T> = std::result::Result<T, KernelPppError>;
+
+/// Why kernel PPP cannot be used here (the answer for `slave = "auto"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// No `/dev/ppp` at all.
+    #[error("no /dev/ppp (kernel without CONFIG_PPP)")]
+    NoDevice,
+    /// `/dev/ppp` exists but nothing answers it.
+    #[error("/dev/ppp has no driver (ppp_generic not loaded: {0})")]
+    NoDriver(Errno),
+    /// Not allowed to open it.
+    #[error("/dev/ppp cannot be opened: {0} (needs CAP_NET_ADMIN)")]
+    NotPermitted(Errno),
+    /// Any other reason.
+    #[error("/dev/ppp cannot be opened: {0}")]
+    Other(Errno),
+}
+
+/// Whether `/dev/ppp` can be opened: `Ok` when kernel PPP can be used (line disciplines are
+/// a separate matter: `ppp_async` is loaded on demand by `TIOCSETD`). Blocking (the open
+/// may load a module).
+pub fn available() -> std::result::Result<(), Unavailable> {
+    match open_dev_ppp() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.errno {
+            Errno::ENOENT if !Path::new(DEV_PPP).exists() => Unavailable::NoDevice,
+            errno @ (Errno::ENODEV | Errno::ENXIO) => Unavailable::NoDriver(errno),
+            errno @ (Errno::EPERM | Errno::EACCES) => Unavailable::NotPermitted(errno),
+            errno => Unavailable::Other(errno),
+        }),
+    }
+}
+
+/// A new `/dev/ppp` file: read-write, non-blocking, close-on-exec (std always sets it).
+fn open_dev_ppp() -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(DEV_PPP)
+        .map_err(KernelPppError::io(Step::OpenDevPpp))
+}
+
+/// Whether `fd` is a terminal (a pty is one too, and takes `N_PPP` like a serial port).
+pub fn is_tty(fd: BorrowedFd<'_>) -> bool {
+    nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false)
+}
+
+/// Whether `fd` is the slave side of a Unix98 pty (majors 136–143, `/dev/pts/N`): a pty takes
+/// `N_PPP` too (a simulated modem), which is fine for tests but says the line is no port.
+pub fn is_pty_slave(fd: BorrowedFd<'_>) -> bool {
+    /// `UNIX98_PTY_SLAVE_MAJOR` and the majors after it (`UNIX98_PTY_MAJOR_COUNT` = 8).
+    const PTY_SLAVE_MAJORS: std::ops::RangeInclusive<u32> = 136..=143;
+    nix::sys::stat::fstat(fd.as_raw_fd()).is_ok_and(|st| {
+        st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && PTY_SLAVE_MAJORS.contains(&libc::major(st.st_rdev))
+    })
+}
+
+/// The tty's line discipline (`TIOCGETD`): [`N_TTY`], [`N_PPP`], …
+pub fn line_discipline(tty: BorrowedFd<'_>) -> Result<c_int> {
+    let mut disc: c_int = 0;
+    // SAFETY: TIOCGETD writes one int, which `disc` is.
+    unsafe { ioctls::tiocgetd(tty.as_raw_fd(), &mut disc) }
+        .map_err(KernelPppError::new(Step::GetDiscipline))?;
+    Ok(disc)
+}
+
+fn set_line_discipline(tty: BorrowedFd<'_>, disc: c_int, step: Step) -> Result<()> {
+    // SAFETY: TIOCSETD reads one int, which `disc` is.
+    unsafe { ioctls::tiocsetd(tty.as_raw_fd(), &disc) }.map_err(KernelPppError::new(step))?;
+    Ok(())
+}
+
+/// An int-sized write ioctl on `fd`.
+fn write_int(
+    fd: BorrowedFd<'_>,
+    call: unsafe fn(c_int, *const c_int) -> nix::Result<c_int>,
+    value: c_int,
+    step: Step,
+) -> Result<()> {
+    // SAFETY: every `call` passed here is an ioctl that reads one int, which `value` is.
+    unsafe { call(fd.as_raw_fd(), &value) }.map_err(KernelPppError::new(step))?;
+    Ok(())
+}
+
+/// An int-sized read ioctl on `fd`.
+fn read_int(
+    fd: BorrowedFd<'_>,
+    call: unsafe fn(c_int, *mut c_int) -> nix::Result<c_int>,
+    step: Step,
+) -> Result<c_int> {
+    let mut value: c_int = 0;
+    // SAFETY: every `call` passed here is an ioctl that writes one int, which `value` is.
+    unsafe { call(fd.as_raw_fd(), &mut value) }.map_err(KernelPppError::new(step))?;
+    Ok(value)
+}
+
+/// Flags as the kernel's int (the same 32 bits).
+fn flags_int(flags: u32) -> c_int {
+    c_int::from_ne_bytes(flags.to_ne_bytes())
+}
+
+fn flags_u32(flags: c_int) -> u32 {
+    u32::from_ne_bytes(flags.to_ne_bytes())
+}
+
+/// pppd's `modify_flags`: `clear` bits off, then `set` bits on.
+pub fn modified_flags(flags: u32, clear: u32, set: u32) -> u32 {
+    (flags & !clear) | set
+}
+
+/// The channel flags for sending as LCP agreed (pppd's `tty_send_config`): protocol and
+/// address/control compression when the peer asked for them.
+pub fn send_flags(link: &LinkParameters) -> u32 {
+    (if link.tx_pfc { SC_COMP_PROT } else { 0 }) | (if link.tx_acfc { SC_COMP_AC } else { 0 })
+}
+
+/// The fd a frame is read from and written to once the channel is connected to a unit, as
+/// pppd's `output()` picks it: link control (≥ 0xc000) and CCP fragments on the channel,
+/// network protocols and their NCPs (IPCP, MP) on the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRoute {
+    /// The channel's fd ([`Channel`]).
+    Channel,
+    /// The unit's fd ([`Unit`]).
+    Unit,
+}
+
+impl FrameRoute {
+    /// Where a frame of `protocol` goes (with a unit connected; without one, all go to the
+    /// channel).
+    pub fn of(protocol: u16) -> FrameRoute {
+        /// `PPP_CCPFRAG`: the kernel keeps these on the channel too.
+        const CCP_FRAG: u16 = 0x80fd;
+        if protocol >= 0xc000 || protocol == CCP_FRAG {
+            FrameRoute::Channel
+        } else {
+            FrameRoute::Unit
+        }
+    }
+
+    /// Where `frame` (`protocol (2 bytes) + info`, as an unframed session gives it) goes.
+    pub fn of_frame(frame: &[u8]) -> FrameRoute {
+        match frame {
+            [hi, lo, ..] => FrameRoute::of(u16::from_be_bytes([*hi, *lo])),
+            _ => FrameRoute::Channel,
+        }
+    }
+}
+
+/// Read one frame (non-blocking: `WouldBlock` when there is none).
+fn read_frame(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut f = file;
+    f.read(buf)
+}
+
+/// Write one frame (non-blocking: `WouldBlock` when the kernel's queue is full).
+fn write_frame(file: &File, frame: &[u8]) -> io::Result<usize> {
+    let mut f = file;
+    f.write(frame)
+}
+
+/// The tty's line discipline as it was, put back on drop.
+#[derive(Debug)]
+struct SavedDiscipline {
+    /// A duplicate of the tty's fd: the discipline can be restored whoever closes theirs.
+    tty: OwnedFd,
+    saved: c_int,
+    restored: bool,
+}
+
+impl SavedDiscipline {
+    fn restore(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.restored, true) {
+            return Ok(());
+        }
+        // As pppd: flush first, so that TIOCSETD does not wait for output that will never
+        // drain (a stalled line, flow control). A failed flush still tries the TIOCSETD.
+        if let Err(e) = tcflush(self.tty.as_fd(), FlushArg::TCIOFLUSH) {
+            tracing::debug!(error = %e, "tcflush before restoring the line discipline");
+        }
+        set_line_discipline(self.tty.as_fd(), self.saved, Step::RestoreDiscipline)
+    }
+}
+
+impl Drop for SavedDiscipline {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            tracing::warn!(error = %e, "kernel PPP: tty line discipline not restored");
+        }
+    }
+}
+
+/// A tty in the `N_PPP` discipline and the `/dev/ppp` file attached to its channel: LCP,
+/// PAP, CHAP frames in and out (`protocol (2 bytes) + info`), and the channel's settings.
+///
+/// Drop or [`Channel::detach`] puts the tty's discipline back, before the hangup.
+#[derive(Debug)]
+pub struct Channel {
+    // Field order is drop order: the discipline back first (the kernel unregisters the
+    // channel), then the channel's file closed, as pppd's tty_disestablish_ppp.
+    disc: SavedDiscipline,
+    file: File,
+    index: c_int,
+}
+
+impl Channel {
+    /// Put the connected tty into PPP: save its discipline, `TIOCSETD N_PPP`,
+    /// `PPPIOCGCHAN`, open `/dev/ppp`, `PPPIOCATTCHAN`, and clear the channel's received-bit
+    /// and logging flags (as pppd). On failure the tty's discipline is back as it was.
+    /// Blocking.
+    pub fn attach(tty: BorrowedFd<'_>) -> Result<Channel> {
+        let saved = line_discipline(tty)?;
+        let dup = tty
+            .try_clone_to_owned()
+            .map_err(KernelPppError::io(Step::DupTty))?;
+        set_line_discipline(tty, N_PPP, Step::SetPppDiscipline)?;
+        // From here on a failure drops `disc`, which puts the discipline back.
+        let disc = SavedDiscipline {
+            tty: dup,
+            // A tty left in N_PPP (by a daemon that died) goes back to N_TTY, as pppd
+            // always restores.
+            saved: if saved == N_PPP { N_TTY } else { saved },
+            restored: false,
+        };
+        let index = read_int(disc.tty.as_fd(), ioctls::pppiocgchan, Step::GetChannel)?;
+        let file = open_dev_ppp()?;
+        write_int(
+            file.as_fd(),
+            ioctls::pppiocattchan,
+            index,
+            Step::AttachChannel,
+        )?;
+        let channel = Channel { disc, file, index };
+        channel.modify_flags(SC_RCVB | SC_LOGB, 0)?;
+        Ok(channel)
+    }
+
+    /// The kernel's index of the channel.
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+
+    /// The tty's line discipline back, the channel closed; unlike drop, says if that failed.
+    /// Blocking.
+    pub fn detach(mut self) -> Result<()> {
+        self.disc.restore()
+    }
+
+    /// `PPPIOCDISCONN`: the channel leaves its unit.
+    pub fn disconnect(&self) -> Result<()> {
+        // SAFETY: PPPIOCDISCONN takes no argument.
+        unsafe { ioctls::pppiocdisconn(self.file.as_raw_fd()) }
+            .map_err(KernelPppError::new(Step::Disconnect))?;
+        Ok(())
+    }
+
+    /// The unit the channel is connected to (`PPPIOCGUNIT`).
+    pub fn unit(&self) -> Result<i32> {
+        read_int(self.file.as_fd(), ioctls::pppiocgunit, Step::GetUnit)
+    }
+
+    /// The channel's flags (`PPPIOCGFLAGS`, ppp_async's: [`SC_COMP_PROT`], [`SC_COMP_AC`],
+    /// the `SC_RCV_*` state bits, …).
+    pub fn flags(&self) -> Result<u32> {
+        read_int(self.file.as_fd(), ioctls::pppiocgflags, Step::GetFlags).map(flags_u32)
+    }
+
+    /// Set the channel's flags (`PPPIOCSFLAGS`).
+    pub fn set_flags(&self, flags: u32) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsflags,
+            flags_int(flags),
+            Step::SetFlags,
+        )
+    }
+
+    /// Clear then set bits of the channel's flags (pppd's `modify_flags`).
+    pub fn modify_flags(&self, clear: u32, set: u32) -> Result<()> {
+        let flags = self.flags()?;
+        self.set_flags(modified_flags(flags, clear, set))
+    }
+
+    /// Control characters to escape when sending (`PPPIOCSASYNCMAP`).
+    pub fn set_async_map(&self, accm: u32) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsasyncmap,
+            flags_int(accm),
+            Step::SetAsyncMap,
+        )
+    }
+
+    /// Control characters the peer escapes, dropped when received unescaped
+    /// (`PPPIOCSRASYNCMAP`).
+    pub fn set_recv_async_map(&self, accm: u32) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsrasyncmap,
+            flags_int(accm),
+            Step::SetRecvAsyncMap,
+        )
+    }
+
+    /// The extended transmit ACCM, all 256 characters (`PPPIOCSXASYNCMAP`; pppd's `escape`
+    /// option; word 0 is the async map, word 3 bits 30/31 are 0x7d/0x7e, always escaped).
+    pub fn set_extended_async_map(&self, accm: &[u32; 8]) -> Result<()> {
+        // SAFETY: PPPIOCSXASYNCMAP reads one ext_accm (`__u32[8]`), which `accm` is.
+        unsafe { ioctls::pppiocsxasyncmap(self.file.as_raw_fd(), accm) }
+            .map_err(KernelPppError::new(Step::SetExtendedAsyncMap))?;
+        Ok(())
+    }
+
+    /// The largest frame ppp_async accepts (`PPPIOCSMRU` on the channel).
+    pub fn set_mru(&self, mru: u16) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsmru,
+            c_int::from(mru),
+            Step::SetMru,
+        )
+    }
+
+    /// Sending as LCP agreed (pppd's `tty_send_config`): the peer's ACCM, then PFC/ACFC.
+    /// (The MTU is the interface's, set over netlink.)
+    pub fn send_config(&self, link: &LinkParameters) -> Result<()> {
+        self.set_async_map(link.tx_accm)?;
+        self.modify_flags(SC_COMP_PROT | SC_COMP_AC | SC_SYNC, send_flags(link))
+    }
+
+    /// Receiving as LCP agreed (pppd's `tty_recv_config`): the MRU on the channel and on
+    /// the unit (ppp_generic checks it too), then our ACCM.
+    pub fn recv_config(&self, unit: Option<&Unit>, link: &LinkParameters) -> Result<()> {
+        self.set_mru(link.mru)?;
+        if let Some(unit) = unit {
+            unit.set_mru(link.mru)?;
+        }
+        self.set_recv_async_map(link.rx_accm)
+    }
+
+    /// Read one frame, `protocol (2 bytes) + info` (non-blocking: `WouldBlock` when none).
+    pub fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        read_frame(&self.file, buf)
+    }
+
+    /// Write one frame, `protocol (2 bytes) + info` (non-blocking).
+    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        write_frame(&self.file, frame)
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// A PPP unit (network interface `pppN`) and its `/dev/ppp` file: NCP frames (IPCP) in and
+/// out, the unit's settings. Dropping it removes the interface (blocking: RTNL).
+#[derive(Debug)]
+pub struct Unit {
+    file: File,
+    number: c_int,
+}
+
+impl Unit {
+    /// A new unit, numbered by the kernel (`PPPIOCNEWUNIT` with -1). Blocking.
+    pub fn new() -> Result<Unit> {
+        let file = open_dev_ppp()?;
+        let mut number: c_int = -1;
+        // SAFETY: PPPIOCNEWUNIT reads and writes one int, which `number` is.
+        unsafe { ioctls::pppiocnewunit(file.as_raw_fd(), &mut number) }
+            .map_err(KernelPppError::new(Step::NewUnit))?;
+        Ok(Unit { file, number })
+    }
+
+    /// The unit's number: the `N` of `pppN`.
+    pub fn number(&self) -> i32 {
+        self.number
+    }
+
+    /// The interface's name as the kernel made it, `pppN` (until it is renamed).
+    pub fn ifname(&self) -> String {
+        unit_ifname(self.number)
+    }
+
+    /// Connect `channel` to this unit (`PPPIOCCONNECT` on the channel).
+    pub fn connect(&self, channel: &Channel) -> Result<()> {
+        write_int(
+            channel.file.as_fd(),
+            ioctls::pppiocconnect,
+            self.number,
+            Step::Connect,
+        )
+    }
+
+    /// What the kernel does with packets of the network protocol `protocol` (0x0021 for
+    /// IPv4) (`PPPIOCSNPMODE`).
+    pub fn set_npmode(&self, protocol: u16, mode: NpMode) -> Result<()> {
+        let npi = NpIoctl {
+            protocol: c_int::from(protocol),
+            mode: mode as c_int,
+        };
+        // SAFETY: PPPIOCSNPMODE reads one struct npioctl, which `npi` is.
+        unsafe { ioctls::pppiocsnpmode(self.file.as_raw_fd(), &npi) }
+            .map_err(KernelPppError::new(Step::SetNpMode))?;
+        Ok(())
+    }
+
+    /// The unit's flags (`PPPIOCGFLAGS`: [`SC_MULTILINK`], [`SC_MP_SHORTSEQ`],
+    /// [`SC_LOOP_TRAFFIC`], …).
+    pub fn flags(&self) -> Result<u32> {
+        read_int(self.file.as_fd(), ioctls::pppiocgflags, Step::GetFlags).map(flags_u32)
+    }
+
+    /// Set the unit's flags (`PPPIOCSFLAGS`).
+    pub fn set_flags(&self, flags: u32) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsflags,
+            flags_int(flags),
+            Step::SetFlags,
+        )
+    }
+
+    /// Clear then set bits of the unit's flags (pppd's `modify_flags`).
+    pub fn modify_flags(&self, clear: u32, set: u32) -> Result<()> {
+        let flags = self.flags()?;
+        self.set_flags(modified_flags(flags, clear, set))
+    }
+
+    /// The largest packet the unit accepts (`PPPIOCSMRU`).
+    pub fn set_mru(&self, mru: u16) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsmru,
+            c_int::from(mru),
+            Step::SetMru,
+        )
+    }
+
+    /// Multilink in the kernel (pppd's `cfg_bundle`): `PPPIOCSMRRU`, then [`SC_MULTILINK`]
+    /// and the short-sequence flags (receive, transmit); an `mrru` of 0 turns it off.
+    pub fn set_multilink(&self, mrru: u16, rx_short_seq: bool, tx_short_seq: bool) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsmrru,
+            c_int::from(mrru),
+            Step::SetMrru,
+        )?;
+        let set = (if rx_short_seq { SC_MP_SHORTSEQ } else { 0 })
+            | (if tx_short_seq { SC_MP_XSHORTSEQ } else { 0 })
+            | (if mrru != 0 { SC_MULTILINK } else { 0 });
+        self.modify_flags(SC_MP_SHORTSEQ | SC_MP_XSHORTSEQ | SC_MULTILINK, set)
+    }
+
+    /// The unit's debug level (`PPPIOCSDEBUG`; pppd's `kdebug`: 1 general, 2 packets in,
+    /// 4 packets out).
+    pub fn set_debug(&self, level: i32) -> Result<()> {
+        write_int(
+            self.file.as_fd(),
+            ioctls::pppiocsdebug,
+            level,
+            Step::SetDebug,
+        )
+    }
+
+    /// The unit's debug level (`PPPIOCGDEBUG`).
+    pub fn debug(&self) -> Result<i32> {
+        read_int(self.file.as_fd(), ioctls::pppiocgdebug, Step::GetDebug)
+    }
+
+    /// Read one frame the unit holds for us (IPCP, data while not `NpMode::Pass`):
+    /// `protocol (2 bytes) + info` (non-blocking).
+    pub fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        read_frame(&self.file, buf)
+    }
+
+    /// Write one frame of a network protocol or NCP through the unit (non-blocking).
+    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        write_frame(&self.file, frame)
+    }
+
+    /// Remove the unit (its interface goes away). Blocking, as the drop.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl AsFd for Unit {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl AsRawFd for Unit {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// The kernel's name for unit `n` (`PPP_DRV_NAME` + `n`).
+pub fn unit_ifname(n: i32) -> String {
+    format!("ppp{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request numbers are those of `linux/ppp-ioctl.h` (checked against the header
+    /// with a C program on x86_64; `_IOC` is the same on the other "generic" architectures).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn request_numbers_are_the_headers() {
+        let pinned: [(ioctl_num_type, u32); 16] = [
+            (req::PPPIOCGCHAN, 0x8004_7437),
+            (req::PPPIOCATTCHAN, 0x4004_7438),
+            (req::PPPIOCDISCONN, 0x0000_7439),
+            (req::PPPIOCCONNECT, 0x4004_743a),
+            (req::PPPIOCSMRRU, 0x4004_743b),
+            (req::PPPIOCNEWUNIT, 0xc004_743e),
+            (req::PPPIOCSDEBUG, 0x4004_7440),
+            (req::PPPIOCGDEBUG, 0x8004_7441),
+            (req::PPPIOCSNPMODE, 0x4008_744b),
+            (req::PPPIOCSXASYNCMAP, 0x4020_744f),
+            (req::PPPIOCSMRU, 0x4004_7452),
+            (req::PPPIOCSRASYNCMAP, 0x4004_7454),
+            (req::PPPIOCGUNIT, 0x8004_7456),
+            (req::PPPIOCSASYNCMAP, 0x4004_7457),
+            (req::PPPIOCSFLAGS, 0x4004_7459),
+            (req::PPPIOCGFLAGS, 0x8004_745a),
+        ];
+        for (i, (got, want)) in pinned.into_iter().enumerate() {
+            assert_eq!(got, ioctl_num_type::from(want), "entry {i}");
+        }
+        assert_eq!(libc::TIOCSETD, 0x5423);
+        assert_eq!(libc::TIOCGETD, 0x5424);
+    }
+
+    #[test]
+    fn npioctl_is_two_ints() {
+        assert_eq!(std::mem::size_of::<NpIoctl>(), 8);
+        let modes = [NpMode::Pass, NpMode::Drop, NpMode::Error, NpMode::Queue];
+        assert_eq!(modes.map(|m| m as c_int), [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn flags_as_pppd_computes_them() {
+        assert_eq!(SC_RCVB, 0x0f00_0000);
+        assert_eq!(SC_LOGB, 0x001f_0000);
+        assert_eq!(
+            modified_flags(0x0f01_0203, SC_RCVB | SC_LOGB, 0),
+            0x0000_0203
+        );
+        assert_eq!(
+            modified_flags(SC_COMP_PROT, SC_COMP_PROT | SC_COMP_AC, SC_COMP_AC),
+            SC_COMP_AC
+        );
+        let mut link = LinkParameters::default();
+        assert_eq!(send_flags(&link), 0);
+        link.tx_pfc = true;
+        assert_eq!(send_flags(&link), SC_COMP_PROT);
+        link.tx_acfc = true;
+        assert_eq!(send_flags(&link), SC_COMP_PROT | SC_COMP_AC);
+        // The high bits survive the trip through the kernel's int.
+        assert_eq!(flags_u32(flags_int(0xffff_0000)), 0xffff_0000);
+    }
+
+    #[test]
+    fn frames_go_where_pppd_sends_them() {
+        for p in [0xc021, 0xc023, 0xc223, 0x80fd] {
+            assert_eq!(FrameRoute::of(p), FrameRoute::Channel, "{p:#06x}");
+        }
+        for p in [0x8021, 0x0021, 0x003d, 0x8057, 0x80fd - 2] {
+            assert_eq!(FrameRoute::of(p), FrameRoute::Unit, "{p:#06x}");
+        }
+        assert_eq!(FrameRoute::of_frame(&[0x80, 0x21, 1]), FrameRoute::Unit);
+        assert_eq!(FrameRoute::of_frame(&[0xc0]), FrameRoute::Channel);
+        assert_eq!(unit_ifname(3), "ppp3");
+    }
+
+    #[test]
+    fn errors_name_the_step() {
+        let e = KernelPppError {
+            step: Step::AttachChannel,
+            errno: Errno::EINVAL,
+        };
+        assert_eq!(
+            e.to_string(),
+            "PPPIOCATTCHAN on /dev/ppp: EINVAL: Invalid argument"
+        );
+        let e = KernelPppError {
+            step: Step::SetPppDiscipline,
+            errno: Errno::EINVAL,
+        };
+        assert!(e.to_string().contains("no N_PPP line discipline"), "{e}");
+    }
+
+    /// Here (no CONFIG_PPP) the answer says why; in a guest with PPP it is Ok, or a
+    /// permission problem for a user without CAP_NET_ADMIN.
+    #[test]
+    fn available_says_why_not() {
+        match available() {
+            Ok(()) => assert!(Path::new(DEV_PPP).exists()),
+            Err(why) => {
+                let text = why.to_string();
+                assert!(text.contains("/dev/ppp"), "{text}");
+                if !Path::new(DEV_PPP).exists() {
+                    assert_eq!(why, Unavailable::NoDevice);
+                    assert_eq!(text, "no /dev/ppp (kernel without CONFIG_PPP)");
+                }
+            }
+        }
+    }
+
+    /// A pty takes line disciplines as a serial port does. Without N_PPP in the kernel (as
+    /// here) attaching fails at TIOCSETD and the pty stays N_TTY; with it, attaching gets as
+    /// far as the kernel lets it and every way out leaves N_TTY behind.
+    #[test]
+    fn attach_on_a_pty_fails_cleanly_or_detaches_cleanly() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let tty = pty.slave.as_fd();
+        assert!(is_tty(tty));
+        assert!(is_pty_slave(tty));
+        assert!(!is_pty_slave(pty.master.as_fd()));
+        assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
+        let kernel_has_ppp = Path::new("/proc/tty/ldiscs").exists()
+            && std::fs::read_to_string("/proc/tty/ldiscs")
+                .is_ok_and(|s| s.lines().any(|l| l.starts_with("ppp")));
+        match Channel::attach(tty) {
+            Err(e) => {
+                let text = e.to_string();
+                eprintln!("attach on a pty: {text}");
+                if !kernel_has_ppp && !Path::new(DEV_PPP).exists() {
+                    assert_eq!(e.step, Step::SetPppDiscipline, "{text}");
+                    assert!(
+                        text.contains("TIOCSETD") && text.contains("N_PPP"),
+                        "{text}"
+                    );
+                }
+            }
+            Ok(channel) => {
+                assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_PPP);
+                assert!(channel.index() >= 0);
+                channel.detach().expect("detach");
+            }
+        }
+        assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
+    }
+}
