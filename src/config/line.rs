@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::checker::Checker;
-use super::{LineConfig, MAX_LINES, RedialConfig, Weight, defaults, limits};
+use super::{LineConfig, MAX_LINES, RedialConfig, SlaveKind, Weight, defaults, limits};
 use crate::net::default_slave_name;
 use crate::serial::FlowControl;
 use crate::serial::identity::{self, DeviceSpec, ModemId, UsbMatch};
@@ -52,6 +52,7 @@ pub(super) struct RawLine {
     max_failures: Option<Spanned<i64>>,
     escape_guard: Option<Spanned<f64>>,
     slave: Option<Spanned<String>>,
+    slave_kind: Option<Spanned<String>>,
     enabled: Option<bool>,
     track: Option<bool>,
     track_targets: Option<Vec<Spanned<String>>>,
@@ -193,6 +194,7 @@ fn line(
         &at,
     );
     let tier = tier(c, number, l);
+    let slave_kind = slave_kind(c, number, l);
     LineConfig {
         name,
         device,
@@ -232,6 +234,7 @@ fn line(
             limits::ESCAPE_GUARD,
         ),
         slave,
+        slave_kind,
         enabled: l.enabled.unwrap_or(true),
         track,
         tier,
@@ -250,6 +253,31 @@ fn line(
             .as_ref()
             .map(|h| super::daemon::hook(c, h, &at("reset_hook"), resolve(h.get_ref().clone()))),
         bundle: l.bundle.as_ref().map(|b| b.get_ref().clone()),
+    }
+}
+
+/// `slave_kind`: auto, ppp or tun. A bundle's members carry its frames for our own
+/// reassembly, so kernel PPP is not for them (yet).
+fn slave_kind(c: &mut Checker<'_>, number: usize, l: &RawLine) -> SlaveKind {
+    let option = format!("line[{number}].slave_kind");
+    let Some(k) = &l.slave_kind else {
+        return SlaveKind::Auto;
+    };
+    match k.get_ref().parse() {
+        Ok(SlaveKind::Ppp) if l.bundle.is_some() => {
+            c.error(
+                k.span(),
+                &option,
+                "a Multilink bundle's lines carry its fragments through this process".into(),
+                Some("leave slave_kind out (auto gives bundle members TUN)"),
+            );
+            SlaveKind::Auto
+        }
+        Ok(kind) => kind,
+        Err(message) => {
+            c.error(k.span(), &option, message, None);
+            SlaveKind::Auto
+        }
     }
 }
 

@@ -137,6 +137,33 @@ pub enum Weight {
     Auto,
 }
 
+/// What kind of slave device a line's calls get (`slave_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlaveKind {
+    /// Kernel PPP where `/dev/ppp` opens and the port is a real tty, else TUN.
+    #[default]
+    Auto,
+    /// Kernel PPP (`ppp_async` + `ppp_generic`, a `pppN` renamed to the slave name).
+    Ppp,
+    /// A TUN device; the HDLC framing in this process.
+    Tun,
+}
+
+impl std::str::FromStr for SlaveKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(SlaveKind::Auto),
+            "ppp" => Ok(SlaveKind::Ppp),
+            "tun" => Ok(SlaveKind::Tun),
+            other => Err(format!(
+                "unknown slave kind \"{other}\": \"auto\", \"ppp\" or \"tun\""
+            )),
+        }
+    }
+}
+
 /// Redial policy of a line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RedialConfig {
@@ -174,6 +201,8 @@ pub struct LineConfig {
     /// Silence around the `+++` escape when hanging up a modem without DTR (Hayes S12).
     pub escape_guard: Duration,
     pub slave: String,
+    /// Kernel PPP or TUN (`slave_kind`).
+    pub slave_kind: SlaveKind,
     pub enabled: bool,
     /// Upstream tracking (`[track]` with the line's own options); no targets: off.
     pub track: crate::track::TrackConfig,

@@ -730,3 +730,22 @@ fn bundle_mistakes_name_the_option() {
         assert!(e.message.contains(message), "{text}: {}", e.message);
     }
 }
+
+#[test]
+fn slave_kind_is_auto_ppp_or_tun() {
+    let c = parse(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\n\
+         [[line]]\ndevice = \"/dev/ttyS2\"\nslave_kind = \"ppp\"\n\
+         [[line]]\ndevice = \"/dev/ttyS3\"\nslave_kind = \"tun\"\n",
+    )
+    .unwrap();
+    let kinds: Vec<SlaveKind> = c.lines.iter().map(|l| l.slave_kind).collect();
+    assert_eq!(kinds, [SlaveKind::Auto, SlaveKind::Ppp, SlaveKind::Tun]);
+    let e = one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nslave_kind = \"kernel\"\n");
+    assert_eq!(e.option, "line[1].slave_kind");
+    assert!(e.message.contains("\"auto\", \"ppp\" or \"tun\""), "{e}");
+    let e =
+        one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"isp\"\nslave_kind = \"ppp\"\n");
+    assert_eq!(e.option, "line[1].slave_kind");
+    assert!(e.message.contains("bundle"), "{e}");
+}

@@ -167,6 +167,9 @@ pub struct LineStatus {
     /// For a bundle (listed with the lines): its member lines up now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<String>>,
+    /// The slave kind of the line's call: `kernel PPP`, or `TUN (why not kernel PPP)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slave_kind: Option<String>,
 }
 
 /// Resets by the recovery ladder.

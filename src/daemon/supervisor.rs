@@ -610,6 +610,7 @@ impl LineRegistry {
                         .map(|t| t.display().to_string()),
                     bundle: i.bundle.clone(),
                     members: None,
+                    slave_kind: i.slave_kind.clone(),
                 }
             })
             .collect::<Vec<_>>();

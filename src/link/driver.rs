@@ -3,6 +3,7 @@
 //! wait out the holdoff — and answers administrative commands at every await point.
 
 use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::hooks::{HookEvent, HookLink, Hooks};
+use super::kernel_ppp;
 use super::locate::{Located, Seen};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
 use super::recovery::{LadderConfig, Rung, Trouble};
@@ -22,7 +24,7 @@ use crate::balancer::actor::BalancerHandle;
 use crate::cellular::driver::run_check;
 use crate::cellular::{CellularCheck, CheckConfig};
 use crate::chat::{ChatEngine, ChatOptions, Failure, Outcome, Script, run_chat};
-use crate::config::{LineConfig, Weight};
+use crate::config::{LineConfig, SlaveKind, Weight};
 use crate::net::pump::{Pumps, start_pumps};
 use crate::net::{Netlink, SharedTxQueue, TunSlave};
 use crate::ppp::auth::Secret;
@@ -100,6 +102,7 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         hook_tasks: Vec::new(),
         dial_started: None,
         logged: LineState::Disabled,
+        kernel_index: None,
         device: None,
         seen: Seen::default(),
     };
@@ -150,6 +153,8 @@ struct Line {
     dial_started: Option<Instant>,
     /// The state last logged (each change is logged once).
     logged: LineState,
+    /// The call's kernel PPP interface (renamed to the slave name), when it has one.
+    kernel_index: Option<u32>,
 }
 
 /// What a command means for the step in progress.
@@ -467,6 +472,17 @@ impl Line {
         commands: &mut mpsc::Receiver<LineCommand>,
     ) -> Option<Step> {
         let port = self.port.take()?;
+        // Kernel PPP or TUN for this call (and why), before anything is negotiated.
+        let kernel = match self.kernel_or_tun(&port).await {
+            Ok(kernel) => kernel,
+            Err(message) => {
+                tracing::warn!("{message}");
+                self.port = Some(port);
+                let kind = FailureKind::Other;
+                return Some(self.feed(m, LineEvent::PppEnded { message, kind }));
+            }
+        };
+        self.kernel_index = kernel.as_ref().map(|k| k.index);
         let c = &self.ctx.config;
         let credentials = c
             .user
@@ -483,26 +499,40 @@ impl Line {
         // A fresh seed per session: RFC 1661 wants a new magic number each time, and a frame
         // left over from the last session must not match this one's.
         config.seed = self.rng.u64(..);
+        if kernel.is_some() {
+            // The kernel's ppp_async frames; the session sees whole frames.
+            config.framing = crate::ppp::Framing::Unframed;
+        }
         let session = Session::new(config, Instant::now());
         // The port goes to the PPP task; DCD stays readable through a duplicate.
         let carrier = port.carrier_watch();
         let mut carrier_was_up = carrier.as_ref().and_then(|c| c.carrier()) == Some(true);
         let mut carrier_lost = false;
-        let spawned = ppp_driver::spawn(
-            session,
-            port,
-            std::mem::take(&mut self.leftover),
-            ppp_driver::DriverConfig {
-                // Outgoing packets wait in the line's counted, drop-tail queue (its depth is
-                // the line's load), not in the channel.
-                channel_capacity: 4,
-                // Incoming ones: a 16 KiB read of a fast line holds a dozen packets, which
-                // a channel of 4 turned into a ping-pong of wake-ups (one unpaced line:
-                // 190 → 235 Mbit/s down with 64).
-                incoming_capacity: 64,
-                ..ppp_driver::DriverConfig::default()
-            },
-        );
+        let leftover = std::mem::take(&mut self.leftover);
+        let spawned = match kernel {
+            Some(attached) => kernel_ppp::spawn(
+                session,
+                port,
+                attached,
+                leftover,
+                ppp_driver::DriverConfig::default(),
+            ),
+            None => ppp_driver::spawn(
+                session,
+                port,
+                leftover,
+                ppp_driver::DriverConfig {
+                    // Outgoing packets wait in the line's counted, drop-tail queue (its depth
+                    // is the line's load), not in the channel.
+                    channel_capacity: 4,
+                    // Incoming ones: a 16 KiB read of a fast line holds a dozen packets,
+                    // which a channel of 4 turned into a ping-pong of wake-ups (one unpaced
+                    // line: 190 → 235 Mbit/s down with 64).
+                    incoming_capacity: 64,
+                    ..ppp_driver::DriverConfig::default()
+                },
+            ),
+        };
         let ppp_driver::Spawned {
             link,
             mut closer,
@@ -525,7 +555,7 @@ impl Line {
         let mut load_reported = 0u64;
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
         loop {
-            let queue = up.as_ref().map(|u| u.queue.clone());
+            let queue = up.as_ref().and_then(|u| u.queue());
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(Event::Up { local, peer, dns, mru }) => {
@@ -654,8 +684,8 @@ impl Line {
                 }
                 _ = crate::sys::sleep_until_opt(load_due) => {
                     load_due = None;
-                    if let Some(u) = &up {
-                        let depth = u.queue.depth();
+                    if let Some(q) = up.as_ref().and_then(|u| u.queue()) {
+                        let depth = q.depth();
                         if depth != load_reported {
                             self.ctx.balancer.set_load(&self.ctx.config.name, depth);
                             load_reported = depth;
@@ -692,6 +722,39 @@ impl Line {
             None => ppp_failure(&finished.ended.reason, carrier_lost, m.was_up()),
         };
         Some(self.feed(m, LineEvent::PppEnded { message, kind }))
+    }
+
+    /// The slave of this call: kernel PPP set up on the port (`Some`), or TUN; status says
+    /// which and why. An error: kernel PPP was asked for and cannot be had.
+    async fn kernel_or_tun(
+        &mut self,
+        port: &SerialPort,
+    ) -> Result<Option<kernel_ppp::Attached>, String> {
+        let c = self.ctx.config.clone();
+        let member = self.ctx.membership.is_some();
+        let mut choice = kernel_ppp::choose(c.slave_kind, port.as_fd(), member)?;
+        let mut attached = None;
+        if choice == kernel_ppp::Choice::Kernel {
+            let tty = port
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("kernel PPP: duplicate the port: {e}"))?;
+            match kernel_ppp::attach(tty, &self.ctx.netlink, &c.slave).await {
+                Ok(a) => attached = Some(a),
+                Err(e) if c.slave_kind == SlaveKind::Auto => {
+                    tracing::warn!("kernel PPP: {e}; this call uses TUN");
+                    choice = kernel_ppp::Choice::Tun {
+                        why: format!("auto: kernel PPP failed: {e}"),
+                    };
+                }
+                Err(e) => return Err(format!("kernel PPP: {e}")),
+            }
+        }
+        tracing::info!(slave = %c.slave, "slave kind: {}", choice.describe());
+        self.ctx
+            .shared
+            .edit(|i| i.slave_kind = Some(choice.describe()));
+        Ok(attached)
     }
 
     /// The session became a member of a Multilink bundle: its channels go to the bundle
@@ -752,22 +815,46 @@ impl Line {
     ) -> Result<UpLine, String> {
         let c = self.ctx.config.clone();
         let mtu = mru.clamp(576, 1500);
-        let slave = TunSlave::create(&self.ctx.netlink, &c.slave, local, peer, mtu)
-            .await
-            .map_err(|e| e.to_string())?;
-        let slave = Arc::new(slave);
-        let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
-        let from_line = incoming
-            .take()
-            .ok_or("PPP came up twice without going down")?;
-        let pumps = start_pumps(
-            slave.clone(),
-            queue.clone(),
-            outgoing.clone(),
-            from_line,
-            self.ctx.shared.clone(),
-        );
-        self.ctx.shared.set_queue(Some(queue.clone()));
+        let path = match self.kernel_index {
+            Some(index) => {
+                // The kernel's pppN, renamed at the call's start: addresses, MTU, up.
+                let netlink = &self.ctx.netlink;
+                netlink
+                    .add_ptp_address(index, local, peer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                netlink
+                    .set_up(index, u32::from(mtu))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let counters =
+                    kernel_ppp::follow_counters(c.slave.clone(), self.ctx.shared.clone());
+                DataPath::Kernel { counters }
+            }
+            None => {
+                let slave = TunSlave::create(&self.ctx.netlink, &c.slave, local, peer, mtu)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let slave = Arc::new(slave);
+                let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
+                let from_line = incoming
+                    .take()
+                    .ok_or("PPP came up twice without going down")?;
+                let pumps = start_pumps(
+                    slave.clone(),
+                    queue.clone(),
+                    outgoing.clone(),
+                    from_line,
+                    self.ctx.shared.clone(),
+                );
+                self.ctx.shared.set_queue(Some(queue.clone()));
+                DataPath::Tun {
+                    slave,
+                    queue,
+                    pumps,
+                }
+            }
+        };
         let speed = self.ctx.shared.info().connect_speed;
         let weight = match c.weight {
             Weight::Fixed(w) => Some(w),
@@ -798,9 +885,7 @@ impl Line {
             Ok(mark) => mark,
             Err(e) => {
                 let u = UpLine {
-                    slave,
-                    queue,
-                    pumps,
+                    path,
                     enslaved: false,
                     local,
                     peer,
@@ -838,9 +923,7 @@ impl Line {
         };
         self.track_hook(self.ctx.hooks.run(HookEvent::Up, &c, &link));
         Ok(UpLine {
-            slave,
-            queue,
-            pumps,
+            path,
             enslaved: true,
             local,
             peer,
@@ -897,22 +980,45 @@ impl Line {
             };
             self.track_hook(self.ctx.hooks.run(HookEvent::Down, &c, &link));
         }
-        let from_line = u.pumps.stop().await;
-        if incoming.is_none() {
-            *incoming = from_line;
+        match u.path {
+            DataPath::Tun {
+                slave,
+                queue,
+                pumps,
+            } => {
+                let from_line = pumps.stop().await;
+                if incoming.is_none() {
+                    *incoming = from_line;
+                }
+                self.ctx.shared.set_queue(None);
+                drop(queue);
+                drop(slave);
+                tracing::info!("emancipated; slave {} removed", c.slave);
+            }
+            // The interface goes with the unit, at the call's end.
+            DataPath::Kernel { counters } => {
+                counters.abort();
+                tracing::info!("emancipated");
+            }
         }
-        self.ctx.shared.set_queue(None);
-        drop(u.queue);
-        drop(u.slave);
-        tracing::info!("emancipated; slave {} removed", c.slave);
     }
+}
+
+/// Where an up line's packets go.
+enum DataPath {
+    /// A TUN device, and the pumps between it and the PPP driver through the line's queue.
+    Tun {
+        slave: Arc<TunSlave>,
+        queue: Arc<SharedTxQueue>,
+        pumps: Pumps,
+    },
+    /// Kernel PPP: the interface is the kernel's, its counters read into the line's.
+    Kernel { counters: JoinHandle<()> },
 }
 
 /// What exists while a line is up.
 struct UpLine {
-    slave: Arc<TunSlave>,
-    queue: Arc<SharedTxQueue>,
-    pumps: Pumps,
+    path: DataPath,
     enslaved: bool,
     local: Ipv4Addr,
     peer: Ipv4Addr,
@@ -921,6 +1027,16 @@ struct UpLine {
     speed: Option<u32>,
     /// Upstream tracking, for a tracked line.
     track: Option<TrackTask>,
+}
+
+impl UpLine {
+    /// The line's transmit queue (TUN: ours; kernel PPP: the kernel's, not seen here).
+    fn queue(&self) -> Option<Arc<SharedTxQueue>> {
+        match &self.path {
+            DataPath::Tun { queue, .. } => Some(queue.clone()),
+            DataPath::Kernel { .. } => None,
+        }
+    }
 }
 
 /// Runs a chat script: `Connected` and the bytes after the CONNECT line on success (the

@@ -43,6 +43,8 @@ pub struct LineInfo {
     pub bundle: Option<String>,
     /// For a bundle: its members up now.
     pub members: Option<Vec<String>>,
+    /// The slave kind of the call (kernel PPP or TUN, and why), from its start.
+    pub slave_kind: Option<String>,
 }
 
 impl Default for LineInfo {
@@ -67,6 +69,7 @@ impl Default for LineInfo {
             tty: None,
             bundle: None,
             members: None,
+            slave_kind: None,
         }
     }
 }
@@ -267,6 +270,7 @@ impl LineShared {
         }
         if !m.state().holds_port() {
             i.connect_speed = None;
+            i.slave_kind = None;
         }
     }
 

@@ -88,6 +88,21 @@ impl Netlink {
         }
     }
 
+    /// Renames an interface (it must be down): a kernel PPP unit's `pppN` to the line's slave
+    /// name.
+    pub async fn rename(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        let msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .name(name.to_string())
+            .build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(ctx(format!("rename interface {index} to {name}")))
+    }
+
     /// Sets the MTU and brings the interface up.
     pub async fn set_up(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
         let msg = LinkMessageBuilder::<LinkUnspec>::new()

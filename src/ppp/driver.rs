@@ -387,7 +387,7 @@ fn now() -> std::time::Instant {
 }
 
 /// Events as log lines: addresses and reasons, never packet contents.
-fn log_event(event: &Event) {
+pub(crate) fn log_event(event: &Event) {
     match event {
         Event::Up {
             local,
@@ -407,6 +407,11 @@ fn log_event(event: &Event) {
 pub struct Closer(Option<oneshot::Sender<()>>);
 
 impl Closer {
+    /// A closer that sends on `tx` (for other drivers of a session).
+    pub(crate) fn new(tx: oneshot::Sender<()>) -> Closer {
+        Closer(Some(tx))
+    }
+
     /// Send our Terminate-Request now (does nothing the second time).
     pub fn close(&mut self) {
         if let Some(tx) = self.0.take() {

@@ -209,6 +209,9 @@ pub fn render_detail(l: &LineStatus, now: f64) -> String {
     if let Some(c) = &l.cellular {
         rows.push(("cellular", cellular_text(c)));
     }
+    if let Some(kind) = &l.slave_kind {
+        rows.push(("slave kind", kind.clone()));
+    }
     if let Some(b) = &l.bundle {
         rows.push(("bundle", format!("member of Multilink bundle {b}")));
     }

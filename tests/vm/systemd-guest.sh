@@ -46,24 +46,16 @@ while [[ $# -gt 0 ]]; do
 done
 
 say() { echo "[systemd-guest] $*" >&2; }
-skip() {
-    echo "systemd guest: skipped: $*"
-    exit 0
-}
+VM_NAME="systemd guest"
+. tests/vm/lib.sh
 
-if [[ $EUID -ne 0 ]]; then
-    if [[ ${EQLPLUS_REQUIRE_ROOT:-} = 1 ]]; then
-        echo "systemd guest: needs root (EQLPLUS_REQUIRE_ROOT=1)" >&2
-        exit 1
-    fi
-    skip "needs root (debootstrap, disk image, QEMU)"
-fi
-[[ $(uname -m) = x86_64 ]] || skip "the guest is x86_64 and this machine is $(uname -m)"
+vm_require_root "debootstrap, disk image, QEMU"
+[[ $(uname -m) = x86_64 ]] || vm_skip "the guest is x86_64 and this machine is $(uname -m)"
 
 . scripts/packages.sh
 ensure_packages qemu-system-x86 debootstrap e2fsprogs util-linux
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed and could not be"
-command -v debootstrap >/dev/null || skip "debootstrap is not installed and could not be"
+command -v qemu-system-x86_64 >/dev/null || vm_skip "qemu-system-x86_64 is not installed and could not be"
+command -v debootstrap >/dev/null || vm_skip "debootstrap is not installed and could not be"
 
 VM=${EQLPLUS_VM_DIR:-$TOP/target/vm}
 mkdir -p "$VM"
@@ -87,47 +79,13 @@ if [[ $REBUILD = 1 || ! -f $GUEST/manifest ]]; then
 fi
 
 # --- accelerator: KVM only where it really boots a kernel ------------------------------------
-# /dev/kvm may exist and still not run a guest (some nested hosts refuse MSRs of -cpu host, or
-# hang in the kernel's first steps): boot the guest kernel without a root file system and
-# expect its panic within 20 s. The verdict is cached per host kernel, QEMU and guest kernel.
-kvm_works() {
-    [[ -c /dev/kvm && -r /dev/kvm && -w /dev/kvm ]] || return 1
-    local f log qpid i verdict=no
-    f=$VM/kvm-$(uname -r)-$(qemu-system-x86_64 --version | awk 'NR==1{print $4}')-$key
-    if [[ -f $f ]]; then
-        [[ $(cat "$f") = yes ]]
-        return
-    fi
-    log=$(mktemp)
-    qemu-system-x86_64 -accel kvm -M pc -cpu host -m 256 -nodefaults -no-user-config \
-        -display none -vga none -no-reboot -kernel "$GUEST/vmlinuz" \
-        -append "console=ttyS0 panic=-1 loglevel=4" -serial "file:$log" >/dev/null 2>&1 &
-    qpid=$!
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$qpid" 2>/dev/null || break
-        grep -q 'Kernel panic' "$log" && break
-        sleep 0.1
-    done
-    grep -q 'Kernel panic' "$log" && verdict=yes
-    kill -KILL "$qpid" 2>/dev/null || true
-    wait "$qpid" 2>/dev/null || true
-    rm -f "$log"
-    echo "$verdict" >"$f"
-    [[ $verdict = yes ]]
-}
-case $ACCEL in
-auto) if kvm_works 2>/dev/null; then ACCEL=kvm; else ACCEL=tcg; fi ;;
-kvm) kvm_works 2>/dev/null || { echo "systemd guest: KVM requested but it does not boot a guest here" >&2; exit 1; } ;;
-tcg) ;;
-*) echo "systemd guest: --accel must be auto, kvm or tcg" >&2; exit 2 ;;
-esac
-if [[ $ACCEL = kvm ]]; then CPU=host SLOW=1 DEADLINE=600; else CPU=max SLOW=3 DEADLINE=1500; fi
+# (tests/vm/lib.sh: the guest kernel booted without a root file system must panic within 20 s;
+# the verdict is cached per host kernel, QEMU and guest kernel.)
+vm_accel "$ACCEL" "$GUEST/vmlinuz" "$(vm_kvm_verdict_file "$VM" "$key")"
+ACCEL=$VM_ACCEL CPU=$VM_CPU
+if [[ $ACCEL = kvm ]]; then SLOW=1 DEADLINE=600; else SLOW=3 DEADLINE=1500; fi
 # QEMU must at least start (a machine may lack the firmware or refuse TCG's memory).
-qemu-system-x86_64 -accel "$ACCEL" -M pc -cpu "$CPU" -m 64 -nodefaults -display none -S \
-    -no-user-config -monitor none -serial none -parallel none -daemonize -pidfile "$VM/probe.pid" \
-    >/dev/null 2>&1 || skip "QEMU cannot start a $ACCEL guest here"
-kill "$(cat "$VM/probe.pid")" 2>/dev/null || true
-rm -f "$VM/probe.pid"
+vm_qemu_starts "$ACCEL" "$CPU" "$VM/probe.pid" || vm_skip "QEMU cannot start a $ACCEL guest here"
 
 # --- this run: the guest's root plus our installation ---------------------------------------
 RUN=$VM/run

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# kppp-check.sh: the kernel-PPP unit tests (net::kernel_ppp) against a kernel that has PPP, in
+# the QEMU guest of tests/vm/kppp-guest.sh (this machine's kernel may have no CONFIG_PPP).
+#
+#   tests/vm/kppp-check.sh [kppp-guest.sh options: --timeout S, --accel A, --quiet, --rebuild…]
+#
+# Builds the library's test binary (`cargo test --locked --lib --no-run`), boots the guest with
+# it in /opt/eql and tests/vm/kppp/unit-tests.sh as the payload, which runs the tests filtered
+# to net::kernel_ppp with EQLPLUS_REQUIRE_KERNEL_PPP=1 (there the real-kernel tests fail
+# instead of skipping) and checks that their real-kernel parts ran. Exits with the guest's
+# verdict: 0 only if everything passed. Root only, as kppp-guest.sh: it says SKIPPED otherwise
+# (EQLPLUS_REQUIRE_ROOT=1: fails), and SKIPPED where QEMU cannot start.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VM_NAME="kppp guest"
+VM_SKIP_WORD=SKIPPED
+. tests/vm/lib.sh
+# Before building anything: kppp-guest.sh would skip anyway.
+vm_require_root "modules and device nodes in the guest image, QEMU"
+
+# The lib target's test executable, from cargo's JSON messages.
+exe=$(cargo test --locked -p eqlplus-dialer --lib --no-run --message-format=json |
+    grep '"reason":"compiler-artifact"' | grep '"kind":\["lib"\]' | grep '"test":true' |
+    grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n 1)
+[[ -n $exe && -x $exe ]] || {
+    echo "kppp-check: cargo named no test executable of the lib target" >&2
+    exit 1
+}
+echo "[kppp-check] test binary: $exe" >&2
+exec tests/vm/kppp-guest.sh --bin "$exe" --script tests/vm/kppp/unit-tests.sh "$@"
