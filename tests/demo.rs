@@ -96,3 +96,41 @@ fn demo_bundle_of_two_lines_carries_one_download_over_both() {
     assert!(stdout.contains("back in the bundle"), "{stdout}");
     assert!(stdout.contains("cleaned up"), "{stdout}");
 }
+
+/// `demo --bundle --lines 4 --download …`: one download over a bundle of 4 paced lines takes
+/// more than two lines' worth (every member carries its share; the figures themselves are
+/// bench/multilink.sh's).
+#[test]
+fn demo_bundle_of_four_lines_carries_one_download_over_all() {
+    if !require_root("demo_bundle_of_four_lines_carries_one_download_over_all") {
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
+        .args([
+            "demo",
+            "--bundle",
+            "--lines",
+            "4",
+            "--rate",
+            "256kbit",
+            "--download",
+            "768KiB",
+            "--non-interactive",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let share: f64 = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("download: "))
+        .filter_map(|rest| rest.split(" = ").nth(2))
+        .find_map(|share| share.split('%').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no download line in:\n{stdout}"));
+    assert!(share > 50.0, "{share}% of the 4 lines' sum:\n{stdout}");
+    assert!(stdout.contains("cleaned up"), "{stdout}");
+}
