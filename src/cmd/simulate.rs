@@ -69,6 +69,8 @@ pub struct SimModemArgs {
     pub cellular: bool,
     /// Who answers a connected call: loopback (echo every byte back), ppp (a PPP
     /// server: addresses 10.64.1.1 ↔ 10.64.1.2, DNS 10.64.0.53, no auth, nothing routed),
+    /// routed (that PPP server with the caller's packets on a TUN device isp0, 10.64.1.1, in
+    /// this namespace: run it in a network namespace of its own, as a far end to reach),
     /// or a broken ISP: ack-no-request (acks our LCP Configure-Request, never sends its
     /// own), lcp-storm (LCP Configure-Requests as fast as the line takes them),
     /// echo-flood (comes up, then floods Echo-Requests and unknown protocols and stops
@@ -144,6 +146,9 @@ pub enum FarEnd {
     Loopback,
     /// A well-behaved PPP server (no routing).
     Ppp,
+    /// The same, whose caller's packets go through a TUN device `isp0` in the simulator's
+    /// network namespace.
+    Routed,
     /// A broken one.
     Misbehave(Misbehave),
 }
@@ -153,6 +158,7 @@ impl std::fmt::Display for FarEnd {
         match self {
             FarEnd::Loopback => f.write_str("loopback"),
             FarEnd::Ppp => f.write_str("ppp"),
+            FarEnd::Routed => f.write_str("routed"),
             FarEnd::Misbehave(m) => m.fmt(f),
         }
     }
@@ -162,10 +168,11 @@ fn parse_far_end(s: &str) -> Result<FarEnd, String> {
     match s {
         "loopback" => Ok(FarEnd::Loopback),
         "ppp" => Ok(FarEnd::Ppp),
+        "routed" => Ok(FarEnd::Routed),
         other => other
             .parse()
             .map(FarEnd::Misbehave)
-            .map_err(|e: String| format!("{e}; or loopback, ppp")),
+            .map_err(|e: String| format!("{e}; or loopback, ppp, routed")),
     }
 }
 
@@ -352,6 +359,22 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
     let mut n = 0u32;
+    // `routed`: one ISP answers the calls in turn, its TUN device made at each call's IPCP.
+    let (_hangup, hangup) = crate::sim::isp::HangupSwitch::new();
+    let routed = (args.isp == FarEnd::Routed).then(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = crate::sim::isp::IspConfig {
+            local: SIM_ISP,
+            peer: SIM_CUSTOMER,
+            dns: vec![SIM_DNS],
+            users: Vec::new(),
+            device: "isp0".into(),
+            delay: Default::default(),
+            hangup,
+        };
+        tokio::spawn(crate::sim::isp::serve_calls(rx, config));
+        tx
+    });
     loop {
         tokio::select! {
             _ = usr1.recv() => match sim.wedge().await {
@@ -385,6 +408,11 @@ async fn modem(args: SimModemArgs) -> std::io::Result<()> {
                     }
                     FarEnd::Ppp => {
                         tokio::spawn(serve_ppp(call));
+                    }
+                    FarEnd::Routed => {
+                        if let Some(isp) = &routed {
+                            let _ = isp.send(call);
+                        }
                     }
                     FarEnd::Misbehave(m) => {
                         tokio::spawn(crate::sim::isp::misbehave(
@@ -455,6 +483,7 @@ mod tests {
         for mode in [
             "loopback",
             "ppp",
+            "routed",
             "ack-no-request",
             "lcp-storm",
             "echo-flood",
