@@ -309,6 +309,16 @@ where
                     .and_then(|()| c.recv_config(Some(&unit.get_ref().0), p))
                 {
                     warn!("kernel PPP: cannot apply what LCP agreed: {e}");
+                } else {
+                    info!(
+                        mru = p.mru,
+                        peer_mru = p.peer_mru,
+                        tx_accm = format_args!("{:#010x}", p.tx_accm),
+                        rx_accm = format_args!("{:#010x}", p.rx_accm),
+                        tx_pfc = p.tx_pfc,
+                        tx_acfc = p.tx_acfc,
+                        "kernel PPP: the channel frames as LCP agreed"
+                    );
                 }
             }
             applied = now_params;

@@ -1,0 +1,162 @@
+#!/bin/sh
+# The daemon with slave_kind = "ppp" in the kppp guest (tests/vm/kppp-guest.sh; run by
+# tests/vm/kppp-check.sh): its line dials a simulated modem on a pty whose calls our PPP answer
+# role takes (`simulate modem --isp routed`, in a network namespace `isp` of its own, the
+# caller's packets on isp0 = 10.64.1.1, a busybox httpd there). Checks:
+#   kernel-ppp-up     the line is up on kernel PPP: status says so, its slave is a PPP device
+#   negotiated        the kernel was given what LCP agreed (the daemon's log), MTU 1500
+#   transfer-1m       1 MiB over HTTP through the line, byte-exact
+#   echo-under-load   LCP echoes answered while it ran (status' echo round trip)
+#   hangup-cleans     `hangup`: the PPP device is gone; `up`: the line dials again over the
+#                     same pty (its line discipline is back: chat reads the modem again)
+#   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
+# Each prints KPPP-RESULT PASS|FAIL NAME DETAIL; the exit status is 1 if any failed.
+set -u
+EQ=eqlplus-dialer
+W=/tmp/kd
+SOCK=$W/control.sock
+mkdir -p "$W/www"
+fail=0
+result() {
+	echo "KPPP-RESULT $1 $2 ${3:-}"
+	[ "$1" = PASS ] || fail=1
+}
+status_json() { "$EQ" status --socket "$SOCK" --json 2>/dev/null; }
+# Waits up to $2 seconds for status --json to match the extended regex $1.
+wait_status() {
+	i=0
+	while [ "$i" -lt "$2" ]; do
+		status_json | grep -Eq "$1" && return 0
+		sleep 1
+		i=$((i + 1))
+	done
+	return 1
+}
+ppp_devices() { for d in /sys/class/net/*; do [ "$(cat "$d/type" 2>/dev/null)" = 512 ] && basename "$d"; done; }
+start_daemon() {
+	"$EQ" daemon --config "$W/eqlplus-dialer.toml" >>"$W/daemon.out" 2>&1 &
+	DAEMON=$!
+}
+show_logs() {
+	echo "--- daemon log (last 40 lines)"
+	tail -n 40 "$W/daemon.log" 2>/dev/null
+	echo "--- simulator"
+	tail -n 10 "$W/sim.log"
+	echo "---"
+}
+
+ip netns add isp
+ip netns exec isp ip link set lo up
+dd if=/dev/urandom of="$W/www/1m.bin" bs=1024 count=1024 2>/dev/null
+ip netns exec isp "$EQ" simulate modem --isp routed --link "$W/ttySIM" >"$W/sim.log" 2>&1 &
+SIM=$!
+ip netns exec isp busybox httpd -p 80 -h "$W/www"
+printf '%s\n' "ABORT BUSY ABORT 'NO CARRIER' TIMEOUT 5 '' ATZ OK ATDT\\T CONNECT ''" >"$W/dial.chat"
+cat >"$W/eqlplus-dialer.toml" <<EOF
+[control]
+socket = "$SOCK"
+[daemon]
+lock_dir = "$W"
+resolv_conf = "$W/resolv.conf"
+log_file = "$W/daemon.log"
+log_level = "info"
+[track]
+enabled = false
+[[line]]
+device = "$W/ttySIM"
+dial_chat = "dial.chat"
+phone = "5551234"
+cellular = false
+slave_kind = "ppp"
+lcp_echo_interval = 1
+EOF
+sleep 1
+start_daemon
+
+# --- kernel-ppp-up
+if wait_status '"state":"up"' 60; then
+	kind=$(status_json | grep -o '"slave_kind":"[^"]*"')
+	type=$(cat /sys/class/net/eq-ttySIM/type 2>/dev/null)
+	if [ "$kind" = '"slave_kind":"kernel PPP"' ] && [ "$type" = 512 ]; then
+		result PASS kernel-ppp-up "$kind, eq-ttySIM is a PPP device (type $type)"
+	else
+		result FAIL kernel-ppp-up "$kind, eq-ttySIM type '$type'"
+		show_logs
+	fi
+else
+	result FAIL kernel-ppp-up "not up within 60 s: $(status_json)"
+	show_logs
+fi
+
+# --- negotiated
+mtu=$(cat /sys/class/net/eq-ttySIM/mtu 2>/dev/null)
+agreed=$(grep -c "the channel frames as LCP agreed" "$W/daemon.log" 2>/dev/null)
+if [ "${agreed:-0}" -ge 1 ] && [ "$mtu" = 1500 ]; then
+	result PASS negotiated "MTU $mtu; $(grep "the channel frames as LCP agreed" "$W/daemon.log" | tail -n 1 | sed 's/.*kernel PPP/kernel PPP/')"
+else
+	result FAIL negotiated "MTU '$mtu', LCP's values given to the kernel: ${agreed:-0} times"
+fi
+
+# --- transfer-1m
+rm -f "$W/got"
+t0=$(cut -d' ' -f1 /proc/uptime)
+if wget -q -T 120 -O "$W/got" http://10.64.1.1/1m.bin && cmp -s "$W/got" "$W/www/1m.bin"; then
+	t1=$(cut -d' ' -f1 /proc/uptime)
+	result PASS transfer-1m "1 MiB byte-exact in $(awk "BEGIN { print $t1 - $t0 }") s"
+else
+	result FAIL transfer-1m "$(ls -l "$W/got" 2>&1)"
+	show_logs
+fi
+
+# --- echo-under-load
+rtt=$(status_json | grep -o '"lcp_rtt_ms":[0-9.]*')
+if [ -n "$rtt" ]; then
+	result PASS echo-under-load "$rtt"
+else
+	result FAIL echo-under-load "no LCP echo round trip: $(status_json)"
+fi
+
+# --- hangup-cleans
+"$EQ" hangup ttySIM --socket "$SOCK" >/dev/null 2>&1
+if wait_status '"state":"down"' 30; then
+	left=$(ppp_devices)
+	if [ -z "$left" ]; then
+		"$EQ" up --socket "$SOCK" >/dev/null 2>&1
+		if wait_status '"state":"up"' 60 && [ "$(cat /sys/class/net/eq-ttySIM/type 2>/dev/null)" = 512 ]; then
+			result PASS hangup-cleans "no PPP device after hangup; up dialled again over the same pty"
+		else
+			result FAIL hangup-cleans "not up again after hangup: $(status_json)"
+			show_logs
+		fi
+	else
+		result FAIL hangup-cleans "PPP devices left after hangup: $left"
+	fi
+else
+	result FAIL hangup-cleans "not down within 30 s: $(status_json)"
+fi
+
+# --- sigkill-restart
+kill -9 "$DAEMON" 2>/dev/null
+wait "$DAEMON" 2>/dev/null
+sleep 1
+left=$(ppp_devices)
+if [ -n "$left" ]; then
+	result FAIL sigkill-restart "PPP devices left after SIGKILL: $left"
+else
+	start_daemon
+	if wait_status '"state":"up"' 60 && [ "$(cat /sys/class/net/eq-ttySIM/type 2>/dev/null)" = 512 ]; then
+		result PASS sigkill-restart "nothing left after SIGKILL; a new daemon came up on kernel PPP"
+	else
+		result FAIL sigkill-restart "no line up after the restart: $(status_json)"
+		show_logs
+	fi
+fi
+
+kill "$DAEMON" 2>/dev/null
+i=0
+while kill -0 "$DAEMON" 2>/dev/null && [ "$i" -lt 20 ]; do
+	sleep 1
+	i=$((i + 1))
+done
+kill "$SIM" 2>/dev/null
+exit "$fail"
