@@ -38,7 +38,8 @@ start_daemon() {
 	DAEMON=$!
 }
 show_logs() {
-	echo "--- daemon log (last 40 lines)"
+	echo "--- daemon's output, then its log (last 40 lines)"
+	tail -n 20 "$W/daemon.out" 2>/dev/null
 	tail -n 40 "$W/daemon.log" 2>/dev/null
 	echo "--- simulator"
 	tail -n 10 "$W/sim.log"
