@@ -17,14 +17,13 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
 use crate::config::SlaveKind;
 use crate::net::Netlink;
 use crate::net::kernel_ppp::{self, Channel, FrameRoute, NpMode, Unit};
-use crate::ppp::driver::{Channels, Closer, DriverConfig, Ended, Finished, Spawned, channels_of};
+use crate::ppp::driver::{Channels, DriverConfig, Ended, Finished, Spawned, spawn_with};
 use crate::ppp::hdlc::Decoder;
 use crate::ppp::{DownReason, Event, LinkParameters, Session};
 
@@ -172,40 +171,26 @@ where
     T: Send + 'static,
 {
     // No IP goes through us: the channels are there for the events (and the same shape).
-    let (link, channels) = channels_of(1, 1);
-    let (close_tx, close_rx) = oneshot::channel::<()>();
-    let span = tracing::Span::current();
-    let task = tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            let mut session = session;
-            let Attached { channel, unit, .. } = attached;
-            let close = async move {
-                let _ = close_rx.await;
-            };
-            let (ended, channel, unit) = run(
-                &mut session,
-                channel,
-                unit,
-                &initial,
-                channels,
-                close,
-                &config,
-            )
-            .await;
-            detach(channel, unit).await;
-            Finished {
-                ended,
-                session,
-                line,
-            }
-        },
-        span,
-    ));
-    Spawned {
-        link,
-        closer: Closer::new(close_tx),
-        task,
-    }
+    spawn_with(1, 1, move |channels, close| async move {
+        let mut session = session;
+        let Attached { channel, unit, .. } = attached;
+        let (ended, channel, unit) = run(
+            &mut session,
+            channel,
+            unit,
+            &initial,
+            channels,
+            close,
+            &config,
+        )
+        .await;
+        detach(channel, unit).await;
+        Finished {
+            ended,
+            session,
+            line,
+        }
+    })
 }
 
 /// The unit's fd for [`AsyncFd`] (a `Unit` is owned whole by the driver).

@@ -407,11 +407,6 @@ pub(crate) fn log_event(event: &Event) {
 pub struct Closer(Option<oneshot::Sender<()>>);
 
 impl Closer {
-    /// A closer that sends on `tx` (for other drivers of a session).
-    pub(crate) fn new(tx: oneshot::Sender<()>) -> Closer {
-        Closer(Some(tx))
-    }
-
     /// Send our Terminate-Request now (does nothing the second time).
     pub fn close(&mut self) {
         if let Some(tx) = self.0.take() {
@@ -448,31 +443,57 @@ pub fn spawn<T>(session: Session, line: T, initial: Vec<u8>, config: DriverConfi
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (link, channels) = channels_of(config.channel_capacity, config.incoming_capacity);
+    let (outgoing, incoming) = (config.channel_capacity, config.incoming_capacity);
+    spawn_with(outgoing, incoming, move |channels, close| async move {
+        let mut session = session;
+        let mut line = line;
+        let ended = run(&mut session, &mut line, &initial, channels, close, &config).await;
+        Finished {
+            ended,
+            session,
+            line,
+        }
+    })
+}
+
+/// A session's driver task: `drive` gets the channels and the close request (sent or
+/// dropped: either way, close) and hands back what the task finishes with.
+pub(crate) fn spawn_with<T, F>(
+    outgoing: usize,
+    incoming: usize,
+    drive: impl FnOnce(Channels, CloseRequest) -> F,
+) -> Spawned<T>
+where
+    F: Future<Output = Finished<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (link, channels) = channels_of(outgoing, incoming);
     let (close_tx, close_rx) = oneshot::channel::<()>();
+    let close = CloseRequest(close_rx);
     // The task logs in its caller's span (`line{line=ttyS1}`): whose PPP it is.
     let span = tracing::Span::current();
     let task = tokio::spawn(tracing::Instrument::instrument(
-        async move {
-            let mut session = session;
-            let mut line = line;
-            // Sent or dropped: either way, close.
-            let close = async move {
-                let _ = close_rx.await;
-            };
-            let ended = run(&mut session, &mut line, &initial, channels, close, &config).await;
-            Finished {
-                ended,
-                session,
-                line,
-            }
-        },
+        drive(channels, close),
         span,
     ));
     Spawned {
         link,
         closer: Closer(Some(close_tx)),
         task,
+    }
+}
+
+/// Resolves when the [`Closer`] asks to close, or is dropped.
+pub struct CloseRequest(oneshot::Receiver<()>);
+
+impl Future for CloseRequest {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }
 
