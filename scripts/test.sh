@@ -27,3 +27,8 @@ fi
 # minutes, and cached under target/vm). Root only: it says it was skipped otherwise, and fails
 # with EQLPLUS_REQUIRE_ROOT=1.
 ./tests/vm/systemd-guest.sh
+# The kernel-PPP code (src/net/kernel_ppp.rs) against a kernel that has PPP: its unit tests in
+# a small QEMU guest of Debian's kernel (built once in seconds and cached under target/vm),
+# where /dev/ppp and N_PPP exist. Root only: it says it was skipped otherwise, and fails with
+# EQLPLUS_REQUIRE_ROOT=1.
+./tests/vm/kppp-check.sh

@@ -967,4 +967,456 @@ mod tests {
         }
         assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
     }
+
+    // ---- Against a kernel that has PPP ---------------------------------------------------------
+    //
+    // The tests below run their real-kernel part only where `available()` is Ok (not on a
+    // kernel without CONFIG_PPP, nor for a user without CAP_NET_ADMIN); elsewhere they say why
+    // they skipped it, or fail where EQLPLUS_REQUIRE_KERNEL_PPP is set (the QEMU guest of
+    // tests/vm/kppp-check.sh, whose kernel has ppp_generic and ppp_async). Each runs in a thread
+    // of its own in a new network namespace, so its units touch no network of the machine, and
+    // ends by printing "kernel_ppp real kernel: NAME: what it saw" on stderr, which
+    // tests/vm/kppp/unit-tests.sh looks for.
+
+    use crate::ppp::hdlc::{Decoder, Encoder, Header};
+    use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    /// Set (to anything), a real-kernel part that cannot run is a failure, not a skip.
+    const REQUIRE_KERNEL_PPP: &str = "EQLPLUS_REQUIRE_KERNEL_PPP";
+    const SECOND: Duration = Duration::from_secs(1);
+    const PPP_IP: u16 = 0x0021;
+    const PPP_IPV6: u16 = 0x0057;
+    const PPP_IPCP: u16 = 0x8021;
+    const PPP_LCP: u16 = 0xc021;
+
+    /// Runs `body` where kernel PPP can be used, in a new network namespace (its thread's
+    /// alone), and prints what it returns; elsewhere says why not.
+    fn on_real_kernel(test: &'static str, body: impl FnOnce() -> String + Send + 'static) {
+        let required = std::env::var_os(REQUIRE_KERNEL_PPP).is_some();
+        if let Err(why) = available() {
+            assert!(
+                !required,
+                "{test}: {REQUIRE_KERNEL_PPP} is set, but kernel PPP is unavailable: {why}"
+            );
+            eprintln!("{test}: real-kernel part skipped: {why}");
+            return;
+        }
+        let outcome = std::thread::spawn(move || {
+            // SAFETY: unshare only takes flags; CLONE_NEWNET moves this thread alone.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(body())
+        })
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match outcome {
+            Ok(what) => eprintln!("kernel_ppp real kernel: {test}: {what}"),
+            Err(e) => {
+                assert!(!required, "{test}: no network namespace of its own: {e}");
+                eprintln!("{test}: real-kernel part skipped: no network namespace: {e}");
+            }
+        }
+    }
+
+    /// Whether `fd` has something to read within `within`.
+    fn readable(fd: BorrowedFd<'_>, within: Duration) -> bool {
+        let ms = c_int::try_from(within.as_millis())
+            .unwrap_or(c_int::MAX)
+            .max(1);
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd, which `pfd` is.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        n > 0 && pfd.revents & libc::POLLIN != 0
+    }
+
+    /// The next frame of a non-blocking `/dev/ppp` fd within `within`.
+    fn frame_within(
+        fd: BorrowedFd<'_>,
+        read: impl Fn(&mut [u8]) -> io::Result<usize>,
+        within: Duration,
+    ) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 2048];
+        loop {
+            match read(&mut buf) {
+                Ok(n) => return Some(buf[..n].to_vec()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("reading a frame: {e}"),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !readable(fd, left) {
+                return None;
+            }
+        }
+    }
+
+    /// The unit the tty's channel is in, as ppp_async answers `PPPIOCGUNIT` on the tty (-1:
+    /// none).
+    fn tty_unit(tty: BorrowedFd<'_>) -> Result<c_int> {
+        read_int(tty, ioctls::pppiocgunit, Step::GetUnit)
+    }
+
+    /// The index of interface `name` in this thread's network namespace (0: none).
+    fn ifindex(name: &str) -> u32 {
+        let name = std::ffi::CString::new(name).expect("interface name");
+        // SAFETY: a NUL-terminated string that outlives the call.
+        unsafe { libc::if_nametoindex(name.as_ptr()) }
+    }
+
+    /// Waits (2 s at most) for interface `name` to be gone.
+    fn assert_gone(name: &str) {
+        let deadline = Instant::now() + 2 * SECOND;
+        while ifindex(name) != 0 {
+            assert!(Instant::now() < deadline, "{name} still there");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A connected serial line, played by a pty: the slave (raw, as a dialer leaves a line
+    /// after CONNECT) takes N_PPP; the master is the far end, which sees ppp_async's framing.
+    struct Line {
+        master: File,
+        slave: OwnedFd,
+        decoder: Decoder,
+        pending: Vec<u8>,
+    }
+
+    impl Line {
+        fn new() -> Line {
+            use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+            let pty = nix::pty::openpty(None, None).expect("openpty");
+            let mut t = tcgetattr(&pty.slave).expect("tcgetattr");
+            cfmakeraw(&mut t);
+            tcsetattr(&pty.slave, SetArg::TCSANOW, &t).expect("tcsetattr");
+            Line {
+                master: File::from(pty.master),
+                slave: pty.slave,
+                decoder: Decoder::new(1500),
+                pending: Vec::new(),
+            }
+        }
+
+        fn tty(&self) -> BorrowedFd<'_> {
+            self.slave.as_fd()
+        }
+
+        /// The next frame of `protocol` that the kernel sent on the line within `within`, as
+        /// our HDLC decoder reads it (flags, escapes and FCS checked and gone; address,
+        /// control and protocol kept). Frames of other protocols are skipped.
+        fn frame_of(&mut self, protocol: u16, within: Duration) -> Option<Vec<u8>> {
+            let deadline = Instant::now() + within;
+            loop {
+                while !self.pending.is_empty() {
+                    let (used, frame) = self.decoder.push(&self.pending);
+                    let frame = frame.map(<[u8]>::to_vec);
+                    self.pending.drain(..used);
+                    if let Some(frame) = frame {
+                        match Header::parse(&frame) {
+                            Ok((header, _)) if header.protocol == protocol => return Some(frame),
+                            _ => eprintln!("(skipped a frame on the line: {frame:02x?})"),
+                        }
+                    }
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || !readable(self.master.as_fd(), left) {
+                    return None;
+                }
+                let mut buf = [0u8; 4096];
+                let n = (&self.master).read(&mut buf).expect("read the pty master");
+                self.pending.extend_from_slice(&buf[..n]);
+            }
+        }
+
+        /// Sends a frame as the peer would: HDLC, every control character escaped.
+        fn send(&self, header: &[u8], payload: &[u8]) {
+            let mut out = Vec::new();
+            Encoder::encode_default_accm(header, payload, &mut out);
+            (&self.master)
+                .write_all(&out)
+                .expect("write the pty master");
+        }
+    }
+
+    /// An IPv4 UDP datagram (no UDP checksum, which IPv4 allows).
+    fn udp_packet(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+        let total = u16::try_from(20 + 8 + payload.len()).expect("small packet");
+        let mut p = vec![0x45, 0];
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0]);
+        p.extend_from_slice(&src.ip().octets());
+        p.extend_from_slice(&dst.ip().octets());
+        let mut sum: u32 = p
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        let sum = !u16::try_from(sum).expect("folded");
+        p[10..12].copy_from_slice(&sum.to_be_bytes());
+        p.extend_from_slice(&src.port().to_be_bytes());
+        p.extend_from_slice(&dst.port().to_be_bytes());
+        p.extend_from_slice(&(total - 20).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// The ioctl sequence of attach and detach on a real N_PPP: the discipline switches, the
+    /// channel's index is the tty's, attach cleared the received-bit and log flags, the
+    /// channel is in no unit yet, and detach puts N_TTY back.
+    #[test]
+    fn attach_on_a_pty_reaches_n_ppp_and_back() {
+        on_real_kernel("attach_on_a_pty_reaches_n_ppp_and_back", || {
+            let line = Line::new();
+            let tty = line.tty();
+            let channel = Channel::attach(tty).expect("attach");
+            assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_PPP);
+            let index = channel.index();
+            assert!(index >= 0, "{index}");
+            let on_tty = read_int(tty, ioctls::pppiocgchan, Step::GetChannel).expect("GCHAN");
+            assert_eq!(on_tty, index);
+            let flags = channel.flags().expect("flags");
+            assert_eq!(flags & (SC_RCVB | SC_LOGB), 0, "{flags:#x}");
+            assert_eq!(tty_unit(tty).expect("PPPIOCGUNIT on the tty"), -1);
+            channel.detach().expect("detach");
+            assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
+            format!("channel {index} (flags {flags:#x}) attached on a pty, detached: N_TTY again")
+        });
+    }
+
+    /// A tty that a dead daemon left in N_PPP: attach takes it over, and the drop puts N_TTY
+    /// back (not the N_PPP it found).
+    #[test]
+    fn a_tty_left_in_n_ppp_goes_back_to_n_tty() {
+        on_real_kernel("a_tty_left_in_n_ppp_goes_back_to_n_tty", || {
+            let line = Line::new();
+            let tty = line.tty();
+            set_line_discipline(tty, N_PPP, Step::SetPppDiscipline).expect("N_PPP by hand");
+            let channel = Channel::attach(tty).expect("attach over N_PPP");
+            assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_PPP);
+            let index = channel.index();
+            drop(channel);
+            assert_eq!(line_discipline(tty).expect("TIOCGETD"), N_TTY);
+            format!("attached over a stale N_PPP (channel {index}); the drop left N_TTY")
+        });
+    }
+
+    /// A unit's interface comes and goes with it; its settings are the kernel's.
+    #[test]
+    fn unit_settings_reach_the_kernel() {
+        on_real_kernel("unit_settings_reach_the_kernel", || {
+            let unit = Unit::new().expect("PPPIOCNEWUNIT");
+            let name = unit.ifname();
+            assert_eq!(name, format!("ppp{}", unit.number()));
+            assert_ne!(ifindex(&name), 0, "no interface {name}");
+            unit.set_mru(1400).expect("MRU");
+            unit.set_debug(1).expect("PPPIOCSDEBUG");
+            assert_eq!(unit.debug().expect("PPPIOCGDEBUG"), 1);
+            unit.set_debug(0).expect("PPPIOCSDEBUG");
+            let mp = SC_MULTILINK | SC_MP_SHORTSEQ | SC_MP_XSHORTSEQ;
+            unit.set_multilink(1500, true, true).expect("Multilink on");
+            let flags = unit.flags().expect("flags");
+            assert_eq!(flags & mp, mp, "{flags:#x}");
+            unit.set_multilink(0, false, false).expect("Multilink off");
+            assert_eq!(unit.flags().expect("flags") & mp, 0);
+            for mode in [NpMode::Drop, NpMode::Queue, NpMode::Error, NpMode::Pass] {
+                unit.set_npmode(PPP_IP, mode).expect("npmode of IP");
+            }
+            unit.set_npmode(PPP_IPV6, NpMode::Pass)
+                .expect("npmode of IPv6");
+            let e = unit
+                .set_npmode(0x4321, NpMode::Pass)
+                .expect_err("0x4321 is no network protocol");
+            assert_eq!((e.step, e.errno), (Step::SetNpMode, Errno::EINVAL));
+            let second = Unit::new().expect("a second unit");
+            let second_name = second.ifname();
+            assert_ne!(second.number(), unit.number());
+            assert_ne!(ifindex(&second_name), 0, "no interface {second_name}");
+            second.close();
+            assert_gone(&second_name);
+            assert_ne!(ifindex(&name), 0, "{name} went with {second_name}");
+            drop(unit);
+            assert_gone(&name);
+            format!(
+                "{name} and {second_name} made and removed; MRU, debug, Multilink (flags \
+                 {flags:#x}), npmode of IP and IPv6 set, EINVAL for 0x4321"
+            )
+        });
+    }
+
+    /// The frames of a connected channel and unit, on both sides of ppp_async: LCP written to
+    /// the channel's fd leaves HDLC-framed on the line and comes in unframed on it; IPCP goes
+    /// through the unit's fd both ways (FrameRoute); send_config's ACFC reaches the framing.
+    #[test]
+    fn frames_cross_a_real_channel_and_unit() {
+        on_real_kernel("frames_cross_a_real_channel_and_unit", || {
+            let mut line = Line::new();
+            let channel = Channel::attach(line.tty()).expect("attach");
+            let unit = Unit::new().expect("unit");
+            unit.connect(&channel).expect("PPPIOCCONNECT");
+            assert_eq!(tty_unit(line.tty()).expect("PPPIOCGUNIT"), unit.number());
+            let channel_says = match channel.unit() {
+                Ok(n) => format!("unit {n}"),
+                Err(e) => e.to_string(),
+            };
+            let mut link = LinkParameters::default();
+            channel.send_config(&link).expect("send_config");
+            channel
+                .recv_config(Some(&unit), &link)
+                .expect("recv_config");
+
+            // LCP out: framed on the line, address and control in front.
+            let echo_request = [0xc0, 0x21, 0x09, 0x07, 0x00, 0x08, 0x12, 0x34, 0x56, 0x78];
+            assert_eq!(FrameRoute::of_frame(&echo_request), FrameRoute::Channel);
+            let n = channel.write_frame(&echo_request).expect("write LCP");
+            assert_eq!(n, echo_request.len());
+            let sent = line.frame_of(PPP_LCP, 5 * SECOND).expect("LCP on the line");
+            assert_eq!(sent, [&[0xff, 0x03][..], &echo_request].concat());
+            // LCP in: unframed on the channel's fd.
+            let reply = [0x0a, 0x07, 0x00, 0x08, 0x9a, 0xbc, 0xde, 0xf0];
+            line.send(&[0xff, 0x03, 0xc0, 0x21], &reply);
+            let got = frame_within(channel.as_fd(), |b| channel.read_frame(b), 5 * SECOND)
+                .expect("LCP on the channel");
+            assert_eq!(got, [&[0xc0, 0x21][..], &reply].concat());
+
+            // IPCP out through the unit.
+            let ipcp_request = [0x80, 0x21, 0x01, 0x01, 0x00, 0x0a, 0x03, 0x06, 192, 0, 2, 1];
+            assert_eq!(FrameRoute::of_frame(&ipcp_request), FrameRoute::Unit);
+            let n = unit.write_frame(&ipcp_request).expect("write IPCP");
+            assert_eq!(n, ipcp_request.len());
+            let sent = line
+                .frame_of(PPP_IPCP, 5 * SECOND)
+                .expect("IPCP on the line");
+            assert_eq!(sent, [&[0xff, 0x03][..], &ipcp_request].concat());
+            // IPCP in: on the unit's fd, not the channel's.
+            let ack = [0x02, 0x01, 0x00, 0x0a, 0x03, 0x06, 192, 0, 2, 1];
+            line.send(&[0xff, 0x03, 0x80, 0x21], &ack);
+            let got = frame_within(unit.as_fd(), |b| unit.read_frame(b), 5 * SECOND)
+                .expect("IPCP on the unit");
+            assert_eq!(got, [&[0x80, 0x21][..], &ack].concat());
+            let mut buf = [0u8; 64];
+            let on_channel = channel.read_frame(&mut buf);
+            assert!(
+                matches!(&on_channel, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+                "{on_channel:?}"
+            );
+
+            // ACFC agreed: IPCP goes without address and control, LCP negotiation with them.
+            link.tx_acfc = true;
+            channel.send_config(&link).expect("send_config with ACFC");
+            assert_eq!(channel.flags().expect("flags") & SC_COMP_AC, SC_COMP_AC);
+            unit.write_frame(&ipcp_request).expect("write IPCP");
+            let sent = line
+                .frame_of(PPP_IPCP, 5 * SECOND)
+                .expect("IPCP on the line");
+            assert_eq!(sent, ipcp_request);
+            let configure_request = [0xc0, 0x21, 0x01, 0x08, 0x00, 0x04];
+            channel.write_frame(&configure_request).expect("write LCP");
+            let sent = line.frame_of(PPP_LCP, 5 * SECOND).expect("LCP on the line");
+            assert_eq!(sent, [&[0xff, 0x03][..], &configure_request].concat());
+
+            let (name, number, index) = (unit.ifname(), unit.number(), channel.index());
+            drop(unit);
+            assert_gone(&name);
+            channel.detach().expect("detach");
+            assert_eq!(line_discipline(line.tty()).expect("TIOCGETD"), N_TTY);
+            format!(
+                "channel {index} in unit {number}: LCP framed out and unframed in on the \
+                 channel's fd, IPCP both ways on the unit's, ACFC from send_config; \
+                 PPPIOCGUNIT on the channel's fd (Channel::unit) says: {channel_says}"
+            )
+        });
+    }
+
+    /// IP crosses the unit, in both directions, only once its npmode is Pass: the interface
+    /// up with its point-to-point addresses (over netlink), a UDP datagram each way.
+    #[test]
+    fn ip_passes_only_after_npmode_pass() {
+        on_real_kernel("ip_passes_only_after_npmode_pass", || {
+            let mut line = Line::new();
+            let channel = Channel::attach(line.tty()).expect("attach");
+            let unit = Unit::new().expect("unit");
+            unit.connect(&channel).expect("PPPIOCCONNECT");
+            let link = LinkParameters::default();
+            channel.send_config(&link).expect("send_config");
+            channel
+                .recv_config(Some(&unit), &link)
+                .expect("recv_config");
+            unit.set_npmode(PPP_IP, NpMode::Drop).expect("npmode Drop");
+            unit.set_npmode(PPP_IPV6, NpMode::Drop)
+                .expect("npmode Drop");
+            let (local, peer) = (Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(192, 0, 2, 2));
+            let name = unit.ifname();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async {
+                let netlink = crate::net::netlink::Netlink::new().expect("netlink");
+                let index = netlink
+                    .link_index(&name)
+                    .await
+                    .expect("link")
+                    .expect("the unit's interface");
+                netlink
+                    .add_ptp_address(index, local, peer)
+                    .await
+                    .expect("address");
+                netlink.set_up(index, 1500).await.expect("up");
+            });
+            let tx = UdpSocket::bind((local, 0)).expect("bind");
+            let rx = UdpSocket::bind((local, 0)).expect("bind");
+            rx.set_read_timeout(Some(SECOND / 2)).expect("timeout");
+            let rx_addr = SocketAddrV4::new(local, rx.local_addr().expect("addr").port());
+            let from_peer = SocketAddrV4::new(peer, 9);
+            let mut buf = [0u8; 256];
+
+            // Drop: nothing out, nothing in.
+            tx.send_to(b"dropped", (peer, 9)).expect("send");
+            let out = line.frame_of(PPP_IP, SECOND / 2);
+            assert!(out.is_none(), "IP left under NPMODE_DROP: {out:02x?}");
+            line.send(
+                &[0xff, 0x03, 0x00, 0x21],
+                &udp_packet(from_peer, rx_addr, b"dropped"),
+            );
+            let got = rx.recv_from(&mut buf);
+            assert!(got.is_err(), "IP came in under NPMODE_DROP: {got:?}");
+
+            // Pass: out and in.
+            unit.set_npmode(PPP_IP, NpMode::Pass).expect("npmode Pass");
+            tx.send_to(b"passed", (peer, 9)).expect("send");
+            let out = line.frame_of(PPP_IP, 5 * SECOND).expect("IP on the line");
+            let packet = &out[4..];
+            assert_eq!(out[..4], [0xff, 0x03, 0x00, 0x21]);
+            assert_eq!(packet[9], 17, "not UDP: {out:02x?}");
+            assert_eq!(packet[12..16], local.octets());
+            assert_eq!(packet[16..20], peer.octets());
+            assert!(packet.ends_with(b"passed"), "{out:02x?}");
+            rx.set_read_timeout(Some(5 * SECOND)).expect("timeout");
+            line.send(
+                &[0xff, 0x03, 0x00, 0x21],
+                &udp_packet(from_peer, rx_addr, b"from the peer"),
+            );
+            let (n, from) = rx.recv_from(&mut buf).expect("the datagram from the peer");
+            assert_eq!(&buf[..n], b"from the peer");
+            assert_eq!(from, std::net::SocketAddr::V4(from_peer));
+
+            drop(runtime);
+            drop(unit);
+            assert_gone(&name);
+            channel.detach().expect("detach");
+            format!(
+                "{name} {local} peer {peer}: UDP dropped both ways under NPMODE_DROP, passed \
+                 both ways under NPMODE_PASS ({} bytes out as protocol 0x0021)",
+                out.len() - 4
+            )
+        });
+    }
 }

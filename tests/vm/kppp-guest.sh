@@ -118,8 +118,10 @@ DEBS=$VM/debs
 # Modules loaded at boot, in this order after their dependencies: PPP (crc-ccitt and slhc come
 # as ppp_async's and ppp_generic's dependencies, or are built in), TUN, dummy and veth links,
 # and what the balancer's nftables table uses (ct, numgen, nat + masquerade, fib, sets,
-# conntrack over netlink). The rest of netfilter is in the image too, for modprobe.
-BOOT_MODULES="slhc crc-ccitt ppp_generic ppp_async tun dummy veth
+# conntrack over netlink). crc32c_generic first: libcrc32c (nf_tables, nf_conntrack) needs a
+# crc32c, a soft dependency that modinfo's "depends" does not name. The rest of netfilter is
+# in the image too, for modprobe.
+BOOT_MODULES="slhc crc-ccitt ppp_generic ppp_async tun dummy veth crc32c_generic
 nf_tables nf_conntrack nf_nat nft_ct nft_numgen nft_chain_nat nft_masq nft_fib_inet nft_fib_ipv4
 nft_fib_ipv6 nft_hash nf_conntrack_netlink"
 EXTRA_MODULE_DIRS="net/netfilter net/ipv4/netfilter net/ipv6/netfilter"
@@ -241,7 +243,10 @@ build_guest() {
         install -D -m 644 "${path[$m]}" "$root/lib/modules/$kver/$rel"
     done
     for m in "${boot[@]}"; do
-        echo "${path[$m]#"$moddir/"}"
+        case $m in
+        dummy) echo "${path[$m]#"$moddir/"} numdummies=0" ;; # no dummy0 unless a test makes it
+        *) echo "${path[$m]#"$moddir/"}" ;;
+        esac
     done >"$root/etc/modules.load"
     cp "$moddir"/modules.order "$moddir"/modules.builtin* "$root/lib/modules/$kver/" 2>/dev/null || true
     depmod -b "$root" "$kver" || die "depmod for the guest failed"
