@@ -8,25 +8,44 @@ use std::process::Command;
 
 use support::require_root;
 
-#[test]
-fn demo_with_two_lines_speeds_up_and_cleans_up() {
-    if !require_root("demo_with_two_lines_speeds_up_and_cleans_up") {
-        return;
-    }
+/// Runs `eqlplus-dialer demo ARGS --non-interactive`, asserts it succeeded: its pid and stdout.
+fn demo(args: &[&str]) -> (u32, String) {
     let child = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
-        .args(["demo", "--lines", "2", "--non-interactive"])
+        .arg("demo")
+        .args(args)
+        .arg("--non-interactive")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (pid, stdout)
+}
+
+/// The shares of the lines' sum in `download: 2048 KiB in 17.3 s = 967 kbit/s = 94% of the
+/// lines' 1024 kbit/s` lines.
+fn download_shares(stdout: &str) -> Vec<f64> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("download: "))
+        .filter_map(|rest| rest.split(" = ").nth(2))
+        .filter_map(|share| share.split('%').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn demo_with_two_lines_speeds_up_and_cleans_up() {
+    if !require_root("demo_with_two_lines_speeds_up_and_cleans_up") {
+        return;
+    }
+    let (pid, stdout) = demo(&["--lines", "2"]);
     let speedup: f64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("speedup: "))
@@ -60,23 +79,8 @@ fn demo_bundle_of_two_lines_carries_one_download_over_both() {
     if !require_root("demo_bundle_of_two_lines_carries_one_download_over_both") {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
-        .args(["demo", "--bundle", "--lines", "2", "--non-interactive"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // `download: 2048 KiB in 17.3 s = 967 kbit/s = 94% of the lines' 1024 kbit/s`
-    let shares: Vec<f64> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("download: "))
-        .filter_map(|rest| rest.split(" = ").nth(2))
-        .filter_map(|share| share.split('%').next()?.parse().ok())
-        .collect();
+    let (_, stdout) = demo(&["--bundle", "--lines", "2"]);
+    let shares = download_shares(&stdout);
     assert_eq!(shares.len(), 2, "{stdout}");
     // More than one 512 kbit/s line's worth: both members carried it.
     assert!(shares[0] > 60.0, "{shares:?}:\n{stdout}");
@@ -105,31 +109,18 @@ fn demo_bundle_of_four_lines_carries_one_download_over_all() {
     if !require_root("demo_bundle_of_four_lines_carries_one_download_over_all") {
         return;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_eqlplus-dialer"))
-        .args([
-            "demo",
-            "--bundle",
-            "--lines",
-            "4",
-            "--rate",
-            "256kbit",
-            "--download",
-            "768KiB",
-            "--non-interactive",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let share: f64 = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("download: "))
-        .filter_map(|rest| rest.split(" = ").nth(2))
-        .find_map(|share| share.split('%').next()?.parse().ok())
+    let (_, stdout) = demo(&[
+        "--bundle",
+        "--lines",
+        "4",
+        "--rate",
+        "256kbit",
+        "--download",
+        "768KiB",
+    ]);
+    let share = download_shares(&stdout)
+        .first()
+        .copied()
         .unwrap_or_else(|| panic!("no download line in:\n{stdout}"));
     assert!(share > 50.0, "{share}% of the 4 lines' sum:\n{stdout}");
     assert!(stdout.contains("cleaned up"), "{stdout}");
