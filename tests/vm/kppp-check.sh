@@ -19,9 +19,13 @@ VM_SKIP_WORD=SKIPPED
 # Before building anything: kppp-guest.sh would skip anyway.
 vm_require_root "modules and device nodes in the guest image, QEMU"
 
-# The lib target's test executable, from cargo's JSON messages.
-exe=$(cargo test --locked -p eqlplus-dialer --lib --no-run --message-format=json |
-    grep '"reason":"compiler-artifact"' | grep '"kind":\["lib"\]' | grep '"test":true' |
+# The lib target's test executable, from cargo's JSON messages (its diagnostics as usual on
+# stderr).
+json=$(cargo test --locked -p eqlplus-dialer --lib --no-run --message-format=json-render-diagnostics) || {
+    echo "kppp-check: cargo could not build the library's tests" >&2
+    exit 1
+}
+exe=$(grep '"reason":"compiler-artifact"' <<<"$json" | grep '"kind":\["lib"\]' | grep '"test":true' |
     grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -n 1)
 [[ -n $exe && -x $exe ]] || {
     echo "kppp-check: cargo named no test executable of the lib target" >&2

@@ -323,6 +323,9 @@ cat "$GUEST/base.cpio.gz" "$RUN/overlay.cpio.gz" >"$RUN/initrd.img"
 rm -rf "$O" "$RUN/overlay.cpio.gz"
 
 # --- boot ---------------------------------------------------------------------------------
+# console_text: the console as text: no carriage returns, no terminal control sequences (the
+# firmware clears the screen).
+console_text() { sed -u -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g'; }
 : >"$RUN/console.log"
 APPEND="console=ttyS0 loglevel=4 panic=-1 8250.nr_uarts=1 tsc=reliable"
 say "booting ($VM_ACCEL, ${SMP} vCPU, timeout ${TIMEOUT}s); console: $RUN/console.log"
@@ -346,7 +349,7 @@ cleanup() {
 }
 trap cleanup EXIT
 if [[ $QUIET = 0 ]]; then
-    tail -n +1 -F --pid="$QPID" "$RUN/console.log" 2>/dev/null | tr -d '\r' &
+    tail -n +1 -F --pid="$QPID" "$RUN/console.log" 2>/dev/null | console_text &
     TPID=$!
 fi
 qrc=0
@@ -359,7 +362,7 @@ fi
 TOTAL=$(($(date +%s) - T0))
 
 # --- the verdict --------------------------------------------------------------------------
-tr -d '\r' <"$RUN/console.log" >"$RUN/console.txt"
+console_text <"$RUN/console.log" >"$RUN/console.txt"
 mapfile -t results < <(grep -a '^KPPP-RESULT ' "$RUN/console.txt" || true)
 done_rc=$(grep -a -o '^KPPP-DONE rc=[0-9]*' "$RUN/console.txt" | tail -n 1 | cut -d= -f2 || true)
 rm -f "$RUN/console.txt"
@@ -383,7 +386,7 @@ if [[ -z $done_rc ]]; then
         echo "FAIL kppp guest: the guest ended without KPPP-DONE (QEMU exit $qrc); last console lines:"
         rc=1
     fi
-    tail -n 20 "$RUN/console.log" | tr -d '\r'
+    tail -n 20 "$RUN/console.log" | console_text
     [[ -s $RUN/qemu.log ]] && cat "$RUN/qemu.log"
     failed=$((failed + 1))
 else
