@@ -22,8 +22,17 @@ pub async fn run_chat(
         while let Some(action) = engine.poll_action() {
             match action {
                 Action::Write(bytes) => {
-                    if let Err(e) = port.write_all(&bytes).await {
-                        engine.handle_io_error(&format!("write to {}: {e}", port.path().display()));
+                    // A port that takes nothing (a modem still online in an old call, flow
+                    // control held) fails the script within its TIMEOUT, as chat's alarm.
+                    let limit = engine.current_timeout();
+                    match tokio::time::timeout(limit, port.write_all(&bytes)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => engine
+                            .handle_io_error(&format!("write to {}: {e}", port.path().display())),
+                        Err(_) => engine.handle_io_error(&format!(
+                            "write to {}: nothing taken in {limit:?}",
+                            port.path().display()
+                        )),
                     }
                 }
                 Action::Break => {

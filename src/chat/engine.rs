@@ -324,6 +324,11 @@ impl ChatEngine {
     }
 
     /// When the engine next needs the clock.
+    /// The script's TIMEOUT now: what an expect may take, and (as chat's alarm) a write.
+    pub fn current_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.outcome.is_some() {
             return None;

@@ -449,6 +449,7 @@ impl Line {
         let serial = self.serial_config();
         match super::locate::open(&c.device, &c.modem_id, &serial).await {
             Located::Opened { port, path } => {
+                kernel_ppp::reset_discipline(&port).await;
                 // Looked up at each open: a by-id link or a USB match may lead to another tty
                 // after a replug.
                 let tty = std::fs::canonicalize(&path).ok();

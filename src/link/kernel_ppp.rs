@@ -142,6 +142,24 @@ pub async fn attach(tty: OwnedFd, netlink: &Netlink, slave: &str) -> Result<Atta
     }
 }
 
+/// A port found in the PPP line discipline (a daemon of ours killed outright on a pty, whose
+/// discipline outlives the close while the pty's master is open) goes back to `N_TTY`, or the
+/// chat would talk to `ppp_async`. Bounded; a failure is logged.
+pub async fn reset_discipline(port: &crate::serial::SerialPort) {
+    let Ok(tty) = port.as_fd().try_clone_to_owned() else {
+        return;
+    };
+    let reset = tokio::task::spawn_blocking(move || kernel_ppp::reset_ppp_discipline(tty.as_fd()));
+    match timeout(KERNEL_DEADLINE, reset).await {
+        Ok(Ok(Ok(true))) => warn!("the port was left in the PPP line discipline: back to N_TTY"),
+        Ok(Ok(Ok(false))) => {}
+        // Not a tty that has disciplines: nothing to put back.
+        Ok(Ok(Err(e))) => debug!("line discipline: {e}"),
+        Ok(Err(e)) => warn!("line discipline check failed: {e}"),
+        Err(_) => warn!("line discipline check took over {KERNEL_DEADLINE:?}"),
+    }
+}
+
 /// The unit removed (its interface goes), then the tty's discipline back: before the
 /// hangup, as pppd's `tty_disestablish_ppp`. Bounded; a failure is logged.
 async fn detach(channel: Channel, unit: Unit) {

@@ -377,6 +377,17 @@ pub fn line_discipline(tty: BorrowedFd<'_>) -> Result<c_int> {
     Ok(disc)
 }
 
+/// Puts a tty that is in the PPP line discipline back into `N_TTY`: whoever left it there
+/// (our daemon killed outright: a pty keeps its discipline while its master is open) would
+/// otherwise have `ppp_async` swallow the chat. Whether it had to. Blocking (`TIOCSETD`).
+pub fn reset_ppp_discipline(tty: BorrowedFd<'_>) -> Result<bool> {
+    if line_discipline(tty)? != N_PPP {
+        return Ok(false);
+    }
+    set_line_discipline(tty, N_TTY, Step::RestoreDiscipline)?;
+    Ok(true)
+}
+
 fn set_line_discipline(tty: BorrowedFd<'_>, disc: c_int, step: Step) -> Result<()> {
     // SAFETY: TIOCSETD reads one int, which `disc` is.
     unsafe { ioctls::tiocsetd(tty.as_raw_fd(), &disc) }.map_err(KernelPppError::new(step))?;
