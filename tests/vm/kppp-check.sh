@@ -7,9 +7,12 @@
 # Builds the library's test binary (`cargo test --locked --lib --no-run`), boots the guest with
 # it in /opt/eql and tests/vm/kppp/unit-tests.sh as the payload, which runs the tests filtered
 # to net::kernel_ppp with EQLPLUS_REQUIRE_KERNEL_PPP=1 (there the real-kernel tests fail
-# instead of skipping) and checks that their real-kernel parts ran. Exits with the guest's
-# verdict: 0 only if everything passed. Root only, as kppp-guest.sh: it says SKIPPED otherwise
-# (EQLPLUS_REQUIRE_ROOT=1: fails), and SKIPPED where QEMU cannot start.
+# instead of skipping) and checks that their real-kernel parts ran.
+# Then boots it again with eqlplus-dialer and tests/vm/kppp/dialer.sh: the daemon
+# with slave_kind = "ppp" against our PPP answer role over a pty (up on a PPP device, LCP's
+# values in the kernel, 1 MiB byte-exact, echoes under load, hangup and SIGKILL leave no
+# device). Exits 0 only if everything passed in both. Root only, as kppp-guest.sh: it says
+# SKIPPED otherwise (EQLPLUS_REQUIRE_ROOT=1: fails), and SKIPPED where QEMU cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,4 +35,12 @@ exe=$(grep '"reason":"compiler-artifact"' <<<"$json" | grep '"kind":\["lib"\]' |
     exit 1
 }
 echo "[kppp-check] test binary: $exe" >&2
-exec tests/vm/kppp-guest.sh --bin "$exe" --script tests/vm/kppp/unit-tests.sh "$@"
+rc=0
+tests/vm/kppp-guest.sh --bin "$exe" --script tests/vm/kppp/unit-tests.sh "$@" || rc=$?
+# Then the daemon itself on kernel PPP (tests/vm/kppp/dialer.sh), in a guest of its own.
+cargo build --locked --bin eqlplus-dialer || {
+    echo "kppp-check: cargo could not build eqlplus-dialer" >&2
+    exit 1
+}
+tests/vm/kppp-guest.sh --bin target/debug/eqlplus-dialer --script tests/vm/kppp/dialer.sh "$@" || rc=$?
+exit "$rc"
