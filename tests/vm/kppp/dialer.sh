@@ -11,6 +11,7 @@
 #                     same pty (its line discipline is back: chat reads the modem again)
 #   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
 # Each prints KPPP-RESULT PASS|FAIL NAME DETAIL; the exit status is 1 if any failed.
+# With KPPP_BENCH=N it measures instead (bench/kernel-ppp.sh, below).
 set -u
 EQ=eqlplus-dialer
 W=/tmp/kd
@@ -72,6 +73,50 @@ slave_kind = "ppp"
 lcp_echo_interval = 1
 EOF
 sleep 1
+
+# KPPP_BENCH=N (bench/kernel-ppp.sh): instead of the checks, N MiB over kernel PPP and then
+# over TUN on the same unpaced line, each as throughput and CPU time (the daemon's and the
+# simulated modem + ISP's, from /proc/PID/stat) per GB.
+if [ -n "${KPPP_BENCH:-}" ]; then
+	dd if=/dev/urandom of="$W/www/big.bin" bs=1048576 count="$KPPP_BENCH" 2>/dev/null
+	cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+	# The simulator itself (`ip netns exec` may run it as its child).
+	for p in $(pgrep -f "simulate modem"); do
+		[ "$(cat "/proc/$p/comm")" = eqlplus-dialer ] && SIMCPU=$p
+	done
+	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+	for kind in ppp tun; do
+		sed -i "s/^slave_kind = .*/slave_kind = \"$kind\"/" "$W/eqlplus-dialer.toml"
+		start_daemon
+		if ! wait_status '"state":"up"' 60; then
+			result FAIL "bench-$kind" "not up: $(status_json)"
+			show_logs
+			continue
+		fi
+		d0=$(cpu "$DAEMON")
+		s0=$(cpu "${SIMCPU:-$SIM}")
+		t0=$(cut -d' ' -f1 /proc/uptime)
+		printf 'GET /big.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
+		t1=$(cut -d' ' -f1 /proc/uptime)
+		d1=$(cpu "$DAEMON")
+		s1=$(cpu "${SIMCPU:-$SIM}")
+		tail -c $((KPPP_BENCH * 1048576)) "$W/response" >"$W/got"
+		if cmp -s "$W/got" "$W/www/big.bin"; then
+			result PASS "bench-$kind" "$(awk -v n="$KPPP_BENCH" -v t0="$t0" -v t1="$t1" \
+				-v d=$((d1 - d0)) -v s=$((s1 - s0)) -v hz="$hz" 'BEGIN {
+				secs = t1 - t0; gb = n / 1024
+				printf "%d MiB in %.1f s = %.0f KiB/s; daemon CPU %.2f s = %.0f s/GB; modem+ISP CPU %.2f s", n, secs, n * 1024 / secs, d / hz, d / hz / gb, s / hz }')"
+		else
+			result FAIL "bench-$kind" "$(wc -c <"$W/response") bytes, not the file"
+		fi
+		kill "$DAEMON"
+		wait "$DAEMON" 2>/dev/null
+		sleep 2
+	done
+	kill "$SIM" 2>/dev/null
+	exit "$fail"
+fi
+
 start_daemon
 
 # --- kernel-ppp-up
