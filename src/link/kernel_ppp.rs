@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::SlaveKind;
 use crate::net::Netlink;
-use crate::net::kernel_ppp::{self, Channel, FrameRoute, NpMode, Unit};
+use crate::net::kernel_ppp::{self, Channel, FrameRoute, NpMode, PppFile, Unit};
 use crate::ppp::driver::{Channels, DriverConfig, Ended, Finished, Spawned, spawn_with};
 use crate::ppp::hdlc::Decoder;
 use crate::ppp::{DownReason, Event, LinkParameters, Session};

@@ -43,7 +43,7 @@
 //! writes ([`Channel::read_frame`], …) do not block: the fds are `O_NONBLOCK`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -471,17 +471,57 @@ impl FrameRoute {
     }
 }
 
-/// Read one frame (non-blocking: `WouldBlock` when there is none).
-fn read_frame(file: &File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut f = file;
-    f.read(buf)
+/// What the channel's and the unit's `/dev/ppp` files both do: frames in and out, flags,
+/// MRU. (ppp_async's channel flags: [`SC_COMP_PROT`], [`SC_COMP_AC`], the `SC_RCV_*` state
+/// bits; the unit's: [`SC_MULTILINK`], [`SC_MP_SHORTSEQ`], [`SC_LOOP_TRAFFIC`], ….)
+pub trait PppFile: AsFd {
+    /// Read one frame, `protocol (2 bytes) + info` (non-blocking: `WouldBlock` when none).
+    /// The unit's file holds the NCP frames (IPCP; data while not [`NpMode::Pass`]).
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        nix::unistd::read(self.as_fd().as_raw_fd(), buf).map_err(io::Error::from)
+    }
+
+    /// Write one frame, `protocol (2 bytes) + info` (non-blocking: `WouldBlock` when the
+    /// kernel's queue is full).
+    fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
+        nix::unistd::write(self.as_fd(), frame).map_err(io::Error::from)
+    }
+
+    /// The flags (`PPPIOCGFLAGS`).
+    fn flags(&self) -> Result<u32> {
+        read_int(self.as_fd(), ioctls::pppiocgflags, Step::GetFlags).map(flags_u32)
+    }
+
+    /// Set the flags (`PPPIOCSFLAGS`).
+    fn set_flags(&self, flags: u32) -> Result<()> {
+        write_int(
+            self.as_fd(),
+            ioctls::pppiocsflags,
+            flags_int(flags),
+            Step::SetFlags,
+        )
+    }
+
+    /// Clear then set bits of the flags (pppd's `modify_flags`).
+    fn modify_flags(&self, clear: u32, set: u32) -> Result<()> {
+        let flags = self.flags()?;
+        self.set_flags(modified_flags(flags, clear, set))
+    }
+
+    /// The largest frame accepted (`PPPIOCSMRU`: ppp_async on the channel, ppp_generic on
+    /// the unit).
+    fn set_mru(&self, mru: u16) -> Result<()> {
+        write_int(
+            self.as_fd(),
+            ioctls::pppiocsmru,
+            c_int::from(mru),
+            Step::SetMru,
+        )
+    }
 }
 
-/// Write one frame (non-blocking: `WouldBlock` when the kernel's queue is full).
-fn write_frame(file: &File, frame: &[u8]) -> io::Result<usize> {
-    let mut f = file;
-    f.write(frame)
-}
+impl PppFile for Channel {}
+impl PppFile for Unit {}
 
 /// The tty's line discipline as it was, put back on drop.
 #[derive(Debug)]
@@ -584,28 +624,6 @@ impl Channel {
         read_int(self.disc.tty.as_fd(), ioctls::pppiocgunit, Step::GetUnit)
     }
 
-    /// The channel's flags (`PPPIOCGFLAGS`, ppp_async's: [`SC_COMP_PROT`], [`SC_COMP_AC`],
-    /// the `SC_RCV_*` state bits, …).
-    pub fn flags(&self) -> Result<u32> {
-        read_int(self.file.as_fd(), ioctls::pppiocgflags, Step::GetFlags).map(flags_u32)
-    }
-
-    /// Set the channel's flags (`PPPIOCSFLAGS`).
-    pub fn set_flags(&self, flags: u32) -> Result<()> {
-        write_int(
-            self.file.as_fd(),
-            ioctls::pppiocsflags,
-            flags_int(flags),
-            Step::SetFlags,
-        )
-    }
-
-    /// Clear then set bits of the channel's flags (pppd's `modify_flags`).
-    pub fn modify_flags(&self, clear: u32, set: u32) -> Result<()> {
-        let flags = self.flags()?;
-        self.set_flags(modified_flags(flags, clear, set))
-    }
-
     /// Control characters to escape when sending (`PPPIOCSASYNCMAP`).
     pub fn set_async_map(&self, accm: u32) -> Result<()> {
         write_int(
@@ -636,16 +654,6 @@ impl Channel {
         Ok(())
     }
 
-    /// The largest frame ppp_async accepts (`PPPIOCSMRU` on the channel).
-    pub fn set_mru(&self, mru: u16) -> Result<()> {
-        write_int(
-            self.file.as_fd(),
-            ioctls::pppiocsmru,
-            c_int::from(mru),
-            Step::SetMru,
-        )
-    }
-
     /// Sending as LCP agreed (pppd's `tty_send_config`): the peer's ACCM, then PFC/ACFC.
     /// (The MTU is the interface's, set over netlink.)
     pub fn send_config(&self, link: &LinkParameters) -> Result<()> {
@@ -661,16 +669,6 @@ impl Channel {
             unit.set_mru(link.mru)?;
         }
         self.set_recv_async_map(link.rx_accm)
-    }
-
-    /// Read one frame, `protocol (2 bytes) + info` (non-blocking: `WouldBlock` when none).
-    pub fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
-        read_frame(&self.file, buf)
-    }
-
-    /// Write one frame, `protocol (2 bytes) + info` (non-blocking).
-    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
-        write_frame(&self.file, frame)
     }
 }
 
@@ -738,38 +736,6 @@ impl Unit {
         Ok(())
     }
 
-    /// The unit's flags (`PPPIOCGFLAGS`: [`SC_MULTILINK`], [`SC_MP_SHORTSEQ`],
-    /// [`SC_LOOP_TRAFFIC`], …).
-    pub fn flags(&self) -> Result<u32> {
-        read_int(self.file.as_fd(), ioctls::pppiocgflags, Step::GetFlags).map(flags_u32)
-    }
-
-    /// Set the unit's flags (`PPPIOCSFLAGS`).
-    pub fn set_flags(&self, flags: u32) -> Result<()> {
-        write_int(
-            self.file.as_fd(),
-            ioctls::pppiocsflags,
-            flags_int(flags),
-            Step::SetFlags,
-        )
-    }
-
-    /// Clear then set bits of the unit's flags (pppd's `modify_flags`).
-    pub fn modify_flags(&self, clear: u32, set: u32) -> Result<()> {
-        let flags = self.flags()?;
-        self.set_flags(modified_flags(flags, clear, set))
-    }
-
-    /// The largest packet the unit accepts (`PPPIOCSMRU`).
-    pub fn set_mru(&self, mru: u16) -> Result<()> {
-        write_int(
-            self.file.as_fd(),
-            ioctls::pppiocsmru,
-            c_int::from(mru),
-            Step::SetMru,
-        )
-    }
-
     /// Multilink in the kernel (pppd's `cfg_bundle`): `PPPIOCSMRRU`, then [`SC_MULTILINK`]
     /// and the short-sequence flags (receive, transmit); an `mrru` of 0 turns it off.
     pub fn set_multilink(&self, mrru: u16, rx_short_seq: bool, tx_short_seq: bool) -> Result<()> {
@@ -801,17 +767,6 @@ impl Unit {
         read_int(self.file.as_fd(), ioctls::pppiocgdebug, Step::GetDebug)
     }
 
-    /// Read one frame the unit holds for us (IPCP, data while not `NpMode::Pass`):
-    /// `protocol (2 bytes) + info` (non-blocking).
-    pub fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
-        read_frame(&self.file, buf)
-    }
-
-    /// Write one frame of a network protocol or NCP through the unit (non-blocking).
-    pub fn write_frame(&self, frame: &[u8]) -> io::Result<usize> {
-        write_frame(&self.file, frame)
-    }
-
     /// Remove the unit (its interface goes away). Blocking, as the drop.
     pub fn close(self) {
         drop(self);
@@ -838,6 +793,7 @@ pub fn unit_ifname(n: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     /// The request numbers are those of `linux/ppp-ioctl.h` (checked against the header
     /// with a C program on x86_64; `_IOC` is the same on the other "generic" architectures).
