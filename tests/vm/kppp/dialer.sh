@@ -81,8 +81,9 @@ if [ -n "${KPPP_BENCH:-}" ]; then
 	dd if=/dev/urandom of="$W/www/big.bin" bs=1048576 count="$KPPP_BENCH" 2>/dev/null
 	cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 	# The simulator itself (`ip netns exec` may run it as its child).
-	for p in $(pgrep -f "simulate modem"); do
-		[ "$(cat "/proc/$p/comm")" = eqlplus-dialer ] && SIMCPU=$p
+	for d in /proc/[0-9]*; do
+		[ "$(cat "$d/comm" 2>/dev/null)" = eqlplus-dialer ] &&
+			tr '\0' ' ' <"$d/cmdline" | grep -q "simulate modem" && SIMCPU=${d#/proc/}
 	done
 	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 	for kind in ppp tun; do
