@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::config::SlaveKind;
 use crate::net::Netlink;
 use crate::net::kernel_ppp::{self, Channel, FrameRoute, NpMode, PppFile, Unit};
-use crate::ppp::driver::{Channels, DriverConfig, Ended, Finished, Spawned, spawn_with};
+use crate::ppp::driver::{
+    Channels, DriverConfig, Ended, Finished, Lifecycle, Spawned, now, spawn_with,
+};
 use crate::ppp::hdlc::Decoder;
 use crate::ppp::{DownReason, Event, LinkParameters, Session};
 
@@ -261,8 +263,7 @@ where
     };
     let Channels { events, .. } = channels;
     let mut close = pin!(close);
-    let mut close_deadline: Option<Instant> = None;
-    let mut down_reason: Option<DownReason> = None;
+    let mut life = Lifecycle::default();
     let mut line_error: Option<io::Error> = None;
     let mut applied: Option<LinkParameters> = None;
     let mut blocked: Option<(Vec<u8>, FrameRoute)> = None;
@@ -276,7 +277,7 @@ where
             let (used, frame) = decoder.push(rest);
             rest = &rest[used..];
             if let Some(frame) = frame {
-                session.handle_frame_input(frame, std_now());
+                session.handle_frame_input(frame, now());
             }
             if used == 0 {
                 break;
@@ -295,7 +296,7 @@ where
                         break;
                     }
                     Err(e) => {
-                        session.lower_down(&format!("kernel PPP write: {e}"), std_now());
+                        session.lower_down(&format!("kernel PPP write: {e}"), now());
                         line_error = Some(e);
                         break;
                     }
@@ -331,34 +332,26 @@ where
                 // IP through pppN from now on (until then the kernel drops it).
                 Event::Up { .. } => set_npmode(&unit, NpMode::Pass),
                 Event::NetworkDown { .. } => set_npmode(&unit, NpMode::Drop),
-                Event::Down { reason } => down_reason = Some(reason.clone()),
                 _ => {}
             }
-            crate::ppp::driver::log_event(&event);
-            let _ = events.send(event);
+            life.forward(event, &events);
         }
         if session.is_dead() {
             break;
         }
-        let deadline = [
-            session.poll_timeout().map(Instant::from_std),
-            close_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline = life.deadline(session);
         let blocked_on = blocked.as_ref().map(|(_, r)| *r);
         tokio::select! {
             ready = chan.readable() => match ready {
                 Ok(mut guard) => {
                     let read = read_all(&mut guard, &mut buf, |c, b| c.read_frame(b), session);
                     if let Err(e) = read {
-                        session.lower_down(&format!("kernel PPP channel: {e}"), std_now());
+                        session.lower_down(&format!("kernel PPP channel: {e}"), now());
                         line_error = Some(e);
                     }
                 }
                 Err(e) => {
-                    session.lower_down(&format!("kernel PPP channel: {e}"), std_now());
+                    session.lower_down(&format!("kernel PPP channel: {e}"), now());
                     line_error = Some(e);
                 }
             },
@@ -366,12 +359,12 @@ where
                 Ok(mut guard) => {
                     let read = read_all(&mut guard, &mut buf, |u, b| u.0.read_frame(b), session);
                     if let Err(e) = read {
-                        session.lower_down(&format!("kernel PPP unit: {e}"), std_now());
+                        session.lower_down(&format!("kernel PPP unit: {e}"), now());
                         line_error = Some(e);
                     }
                 }
                 Err(e) => {
-                    session.lower_down(&format!("kernel PPP unit: {e}"), std_now());
+                    session.lower_down(&format!("kernel PPP unit: {e}"), now());
                     line_error = Some(e);
                 }
             },
@@ -387,18 +380,8 @@ where
                 }
                 retry(&chan, &unit, &mut blocked, session, &mut line_error);
             }
-            () = crate::sys::sleep_until_opt(deadline) => {
-                if close_deadline.is_some_and(|d| d <= Instant::now()) {
-                    session.lower_down("closed without Terminate-Ack from the peer", std_now());
-                } else {
-                    session.handle_timeout(std_now());
-                }
-            }
-            () = &mut close, if close_deadline.is_none() => {
-                debug!("PPP: close requested");
-                close_deadline = Some(Instant::now() + config.close_timeout);
-                session.close(&config.close_reason, std_now());
-            }
+            () = crate::sys::sleep_until_opt(deadline) => life.on_timer(session),
+            () = &mut close, if !life.closing() => life.close(session, config),
         }
     }
     // The session's last words (a Terminate-Ack), where the kernel takes them.
@@ -409,22 +392,15 @@ where
         }
     }
     info!("kernel PPP session ended");
-    let ended = Ended {
-        reason: down_reason.unwrap_or_else(|| DownReason::LowerDown {
-            reason: "session ended".into(),
-            closing: None,
-        }),
-        line_error,
-    };
-    (ended, chan.into_inner(), unit.into_inner().0)
-}
-
-fn std_now() -> std::time::Instant {
-    std::time::Instant::now()
+    (
+        life.ended(line_error),
+        chan.into_inner(),
+        unit.into_inner().0,
+    )
 }
 
 fn register_failed(session: &mut Session, e: &io::Error) -> Ended {
-    session.lower_down(&format!("kernel PPP: {e}"), std_now());
+    session.lower_down(&format!("kernel PPP: {e}"), now());
     Ended {
         reason: DownReason::LowerDown {
             reason: format!("kernel PPP: {e}"),
@@ -474,7 +450,7 @@ fn retry(
         Ok(Wrote::All) => {}
         Ok(Wrote::Blocked(frame, route)) => *blocked = Some((frame, route)),
         Err(e) => {
-            session.lower_down(&format!("kernel PPP write: {e}"), std_now());
+            session.lower_down(&format!("kernel PPP write: {e}"), now());
             *line_error = Some(e);
         }
     }
@@ -490,7 +466,7 @@ fn read_all<T: AsRawFd>(
     loop {
         match guard.try_io(|fd| read(fd.get_ref(), buf)) {
             Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(Ok(n)) => session.handle_frame_input(&buf[..n], std_now()),
+            Ok(Ok(n)) => session.handle_frame_input(&buf[..n], now()),
             Ok(Err(e)) => return Err(e),
             // Drained: the guard's readiness is cleared.
             Err(_would_block) => return Ok(()),

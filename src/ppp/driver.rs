@@ -171,7 +171,6 @@ where
     let mut was_member = false;
     let (mut rd, mut wr) = tokio::io::split(line);
     let mut close = pin!(close);
-    let mut close_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; config.read_buffer.max(1)];
     // Frames not yet written: wbuf[woff..].
     let mut wbuf: Vec<u8> = Vec::new();
@@ -179,7 +178,7 @@ where
     // A received packet waiting for room in `incoming`.
     let mut rx_held: Option<Vec<u8>> = None;
     let mut outgoing_open = true;
-    let mut down_reason: Option<DownReason> = None;
+    let mut life = Lifecycle::default();
     let mut line_error: Option<io::Error> = None;
 
     if !initial.is_empty() {
@@ -202,11 +201,7 @@ where
             wbuf.extend_from_slice(&frame);
         }
         while let Some(event) = session.poll_event() {
-            log_event(&event);
-            if let Event::Down { reason } = &event {
-                down_reason = Some(reason.clone());
-            }
-            let _ = events.send(event);
+            life.forward(event, &events);
         }
         if session.bundle_member().is_some() {
             was_member = true;
@@ -235,15 +230,9 @@ where
             break;
         }
 
-        let deadline = [
-            session.poll_timeout().map(Instant::from_std),
-            close_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline = life.deadline(session);
         let take_ip = outgoing_open
-            && close_deadline.is_none()
+            && !life.closing()
             && (session.is_up() || session.bundle_member().is_some())
             && wbuf.len() - woff < config.max_write_backlog;
         tokio::select! {
@@ -269,13 +258,7 @@ where
                     line_error = Some(e);
                 }
             },
-            () = crate::sys::sleep_until_opt(deadline) => {
-                if close_deadline.is_some_and(|d| d <= Instant::now()) {
-                    session.lower_down("closed without Terminate-Ack from the peer", now());
-                } else {
-                    session.handle_timeout(now());
-                }
-            }
+            () = crate::sys::sleep_until_opt(deadline) => life.on_timer(session),
             packet = outgoing.recv(), if take_ip => match packet {
                 Some(p) => {
                     // Whatever else is waiting goes along, within the backlog bound: one
@@ -297,11 +280,7 @@ where
                     permit.send(p);
                 }
             }
-            () = &mut close, if close_deadline.is_none() => {
-                debug!("PPP: close requested");
-                close_deadline = Some(Instant::now() + config.close_timeout);
-                session.close(&config.close_reason, now());
-            }
+            () = &mut close, if !life.closing() => life.close(session, config),
         }
     }
 
@@ -322,13 +301,70 @@ where
             debug!(error = %e, "PPP: last frames not written");
         }
     }
-    Ended {
-        // The session always reports Down before it is dead; this is for completeness.
-        reason: down_reason.unwrap_or_else(|| DownReason::LowerDown {
-            reason: "session ended".into(),
-            closing: None,
-        }),
-        line_error,
+    life.ended(line_error)
+}
+
+/// What a session's driver keeps beside the session: the close in progress and why the
+/// session went down (both drivers: the tty's and kernel PPP's).
+#[derive(Debug, Default)]
+pub(crate) struct Lifecycle {
+    /// After a close request: when to give up waiting for the peer's Terminate-Ack.
+    close_deadline: Option<Instant>,
+    down_reason: Option<DownReason>,
+}
+
+impl Lifecycle {
+    /// An event of the session: logged, its Down reason kept, passed on.
+    pub(crate) fn forward(&mut self, event: Event, events: &mpsc::UnboundedSender<Event>) {
+        log_event(&event);
+        if let Event::Down { reason } = &event {
+            self.down_reason = Some(reason.clone());
+        }
+        let _ = events.send(event);
+    }
+
+    /// When the driver must wake next: the session's timers, or the close's deadline.
+    pub(crate) fn deadline(&self, session: &Session) -> Option<Instant> {
+        [
+            session.poll_timeout().map(Instant::from_std),
+            self.close_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// That time came: the close's deadline ends the session, else its timers run.
+    pub(crate) fn on_timer(&self, session: &mut Session) {
+        if self.close_deadline.is_some_and(|d| d <= Instant::now()) {
+            session.lower_down("closed without Terminate-Ack from the peer", now());
+        } else {
+            session.handle_timeout(now());
+        }
+    }
+
+    /// A close was asked for (and is under way).
+    pub(crate) fn closing(&self) -> bool {
+        self.close_deadline.is_some()
+    }
+
+    /// Our Terminate-Request, and the deadline for the peer's answer.
+    pub(crate) fn close(&mut self, session: &mut Session, config: &DriverConfig) {
+        debug!("PPP: close requested");
+        self.close_deadline = Some(Instant::now() + config.close_timeout);
+        session.close(&config.close_reason, now());
+    }
+
+    /// How the session ended.
+    pub(crate) fn ended(self, line_error: Option<io::Error>) -> Ended {
+        Ended {
+            // The session always reports Down before it is dead; this is for completeness.
+            reason: self.down_reason.unwrap_or_else(|| DownReason::LowerDown {
+                reason: "session ended".into(),
+                closing: None,
+            }),
+            line_error,
+        }
     }
 }
 
@@ -382,7 +418,7 @@ pub fn split_bundle_frame(frame: &[u8]) -> Option<(u16, &[u8])> {
 }
 
 /// The session's clock: tokio's, so tests with a paused clock run instantly.
-fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
 }
 
