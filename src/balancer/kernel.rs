@@ -423,18 +423,24 @@ impl Balancer {
             Some(json) => nft::parse_shape(&json)?.differences(&expected),
         };
         if !drift.is_empty() {
-            run_nft::apply(
-                &nft::render_create(self.hold, self.sticky()),
-                "balancer table rebuild",
-            )
-            .await?;
-            nftset::replace(
-                FAMILY_INET,
-                nft::TABLE_NAME,
-                &nft::contents(&self.selection),
-            )
-            .await
-            .map_err(BalancerError::Selection)?;
+            // The table and its selection in one transaction: a connection that starts during
+            // the repair finds either the old table or the whole new one, never empty maps.
+            let create = nft::render_create(self.hold, self.sticky());
+            match nft::render_elements(&self.selection) {
+                Some(elements) => {
+                    run_nft::apply(&(create + &elements), "balancer table rebuild").await?;
+                }
+                None => {
+                    run_nft::apply(&create, "balancer table rebuild").await?;
+                    nftset::replace(
+                        FAMILY_INET,
+                        nft::TABLE_NAME,
+                        &nft::contents(&self.selection),
+                    )
+                    .await
+                    .map_err(BalancerError::Selection)?;
+                }
+            }
             repaired.extend(drift);
         }
         let routing = self.config.routing;

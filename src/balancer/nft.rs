@@ -100,6 +100,39 @@ table {TABLE} {{
     )
 }
 
+/// The `add element` statements that fill the sets and maps with `sel`, to append to
+/// [`render_create`]'s script so a rebuilt table has its selection in the same transaction
+/// (no instant where new connections find an empty pick map). `None` where a slave name is
+/// not one nft's syntax can carry as it is (the caller then fills the sets by netlink).
+pub fn render_elements(sel: &Selection) -> Option<String> {
+    if !sel.slaves.iter().all(|s| crate::net::valid_ifname(s)) {
+        return None;
+    }
+    let mut script = String::new();
+    let pick = spread(&sel.pick, PICK_SLOTS);
+    if !pick.is_empty() {
+        let elements: Vec<String> = pick
+            .iter()
+            .enumerate()
+            .map(|(slot, mark)| format!("{slot} : {mark:#010x}"))
+            .collect();
+        script += &format!("add element {TABLE} pick {{ {} }}\n", elements.join(", "));
+    }
+    if !sel.dns.is_empty() {
+        let elements: Vec<String> = sel
+            .dns
+            .iter()
+            .map(|(addr, mark)| format!("{addr} : {mark:#010x}"))
+            .collect();
+        script += &format!("add element {TABLE} dns {{ {} }}\n", elements.join(", "));
+    }
+    if !sel.slaves.is_empty() {
+        let elements: Vec<String> = sel.slaves.iter().map(|s| format!("\"{s}\"")).collect();
+        script += &format!("add element {TABLE} slaves {{ {} }}\n", elements.join(", "));
+    }
+    Some(script)
+}
+
 /// The sets' and maps' contents for a selection, in the kernel's layout: the pick map's slot
 /// (host order, as numgen writes it) → mark (host order); a DNS server (network order) →
 /// mark; the slaves' names (16 bytes, NUL-padded). An empty pick map picks nothing: the
@@ -346,6 +379,38 @@ mod tests {
                 assert!(line.contains("inet eqlplus"), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn a_rebuild_carries_the_selection_in_its_own_transaction() {
+        let sel = Selection {
+            slaves: vec!["eq-l1".into(), "eq-l2".into()],
+            pick: vec![0xe101, 0xe102],
+            dns: vec![("10.64.1.1".parse().unwrap(), 0xe101)],
+        };
+        let script = render_elements(&sel).unwrap();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with(
+            "add element inet eqlplus pick { 0 : 0x0000e101, 1 : 0x0000e102, 2 : 0x0000e101"
+        ));
+        assert_eq!(lines[0].matches(" : ").count(), PICK_SLOTS);
+        assert_eq!(
+            lines[1],
+            "add element inet eqlplus dns { 10.64.1.1 : 0x0000e101 }"
+        );
+        assert_eq!(
+            lines[2],
+            "add element inet eqlplus slaves { \"eq-l1\", \"eq-l2\" }"
+        );
+        // Nothing selected: nothing to add (nft refuses an empty element list).
+        assert_eq!(render_elements(&Selection::default()).unwrap(), "");
+        // A name nft's syntax cannot carry as it is: the caller fills the sets by netlink.
+        let odd = Selection {
+            slaves: vec!["a\"b".into()],
+            ..Selection::default()
+        };
+        assert_eq!(render_elements(&odd), None);
     }
 
     #[test]
