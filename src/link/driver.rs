@@ -828,9 +828,15 @@ impl Line {
                     .set_up(index, u32::from(mtu))
                     .await
                     .map_err(|e| e.to_string())?;
-                let counters =
-                    kernel_ppp::follow_counters(c.slave.clone(), self.ctx.shared.clone());
-                DataPath::Kernel { counters }
+                let balancer = self.ctx.balancer.clone();
+                let line = c.name.clone();
+                let follow = kernel_ppp::follow_slave(
+                    netlink.clone(),
+                    index,
+                    self.ctx.shared.clone(),
+                    move |queued| balancer.set_load(&line, queued),
+                );
+                DataPath::Kernel { follow }
             }
             None => {
                 let slave = TunSlave::create(&self.ctx.netlink, &c.slave, local, peer, mtu)
@@ -997,8 +1003,9 @@ impl Line {
                 tracing::info!("emancipated; slave {} removed", c.slave);
             }
             // The interface goes with the unit, at the call's end.
-            DataPath::Kernel { counters } => {
-                counters.abort();
+            DataPath::Kernel { follow } => {
+                follow.abort();
+                self.ctx.shared.set_kernel_queue(None);
                 tracing::info!("emancipated");
             }
         }
@@ -1013,8 +1020,9 @@ enum DataPath {
         queue: Arc<SharedTxQueue>,
         pumps: Pumps,
     },
-    /// Kernel PPP: the interface is the kernel's, its counters read into the line's.
-    Kernel { counters: JoinHandle<()> },
+    /// Kernel PPP: the interface is the kernel's; `follow` reads its counters and queue
+    /// into the line's ([`kernel_ppp::follow_slave`]).
+    Kernel { follow: JoinHandle<()> },
 }
 
 /// What exists while a line is up.

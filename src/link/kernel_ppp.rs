@@ -474,39 +474,75 @@ fn read_all<T: AsRawFd>(
     }
 }
 
-/// How often a kernel PPP slave's interface counters are read into the line's.
-const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How often a kernel PPP slave is read while packets pass (its queue matters to the
+/// balancer then), and while the line is idle.
+const FOLLOW_BUSY: Duration = Duration::from_millis(100);
+const FOLLOW_IDLE: Duration = Duration::from_secs(1);
+/// How long one read of the kernel's figures may take.
+const FOLLOW_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Copies the growth of `slave`'s interface counters (`/sys/class/net/…/statistics`) into
-/// the line's, every second until aborted: its packets never pass through this process.
-pub fn follow_counters(
-    slave: String,
+/// Follows a kernel PPP slave (interface `index`), whose packets never pass through this
+/// process, until aborted: the growth of its counters into the line's, and the bytes waiting
+/// in its queueing discipline (the queue of a kernel slave: `ppp_generic` stops the device
+/// while the line is busy) into the line's status and, when they change, to `report` (the
+/// balancer's least-loaded policy). Every 100 ms while packets pass or wait, every second
+/// otherwise. The caller clears the queue from the status after the abort
+/// ([`LineShared::set_kernel_queue`](crate::link::status::LineShared::set_kernel_queue)).
+pub fn follow_slave(
+    netlink: Netlink,
+    index: u32,
     shared: std::sync::Arc<crate::link::status::LineShared>,
+    report: impl Fn(u64) + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     use std::sync::atomic::Ordering;
     tokio::spawn(async move {
-        let names = ["rx_bytes", "tx_bytes", "rx_packets", "tx_packets"];
-        let mut last: Option<[u64; 4]> = None;
-        let mut tick = tokio::time::interval(COUNTERS_EVERY);
+        let mut last: Option<crate::net::LinkCounters> = None;
+        let mut reported = 0u64;
         loop {
-            tick.tick().await;
-            let mut now = [0u64; 4];
-            for (value, name) in now.iter_mut().zip(names) {
-                let path = format!("/sys/class/net/{slave}/statistics/{name}");
-                *value = tokio::fs::read_to_string(&path)
-                    .await
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(0);
+            let counters = match timeout(FOLLOW_DEADLINE, netlink.link_counters(index)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    debug!("kernel PPP counters: {e}");
+                    None
+                }
+                Err(_) => None,
+            };
+            let queued = match timeout(FOLLOW_DEADLINE, netlink.queued(index)).await {
+                Ok(Ok(q)) => Some(q),
+                Ok(Err(e)) => {
+                    debug!("kernel PPP queue: {e}");
+                    None
+                }
+                Err(_) => None,
+            };
+            let mut busy = false;
+            if let Some(now) = counters {
+                if let Some(before) = last {
+                    let grew = |n: u64, b: u64| n.saturating_sub(b);
+                    let tx = grew(now.tx_bytes, before.tx_bytes);
+                    shared
+                        .rx_bytes
+                        .fetch_add(grew(now.rx_bytes, before.rx_bytes), Ordering::Relaxed);
+                    shared.tx_bytes.fetch_add(tx, Ordering::Relaxed);
+                    shared
+                        .rx_packets
+                        .fetch_add(grew(now.rx_packets, before.rx_packets), Ordering::Relaxed);
+                    shared
+                        .tx_packets
+                        .fetch_add(grew(now.tx_packets, before.tx_packets), Ordering::Relaxed);
+                    busy = tx > 0;
+                }
+                last = Some(now);
             }
-            if let Some(before) = last {
-                let grew = |i: usize| now[i].saturating_sub(before[i]);
-                shared.rx_bytes.fetch_add(grew(0), Ordering::Relaxed);
-                shared.tx_bytes.fetch_add(grew(1), Ordering::Relaxed);
-                shared.rx_packets.fetch_add(grew(2), Ordering::Relaxed);
-                shared.tx_packets.fetch_add(grew(3), Ordering::Relaxed);
+            if let Some(q) = queued {
+                shared.set_kernel_queue(Some(q));
+                if q.backlog_bytes != reported {
+                    report(q.backlog_bytes);
+                    reported = q.backlog_bytes;
+                }
+                busy |= q.backlog_bytes > 0;
             }
-            last = Some(now);
+            tokio::time::sleep(if busy { FOLLOW_BUSY } else { FOLLOW_IDLE }).await;
         }
     })
 }

@@ -101,6 +101,8 @@ pub struct LineShared {
 #[derive(Debug, Default)]
 struct QueueSlot {
     current: Option<Arc<SharedTxQueue>>,
+    /// A kernel PPP slave's queue (its qdisc), as last read, while the call is up.
+    kernel: Option<crate::net::QdiscFigures>,
     retired_dropped_packets: u64,
     retired_dropped_bytes: u64,
 }
@@ -290,11 +292,24 @@ impl LineShared {
         }
     }
 
+    /// A kernel PPP slave's queue as just read (`None`: the call is over, its drops go to
+    /// the line's totals).
+    pub fn set_kernel_queue(&self, figures: Option<crate::net::QdiscFigures>) {
+        let mut slot = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = std::mem::replace(&mut slot.kernel, figures)
+            && figures.is_none()
+        {
+            slot.retired_dropped_packets += old.dropped_packets;
+        }
+    }
+
     /// Bytes waiting to go out on the line, and packets dropped for lack of room in this call.
     pub fn queue_figures(&self) -> (u64, u64) {
-        match &self.queue.lock().unwrap_or_else(|e| e.into_inner()).current {
-            Some(q) => (q.depth(), q.stats().dropped_packets),
-            None => (0, 0),
+        let slot = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match (&slot.current, &slot.kernel) {
+            (Some(q), _) => (q.depth(), q.stats().dropped_packets),
+            (None, Some(k)) => (k.backlog_bytes, k.dropped_packets),
+            (None, None) => (0, 0),
         }
     }
 
@@ -302,8 +317,9 @@ impl LineShared {
     pub fn dropped_total(&self) -> (u64, u64) {
         let slot = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let now = slot.current.as_ref().map(|q| q.stats()).unwrap_or_default();
+        let kernel = slot.kernel.map_or(0, |k| k.dropped_packets);
         (
-            slot.retired_dropped_packets + now.dropped_packets,
+            slot.retired_dropped_packets + now.dropped_packets + kernel,
             slot.retired_dropped_bytes + now.dropped_bytes,
         )
     }

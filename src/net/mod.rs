@@ -15,7 +15,9 @@ pub mod slave;
 mod walk;
 pub mod watch;
 
-pub use netlink::{Netlink, NetlinkError, ROUTE_PROTOCOL, RoutingConfig};
+pub use netlink::{
+    LinkCounters, Netlink, NetlinkError, QdiscFigures, ROUTE_PROTOCOL, RoutingConfig,
+};
 pub use queue::{QueueStats, SharedTxQueue, TxQueue};
 pub use slave::{Slave, SlaveError, TunSlave, default_slave_name, valid_ifname};
 pub use watch::KernelWatch;

@@ -26,6 +26,22 @@ pub struct NetlinkError {
     pub source: rtnetlink::Error,
 }
 
+/// An interface's traffic counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkCounters {
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+}
+
+/// What an interface's root queueing discipline holds and has dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QdiscFigures {
+    pub backlog_bytes: u64,
+    pub dropped_packets: u64,
+}
+
 /// Where eqlplus's routing state lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RoutingConfig {
@@ -101,6 +117,69 @@ impl Netlink {
             .execute()
             .await
             .map_err(ctx(format!("rename interface {index} to {name}")))
+    }
+
+    /// An interface's traffic counters (the kernel's 64-bit ones), if it exists.
+    pub async fn link_counters(&self, index: u32) -> Result<Option<LinkCounters>, NetlinkError> {
+        use rtnetlink::packet_route::link::LinkAttribute;
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = match links.try_next().await {
+            Ok(Some(link)) => link,
+            Ok(None) => return Ok(None),
+            Err(e) if is_errno(&e, libc::ENODEV) => return Ok(None),
+            Err(e) => return Err(ctx(format!("read the counters of interface {index}"))(e)),
+        };
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Stats64(s) => Some(LinkCounters {
+                rx_bytes: s.rx_bytes,
+                tx_bytes: s.tx_bytes,
+                rx_packets: s.rx_packets,
+                tx_packets: s.tx_packets,
+            }),
+            _ => None,
+        }))
+    }
+
+    /// What waits in an interface's root queueing discipline (`tc -s qdisc`'s backlog and
+    /// drops): where a kernel PPP slave's packets wait for the line. Zero where it has none
+    /// (`noqueue`) or is gone.
+    pub async fn queued(&self, index: u32) -> Result<QdiscFigures, NetlinkError> {
+        use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcStats2};
+        let Ok(wanted) = i32::try_from(index) else {
+            return Ok(QdiscFigures::default());
+        };
+        let mut qdiscs = self.handle.qdisc().get().index(wanted).execute();
+        let mut figures = QdiscFigures::default();
+        loop {
+            let q = match qdiscs.try_next().await {
+                Ok(Some(q)) => q,
+                Ok(None) => break,
+                Err(e) if is_errno(&e, libc::ENODEV) => break,
+                Err(e) => return Err(ctx(format!("read the queue of interface {index}"))(e)),
+            };
+            // The dump may hold every interface's; a root's figures include its children's.
+            if q.header.index != wanted || q.header.parent != TcHandle::ROOT {
+                continue;
+            }
+            for a in &q.attributes {
+                match a {
+                    TcAttribute::Stats2(stats) => {
+                        for s in stats {
+                            if let TcStats2::Queue(queue) = s {
+                                figures.backlog_bytes = u64::from(queue.backlog);
+                                figures.dropped_packets = u64::from(queue.drops);
+                            }
+                        }
+                    }
+                    TcAttribute::Stats(s) if figures == QdiscFigures::default() => {
+                        figures.backlog_bytes = u64::from(s.backlog);
+                        figures.dropped_packets = u64::from(s.drops);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(figures)
     }
 
     /// Sets the MTU and brings the interface up.

@@ -9,7 +9,7 @@
 #
 # The guest is Debian's distribution kernel (the package linux-image-amd64 depends on, fetched
 # with `apt-get download`) and an initramfs that is its whole root: busybox (busybox-static),
-# iproute2's `ip` and `nft` with their libraries (from this machine), libgcc_s and libm (for
+# iproute2's `ip` and `tc`, `nft` with their libraries (from this machine), libgcc_s and libm (for
 # Rust binaries), the modules ppp_generic, ppp_async, slhc, crc-ccitt, tun, dummy, veth,
 # nf_tables, nft_ct, nft_numgen, nft_chain_nat, nft_masq, nft_fib_*, nft_hash,
 # nf_conntrack_netlink (loaded at boot) and all of netfilter (loaded on demand). It is built
@@ -101,7 +101,7 @@ vm_require_root "modules and device nodes in the guest image, QEMU"
 # they are).
 ensure_packages qemu-system-x86 cpio kmod iproute2 nftables binutils
 command -v qemu-system-x86_64 >/dev/null || vm_skip "qemu-system-x86_64 is not installed and could not be"
-for tool in cpio modinfo depmod ip nft dpkg-deb apt-get; do
+for tool in cpio modinfo depmod ip tc nft dpkg-deb apt-get; do
     command -v "$tool" >/dev/null || die "$tool is missing"
 done
 
@@ -117,11 +117,12 @@ DEBS=$VM/debs
 
 # Modules loaded at boot, in this order after their dependencies: PPP (crc-ccitt and slhc come
 # as ppp_async's and ppp_generic's dependencies, or are built in), TUN, dummy and veth links,
+# tbf (a slow queue on a slave, for the queue-depth check),
 # and what the balancer's nftables table uses (ct, numgen, nat + masquerade, fib, sets,
 # conntrack over netlink). crc32c_generic first: libcrc32c (nf_tables, nf_conntrack) needs a
 # crc32c, a soft dependency that modinfo's "depends" does not name. The rest of netfilter is
 # in the image too, for modprobe.
-BOOT_MODULES="slhc crc-ccitt ppp_generic ppp_async tun dummy veth crc32c_generic
+BOOT_MODULES="slhc crc-ccitt ppp_generic ppp_async tun dummy veth sch_tbf crc32c_generic
 nf_tables nf_conntrack nf_nat nft_ct nft_numgen nft_chain_nat nft_masq nft_fib_inet nft_fib_ipv4
 nft_fib_ipv6 nft_hash nf_conntrack_netlink"
 EXTRA_MODULE_DIRS="net/netfilter net/ipv4/netfilter net/ipv6/netfilter"
@@ -202,11 +203,13 @@ build_guest() {
     # busybox and its applets; iproute2's ip instead of busybox's.
     install -m 755 "$tmp/busybox/bin/busybox" "$root/bin/busybox"
     "$root/bin/busybox" --list-full | while read -r a; do
-        case $a in bin/busybox | */ip) continue ;; esac
+        case $a in bin/busybox | */ip | */tc) continue ;; esac
         [[ -e $root/$a ]] || ln -s /bin/busybox "$root/$a"
     done
     add_elf "$root" "$(readlink -f "$(command -v ip)")" /sbin/ip
     add_elf "$root" "$(readlink -f "$(command -v nft)")" /usr/sbin/nft
+    # iproute2's tc (busybox's cannot make a tbf).
+    add_elf "$root" "$(readlink -f "$(command -v tc)")" /sbin/tc
     # Rust binaries also need libgcc_s (unwinding) and often libm.
     for lib in /lib/x86_64-linux-gnu/libgcc_s.so.1 /lib/x86_64-linux-gnu/libm.so.6; do
         [[ -e $lib && ! -e $root$lib ]] && install -D -m 755 "$(readlink -f "$lib")" "$root$lib"

@@ -7,6 +7,7 @@
 #   negotiated        the kernel was given what LCP agreed (the daemon's log), MTU 1500
 #   transfer-1m       1 MiB over HTTP through the line, byte-exact
 #   echo-under-load   LCP echoes answered while it ran (status' echo round trip)
+#   queue-depth       what waits in the slave's qdisc shows as the line's queued bytes
 #   hangup-cleans     `hangup`: the PPP device is gone; `up`: the line dials again over the
 #                     same pty (its line discipline is back: chat reads the modem again)
 #   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
@@ -163,6 +164,39 @@ if [ -n "$rtt" ]; then
 	result PASS echo-under-load "$rtt"
 else
 	result FAIL echo-under-load "no LCP echo round trip: $(status_json)"
+fi
+
+# --- queue-depth: what waits in the slave's queueing discipline is the line's queue (status,
+# the balancer's least-loaded policy). A slow tbf on the slave stands for a busy serial line;
+# an upload fills it, and it drains again.
+/sbin/tc qdisc replace dev eq-ttySIM root tbf rate 256kbit burst 1600 limit 60000
+ip netns exec isp nc -l -p 9 >/dev/null 2>&1 &
+SINK=$!
+sleep 1
+dd if=/dev/zero bs=1024 count=200 2>/dev/null | nc -w 30 10.64.1.1 9 &
+UPLOAD=$!
+queued() { status_json | grep -o '"queued_bytes":[0-9]*' | head -n 1 | cut -d: -f2; }
+most=0
+i=0
+while [ "$i" -lt 25 ]; do
+	q=$(queued)
+	[ "${q:-0}" -gt "$most" ] && most=$q
+	sleep 0.2
+	i=$((i + 1))
+done
+wait "$UPLOAD" 2>/dev/null
+i=0
+while [ "$(queued)" != 0 ] && [ "$i" -lt 10 ]; do
+	sleep 1
+	i=$((i + 1))
+done
+after=$(queued)
+/sbin/tc qdisc del dev eq-ttySIM root 2>/dev/null
+kill "$SINK" 2>/dev/null
+if [ "$most" -gt 0 ] && [ "$after" = 0 ]; then
+	result PASS queue-depth "up to $most bytes queued during a 200 KiB upload at 256 kbit/s, then $after"
+else
+	result FAIL queue-depth "most queued $most, after the upload '$after'"
 fi
 
 # --- hangup-cleans
