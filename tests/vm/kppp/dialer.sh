@@ -12,7 +12,8 @@
 #                     same pty (its line discipline is back: chat reads the modem again)
 #   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
 # Each prints KPPP-RESULT PASS|FAIL NAME DETAIL; the exit status is 1 if any failed.
-# With KPPP_BENCH=N it measures instead (bench/kernel-ppp.sh, below).
+# With KPPP_BENCH=N it measures instead (bench/kernel-ppp.sh, below); KPPP_PACED=KBIT paces
+# the far end's downstream to KBIT kbit/s and also measures the daemon on an idle line.
 set -u
 EQ=eqlplus-dialer
 W=/tmp/kd
@@ -95,6 +96,16 @@ if [ -n "${KPPP_BENCH:-}" ]; then
 			show_logs
 			continue
 		fi
+		idle=""
+		if [ -n "${KPPP_PACED:-}" ]; then
+			# The far end's downstream at a modem's pace (isp0 exists once the call is up),
+			# and the daemon's CPU over 20 s of an idle line first.
+			ip netns exec isp /sbin/tc qdisc replace dev isp0 root tbf rate "${KPPP_PACED}kbit" burst 1600 limit 30000
+			i0=$(cpu "$DAEMON")
+			sleep 20
+			i1=$(cpu "$DAEMON")
+			idle=$(awk -v d=$((i1 - i0)) -v hz="$hz" 'BEGIN { printf "; daemon CPU idle %.2f s per minute", d / hz * 3 }')
+		fi
 		d0=$(cpu "$DAEMON")
 		s0=$(cpu "${SIMCPU:-$SIM}")
 		t0=$(cut -d' ' -f1 /proc/uptime)
@@ -107,7 +118,7 @@ if [ -n "${KPPP_BENCH:-}" ]; then
 			result PASS "bench-$kind" "$(awk -v n="$KPPP_BENCH" -v t0="$t0" -v t1="$t1" \
 				-v d=$((d1 - d0)) -v s=$((s1 - s0)) -v hz="$hz" 'BEGIN {
 				secs = t1 - t0; gb = n / 1024
-				printf "%d MiB in %.1f s = %.0f KiB/s; daemon CPU %.2f s = %.0f s/GB; modem+ISP CPU %.2f s", n, secs, n * 1024 / secs, d / hz, d / hz / gb, s / hz }')"
+				printf "%d MiB in %.1f s = %.0f KiB/s; daemon CPU %.2f s = %.0f s/GB = %.2f s per minute; modem+ISP CPU %.2f s", n, secs, n * 1024 / secs, d / hz, d / hz / gb, d / hz / secs * 60, s / hz }')$idle"
 		else
 			result FAIL "bench-$kind" "$(wc -c <"$W/response") bytes, not the file"
 		fi
