@@ -111,12 +111,22 @@ impl Netlink {
             .index(index)
             .name(name.to_string())
             .build();
+        self.set_link(msg, format!("rename interface {index} to {name}"))
+            .await
+    }
+
+    /// Applies a link change; `what` names it in the error.
+    async fn set_link(
+        &self,
+        msg: rtnetlink::packet_route::link::LinkMessage,
+        what: String,
+    ) -> Result<(), NetlinkError> {
         self.handle
             .link()
             .set(msg)
             .execute()
             .await
-            .map_err(ctx(format!("rename interface {index} to {name}")))
+            .map_err(ctx(what))
     }
 
     /// An interface's traffic counters (the kernel's 64-bit ones), if it exists.
@@ -189,12 +199,8 @@ impl Netlink {
             .mtu(mtu)
             .up()
             .build();
-        self.handle
-            .link()
-            .set(msg)
-            .execute()
+        self.set_link(msg, format!("bring interface {index} up with MTU {mtu}"))
             .await
-            .map_err(ctx(format!("bring interface {index} up with MTU {mtu}")))
     }
 
     /// Gives a point-to-point interface its local and peer addresses (`ip addr add L peer P`).
