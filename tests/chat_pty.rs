@@ -98,6 +98,24 @@ async fn hayes_script_connects_and_data_flows_both_ways() {
     }
     assert_eq!(back, b"\x7e\x0a\x0d\x00\x7e");
 
+    // Parked (the kernel's PPP has the line): out of the reactor, reads and writes refused
+    // saying why, the descriptor kept; back in, what came meanwhile is read.
+    let port = port.park();
+    let refused = port.read(&mut back).await.unwrap_err();
+    assert!(refused.to_string().contains("parked"), "{refused}");
+    assert!(port.write_all(b"x").await.is_err());
+    call.stream.write_all(b"later").await.unwrap();
+    let port = port.park().unpark();
+    let mut later = vec![0u8; 5];
+    let mut n = 0;
+    while n < later.len() {
+        n += timeout(Duration::from_secs(5), port.read(&mut later[n..]))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(later, b"later");
+
     // Hangup on a pty: +++ escape and ATH0; the far end sees the call end; lock removed.
     let lock_file = locks
         .path()

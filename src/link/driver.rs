@@ -511,9 +511,11 @@ impl Line {
         let mut carrier_lost = false;
         let leftover = std::mem::take(&mut self.leftover);
         let spawned = match kernel {
+            // Out of the reactor while the kernel has the tty: its transmit wake-ups are
+            // not ours (a UART wakes the tty's waiters at every transmit interrupt).
             Some(attached) => kernel_ppp::spawn(
                 session,
-                port,
+                port.park(),
                 attached,
                 leftover,
                 ppp_driver::DriverConfig::default(),
@@ -716,7 +718,7 @@ impl Line {
                 ));
             }
         };
-        self.port = Some(finished.line);
+        self.port = Some(finished.line.unpark());
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
         let (message, kind) = match redial_for {
             Some(why) => (why, FailureKind::Transient),

@@ -125,12 +125,41 @@ pub struct ModemStatus {
 /// An open, locked, raw serial port.
 #[derive(Debug)]
 pub struct SerialPort {
-    fd: AsyncFd<OwnedFd>,
+    fd: PortFd,
     path: PathBuf,
     has_modem_lines: bool,
     hangup: HangupTiming,
     // Dropped after `fd`: the port is closed before its lock file goes.
     _lock: Option<UucpLock>,
+}
+
+/// The port's descriptor: with the runtime's reactor, or parked outside it while the kernel
+/// has the line (kernel PPP: `ppp_async` reads and writes the tty, and a UART wakes the tty's
+/// waiters at every transmit interrupt, which a registration would turn into wake-ups of
+/// this process that nobody awaits).
+#[derive(Debug)]
+enum PortFd {
+    Registered(AsyncFd<OwnedFd>),
+    Parked(OwnedFd),
+}
+
+impl PortFd {
+    /// The registered descriptor, for reads and writes; a parked port has none.
+    fn registered(&self) -> io::Result<&AsyncFd<OwnedFd>> {
+        match self {
+            PortFd::Registered(fd) => Ok(fd),
+            PortFd::Parked(_) => Err(io::Error::other(
+                "the port is parked: the kernel's PPP has the line",
+            )),
+        }
+    }
+
+    fn owned(&self) -> &OwnedFd {
+        match self {
+            PortFd::Registered(fd) => fd.get_ref(),
+            PortFd::Parked(fd) => fd,
+        }
+    }
 }
 
 impl SerialPort {
@@ -192,12 +221,50 @@ impl SerialPort {
         })?;
         tracing::debug!(port = %path.display(), baud = config.baud, has_modem_lines, "port open");
         Ok(SerialPort {
-            fd,
+            fd: PortFd::Registered(fd),
             path: path.to_path_buf(),
             has_modem_lines,
             hangup: config.hangup,
             _lock: lock,
         })
+    }
+
+    /// Takes the port out of the runtime's reactor while the kernel has the line (see
+    /// [`PortFd`]): reads and writes fail until [`unpark`](Self::unpark); ioctls (DTR,
+    /// carrier, the line discipline) work as ever.
+    pub fn park(self) -> SerialPort {
+        match self.fd {
+            PortFd::Registered(fd) => SerialPort {
+                fd: PortFd::Parked(fd.into_inner()),
+                ..self
+            },
+            PortFd::Parked(_) => self,
+        }
+    }
+
+    /// Back in the reactor for reads and writes. Should the registration fail (the kernel
+    /// out of memory for it), the port stays parked, which the caller's next read reports as
+    /// an error; its hangup still drops DTR.
+    pub fn unpark(self) -> SerialPort {
+        let PortFd::Parked(fd) = self.fd else {
+            return self;
+        };
+        // SAFETY: as `sys::register`: the AsyncFd owns the OwnedFd, whose descriptor stays
+        // open and the same for its life.
+        match unsafe { AsyncFd::register(fd) } {
+            Ok(fd) => SerialPort {
+                fd: PortFd::Registered(fd),
+                ..self
+            },
+            Err(e) => {
+                let (fd, e) = e.into_parts();
+                tracing::warn!(port = %self.path.display(), "cannot read the port again: {e}");
+                SerialPort {
+                    fd: PortFd::Parked(fd),
+                    ..self
+                }
+            }
+        }
     }
 
     /// The path the port was opened by.
@@ -214,7 +281,7 @@ impl SerialPort {
     /// whose far end closed, Linux reports EIO.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
-            let mut guard = self.fd.readable().await?;
+            let mut guard = self.fd.registered()?.readable().await?;
             match guard.try_io(|fd| read_fd(fd, buf)) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
@@ -224,22 +291,22 @@ impl SerialPort {
 
     /// Writes all of `data`, waiting for room in the output buffer as needed.
     pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
-        crate::sys::write_all(&self.fd, data).await
+        crate::sys::write_all(self.fd.registered()?, data).await
     }
 
     /// Changes the line speed of the open port.
     pub fn set_baud(&self, baud: u32, flow: FlowControl) -> io::Result<()> {
-        set_raw(self.fd.as_fd(), baud, flow)
+        set_raw(self.fd.owned().as_fd(), baud, flow)
     }
 
     /// Discards written bytes the device has not taken yet.
     pub fn flush_output(&self) -> io::Result<()> {
-        flush(self.fd.as_fd(), FlushArg::TCOFLUSH)
+        flush(self.fd.owned().as_fd(), FlushArg::TCOFLUSH)
     }
 
     /// Discards received bytes not yet read.
     pub fn flush_input(&self) -> io::Result<()> {
-        flush(self.fd.as_fd(), FlushArg::TCIFLUSH)
+        flush(self.fd.owned().as_fd(), FlushArg::TCIFLUSH)
     }
 
     /// A handle that reads the carrier (DCD) while the port itself is lent to another task
@@ -249,7 +316,7 @@ impl SerialPort {
             return None;
         }
         self.fd
-            .get_ref()
+            .owned()
             .try_clone()
             .ok()
             .map(|fd| CarrierWatch { fd })
@@ -260,7 +327,7 @@ impl SerialPort {
         if !self.has_modem_lines {
             return None;
         }
-        let bits = get_modem_bits(self.fd.as_fd()).ok()?;
+        let bits = get_modem_bits(self.fd.owned().as_fd()).ok()?;
         Some(ModemStatus {
             dcd: bits & libc::TIOCM_CAR != 0,
             dsr: bits & libc::TIOCM_DSR != 0,
@@ -285,14 +352,14 @@ impl SerialPort {
         let mut buf = [0u8; 256];
         // SAFETY: TIOCGSERIAL copies one serial_struct (< 128 bytes) into `buf`, which is
         // larger, on a descriptor we own.
-        let r = unsafe { ioctls::tiocgserial(self.fd.as_raw_fd(), &mut buf) };
+        let r = unsafe { ioctls::tiocgserial(self.fd.owned().as_raw_fd(), &mut buf) };
         let port_type = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
         r == Ok(0) && port_type == 0
     }
 
     /// Raises or drops DTR. Fails with ENOTTY on a pty.
     pub fn set_dtr(&self, on: bool) -> io::Result<()> {
-        set_modem_bits(self.fd.as_fd(), libc::TIOCM_DTR, on)
+        set_modem_bits(self.fd.owned().as_fd(), libc::TIOCM_DTR, on)
     }
 
     /// Sends a BREAK (a quarter second of space), as chat's `\K`. Not tcsendbreak(3), which
@@ -306,7 +373,7 @@ impl SerialPort {
                 let _ = set_break(self.0, false);
             }
         }
-        let fd = self.fd.as_fd();
+        let fd = self.fd.owned().as_fd();
         set_break(fd, true)?;
         let _breaking = Breaking(fd);
         sleep(BREAK_LENGTH).await;
@@ -464,7 +531,10 @@ impl AsyncRead for SerialPort {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        poll_read_fd(&self.fd, cx, buf)
+        match self.fd.registered() {
+            Ok(fd) => poll_read_fd(fd, cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -476,7 +546,10 @@ impl AsyncWrite for SerialPort {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        poll_write_fd(&self.fd, cx, data)
+        match self.fd.registered() {
+            Ok(fd) => poll_write_fd(fd, cx, data),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -495,7 +568,10 @@ impl AsyncRead for &SerialPort {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        poll_read_fd(&self.fd, cx, buf)
+        match self.fd.registered() {
+            Ok(fd) => poll_read_fd(fd, cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -505,7 +581,10 @@ impl AsyncWrite for &SerialPort {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        poll_write_fd(&self.fd, cx, data)
+        match self.fd.registered() {
+            Ok(fd) => poll_write_fd(fd, cx, data),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -519,7 +598,7 @@ impl AsyncWrite for &SerialPort {
 
 impl AsFd for SerialPort {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.get_ref().as_fd()
+        self.fd.owned().as_fd()
     }
 }
 
