@@ -55,9 +55,19 @@ fn a_bundle_and_a_plain_line_share_the_multilink_isp() {
         Some(2),
         "{bundle}"
     );
-    assert_eq!(
-        entry("ttyS1")["slave_kind"],
-        "TUN (auto: a Multilink bundle member)"
+    // No /dev/ppp here: the bundle is on TUN, and so are its members' calls.
+    assert!(
+        entry("ttyS1")["slave_kind"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("TUN (a member of bundle isp, on TUN: auto: ")),
+        "{}",
+        entry("ttyS1")
+    );
+    assert!(
+        bundle["slave_kind"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("TUN (auto: ")),
+        "{bundle}"
     );
     // The bundle's speed (its weight in the balance) is its members' together.
     assert_eq!(bundle["connect_speed"], 2 * 57_600, "{bundle}");
@@ -175,11 +185,11 @@ fn bundle_lines_fall_back_to_plain_lines_where_the_isp_rejects_multilink() {
         let line = entry(name);
         assert_eq!(line["local"], line_local(i).to_string(), "{line}");
         assert!(line["bundle"].is_null(), "not a member: {line}");
-        // A pty (and here no /dev/ppp either): the call's slave is TUN, and status says why.
+        // No /dev/ppp here: the call's slave is its bundle's kind, TUN, and status says why.
         assert!(
             line["slave_kind"]
                 .as_str()
-                .is_some_and(|k| k.starts_with("TUN (auto: ")),
+                .is_some_and(|k| k.starts_with("TUN (a member of bundle isp, on TUN: ")),
             "{line}"
         );
     }

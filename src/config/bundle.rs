@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::checker::Checker;
 use super::defaults::MRRU;
-use super::{LineConfig, Weight};
+use super::{LineConfig, SlaveKind, Weight};
 use crate::net::{default_slave_name, valid_ifname};
 
 /// One bundle, as the daemon runs it.
@@ -26,6 +26,9 @@ pub struct BundleConfig {
     pub short_seq: bool,
     pub weight: Weight,
     pub tier: u32,
+    /// Kernel PPP (one `pppN` unit for all members, the kernel's reassembly) or TUN (our
+    /// own); `auto`: kernel PPP where `/dev/ppp` opens and no member's port is a pty.
+    pub slave_kind: SlaveKind,
     /// Its lines, in configuration order.
     pub members: Vec<String>,
 }
@@ -47,6 +50,7 @@ pub(super) struct RawBundle {
     short_seq: Option<bool>,
     weight: Option<Spanned<i64>>,
     tier: Option<Spanned<i64>>,
+    slave_kind: Option<Spanned<String>>,
 }
 
 /// Validates the `[[bundle]]` tables against the lines' `bundle` options: every bundle a line
@@ -146,6 +150,13 @@ pub(super) fn parse(
                     0
                 }),
         };
+        let slave_kind = match &b.slave_kind {
+            None => SlaveKind::Auto,
+            Some(k) => k.get_ref().parse().unwrap_or_else(|message| {
+                c.error(k.span(), &at("slave_kind"), message, None);
+                SlaveKind::Auto
+            }),
+        };
         order.push((name.clone(), true, at("name"), b.name.span()));
         bundles.insert(
             name.clone(),
@@ -156,6 +167,7 @@ pub(super) fn parse(
                 short_seq: b.short_seq.unwrap_or(false),
                 weight,
                 tier,
+                slave_kind,
                 members: Vec::new(),
             },
         );
@@ -186,6 +198,7 @@ pub(super) fn parse(
                 short_seq: false,
                 weight: Weight::Auto,
                 tier: 0,
+                slave_kind: SlaveKind::Auto,
                 members: Vec::new(),
             }
         });

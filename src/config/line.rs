@@ -256,20 +256,20 @@ fn line(
     }
 }
 
-/// `slave_kind`: auto, ppp or tun. A bundle's members carry its frames for our own
-/// reassembly, so kernel PPP is not for them (yet).
+/// `slave_kind`: auto, ppp or tun. A bundle's members all have the bundle's kind (one kernel
+/// unit, or our own reassembly), which its `[[bundle]]` table says.
 fn slave_kind(c: &mut Checker<'_>, number: usize, l: &RawLine) -> SlaveKind {
     let option = format!("line[{number}].slave_kind");
     let Some(k) = &l.slave_kind else {
         return SlaveKind::Auto;
     };
     match k.get_ref().parse() {
-        Ok(SlaveKind::Ppp) if l.bundle.is_some() => {
+        Ok(_) if l.bundle.is_some() => {
             c.error(
                 k.span(),
                 &option,
-                "a Multilink bundle's lines carry its fragments through this process".into(),
-                Some("leave slave_kind out (auto gives bundle members TUN)"),
+                "a Multilink bundle's lines all have the bundle's slave kind".into(),
+                Some("set slave_kind in the bundle's [[bundle]] table"),
             );
             SlaveKind::Auto
         }

@@ -748,4 +748,27 @@ fn slave_kind_is_auto_ppp_or_tun() {
         one_error("[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"isp\"\nslave_kind = \"ppp\"\n");
     assert_eq!(e.option, "line[1].slave_kind");
     assert!(e.message.contains("bundle"), "{e}");
+    assert!(
+        e.hint.as_ref().is_some_and(|h| h.contains("[[bundle]]")),
+        "{e}"
+    );
+    // A bundle's kind is its table's; auto without one.
+    let c = parse(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"isp\"\n\
+         [[line]]\ndevice = \"/dev/ttyS2\"\nbundle = \"isp\"\n\
+         [[line]]\ndevice = \"/dev/ttyS3\"\nbundle = \"other\"\n\
+         [[bundle]]\nname = \"isp\"\nslave_kind = \"ppp\"\n",
+    )
+    .unwrap();
+    let kinds: Vec<(&str, SlaveKind)> = c
+        .bundles
+        .iter()
+        .map(|b| (b.name.as_str(), b.slave_kind))
+        .collect();
+    assert_eq!(kinds, [("isp", SlaveKind::Ppp), ("other", SlaveKind::Auto)]);
+    let e = one_error(
+        "[[line]]\ndevice = \"/dev/ttyS1\"\nbundle = \"isp\"\n\
+         [[bundle]]\nname = \"isp\"\nslave_kind = \"pppd\"\n",
+    );
+    assert_eq!(e.option, "bundle[1].slave_kind");
 }

@@ -699,6 +699,7 @@ fn bundle_status(name: &str, b: &BundleEntry, total: f64) -> LineStatus {
         tier: b.config.tier,
         detail: i.detail.clone(),
         members: Some(i.members.clone().unwrap_or_default()),
+        slave_kind: i.slave_kind.clone(),
         ..LineStatus::default()
     }
 }

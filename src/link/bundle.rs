@@ -12,10 +12,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::kernel_bundle::{self, KernelJoin};
+use super::kernel_ppp::Choice;
 use super::machine::LineState;
 use super::status::LineShared;
 use crate::balancer::Enslave;
 use crate::balancer::actor::BalancerHandle;
+use crate::config::SlaveKind;
 use crate::config::{BundleConfig, Weight};
 use crate::net::pump::{Pumps, start_pumps};
 use crate::net::{Netlink, SharedTxQueue, TunSlave};
@@ -29,7 +32,38 @@ pub struct Membership {
     /// LCP's Multilink options (the same endpoint discriminator on every member: that is
     /// how the peer knows they belong together).
     pub multilink: MultilinkConfig,
-    pub joins: mpsc::Sender<Join>,
+    pub joins: Joins,
+}
+
+/// Where a member joins: the bundle's kind decides its members' slave.
+#[derive(Debug, Clone)]
+pub enum Joins {
+    /// One kernel unit: the members' calls are on kernel PPP, their channels join.
+    Kernel(mpsc::Sender<KernelJoin>),
+    /// Our own reassembly and a TUN device: the members' calls are on TUN, their frames
+    /// join; `why` the bundle is not on kernel PPP.
+    Tun {
+        joins: mpsc::Sender<Join>,
+        why: String,
+    },
+}
+
+/// The slave of a bundle with `slave_kind = kind`: `auto` is kernel PPP wherever
+/// `/dev/ppp` opens (its members' ports then all go into `N_PPP`, ptys too).
+pub fn choose(kind: SlaveKind) -> Choice {
+    match kind {
+        SlaveKind::Tun => Choice::Tun {
+            why: "slave_kind = \"tun\"".into(),
+        },
+        // Where the kernel cannot, each member's call says so.
+        SlaveKind::Ppp => Choice::Kernel,
+        SlaveKind::Auto => match crate::net::kernel_ppp::available() {
+            Ok(()) => Choice::Kernel,
+            Err(e) => Choice::Tun {
+                why: format!("auto: {e}"),
+            },
+        },
+    }
 }
 
 /// What the bundle task is started with.
@@ -50,7 +84,32 @@ pub fn spawn(ctx: BundleContext) -> (Membership, JoinHandle<()>) {
     let span = tracing::info_span!("bundle", bundle = %ctx.config.name);
     let mut ipcp = crate::ppp::Config::dialer(None).ipcp;
     ipcp.local_addrs = ctx.local_addrs.clone();
-    let (link, driver_task) = span.in_scope(|| driver::spawn(BundleDriverConfig::new(ipcp)));
+    let choice = choose(ctx.config.slave_kind);
+    let described = choice.describe();
+    span.in_scope(|| tracing::info!(slave = %ctx.config.slave, "slave kind: {described}"));
+    let (joins, data, updates, driver_task) = match choice {
+        Choice::Kernel => {
+            let (link, task) = span.in_scope(|| {
+                kernel_bundle::spawn(ipcp, ctx.netlink.clone(), ctx.config.slave.clone())
+            });
+            (Joins::Kernel(link.joins), None, link.updates, task)
+        }
+        Choice::Tun { why } => {
+            let (link, task) = span.in_scope(|| driver::spawn(BundleDriverConfig::new(ipcp)));
+            let BundleLink {
+                joins,
+                outgoing,
+                incoming,
+                updates,
+            } = link;
+            (
+                Joins::Tun { joins, why },
+                Some((outgoing, incoming)),
+                updates,
+                task,
+            )
+        }
+    };
     let membership = Membership {
         bundle: ctx.config.name.clone(),
         multilink: MultilinkConfig {
@@ -58,15 +117,16 @@ pub fn spawn(ctx: BundleContext) -> (Membership, JoinHandle<()>) {
             short_seq: ctx.config.short_seq,
             endpoint: Some(ctx.endpoint),
         },
-        joins: link.joins.clone(),
+        joins,
     };
     ctx.shared.edit(|i| {
         i.state = LineState::Down;
         i.detail = Some("no member up".into());
+        i.slave_kind = Some(described);
     });
     let task = tokio::spawn(tracing::Instrument::instrument(
         async move {
-            run(ctx, link).await;
+            run(ctx, data, updates).await;
             let _ = driver_task.await;
         },
         span,
@@ -74,23 +134,29 @@ pub fn spawn(ctx: BundleContext) -> (Membership, JoinHandle<()>) {
     (membership, task)
 }
 
+/// Where an up bundle's packets go.
+enum BundleData {
+    /// Our TUN device and the pumps between it and the bundle task.
+    Tun { slave: Arc<TunSlave>, pumps: Pumps },
+    /// The kernel unit's interface, followed into the bundle's status and load.
+    Kernel { follow: JoinHandle<()> },
+}
+
 /// What exists while the bundle is up.
 struct UpBundle {
-    slave: Arc<TunSlave>,
-    pumps: Pumps,
+    data: BundleData,
     enslaved: bool,
 }
 
-async fn run(ctx: BundleContext, link: BundleLink) {
-    let BundleLink {
-        joins,
-        outgoing,
-        incoming,
-        mut updates,
-    } = link;
-    // Only the lines' memberships keep the bundle task running.
-    drop(joins);
-    let mut incoming = Some(incoming);
+/// The TUN bundle's IP channels (`None`: the kernel carries the packets).
+type TunData = Option<(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>;
+
+async fn run(ctx: BundleContext, data: TunData, mut updates: mpsc::UnboundedReceiver<Update>) {
+    let (outgoing, incoming) = match data {
+        Some((o, i)) => (Some(o), Some(i)),
+        None => (None, None),
+    };
+    let mut incoming = incoming;
     let mut up: Option<UpBundle> = None;
     let mut members: Vec<String> = Vec::new();
     // The members' rates together, bit/s: the bundle's speed for the balancer's weights.
@@ -102,6 +168,7 @@ async fn run(ctx: BundleContext, link: BundleLink) {
                 peer,
                 dns,
                 mtu,
+                kernel_index,
             } => {
                 if let Some(u) = up.take() {
                     bring_down(&ctx, u, &mut incoming).await;
@@ -111,8 +178,9 @@ async fn run(ctx: BundleContext, link: BundleLink) {
                     peer,
                     dns,
                     mtu,
+                    kernel_index,
                 };
-                match bring_up(&ctx, ip, speed, &outgoing, &mut incoming).await {
+                match bring_up(&ctx, ip, speed, outgoing.as_ref(), &mut incoming).await {
                     Ok(u) => up = Some(u),
                     Err(e) => tracing::warn!("cannot bring the bundle's slave up: {e}"),
                 }
@@ -160,6 +228,7 @@ struct BundleIp {
     peer: Ipv4Addr,
     dns: Vec<Ipv4Addr>,
     mtu: u16,
+    kernel_index: Option<u32>,
 }
 
 /// IPCP is up over the bundle: its slave, the pumps, its balancer entry.
@@ -167,7 +236,7 @@ async fn bring_up(
     ctx: &BundleContext,
     ip: BundleIp,
     speed: Option<u32>,
-    outgoing: &mpsc::Sender<Vec<u8>>,
+    outgoing: Option<&mpsc::Sender<Vec<u8>>>,
     incoming: &mut Option<mpsc::Receiver<Vec<u8>>>,
 ) -> Result<UpBundle, String> {
     let BundleIp {
@@ -175,22 +244,43 @@ async fn bring_up(
         peer,
         dns,
         mtu,
+        kernel_index,
     } = ip;
     let c = &ctx.config;
-    let slave = TunSlave::create(&ctx.netlink, &c.slave, local, peer, mtu.clamp(576, 1500))
-        .await
-        .map_err(|e| e.to_string())?;
-    let slave = Arc::new(slave);
-    let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
-    let from_bundle = incoming.take().ok_or("the bundle came up twice")?;
-    let pumps = start_pumps(
-        slave.clone(),
-        queue.clone(),
-        outgoing.clone(),
-        from_bundle,
-        ctx.shared.clone(),
-    );
-    ctx.shared.set_queue(Some(queue));
+    let mtu = mtu.clamp(576, 1500);
+    let data = match (kernel_index, outgoing) {
+        (Some(index), _) => {
+            let follow = super::kernel_ppp::slave_up(
+                &ctx.netlink,
+                index,
+                (local, peer),
+                mtu,
+                ctx.shared.clone(),
+                ctx.balancer.clone(),
+                c.name.clone(),
+            )
+            .await?;
+            BundleData::Kernel { follow }
+        }
+        (None, Some(outgoing)) => {
+            let slave = TunSlave::create(&ctx.netlink, &c.slave, local, peer, mtu)
+                .await
+                .map_err(|e| e.to_string())?;
+            let slave = Arc::new(slave);
+            let queue = Arc::new(SharedTxQueue::new(crate::net::queue::DEFAULT_QUEUE_BYTES));
+            let from_bundle = incoming.take().ok_or("the bundle came up twice")?;
+            let pumps = start_pumps(
+                slave.clone(),
+                queue.clone(),
+                outgoing.clone(),
+                from_bundle,
+                ctx.shared.clone(),
+            );
+            ctx.shared.set_queue(Some(queue));
+            BundleData::Tun { slave, pumps }
+        }
+        (None, None) => return Err("a kernel bundle came up without its unit".into()),
+    };
     ctx.shared.edit(|i| {
         i.state = LineState::Up;
         i.since = std::time::SystemTime::now();
@@ -222,11 +312,7 @@ async fn bring_up(
         }
     };
     tracing::info!(%local, %peer, slave = %c.slave, "bundle up");
-    Ok(UpBundle {
-        slave,
-        pumps,
-        enslaved,
-    })
+    Ok(UpBundle { data, enslaved })
 }
 
 async fn bring_down(
@@ -237,11 +323,21 @@ async fn bring_down(
     if u.enslaved {
         ctx.balancer.emancipate(&ctx.config.name).await;
     }
-    let from_bundle = u.pumps.stop().await;
-    if incoming.is_none() {
-        *incoming = from_bundle;
+    match u.data {
+        BundleData::Tun { slave, pumps } => {
+            let from_bundle = pumps.stop().await;
+            if incoming.is_none() {
+                *incoming = from_bundle;
+            }
+            ctx.shared.set_queue(None);
+            drop(slave);
+            tracing::info!("bundle down; slave {} removed", ctx.config.slave);
+        }
+        // The interface goes with the unit, with the last member.
+        BundleData::Kernel { follow } => {
+            follow.abort();
+            ctx.shared.set_kernel_queue(None);
+            tracing::info!("bundle down");
+        }
     }
-    ctx.shared.set_queue(None);
-    drop(u.slave);
-    tracing::info!("bundle down; slave {} removed", ctx.config.slave);
 }

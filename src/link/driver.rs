@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::bundle::Joins;
 use super::hooks::{HookEvent, HookLink, Hooks};
+use super::kernel_bundle::KernelJoin;
 use super::kernel_ppp;
 use super::locate::{Located, Seen};
 use super::machine::{LineEvent, LineMachine, LineState, Step};
@@ -103,6 +105,8 @@ pub async fn run_line(ctx: LineContext, mut commands: mpsc::Receiver<LineCommand
         dial_started: None,
         logged: LineState::Disabled,
         kernel_index: None,
+        member_channel: None,
+        bundle_gone: None,
         device: None,
         seen: Seen::default(),
     };
@@ -155,6 +159,11 @@ struct Line {
     logged: LineState,
     /// The call's kernel PPP interface (renamed to the slave name), when it has one.
     kernel_index: Option<u32>,
+    /// A kernel bundle member's channel, until it joins the bundle's unit.
+    member_channel: Option<crate::net::kernel_ppp::ChannelHandle>,
+    /// Held while the call is a kernel bundle's member: dropped when the call is over
+    /// (its channel out of the unit), which tells the bundle.
+    bundle_gone: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What a command means for the step in progress.
@@ -483,7 +492,9 @@ impl Line {
                 return Some(self.feed(m, LineEvent::PppEnded { message, kind }));
             }
         };
-        self.kernel_index = kernel.as_ref().map(|k| k.index);
+        self.kernel_index = kernel.as_ref().and_then(|k| k.index);
+        // A bundle member's call that comes up as a plain link gets its unit late.
+        let late_index = kernel.as_ref().and_then(|k| k.late_index());
         let c = &self.ctx.config;
         let credentials = c
             .user
@@ -562,6 +573,9 @@ impl Line {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(Event::Up { local, peer, dns, mru }) => {
+                        if self.kernel_index.is_none() {
+                            self.kernel_index = late_index.as_ref().and_then(|l| l.get().copied());
+                        }
                         match self.bring_up(local, peer, dns, mru, &outgoing, &mut incoming).await {
                             Ok(u) => {
                                 up = Some(u);
@@ -719,6 +733,8 @@ impl Line {
             }
         };
         self.port = Some(finished.line.unpark());
+        // The channel is out of the bundle's unit now (the tty left N_PPP): say so.
+        self.bundle_gone = None;
         // After a hangup/shutdown command the machine is already hanging up and ignores this.
         let (message, kind) = match redial_for {
             Some(why) => (why, FailureKind::Transient),
@@ -734,17 +750,39 @@ impl Line {
         port: &SerialPort,
     ) -> Result<Option<kernel_ppp::Attached>, String> {
         let c = self.ctx.config.clone();
-        let member = self.ctx.membership.is_some();
-        let mut choice = kernel_ppp::choose(c.slave_kind, port.as_fd(), member)?;
+        self.member_channel = None;
+        let bundle = self
+            .ctx
+            .membership
+            .as_ref()
+            .map(|m| (m.bundle.clone(), m.joins.clone()));
+        let mut choice = match &bundle {
+            None => kernel_ppp::choose(c.slave_kind, port.as_fd())?,
+            // A member's call has its bundle's kind.
+            Some((name, Joins::Kernel(_))) => kernel_ppp::choose(SlaveKind::Ppp, port.as_fd())
+                .map_err(|e| format!("bundle {name} is on kernel PPP: {e}"))?,
+            Some((name, Joins::Tun { why, .. })) => kernel_ppp::Choice::Tun {
+                why: format!("a member of bundle {name}, on TUN: {why}"),
+            },
+        };
         let mut attached = None;
         if choice == kernel_ppp::Choice::Kernel {
             let tty = port
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| format!("kernel PPP: duplicate the port: {e}"))?;
-            match kernel_ppp::attach(tty, &self.ctx.netlink, &c.slave).await {
+            let made = match &bundle {
+                Some(_) => kernel_ppp::attach_member(tty, &self.ctx.netlink, &c.slave)
+                    .await
+                    .and_then(|a| {
+                        self.member_channel = Some(a.channel_handle()?);
+                        Ok(a)
+                    }),
+                None => kernel_ppp::attach(tty, &self.ctx.netlink, &c.slave).await,
+            };
+            match made {
                 Ok(a) => attached = Some(a),
-                Err(e) if c.slave_kind == SlaveKind::Auto => {
+                Err(e) if c.slave_kind == SlaveKind::Auto && bundle.is_none() => {
                     tracing::warn!("kernel PPP: {e}; this call uses TUN");
                     choice = kernel_ppp::Choice::Tun {
                         why: format!("auto: kernel PPP failed: {e}"),
@@ -783,22 +821,43 @@ impl Line {
             .connect_speed
             .unwrap_or(self.ctx.config.baud);
         let (kick, kicked) = tokio::sync::oneshot::channel();
-        let join = crate::ppp::bundle::Join {
-            name: self.ctx.config.name.clone(),
-            id: id.clone(),
-            multilink,
-            rate: u64::from(speed / 8),
-            mru: crate::ppp::lcp::DEFAULT_MRU,
-            to_link: outgoing.clone(),
-            from_link,
-            kick,
-            counter: self.ctx.shared.clone(),
-        };
-        membership
-            .joins
-            .send(join)
-            .await
-            .map_err(|_| format!("bundle {} is not running", membership.bundle))?;
+        let name = self.ctx.config.name.clone();
+        let rate = u64::from(speed / 8);
+        let not_running = || format!("bundle {} is not running", membership.bundle);
+        match &membership.joins {
+            Joins::Tun { joins, .. } => {
+                let join = crate::ppp::bundle::Join {
+                    name,
+                    id: id.clone(),
+                    multilink,
+                    rate,
+                    mru: crate::ppp::lcp::DEFAULT_MRU,
+                    to_link: outgoing.clone(),
+                    from_link,
+                    kick,
+                    counter: self.ctx.shared.clone(),
+                };
+                joins.send(join).await.map_err(|_| not_running())?;
+            }
+            Joins::Kernel(joins) => {
+                let channel = self
+                    .member_channel
+                    .take()
+                    .ok_or("a kernel bundle member without its channel")?;
+                let (gone_tx, gone) = tokio::sync::oneshot::channel();
+                let join = KernelJoin {
+                    name,
+                    id: id.clone(),
+                    multilink,
+                    rate,
+                    channel,
+                    kick,
+                    gone,
+                };
+                joins.send(join).await.map_err(|_| not_running())?;
+                self.bundle_gone = Some(gone_tx);
+            }
+        }
         tracing::info!(bundle = %membership.bundle, peer_bundle = %id, "joined bundle {}", membership.bundle);
         self.ctx
             .shared
@@ -820,24 +879,17 @@ impl Line {
         let mtu = mru.clamp(576, 1500);
         let path = match self.kernel_index {
             Some(index) => {
-                // The kernel's pppN, renamed at the call's start: addresses, MTU, up.
-                let netlink = &self.ctx.netlink;
-                netlink
-                    .add_ptp_address(index, local, peer)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                netlink
-                    .set_up(index, u32::from(mtu))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let balancer = self.ctx.balancer.clone();
-                let line = c.name.clone();
-                let follow = kernel_ppp::follow_slave(
-                    netlink.clone(),
+                // The kernel's pppN, renamed at the call's start.
+                let follow = kernel_ppp::slave_up(
+                    &self.ctx.netlink,
                     index,
+                    (local, peer),
+                    mtu,
                     self.ctx.shared.clone(),
-                    move |queued| balancer.set_load(&line, queued),
-                );
+                    self.ctx.balancer.clone(),
+                    c.name.clone(),
+                )
+                .await?;
                 DataPath::Kernel { follow }
             }
             None => {

@@ -56,10 +56,10 @@ impl Choice {
 }
 
 /// The slave for a call on `tty`: what the configuration asks for, and with `auto` kernel
-/// PPP wherever `/dev/ppp` opens and the port is a real tty. A bundle member's frames are the
-/// bundle's (our reassembly), so a member gets TUN. An error: kernel PPP asked for and not
-/// possible.
-pub fn choose(kind: SlaveKind, tty: BorrowedFd<'_>, member: bool) -> Result<Choice, String> {
+/// PPP wherever `/dev/ppp` opens and the port is a real tty. (A bundle member's call has
+/// its bundle's kind: [`crate::link::bundle::choose`].) An error: kernel PPP asked for and
+/// not possible.
+pub fn choose(kind: SlaveKind, tty: BorrowedFd<'_>) -> Result<Choice, String> {
     let kernel = || -> Result<(), String> {
         kernel_ppp::available().map_err(|e| e.to_string())?;
         if !kernel_ppp::is_tty(tty) {
@@ -74,9 +74,6 @@ pub fn choose(kind: SlaveKind, tty: BorrowedFd<'_>, member: bool) -> Result<Choi
         SlaveKind::Ppp => kernel()
             .map(|()| Choice::Kernel)
             .map_err(|e| format!("slave_kind = \"ppp\": {e}")),
-        SlaveKind::Auto if member => Ok(Choice::Tun {
-            why: "auto: a Multilink bundle member".into(),
-        }),
         SlaveKind::Auto => match kernel() {
             Err(why) => Ok(Choice::Tun {
                 why: format!("auto: {why}"),
@@ -90,13 +87,74 @@ pub fn choose(kind: SlaveKind, tty: BorrowedFd<'_>, member: bool) -> Result<Choi
 }
 
 /// The kernel's side of a call: the tty's channel and the unit it is connected to, whose
-/// interface has the line's slave name.
+/// interface has the line's slave name; a bundle member's channel has no unit of its own
+/// (the bundle connects it to the bundle's).
 #[derive(Debug)]
 pub struct Attached {
     channel: Channel,
-    unit: Unit,
-    /// The interface's index.
-    pub index: u32,
+    unit: Option<Unit>,
+    /// The unit's interface's index.
+    pub index: Option<u32>,
+    /// A member's call: the unit it gets if its peer does not agree Multilink.
+    late: Option<LateUnit>,
+}
+
+/// A bundle member's call whose peer did not agree Multilink is a plain link: it gets a unit
+/// of its own once its session reaches the network phase as one (pppd, with `multilink`,
+/// makes one then too), named `slave`; `index` says its interface.
+#[derive(Clone)]
+pub struct LateUnit {
+    netlink: Netlink,
+    slave: String,
+    pub index: std::sync::Arc<std::sync::OnceLock<u32>>,
+}
+
+impl std::fmt::Debug for LateUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateUnit")
+            .field("slave", &self.slave)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Attached {
+    /// A handle on the channel, for the bundle to connect it to its unit.
+    pub fn channel_handle(&self) -> Result<kernel_ppp::ChannelHandle, String> {
+        self.channel.handle().map_err(|e| e.to_string())
+    }
+
+    /// Where a member's call says the interface of the unit it got as a plain link.
+    pub fn late_index(&self) -> Option<std::sync::Arc<std::sync::OnceLock<u32>>> {
+        self.late.as_ref().map(|l| l.index.clone())
+    }
+}
+
+/// Puts the connected `tty` of a Multilink bundle's member into PPP: its channel only, for
+/// its LCP and authentication; the bundle connects it to its unit once it joins (pppd, with
+/// `multilink`, makes no unit per link either).
+/// Should its peer not agree Multilink, the call gets a unit of its own, named `slave`.
+pub async fn attach_member(
+    tty: OwnedFd,
+    netlink: &Netlink,
+    slave: &str,
+) -> Result<Attached, String> {
+    let made = tokio::task::spawn_blocking(move || Channel::attach(tty.as_fd()));
+    match timeout(KERNEL_DEADLINE, made).await {
+        Ok(Ok(Ok(channel))) => Ok(Attached {
+            channel,
+            unit: None,
+            index: None,
+            late: Some(LateUnit {
+                netlink: netlink.clone(),
+                slave: slave.to_string(),
+                index: Default::default(),
+            }),
+        }),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("kernel PPP set-up failed: {e}")),
+        Err(_) => Err(format!("kernel PPP set-up took over {KERNEL_DEADLINE:?}")),
+    }
 }
 
 /// Puts the connected `tty` into PPP and makes the unit, named `slave` (pppd's
@@ -115,33 +173,65 @@ pub async fn attach(tty: OwnedFd, netlink: &Netlink, slave: &str) -> Result<Atta
         Ok(Err(e)) => return Err(format!("kernel PPP set-up failed: {e}")),
         Err(_) => return Err(format!("kernel PPP set-up took over {KERNEL_DEADLINE:?}")),
     };
-    let named = async {
-        let ifname = unit.ifname();
-        let index = netlink
-            .link_index(&ifname)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{ifname} vanished"))?;
-        netlink
-            .rename(index, slave)
-            .await
-            .map_err(|e| e.to_string())?;
-        // No IPv6 on the line (IPv6CP is not negotiated), as on a TUN slave.
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{slave}/disable_ipv6"), "1");
-        debug!(unit = %ifname, slave, "kernel PPP unit");
-        Ok::<_, String>(index)
-    };
+    let named = name_unit(netlink, &unit, slave);
     match named.await {
         Ok(index) => Ok(Attached {
             channel,
-            unit,
-            index,
+            unit: Some(unit),
+            index: Some(index),
+            late: None,
         }),
         Err(e) => {
-            detach(channel, unit).await;
+            detach(channel, Some(unit)).await;
             Err(e)
         }
     }
+}
+
+/// The unit's `pppN` renamed to `slave`, without IPv6 (IPv6CP is not negotiated, as on a
+/// TUN slave): its interface index.
+pub async fn name_unit(netlink: &Netlink, unit: &Unit, slave: &str) -> Result<u32, String> {
+    let ifname = unit.ifname();
+    let index = netlink
+        .link_index(&ifname)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{ifname} vanished"))?;
+    netlink
+        .rename(index, slave)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{slave}/disable_ipv6"), "1");
+    debug!(unit = %ifname, slave, "kernel PPP unit");
+    Ok(index)
+}
+
+/// IPCP is up on a kernel slave (interface `index`, named at the call's start): its
+/// addresses, MTU and up (pppd's `sifaddr`, `sifup`), then followed ([`follow_slave`]) into
+/// `shared` and the balancer's load of `line`.
+pub async fn slave_up(
+    netlink: &Netlink,
+    index: u32,
+    (local, peer): (std::net::Ipv4Addr, std::net::Ipv4Addr),
+    mtu: u16,
+    shared: std::sync::Arc<crate::link::status::LineShared>,
+    balancer: crate::balancer::actor::BalancerHandle,
+    line: String,
+) -> Result<tokio::task::JoinHandle<()>, String> {
+    netlink
+        .add_ptp_address(index, local, peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    netlink
+        .set_up(index, u32::from(mtu))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(follow_slave(
+        netlink.clone(),
+        index,
+        shared,
+        move |queued| balancer.set_load(&line, queued),
+    ))
 }
 
 /// A port found in the PPP line discipline (a daemon of ours killed outright on a pty, whose
@@ -164,9 +254,11 @@ pub async fn reset_discipline(port: &crate::serial::SerialPort) {
 
 /// The unit removed (its interface goes), then the tty's discipline back: before the
 /// hangup, as pppd's `tty_disestablish_ppp`. Bounded; a failure is logged.
-async fn detach(channel: Channel, unit: Unit) {
+async fn detach(channel: Channel, unit: Option<Unit>) {
     let undone = tokio::task::spawn_blocking(move || {
-        unit.close();
+        if let Some(unit) = unit {
+            unit.close();
+        }
         channel.detach()
     });
     match timeout(KERNEL_DEADLINE, undone).await {
@@ -177,7 +269,8 @@ async fn detach(channel: Channel, unit: Unit) {
     }
 }
 
-/// Runs `session` (unframed) over the kernel's channel and unit in a new task; `line` (the
+/// Runs `session` (unframed) over the kernel's channel and unit (if it has one: a bundle
+/// member's NCP frames are the bundle's, on the bundle's unit) in a new task; `line` (the
 /// port) is only held, and handed back at the end with the kernel state undone. `initial`
 /// are the line bytes read with CONNECT (HDLC-framed: they came before `N_PPP`).
 pub fn spawn<T>(
@@ -193,11 +286,16 @@ where
     // No IP goes through us: the channels are there for the events (and the same shape).
     spawn_with(1, 1, move |channels, close| async move {
         let mut session = session;
-        let Attached { channel, unit, .. } = attached;
+        let Attached {
+            channel,
+            unit,
+            late,
+            ..
+        } = attached;
         let (ended, channel, unit) = run(
             &mut session,
             channel,
-            unit,
+            (unit, late),
             &initial,
             channels,
             close,
@@ -234,12 +332,12 @@ enum Wrote {
 async fn run<C>(
     session: &mut Session,
     channel: Channel,
-    unit: Unit,
+    (unit, late): (Option<Unit>, Option<LateUnit>),
     initial: &[u8],
     channels: Channels,
     close: C,
     config: &DriverConfig,
-) -> (Ended, Channel, Unit)
+) -> (Ended, Channel, Option<Unit>)
 where
     C: std::future::Future<Output = ()>,
 {
@@ -253,13 +351,20 @@ where
             return (register_failed(session, &e), channel, unit);
         }
     };
-    // SAFETY: as above.
-    let unit = match unsafe { AsyncFd::register_with_interest(UnitFd(unit), both) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            let (unit, e) = e.into_parts();
-            return (register_failed(session, &e), chan.into_inner(), unit.0);
-        }
+    let mut unit = match unit {
+        None => None,
+        // SAFETY: as above.
+        Some(u) => match unsafe { AsyncFd::register_with_interest(UnitFd(u), both) } {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                let (unit, e) = e.into_parts();
+                return (
+                    register_failed(session, &e),
+                    chan.into_inner(),
+                    Some(unit.0),
+                );
+            }
+        },
     };
     let Channels { events, .. } = channels;
     let mut close = pin!(close);
@@ -285,6 +390,25 @@ where
         }
     }
     loop {
+        // A bundle member's call that is a plain link: its unit, before its first IPCP frame.
+        if unit.is_none()
+            && session.phase() == crate::ppp::Phase::Network
+            && session.bundle_member().is_none()
+            && let Some(late) = &late
+        {
+            match late_unit(chan.get_ref(), late).await {
+                Ok(u) => {
+                    info!(slave = %late.slave, "not a bundle member (no Multilink): a unit of its own");
+                    unit = Some(u);
+                    // The unit checks the MRU too: LCP's values again, to both.
+                    applied = None;
+                }
+                Err(e) => {
+                    session.lower_down(&format!("kernel PPP: {e}"), now());
+                    line_error = Some(io::Error::other(e));
+                }
+            }
+        }
         // Frames out, each to the fd of its protocol, until one would block.
         if blocked.is_none() {
             while let Some(frame) = session.poll_transmit() {
@@ -310,7 +434,7 @@ where
                 let c = chan.get_ref();
                 if let Err(e) = c
                     .send_config(p)
-                    .and_then(|()| c.recv_config(Some(&unit.get_ref().0), p))
+                    .and_then(|()| c.recv_config(unit.as_ref().map(|u| &u.get_ref().0), p))
                 {
                     warn!("kernel PPP: cannot apply what LCP agreed: {e}");
                 } else {
@@ -330,8 +454,8 @@ where
         while let Some(event) = session.poll_event() {
             match &event {
                 // IP through pppN from now on (until then the kernel drops it).
-                Event::Up { .. } => set_npmode(&unit, NpMode::Pass),
-                Event::NetworkDown { .. } => set_npmode(&unit, NpMode::Drop),
+                Event::Up { .. } => set_npmode(unit.as_ref(), NpMode::Pass),
+                Event::NetworkDown { .. } => set_npmode(unit.as_ref(), NpMode::Drop),
                 _ => {}
             }
             life.forward(event, &events);
@@ -355,7 +479,12 @@ where
                     line_error = Some(e);
                 }
             },
-            ready = unit.readable() => match ready {
+            ready = async {
+                match &unit {
+                    Some(u) => u.readable().await,
+                    None => std::future::pending().await,
+                }
+            } => match ready {
                 Ok(mut guard) => {
                     let read = read_all(&mut guard, &mut buf, |u, b| u.0.read_frame(b), session);
                     if let Err(e) = read {
@@ -374,7 +503,12 @@ where
                 }
                 retry(&chan, &unit, &mut blocked, session, &mut line_error);
             }
-            ready = unit.writable(), if blocked_on == Some(FrameRoute::Unit) => {
+            ready = async {
+                match &unit {
+                    Some(u) => u.writable().await,
+                    None => std::future::pending().await,
+                }
+            }, if blocked_on == Some(FrameRoute::Unit) => {
                 if let Ok(mut guard) = ready {
                     guard.clear_ready();
                 }
@@ -395,8 +529,46 @@ where
     (
         life.ended(line_error),
         chan.into_inner(),
-        unit.into_inner().0,
+        unit.map(|u| u.into_inner().0),
     )
+}
+
+/// The unit of a member's call that is a plain link: made, named, `channel` connected
+/// (its interface's index into `late.index`). Bounded.
+async fn late_unit(channel: &Channel, late: &LateUnit) -> Result<AsyncFd<UnitFd>, String> {
+    let made = tokio::task::spawn_blocking(Unit::new);
+    let unit = match timeout(KERNEL_DEADLINE, made).await {
+        Ok(Ok(Ok(unit))) => unit,
+        Ok(Ok(Err(e))) => return Err(e.to_string()),
+        Ok(Err(e)) => return Err(format!("unit set-up failed: {e}")),
+        Err(_) => return Err(format!("unit set-up took over {KERNEL_DEADLINE:?}")),
+    };
+    let named = name_unit(&late.netlink, &unit, &late.slave)
+        .await
+        .and_then(|index| {
+            unit.connect(channel)
+                .map(|()| index)
+                .map_err(|e| e.to_string())
+        });
+    let index = match named {
+        Ok(index) => index,
+        Err(e) => {
+            tokio::task::spawn_blocking(move || unit.close());
+            return Err(e);
+        }
+    };
+    let _ = late.index.set(index);
+    let both = Interest::READABLE | Interest::WRITABLE;
+    // SAFETY: the `UnitFd` owns its file, whose fd stays open and the same until
+    // `into_inner` hands it back.
+    match unsafe { AsyncFd::register_with_interest(UnitFd(unit), both) } {
+        Ok(fd) => Ok(fd),
+        Err(e) => {
+            let (unit, e) = e.into_parts();
+            tokio::task::spawn_blocking(move || unit.0.close());
+            Err(format!("registering the unit's file: {e}"))
+        }
+    }
 }
 
 fn register_failed(session: &mut Session, e: &io::Error) -> Ended {
@@ -410,7 +582,8 @@ fn register_failed(session: &mut Session, e: &io::Error) -> Ended {
     }
 }
 
-fn set_npmode(unit: &AsyncFd<UnitFd>, mode: NpMode) {
+fn set_npmode(unit: Option<&AsyncFd<UnitFd>>, mode: NpMode) {
+    let Some(unit) = unit else { return };
     // A single ioctl that does not wait on anything.
     if let Err(e) = unit.get_ref().0.set_npmode(IPV4, mode) {
         warn!("kernel PPP: {e}");
@@ -420,13 +593,21 @@ fn set_npmode(unit: &AsyncFd<UnitFd>, mode: NpMode) {
 /// One frame to the fd of its route.
 fn write(
     chan: &AsyncFd<Channel>,
-    unit: &AsyncFd<UnitFd>,
+    unit: &Option<AsyncFd<UnitFd>>,
     frame: Vec<u8>,
     route: FrameRoute,
 ) -> io::Result<Wrote> {
-    let written = match route {
-        FrameRoute::Channel => chan.get_ref().write_frame(&frame),
-        FrameRoute::Unit => unit.get_ref().0.write_frame(&frame),
+    let written = match (route, unit) {
+        (FrameRoute::Channel, _) => chan.get_ref().write_frame(&frame),
+        (FrameRoute::Unit, Some(unit)) => unit.get_ref().0.write_frame(&frame),
+        // A bundle member's session sends no NCP of its own; nothing else could take it.
+        (FrameRoute::Unit, None) => {
+            debug!(
+                len = frame.len(),
+                "kernel PPP: an NCP frame without a unit, dropped"
+            );
+            return Ok(Wrote::All);
+        }
     };
     match written {
         Ok(_) => Ok(Wrote::All),
@@ -438,7 +619,7 @@ fn write(
 /// The frame that would block, again.
 fn retry(
     chan: &AsyncFd<Channel>,
-    unit: &AsyncFd<UnitFd>,
+    unit: &Option<AsyncFd<UnitFd>>,
     blocked: &mut Option<(Vec<u8>, FrameRoute)>,
     session: &mut Session,
     line_error: &mut Option<io::Error>,
@@ -559,7 +740,7 @@ mod tests {
     fn the_slave_kind_of_a_call_and_why() {
         let pty = nix::pty::openpty(None, None).expect("openpty");
         let tty = pty.slave.as_fd();
-        let auto = choose(SlaveKind::Auto, tty, false).unwrap();
+        let auto = choose(SlaveKind::Auto, tty).unwrap();
         let Choice::Tun { why } = &auto else {
             panic!("a pty gets TUN: {auto:?}");
         };
@@ -570,27 +751,30 @@ mod tests {
             auto.describe()
         );
         assert_eq!(
-            choose(SlaveKind::Auto, tty, true).unwrap(),
-            Choice::Tun {
-                why: "auto: a Multilink bundle member".into()
-            }
-        );
-        assert_eq!(
-            choose(SlaveKind::Tun, tty, false).unwrap(),
+            choose(SlaveKind::Tun, tty).unwrap(),
             Choice::Tun {
                 why: "slave_kind = \"tun\"".into()
             }
         );
         match kernel_ppp::available() {
             Err(e) => {
-                let refused = choose(SlaveKind::Ppp, tty, false).unwrap_err();
+                let refused = choose(SlaveKind::Ppp, tty).unwrap_err();
                 assert_eq!(refused, format!("slave_kind = \"ppp\": {e}"));
                 assert_eq!(why, &format!("auto: {e}"));
+                // A bundle's auto is TUN too, for the same reason.
+                assert_eq!(
+                    crate::link::bundle::choose(SlaveKind::Auto),
+                    Choice::Tun {
+                        why: format!("auto: {e}")
+                    }
+                );
             }
             // A pty takes N_PPP: asked for, kernel PPP it is.
             Ok(()) => {
-                assert_eq!(choose(SlaveKind::Ppp, tty, false), Ok(Choice::Kernel));
+                assert_eq!(choose(SlaveKind::Ppp, tty), Ok(Choice::Kernel));
                 assert_eq!(why, "auto: the port is a pty");
+                // A bundle's members go into N_PPP whatever their ports.
+                assert_eq!(crate::link::bundle::choose(SlaveKind::Auto), Choice::Kernel);
             }
         }
     }

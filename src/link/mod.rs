@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod driver;
 pub mod hooks;
+pub mod kernel_bundle;
 pub mod kernel_ppp;
 pub mod locate;
 pub mod machine;

@@ -198,6 +198,8 @@ mod ioctls {
 pub enum Step {
     /// Duplicating the tty's fd (kept to put its discipline back).
     DupTty,
+    /// Duplicating a channel's `/dev/ppp` fd (a [`ChannelHandle`]).
+    DupChannel,
     /// `TIOCGETD` on the tty.
     GetDiscipline,
     /// `TIOCSETD N_PPP` on the tty.
@@ -244,6 +246,7 @@ impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Step::DupTty => "dup of the tty's fd",
+            Step::DupChannel => "dup of the channel's /dev/ppp fd",
             Step::GetDiscipline => "TIOCGETD on the tty",
             Step::SetPppDiscipline => "TIOCSETD N_PPP on the tty",
             Step::RestoreDiscipline => "TIOCSETD (restoring the line discipline) on the tty",
@@ -672,6 +675,38 @@ impl Channel {
     }
 }
 
+/// A second handle on a channel's `/dev/ppp` file (a duplicate of its fd): what a Multilink
+/// bundle keeps of a member's channel, to connect it to the bundle's unit. The channel itself
+/// (and its tty's discipline) stays with the member's line; the handle does not keep the
+/// channel registered: the kernel takes it out of the unit when the tty leaves `N_PPP`.
+#[derive(Debug)]
+pub struct ChannelHandle {
+    file: OwnedFd,
+    index: c_int,
+}
+
+impl ChannelHandle {
+    /// The kernel's index of the channel.
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+}
+
+impl Channel {
+    /// A [`ChannelHandle`] on this channel.
+    pub fn handle(&self) -> Result<ChannelHandle> {
+        let file = self
+            .file
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(KernelPppError::io(Step::DupChannel))?;
+        Ok(ChannelHandle {
+            file,
+            index: self.index,
+        })
+    }
+}
+
 impl AsFd for Channel {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -715,12 +750,17 @@ impl Unit {
 
     /// Connect `channel` to this unit (`PPPIOCCONNECT` on the channel).
     pub fn connect(&self, channel: &Channel) -> Result<()> {
-        write_int(
-            channel.file.as_fd(),
-            ioctls::pppiocconnect,
-            self.number,
-            Step::Connect,
-        )
+        self.connect_file(channel.file.as_fd())
+    }
+
+    /// Connect the channel of `handle` to this unit: a Multilink bundle's next member
+    /// (pppd's `bundle_attach` then `connect_channel`).
+    pub fn connect_handle(&self, handle: &ChannelHandle) -> Result<()> {
+        self.connect_file(handle.file.as_fd())
+    }
+
+    fn connect_file(&self, channel: BorrowedFd<'_>) -> Result<()> {
+        write_int(channel, ioctls::pppiocconnect, self.number, Step::Connect)
     }
 
     /// What the kernel does with packets of the network protocol `protocol` (0x0021 for
@@ -1296,6 +1336,89 @@ mod tests {
                 "channel {index} in unit {number}: LCP framed out and unframed in on the \
                  channel's fd, IPCP both ways on the unit's, ACFC from send_config; \
                  Channel::unit names the unit"
+            )
+        });
+    }
+
+    /// A Multilink unit with two member channels, the second connected through a
+    /// `ChannelHandle` (as a bundle connects its next member): IPCP written to the unit
+    /// leaves as MP fragments (long sequence numbers) on the members' lines, an MP fragment
+    /// received on a member comes out of the unit's fd, and a member whose tty leaves
+    /// `N_PPP` is out of the unit while the other stays in.
+    #[test]
+    fn two_channels_make_one_multilink_unit() {
+        on_real_kernel("two_channels_make_one_multilink_unit", || {
+            const PPP_MP: u16 = 0x003d;
+            let mut lines = [Line::new(), Line::new()];
+            let first = Channel::attach(lines[0].tty()).expect("attach the first");
+            let second = Channel::attach(lines[1].tty()).expect("attach the second");
+            let unit = Unit::new().expect("unit");
+            unit.set_multilink(1500, false, false).expect("Multilink");
+            unit.connect(&first).expect("PPPIOCCONNECT the first");
+            let handle = second.handle().expect("a handle on the second");
+            assert_eq!(handle.index(), second.index());
+            unit.connect_handle(&handle)
+                .expect("PPPIOCCONNECT through the handle");
+            drop(handle);
+            for line in &lines {
+                assert_eq!(tty_unit(line.tty()).expect("PPPIOCGUNIT"), unit.number());
+            }
+            let link = LinkParameters::default();
+            for c in [&first, &second] {
+                c.send_config(&link).expect("send_config");
+                c.recv_config(Some(&unit), &link).expect("recv_config");
+            }
+
+            // Out: the fragments of one IPCP packet, from either line, in sequence order.
+            let ipcp_request = [0x80, 0x21, 0x01, 0x01, 0x00, 0x0a, 0x03, 0x06, 192, 0, 2, 1];
+            unit.write_frame(&ipcp_request).expect("write IPCP");
+            let mut fragments: Vec<(u32, u8, Vec<u8>)> = Vec::new();
+            let deadline = Instant::now() + 5 * SECOND;
+            while !fragments.iter().any(|(_, flags, _)| flags & 0x40 != 0) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no last fragment: {fragments:02x?}"
+                );
+                for line in &mut lines {
+                    if let Some(frame) = line.frame_of(PPP_MP, SECOND / 5) {
+                        // ff 03 00 3d, then B|E and a 24-bit sequence number.
+                        let seq = u32::from_be_bytes([0, frame[5], frame[6], frame[7]]);
+                        fragments.push((seq, frame[4], frame[8..].to_vec()));
+                    }
+                }
+            }
+            fragments.sort_by_key(|f| f.0);
+            assert_eq!(
+                fragments[0].1 & 0x80,
+                0x80,
+                "first is no beginning: {fragments:02x?}"
+            );
+            let whole: Vec<u8> = fragments.iter().flat_map(|f| f.2.clone()).collect();
+            assert_eq!(whole, ipcp_request, "{fragments:02x?}");
+
+            // In: one fragment (beginning and end, sequence 0) on the second line.
+            let ack = [0x80, 0x21, 0x02, 0x01, 0x00, 0x0a, 0x03, 0x06, 192, 0, 2, 1];
+            lines[1].send(&[0xff, 0x03, 0x00, 0x3d, 0xc0, 0, 0, 0], &ack);
+            let got = frame_within(unit.as_fd(), |b| unit.read_frame(b), 5 * SECOND)
+                .expect("the reassembled IPCP on the unit");
+            assert_eq!(got, ack);
+
+            // The first member's tty back to N_TTY: out of the unit; the second stays.
+            first.detach().expect("detach the first");
+            assert_eq!(line_discipline(lines[0].tty()).expect("TIOCGETD"), N_TTY);
+            assert_eq!(
+                tty_unit(lines[1].tty()).expect("PPPIOCGUNIT"),
+                unit.number()
+            );
+            let (name, number) = (unit.ifname(), unit.number());
+            drop(unit);
+            assert_gone(&name);
+            second.detach().expect("detach the second");
+            format!(
+                "unit {number} with two channels ({} fragment(s) out, one in through the \
+                 unit's fd); the second connected through a ChannelHandle; a detached \
+                 member out, the other in",
+                fragments.len()
             )
         });
     }

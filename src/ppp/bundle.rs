@@ -73,6 +73,10 @@ pub enum Update {
         peer: Ipv4Addr,
         dns: Vec<Ipv4Addr>,
         mtu: u16,
+        /// The kernel unit's interface, where the kernel carries the bundle's packets
+        /// ([`link::kernel_bundle`](crate::link::kernel_bundle)); `None` here, whose
+        /// packets come and go on the link's channels.
+        kernel_index: Option<u32>,
     },
     /// IPCP left Opened (the last member left, or it renegotiates).
     Down { reason: String },
@@ -405,6 +409,7 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
                     peer,
                     dns,
                     mtu,
+                    kernel_index: None,
                 }
             }
             BundleEvent::NetworkDown { reason } => {

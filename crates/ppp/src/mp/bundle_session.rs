@@ -275,6 +275,13 @@ impl<K: Copy + Eq> BundleSession<K> {
         out
     }
 
+    /// The next IPCP packet to send, whole (protocol, packet), where something else splits
+    /// it over the members: Linux's `ppp_generic`, for a bundle on a kernel unit, takes it
+    /// on the unit's file. Use this or [`BundleSession::poll_transmit`], not both.
+    pub fn poll_control(&mut self) -> Option<(u16, Vec<u8>)> {
+        self.ctrl_tx.pop_front().map(|pkt| (ipcp::PROTOCOL, pkt))
+    }
+
     /// An IPv4 packet split over the members (while IPCP is open): the MP frames to send.
     pub fn send_ip(
         &mut self,

@@ -520,3 +520,49 @@ proptest::proptest! {
         }
     }
 }
+
+/// A bundle on a kernel unit: its IPCP packets go out whole (`poll_control`) and come in
+/// whole, as Linux's `ppp_generic` hands them over after reassembly; IPCP opens both ways.
+#[test]
+fn a_bundle_on_a_kernel_unit_runs_ipcp_with_whole_packets() {
+    let now = Instant::now();
+    let negotiated = Negotiated {
+        our_mrru: 1500,
+        peer_mrru: 1500,
+        tx_short_seq: false,
+        rx_short_seq: false,
+        peer_endpoint: None,
+    };
+    let config = |ipcp| BundleSessionConfig::new(BundleConfig::from_negotiated(&negotiated), ipcp);
+    let mut ours = BundleSession::new(config(crate::IpcpConfig::client()), 0);
+    let server = crate::IpcpConfig::server(LOCAL, REMOTE, &[DNS1]);
+    let mut theirs = BundleSession::new(config(server), 0);
+    ours.add_member(0u8, now);
+    theirs.add_member(0u8, now);
+    for _ in 0..20 {
+        while let Some((protocol, packet)) = ours.poll_control() {
+            theirs.handle_frame(0, protocol, &packet, now);
+        }
+        while let Some((protocol, packet)) = theirs.poll_control() {
+            ours.handle_frame(0, protocol, &packet, now);
+        }
+        if ours.is_up() && theirs.is_up() {
+            break;
+        }
+    }
+    assert!(ours.is_up() && theirs.is_up());
+    let up = std::iter::from_fn(|| ours.poll_event()).find(|e| matches!(e, BundleEvent::Up { .. }));
+    assert_eq!(
+        up,
+        Some(BundleEvent::Up {
+            local: REMOTE,
+            peer: LOCAL,
+            dns: vec![DNS1],
+            mtu: 1500
+        })
+    );
+    // The last member gone: IPCP down, nothing left to send.
+    ours.remove_member(0, now);
+    assert!(!ours.is_up());
+    assert_eq!(ours.poll_control(), None);
+}
