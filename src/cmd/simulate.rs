@@ -24,7 +24,8 @@ pub enum SimulateCommand {
     /// Several modems on new ptys whose calls go to ONE simulated ISP that answers Multilink
     /// PPP (RFC 1990), to try bundles without hardware: the calls of one dialer's bundle share
     /// one IPCP (10.64.1.1 ↔ 10.64.1.2, DNS 10.64.0.53); a call without Multilink gets plain
-    /// PPP (modem N: 10.64.1.(100+N)). Addresses are data only: nothing is routed.
+    /// PPP (modem N: 10.64.1.(100+N)). Addresses are data only: nothing is routed, unless
+    /// --routed.
     Modems(SimModemsArgs),
 }
 
@@ -42,6 +43,11 @@ pub struct SimModemsArgs {
     /// Time from ATD to the answer, in milliseconds.
     #[arg(long, default_value_t = 300, value_name = "MS")]
     pub dial_delay: u64,
+    /// Route the customers' packets: a TUN device per link in this network namespace
+    /// (the bundle's isp-mp, 10.64.1.1; a plain link's isp-lN), root only; serve something
+    /// on 10.64.1.1 and the dialer reaches it through its bundle.
+    #[arg(long)]
+    pub routed: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -259,10 +265,13 @@ async fn modems(args: SimModemsArgs) -> std::io::Result<()> {
         mrru: 1500,
     };
     let (customers_tx, mut customers) = tokio::sync::mpsc::unbounded_channel();
+    let routing = if args.routed {
+        Routing::Tun(crate::net::Netlink::new()?)
+    } else {
+        Routing::Channels(customers_tx)
+    };
     let isp = tokio::spawn(crate::sim::isp::serve_multilink_routed(
-        config,
-        lines,
-        Routing::Channels(customers_tx),
+        config, lines, routing,
     ));
     loop {
         tokio::select! {
