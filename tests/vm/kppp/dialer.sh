@@ -11,6 +11,15 @@
 #   hangup-cleans     `hangup`: the PPP device is gone; `up`: the line dials again over the
 #                     same pty (its line discipline is back: chat reads the modem again)
 #   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
+#   bundle-fallback   a line of a bundle on kernel PPP whose ISP refuses Multilink: a plain
+#                     line on a unit of its own
+# Then two modems whose calls one Multilink ISP bundles (`simulate modems --routed`, 512 kbit/s
+# each, namespace `mlisp`), a bundle with slave_kind = "ppp":
+#   bundle-kernel-up    the bundle on ONE PPP device, both members on kernel PPP (channels)
+#   bundle-transfer     1 MiB byte-exact, faster than one line (both carry it)
+#   bundle-member-cut   a member hung up: the bundle stays up on the same device and carries
+#                       on; the member rejoins
+#   bundle-down-cleans  both hung up: the device gone; both dial again, the bundle is back
 # Each prints KPPP-RESULT PASS|FAIL NAME DETAIL; the exit status is 1 if any failed.
 # With KPPP_BENCH=N it measures instead (bench/kernel-ppp.sh, below); KPPP_PACED=KBIT paces
 # the far end's downstream to KBIT kbit/s and also measures the daemon on an idle line.
@@ -246,11 +255,169 @@ else
 	fi
 fi
 
-kill "$DAEMON" 2>/dev/null
-i=0
-while kill -0 "$DAEMON" 2>/dev/null && [ "$i" -lt 20 ]; do
-	sleep 1
-	i=$((i + 1))
-done
+stop_daemon() {
+	kill "$DAEMON" 2>/dev/null
+	i=0
+	while kill -0 "$DAEMON" 2>/dev/null && [ "$i" -lt 20 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+}
+stop_daemon
+
+# --- bundle-fallback: a line of a bundle on kernel PPP whose ISP (this one) refuses Multilink
+# is a plain line with a unit of its own.
+cat >"$W/eqlplus-dialer.toml" <<EOF
+[control]
+socket = "$SOCK"
+[daemon]
+lock_dir = "$W"
+resolv_conf = "$W/resolv.conf"
+log_level = "info"
+[track]
+enabled = false
+[[line]]
+device = "$W/ttySIM"
+dial_chat = "dial.chat"
+phone = "5551234"
+cellular = false
+bundle = "solo"
+[[bundle]]
+name = "solo"
+slave_kind = "ppp"
+EOF
+start_daemon
+if wait_status '"name":"ttySIM"[^}]*"state":"up"' 60 && [ "$(cat /sys/class/net/eq-ttySIM/type 2>/dev/null)" = 512 ]; then
+	printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
+	tail -c 1048576 "$W/response" >"$W/got"
+	if cmp -s "$W/got" "$W/www/1m.bin"; then
+		result PASS bundle-fallback "no Multilink from the ISP: a plain line on its own unit (eq-ttySIM, type 512), 1 MiB byte-exact"
+	else
+		result FAIL bundle-fallback "$(wc -c <"$W/response") bytes, not the file"
+	fi
+else
+	result FAIL bundle-fallback "not up on its own PPP device: $(status_json); devices: $(ppp_devices)"
+	show_logs
+fi
+stop_daemon
 kill "$SIM" 2>/dev/null
+
+# --- The Multilink ISP: two modems (512 kbit/s each) whose calls one ISP bundles, routed in a
+# namespace `mlisp` (the bundle's isp-mp = 10.64.1.1, a busybox httpd there once it is up).
+ip netns add mlisp
+ip netns exec mlisp ip link set lo up
+ip netns exec mlisp "$EQ" simulate modems --count 2 --routed --link "$W/ttyML" --rate 512kbit --dial-delay 100 >"$W/sim.log" 2>&1 &
+SIM=$!
+sleep 1
+cat >"$W/eqlplus-dialer.toml" <<EOF
+[control]
+socket = "$SOCK"
+[daemon]
+lock_dir = "$W"
+resolv_conf = "$W/resolv.conf"
+log_level = "info"
+[track]
+enabled = false
+[[line]]
+device = "$W/ttyML1"
+dial_chat = "dial.chat"
+phone = "5551001"
+cellular = false
+bundle = "isp"
+lcp_echo_interval = 1
+[[line]]
+device = "$W/ttyML2"
+dial_chat = "dial.chat"
+phone = "5551002"
+cellular = false
+bundle = "isp"
+lcp_echo_interval = 1
+[[bundle]]
+name = "isp"
+slave_kind = "ppp"
+EOF
+start_daemon
+bundle_json() { status_json | grep -o '"name":"isp"[^}]*'; }
+members() { bundle_json | grep -o '"members":\[[^]]*\]'; }
+both='"members":\["ttyML1","ttyML2"\]|"members":\["ttyML2","ttyML1"\]'
+
+# --- bundle-kernel-up: the bundle up on ONE PPP device (eq-isp); both members on kernel PPP,
+# without units of their own.
+if wait_status '"name":"isp"[^}]*"state":"up"' 60 && wait_status "$both" 30; then
+	ip netns exec mlisp busybox httpd -p 80 -h "$W/www"
+	devices=$(ppp_devices | tr '\n' ' ')
+	kinds=$(status_json | grep -o '"slave_kind":"[^"]*"' | sort | uniq -c | tr -s ' \n' ' ')
+	if [ "$devices" = "eq-isp " ] && [ "$(status_json | grep -o '"slave_kind":"kernel PPP"' | wc -l)" = 3 ]; then
+		result PASS bundle-kernel-up "one PPP device ($devices), $(members); slave kinds:$kinds"
+	else
+		result FAIL bundle-kernel-up "PPP devices '$devices'; slave kinds:$kinds"
+		show_logs
+	fi
+else
+	result FAIL bundle-kernel-up "no bundle of two within 90 s: $(status_json)"
+	show_logs
+fi
+
+# --- bundle-transfer: 1 MiB byte-exact, faster than one line could (2 x 512 kbit/s: above
+# 1.3 x one line's rate means both carried it).
+t0=$(cut -d' ' -f1 /proc/uptime)
+printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
+t1=$(cut -d' ' -f1 /proc/uptime)
+tail -c 1048576 "$W/response" >"$W/got"
+kbit=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", 8 * 1048576 / (t1 - t0) / 1000 }')
+if cmp -s "$W/got" "$W/www/1m.bin" && [ "$kbit" -gt 666 ]; then
+	result PASS bundle-transfer "1 MiB byte-exact at $kbit kbit/s over two lines of 512 kbit/s"
+else
+	result FAIL bundle-transfer "$(wc -c <"$W/response") bytes at $kbit kbit/s"
+	show_logs
+fi
+
+# --- bundle-member-cut: one member hung up: the bundle (its device, its addresses) stays up
+# and carries on; the member dials again and rejoins.
+index=$(cat /sys/class/net/eq-isp/ifindex 2>/dev/null)
+"$EQ" hangup ttyML1 --socket "$SOCK" >/dev/null 2>&1
+if wait_status '"members":\["ttyML2"\]' 20; then
+	printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
+	tail -c 1048576 "$W/response" >"$W/got"
+	now=$(cat /sys/class/net/eq-isp/ifindex 2>/dev/null)
+	state=$(bundle_json | grep -o '"state":"[a-z-]*"')
+	if cmp -s "$W/got" "$W/www/1m.bin" && [ "$state" = '"state":"up"' ] && [ "$now" = "$index" ]; then
+		"$EQ" up ttyML1 --socket "$SOCK" >/dev/null 2>&1
+		if wait_status "$both" 60; then
+			result PASS bundle-member-cut "one member hung up: the bundle stayed $state on eq-isp (index $now), 1 MiB byte-exact over the other; it rejoined: $(members)"
+		else
+			result FAIL bundle-member-cut "the member did not rejoin: $(status_json)"
+			show_logs
+		fi
+	else
+		result FAIL bundle-member-cut "bundle $state, eq-isp index '$now' (was $index); $(wc -c <"$W/response") bytes"
+		show_logs
+	fi
+else
+	result FAIL bundle-member-cut "still $(members) after the hangup"
+	show_logs
+fi
+
+# --- bundle-down-cleans: both members hung up: the bundle down, its device gone; `up` dials
+# both again over the same ptys (their line disciplines back) and the bundle comes back.
+"$EQ" hangup ttyML1 --socket "$SOCK" >/dev/null 2>&1
+"$EQ" hangup ttyML2 --socket "$SOCK" >/dev/null 2>&1
+if wait_status '"name":"isp"[^}]*"state":"down"' 30; then
+	sleep 1
+	left=$(ppp_devices)
+	"$EQ" up --socket "$SOCK" >/dev/null 2>&1
+	if [ -z "$left" ] && wait_status '"name":"isp"[^}]*"state":"up"' 60 && wait_status "$both" 30; then
+		result PASS bundle-down-cleans "no PPP device with both members down; both dialled again and the bundle is back: $(members)"
+	else
+		result FAIL bundle-down-cleans "devices left '$left'; then $(status_json)"
+		show_logs
+	fi
+else
+	result FAIL bundle-down-cleans "the bundle not down: $(status_json)"
+	show_logs
+fi
+stop_daemon
+kill "$SIM" 2>/dev/null
+left=$(ppp_devices)
+[ -z "$left" ] || result FAIL bundle-stop-cleans "PPP devices left after the daemon stopped: $left"
 exit "$fail"
