@@ -228,7 +228,12 @@ fn read_frames(
     let mut frames = Vec::new();
     loop {
         match guard.try_io(|fd| fd.get_ref().0.read_frame(buf)) {
-            Ok(Ok(0)) => break,
+            // The unit has no channel left (its last member is leaving): nothing to read
+            // until one joins; an fd at its end stays readable, so not ready till then.
+            Ok(Ok(0)) => {
+                guard.clear_ready();
+                break;
+            }
             Ok(Ok(n)) => frames.push(buf[..n].to_vec()),
             Ok(Err(e)) => {
                 debug!(error = %e, "kernel bundle: read on the unit");

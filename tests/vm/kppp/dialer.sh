@@ -33,7 +33,7 @@ result() {
 	echo "KPPP-RESULT $1 $2 ${3:-}"
 	[ "$1" = PASS ] || fail=1
 }
-status_json() { "$EQ" status --socket "$SOCK" --json 2>/dev/null; }
+status_json() { timeout 10 "$EQ" status --socket "$SOCK" --json 2>/dev/null; }
 # Waits up to $2 seconds for status --json to match the extended regex $1.
 wait_status() {
 	i=0
@@ -50,8 +50,14 @@ start_daemon() {
 	DAEMON=$!
 }
 show_logs() {
+	echo "--- the daemon's threads: state, CPU ticks, where they wait"
+	for t in /proc/"${DAEMON:-0}"/task/*; do
+		[ -d "$t" ] || continue
+		echo "$(cat "$t/comm") $(cut -d' ' -f3,14,15 "$t/stat") wchan=$(cat "$t/wchan" 2>/dev/null)"
+		head -n 8 "$t/stack" 2>/dev/null | sed 's/^/    /'
+	done
 	echo "--- daemon's output, then its log (last 40 lines)"
-	tail -n 20 "$W/daemon.out" 2>/dev/null
+	tail -n "${KPPP_LOG_LINES:-20}" "$W/daemon.out" 2>/dev/null
 	tail -n 40 "$W/daemon.log" 2>/dev/null
 	echo "--- simulator"
 	tail -n 10 "$W/sim.log"
@@ -358,14 +364,15 @@ else
 	show_logs
 fi
 
-# --- bundle-transfer: 1 MiB byte-exact, faster than one line could (2 x 512 kbit/s: above
-# 1.3 x one line's rate means both carried it).
+# --- bundle-transfer: 1 MiB byte-exact, faster than one line could (one line of 512 kbit/s
+# carries ~490 kbit/s; above 580 means both carried it. The rate itself is the guest's: TCG,
+# and a host with other guests, slow it).
 t0=$(cut -d' ' -f1 /proc/uptime)
 printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
 t1=$(cut -d' ' -f1 /proc/uptime)
 tail -c 1048576 "$W/response" >"$W/got"
 kbit=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", 8 * 1048576 / (t1 - t0) / 1000 }')
-if cmp -s "$W/got" "$W/www/1m.bin" && [ "$kbit" -gt 666 ]; then
+if cmp -s "$W/got" "$W/www/1m.bin" && [ "$kbit" -gt 580 ]; then
 	result PASS bundle-transfer "1 MiB byte-exact at $kbit kbit/s over two lines of 512 kbit/s"
 else
 	result FAIL bundle-transfer "$(wc -c <"$W/response") bytes at $kbit kbit/s"
@@ -382,7 +389,7 @@ if wait_status '"members":\["ttyML2"\]' 20; then
 	now=$(cat /sys/class/net/eq-isp/ifindex 2>/dev/null)
 	state=$(bundle_json | grep -o '"state":"[a-z-]*"')
 	if cmp -s "$W/got" "$W/www/1m.bin" && [ "$state" = '"state":"up"' ] && [ "$now" = "$index" ]; then
-		"$EQ" up ttyML1 --socket "$SOCK" >/dev/null 2>&1
+		timeout 90 "$EQ" up ttyML1 --socket "$SOCK" >/dev/null 2>&1
 		if wait_status "$both" 60; then
 			result PASS bundle-member-cut "one member hung up: the bundle stayed $state on eq-isp (index $now), 1 MiB byte-exact over the other; it rejoined: $(members)"
 		else
@@ -405,7 +412,7 @@ fi
 if wait_status '"name":"isp"[^}]*"state":"down"' 30; then
 	sleep 1
 	left=$(ppp_devices)
-	"$EQ" up --socket "$SOCK" >/dev/null 2>&1
+	timeout 90 "$EQ" up --socket "$SOCK" >/dev/null 2>&1
 	if [ -z "$left" ] && wait_status '"name":"isp"[^}]*"state":"up"' 60 && wait_status "$both" 30; then
 		result PASS bundle-down-cleans "no PPP device with both members down; both dialled again and the bundle is back: $(members)"
 	else

@@ -14,7 +14,8 @@ REAL_TESTS="attach_on_a_pty_reaches_n_ppp_and_back
 a_tty_left_in_n_ppp_goes_back_to_n_tty
 unit_settings_reach_the_kernel
 frames_cross_a_real_channel_and_unit
-ip_passes_only_after_npmode_pass"
+ip_passes_only_after_npmode_pass
+two_channels_make_one_multilink_unit"
 
 failures=0
 pass() { echo "KPPP-RESULT PASS $*"; }
