@@ -137,7 +137,15 @@ fn main() {
             Command::Balance(args) => cmd::balance::run(args).await,
             Command::Chat(args) => cmd::chat::run(args).await,
             Command::CheckConfig(args) => cmd::check_config::run(args),
-            Command::Daemon(args) => cmd::daemon::run(args).await,
+            // On a worker, not this thread: its timers then wake one thread, not two.
+            Command::Daemon(args) => {
+                tokio::spawn(cmd::daemon::run(args))
+                    .await
+                    .unwrap_or_else(|e| {
+                        eprintln!("eqlplus-dialer daemon: {e}");
+                        1
+                    })
+            }
             Command::Demo(args) => cmd::demo::run(args).await,
             Command::Probe(args) => cmd::probe::run(args).await,
             Command::Simulate(command) => cmd::simulate::run(command).await,

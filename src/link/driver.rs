@@ -68,8 +68,11 @@ pub struct LineContext {
     pub membership: Option<super::bundle::Membership>,
 }
 
-/// How often the carrier (DCD) is sampled during PPP, where the port has modem lines.
-const CARRIER_POLL: Duration = Duration::from_millis(250);
+/// How often the carrier (DCD) is sampled during PPP, where the port has modem lines and
+/// the modem raised DCD for the call. A second: each sample is a wake-up of the daemon (in a
+/// TCG guest a wake-up costs ~1 ms whatever it does; 4 a second were half the daemon's idle
+/// CPU there), and the LCP echoes find a dead line within seconds anyway.
+const CARRIER_POLL: Duration = Duration::from_secs(1);
 
 /// How often a live line reports its queue depth to the balancer while packets pass (an idle
 /// line reports nothing and wakes nobody).
@@ -517,8 +520,10 @@ impl Line {
         }
         let session = Session::new(config, Instant::now());
         // The port goes to the PPP task; DCD stays readable through a duplicate.
-        let carrier = port.carrier_watch();
-        let mut carrier_was_up = carrier.as_ref().and_then(|c| c.carrier()) == Some(true);
+        // Only a carrier that is up can be lost: a modem that never raises DCD (AT&C0, a cable
+        // without it) is not sampled at all, as pppd samples none (it waits for SIGHUP).
+        let carrier = port.carrier_watch().filter(|c| c.carrier() == Some(true));
+        let mut carrier_was_up = carrier.is_some();
         let mut carrier_lost = false;
         let leftover = std::mem::take(&mut self.leftover);
         let spawned = match kernel {
@@ -568,6 +573,7 @@ impl Line {
         let mut load_due: Option<tokio::time::Instant> = None;
         let mut load_reported = 0u64;
         let mut carrier_tick = tokio::time::interval(CARRIER_POLL);
+        carrier_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let queue = up.as_ref().and_then(|u| u.queue());
             tokio::select! {

@@ -646,7 +646,11 @@ fn read_all<T: AsRawFd>(
 ) -> io::Result<()> {
     loop {
         match guard.try_io(|fd| read(fd.get_ref(), buf)) {
-            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            // Not ready again until something changes: an fd at its end stays readable.
+            Ok(Ok(0)) => {
+                guard.clear_ready();
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
             Ok(Ok(n)) => session.handle_frame_input(&buf[..n], now()),
             Ok(Err(e)) => return Err(e),
             // Drained: the guard's readiness is cleared.
@@ -656,20 +660,27 @@ fn read_all<T: AsRawFd>(
 }
 
 /// How often a kernel PPP slave's queue is read while packets wait in it (the balancer's
-/// least-loaded policy wants it then), and how often its counters and an empty queue are read.
-/// Measured in a TCG guest: reading both every 100 ms while packets passed cost the daemon
-/// 6x its idle CPU during a download; a queue that is empty is worth a look a second.
+/// least-loaded policy wants it then), and how often its counters are read while packets
+/// pass, and while none do. Measured in a TCG guest: reading both every 100 ms while packets
+/// passed cost the daemon 6x its idle CPU during a download; and each read is a few wake-ups
+/// (~1 ms each there), so an idle line's counters are read every 2 s and its queue only
+/// after it sent something.
 const QUEUE_BUSY_EVERY: Duration = Duration::from_millis(100);
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+const FOLLOW_IDLE_EVERY: Duration = Duration::from_secs(2);
+/// The queue is read at least this often all the same: a line that sends nothing at all
+/// may still have packets waiting (stalled).
+const QUEUE_IDLE_EVERY: Duration = Duration::from_secs(10);
 /// How long one read of the kernel's figures may take.
 const FOLLOW_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Follows a kernel PPP slave (interface `index`), whose packets never pass through this
-/// process, until aborted: the growth of its counters into the line's, every second, and the
-/// bytes waiting in its queueing discipline (the queue of a kernel slave: `ppp_generic` stops
-/// the device while the line is busy) into the line's status and, when they change, to
-/// `report` (the balancer's least-loaded policy): every second, and every 100 ms while packets
-/// wait. The caller clears the queue from the status after the abort
+/// process, until aborted: the growth of its counters into the line's (every second while
+/// packets pass, every 2 s while none do), and the bytes waiting in its queueing discipline
+/// (the queue of a kernel slave: `ppp_generic` stops the device while the line is busy) into
+/// the line's status and, when they change, to `report` (the balancer's least-loaded
+/// policy): after the line sent something, and every 100 ms while packets wait. The caller
+/// clears the queue from the status after the abort
 /// ([`LineShared::set_kernel_queue`](crate::link::status::LineShared::set_kernel_queue)).
 pub fn follow_slave(
     netlink: Netlink,
@@ -682,9 +693,11 @@ pub fn follow_slave(
         let mut last: Option<crate::net::LinkCounters> = None;
         let mut counters_due = tokio::time::Instant::now();
         let mut reported = 0u64;
+        // Whether the queue may hold something: unknown at first.
+        let mut queue_due = true;
+        let mut queue_read = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= counters_due {
-                counters_due += FOLLOW_EVERY;
                 let counters = match timeout(FOLLOW_DEADLINE, netlink.link_counters(index)).await {
                     Ok(Ok(c)) => c,
                     Ok(Err(e)) => {
@@ -693,6 +706,7 @@ pub fn follow_slave(
                     }
                     Err(_) => None,
                 };
+                let mut active = true;
                 if let Some(now) = counters {
                     if let Some(before) = last {
                         let grew = |n: u64, b: u64| n.saturating_sub(b);
@@ -703,22 +717,36 @@ pub fn follow_slave(
                         add(&shared.tx_bytes, grew(now.tx_bytes, before.tx_bytes));
                         add(&shared.rx_packets, grew(now.rx_packets, before.rx_packets));
                         add(&shared.tx_packets, grew(now.tx_packets, before.tx_packets));
+                        let sent = now.tx_packets != before.tx_packets;
+                        active = sent || now.rx_packets != before.rx_packets;
+                        queue_due |= sent || queue_read.elapsed() >= QUEUE_IDLE_EVERY;
                     }
                     last = Some(now);
                 }
+                let every = if active {
+                    FOLLOW_EVERY
+                } else {
+                    FOLLOW_IDLE_EVERY
+                };
+                counters_due = tokio::time::Instant::now() + every;
             }
             let mut waiting = false;
-            match timeout(FOLLOW_DEADLINE, netlink.queued(index)).await {
-                Ok(Ok(q)) => {
-                    shared.set_kernel_queue(Some(q));
-                    if q.backlog_bytes != reported {
-                        report(q.backlog_bytes);
-                        reported = q.backlog_bytes;
+            if queue_due {
+                queue_read = tokio::time::Instant::now();
+                match timeout(FOLLOW_DEADLINE, netlink.queued(index)).await {
+                    Ok(Ok(q)) => {
+                        shared.set_kernel_queue(Some(q));
+                        if q.backlog_bytes != reported {
+                            report(q.backlog_bytes);
+                            reported = q.backlog_bytes;
+                        }
+                        waiting = q.backlog_bytes > 0;
                     }
-                    waiting = q.backlog_bytes > 0;
+                    Ok(Err(e)) => debug!("kernel PPP queue: {e}"),
+                    Err(_) => {}
                 }
-                Ok(Err(e)) => debug!("kernel PPP queue: {e}"),
-                Err(_) => {}
+                // An empty queue stays empty until the line sends again.
+                queue_due = waiting;
             }
             let next = if waiting {
                 tokio::time::Instant::now() + QUEUE_BUSY_EVERY
