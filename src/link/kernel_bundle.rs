@@ -423,47 +423,26 @@ fn drain(
         );
     }
     while let Some(event) = r.session.poll_event() {
-        let update = match event {
-            BundleEvent::Up {
-                local,
-                peer,
-                dns,
-                mtu,
-            } => {
-                info!(%local, %peer, ?dns, mtu, "bundle: IP up");
-                // IP through the unit from now on.
-                if let Err(e) = r.unit.get_ref().0.set_npmode(IPV4, NpMode::Pass) {
-                    warn!("kernel PPP: {e}");
-                }
-                Update::Up {
-                    local,
-                    peer,
-                    dns,
-                    mtu,
-                    kernel_index: Some(r.index),
-                }
-            }
-            BundleEvent::NetworkDown { reason } => {
-                info!(%reason, "bundle: IP down");
-                if let Err(e) = r.unit.get_ref().0.set_npmode(IPV4, NpMode::Drop) {
-                    debug!("kernel PPP: {e}");
-                }
-                Update::Down { reason }
-            }
+        // IP through the unit while IPCP is open.
+        let npmode = match &event {
+            BundleEvent::Up { .. } => Some(NpMode::Pass),
+            BundleEvent::NetworkDown { .. } => Some(NpMode::Drop),
             BundleEvent::Failed { reason } => {
-                warn!(%reason, "bundle: IPCP failed; closing its member links");
                 for m in members.values_mut() {
                     if let Some(kick) = m.kick.take() {
                         let _ = kick.send(reason.to_string());
                     }
                 }
                 r.failed = true;
-                Update::Down {
-                    reason: reason.to_string(),
-                }
+                None
             }
         };
-        let _ = updates.send(update);
+        if let Some(mode) = npmode
+            && let Err(e) = r.unit.get_ref().0.set_npmode(IPV4, mode)
+        {
+            warn!("kernel PPP: {e}");
+        }
+        let _ = updates.send(Update::of_event(&event, Some(r.index)));
     }
 }
 

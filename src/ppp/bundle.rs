@@ -84,6 +84,43 @@ pub enum Update {
     Members { names: Vec<String>, rate: u64 },
 }
 
+impl Update {
+    /// What a bundle session's event says to the bundle's user, logged; `kernel_index`: the
+    /// kernel unit's interface, where the kernel carries the packets. (On `Failed` the
+    /// caller closes the member links.)
+    pub fn of_event(event: &BundleEvent, kernel_index: Option<u32>) -> Update {
+        match event {
+            BundleEvent::Up {
+                local,
+                peer,
+                dns,
+                mtu,
+            } => {
+                info!(%local, %peer, ?dns, mtu, "bundle: IP up");
+                Update::Up {
+                    local: *local,
+                    peer: *peer,
+                    dns: dns.clone(),
+                    mtu: *mtu,
+                    kernel_index,
+                }
+            }
+            BundleEvent::NetworkDown { reason } => {
+                info!(%reason, "bundle: IP down");
+                Update::Down {
+                    reason: reason.clone(),
+                }
+            }
+            BundleEvent::Failed { reason } => {
+                warn!(%reason, "bundle: IPCP failed; closing its member links");
+                Update::Down {
+                    reason: reason.to_string(),
+                }
+            }
+        }
+    }
+}
+
 /// Settings of a bundle task.
 #[derive(Debug, Clone)]
 pub struct BundleDriverConfig {
@@ -396,38 +433,13 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
         }
     }
     while let Some(event) = r.session.poll_event() {
-        let update = match event {
-            BundleEvent::Up {
-                local,
-                peer,
-                dns,
-                mtu,
-            } => {
-                info!(%local, %peer, ?dns, mtu, "bundle: IP up");
-                Update::Up {
-                    local,
-                    peer,
-                    dns,
-                    mtu,
-                    kernel_index: None,
-                }
+        if let BundleEvent::Failed { reason } = &event {
+            for m in members.values_mut() {
+                m.kick(&reason.to_string());
             }
-            BundleEvent::NetworkDown { reason } => {
-                info!(%reason, "bundle: IP down");
-                Update::Down { reason }
-            }
-            BundleEvent::Failed { reason } => {
-                warn!(%reason, "bundle: IPCP failed; closing its member links");
-                for m in members.values_mut() {
-                    m.kick(&reason.to_string());
-                }
-                r.session_ended = true;
-                Update::Down {
-                    reason: reason.to_string(),
-                }
-            }
-        };
-        let _ = ch.updates.send(update);
+            r.session_ended = true;
+        }
+        let _ = ch.updates.send(Update::of_event(&event, None));
     }
     if members.is_empty() {
         r.session_ended = true;

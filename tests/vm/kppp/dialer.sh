@@ -71,7 +71,10 @@ ip netns exec isp "$EQ" simulate modem --isp routed --link "$W/ttySIM" >"$W/sim.
 SIM=$!
 ip netns exec isp busybox httpd -p 80 -h "$W/www"
 printf '%s\n' "ABORT BUSY ABORT 'NO CARRIER' TIMEOUT 5 '' ATZ OK ATDT\\T CONNECT ''" >"$W/dial.chat"
-cat >"$W/eqlplus-dialer.toml" <<EOF
+# The daemon's configuration: the common part, then the lines (and bundles) from stdin.
+write_config() {
+	{
+		cat <<EOF
 [control]
 socket = "$SOCK"
 [daemon]
@@ -81,14 +84,18 @@ log_file = "$W/daemon.log"
 log_level = "info"
 [track]
 enabled = false
-[[line]]
-device = "$W/ttySIM"
-dial_chat = "dial.chat"
-phone = "5551234"
-cellular = false
-slave_kind = "ppp"
-lcp_echo_interval = 1
 EOF
+		cat
+	} >"$W/eqlplus-dialer.toml"
+}
+# A line dialling PHONE on the modem at DEVICE.
+line_toml() {
+	printf '[[line]]\ndevice = "%s"\ndial_chat = "dial.chat"\nphone = "%s"\ncellular = false\n' "$1" "$2"
+}
+{
+	line_toml "$W/ttySIM" 5551234
+	printf 'slave_kind = "ppp"\nlcp_echo_interval = 1\n'
+} | write_config
 sleep 1
 
 # KPPP_BENCH=N (bench/kernel-ppp.sh): instead of the checks, N MiB over kernel PPP and then
@@ -273,25 +280,10 @@ stop_daemon
 
 # --- bundle-fallback: a line of a bundle on kernel PPP whose ISP (this one) refuses Multilink
 # is a plain line with a unit of its own.
-cat >"$W/eqlplus-dialer.toml" <<EOF
-[control]
-socket = "$SOCK"
-[daemon]
-lock_dir = "$W"
-resolv_conf = "$W/resolv.conf"
-log_level = "info"
-[track]
-enabled = false
-[[line]]
-device = "$W/ttySIM"
-dial_chat = "dial.chat"
-phone = "5551234"
-cellular = false
-bundle = "solo"
-[[bundle]]
-name = "solo"
-slave_kind = "ppp"
-EOF
+{
+	line_toml "$W/ttySIM" 5551234
+	printf 'bundle = "solo"\n[[bundle]]\nname = "solo"\nslave_kind = "ppp"\n'
+} | write_config
 start_daemon
 if wait_status '"name":"ttySIM"[^}]*"state":"up"' 60 && [ "$(cat /sys/class/net/eq-ttySIM/type 2>/dev/null)" = 512 ]; then
 	printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
@@ -315,33 +307,13 @@ ip netns exec mlisp ip link set lo up
 ip netns exec mlisp "$EQ" simulate modems --count 2 --routed --link "$W/ttyML" --rate 512kbit --dial-delay 100 >"$W/sim.log" 2>&1 &
 SIM=$!
 sleep 1
-cat >"$W/eqlplus-dialer.toml" <<EOF
-[control]
-socket = "$SOCK"
-[daemon]
-lock_dir = "$W"
-resolv_conf = "$W/resolv.conf"
-log_level = "info"
-[track]
-enabled = false
-[[line]]
-device = "$W/ttyML1"
-dial_chat = "dial.chat"
-phone = "5551001"
-cellular = false
-bundle = "isp"
-lcp_echo_interval = 1
-[[line]]
-device = "$W/ttyML2"
-dial_chat = "dial.chat"
-phone = "5551002"
-cellular = false
-bundle = "isp"
-lcp_echo_interval = 1
-[[bundle]]
-name = "isp"
-slave_kind = "ppp"
-EOF
+{
+	for i in 1 2; do
+		line_toml "$W/ttyML$i" "555100$i"
+		printf 'bundle = "isp"\nlcp_echo_interval = 1\n'
+	done
+	printf '[[bundle]]\nname = "isp"\nslave_kind = "ppp"\n'
+} | write_config
 start_daemon
 bundle_json() { status_json | grep -o '"name":"isp"[^}]*'; }
 members() { bundle_json | grep -o '"members":\[[^]]*\]'; }

@@ -332,17 +332,7 @@ fn the_bundle_runs_ipcp_and_ip_for_its_members() {
         }
     }
     assert!(dialer_side.is_up() && answer_side.is_up());
-    let up = std::iter::from_fn(|| dialer_side.poll_event())
-        .find(|e| matches!(e, BundleEvent::Up { .. }));
-    assert_eq!(
-        up,
-        Some(BundleEvent::Up {
-            local: REMOTE,
-            peer: LOCAL,
-            dns: vec![DNS1],
-            mtu: 1500
-        })
-    );
+    assert_dialer_up(&mut dialer_side);
     // No member ran IPCP on its own; IPCP went over MP.
     for p in &pairs {
         assert!(p.a_to_b.codes(crate::ipcp::PROTOCOL).is_empty());
@@ -551,7 +541,17 @@ fn a_bundle_on_a_kernel_unit_runs_ipcp_with_whole_packets() {
         }
     }
     assert!(ours.is_up() && theirs.is_up());
-    let up = std::iter::from_fn(|| ours.poll_event()).find(|e| matches!(e, BundleEvent::Up { .. }));
+    assert_dialer_up(&mut ours);
+    // The last member gone: IPCP down, nothing left to send.
+    ours.remove_member(0, now);
+    assert!(!ours.is_up());
+    assert_eq!(ours.poll_control(), None);
+}
+
+/// The dialer's side of a bundle reported IPCP up with the answer role's addresses and DNS.
+fn assert_dialer_up<K: Copy + Eq>(dialer_side: &mut BundleSession<K>) {
+    let up = std::iter::from_fn(|| dialer_side.poll_event())
+        .find(|e| matches!(e, BundleEvent::Up { .. }));
     assert_eq!(
         up,
         Some(BundleEvent::Up {
@@ -561,8 +561,4 @@ fn a_bundle_on_a_kernel_unit_runs_ipcp_with_whole_packets() {
             mtu: 1500
         })
     );
-    // The last member gone: IPCP down, nothing left to send.
-    ours.remove_member(0, now);
-    assert!(!ours.is_up());
-    assert_eq!(ours.poll_control(), None);
 }
