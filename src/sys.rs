@@ -8,9 +8,15 @@ use tokio::io::unix::AsyncFd;
 
 /// Registers an owned descriptor with the tokio reactor.
 pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    register_or_return(fd).map_err(|(_, e)| e)
+}
+
+/// Registers an owned descriptor with the tokio reactor; should that fail, the descriptor
+/// comes back with the error (the caller keeps using it unregistered).
+pub(crate) fn register_or_return(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>, (OwnedFd, io::Error)> {
     // SAFETY: the AsyncFd owns `fd` (an OwnedFd, which closes its descriptor only when
     // dropped and never changes it), so the descriptor stays open and the same for its life.
-    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts())
 }
 
 /// read(2) into `buf`: errors as the OS reports them (EAGAIN is `WouldBlock`, which tokio's

@@ -249,15 +249,12 @@ impl SerialPort {
         let PortFd::Parked(fd) = self.fd else {
             return self;
         };
-        // SAFETY: as `sys::register`: the AsyncFd owns the OwnedFd, whose descriptor stays
-        // open and the same for its life.
-        match unsafe { AsyncFd::register(fd) } {
+        match crate::sys::register_or_return(fd) {
             Ok(fd) => SerialPort {
                 fd: PortFd::Registered(fd),
                 ..self
             },
-            Err(e) => {
-                let (fd, e) = e.into_parts();
+            Err((fd, e)) => {
                 tracing::warn!(port = %self.path.display(), "cannot read the port again: {e}");
                 SerialPort {
                     fd: PortFd::Parked(fd),
@@ -531,10 +528,7 @@ impl AsyncRead for SerialPort {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.fd.registered() {
-            Ok(fd) => poll_read_fd(fd, cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        Pin::new(&mut &*self).poll_read(cx, buf)
     }
 }
 
@@ -546,10 +540,7 @@ impl AsyncWrite for SerialPort {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.fd.registered() {
-            Ok(fd) => poll_write_fd(fd, cx, data),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        Pin::new(&mut &*self).poll_write(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
