@@ -857,6 +857,7 @@ impl Line {
                     multilink,
                     rate,
                     channel,
+                    to_link: outgoing.clone(),
                     kick,
                     gone,
                 };

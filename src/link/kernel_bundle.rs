@@ -49,6 +49,9 @@ pub struct KernelJoin {
     pub rate: u64,
     /// Its channel, to connect to the unit.
     pub channel: ChannelHandle,
+    /// Frames to the member's session: the bundle asks its LCP to Protocol-Reject what the
+    /// bundle does not run ([`crate::ppp::bundle::ask_reject`]).
+    pub to_link: mpsc::Sender<Vec<u8>>,
     /// Where the bundle says why it wants the link closed.
     pub kick: oneshot::Sender<String>,
     /// Closed (its sender dropped) once the member's call is over and its channel out.
@@ -100,6 +103,7 @@ pub fn spawn(
 struct Member {
     name: String,
     rate: u64,
+    to_link: mpsc::Sender<Vec<u8>>,
     kick: Option<oneshot::Sender<String>>,
 }
 
@@ -269,6 +273,7 @@ async fn admit(
         multilink,
         rate,
         channel,
+        to_link,
         kick,
         gone,
     } = join;
@@ -314,6 +319,7 @@ async fn admit(
         Member {
             name,
             rate,
+            to_link,
             kick: Some(kick),
         },
     );
@@ -413,14 +419,9 @@ fn drain(
     if r.blocked.is_none() {
         send_control(r);
     }
-    // Protocols the bundle does not run: the kernel's unit takes no LCP to reject them
-    // with, and a member's channel may not be the one they came on; pppd drops them too
-    // once IPCP is the only network protocol.
-    while let Some((protocol, _)) = r.session.poll_protocol_reject() {
-        debug!(
-            protocol = format_args!("{protocol:#06x}"),
-            "kernel bundle: protocol not run, dropped"
-        );
+    // Protocols the bundle does not run (CCP, IPv6CP): a member's LCP rejects them.
+    while let Some((protocol, info)) = r.session.poll_protocol_reject() {
+        crate::ppp::bundle::ask_reject(members.values().map(|m| &m.to_link), protocol, &info);
     }
     while let Some(event) = r.session.poll_event() {
         // IP through the unit while IPCP is open.

@@ -366,7 +366,12 @@ where
             }
         },
     };
-    let Channels { events, .. } = channels;
+    // `outgoing`: a bundle member's requests to Protocol-Reject (no IP comes this way).
+    let Channels {
+        events,
+        mut outgoing,
+        ..
+    } = channels;
     let mut close = pin!(close);
     let mut life = Lifecycle::default();
     let mut line_error: Option<io::Error> = None;
@@ -514,6 +519,7 @@ where
                 }
                 retry(&chan, &unit, &mut blocked, session, &mut line_error);
             }
+            Some(frame) = outgoing.recv() => crate::ppp::driver::send_ip(session, &frame),
             () = crate::sys::sleep_until_opt(deadline) => life.on_timer(session),
             () = &mut close, if !life.closing() => life.close(session, config),
         }

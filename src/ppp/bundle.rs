@@ -403,6 +403,21 @@ fn admit(
     );
 }
 
+/// Asks the first member link with room (`links`: their channels towards the links) to
+/// Protocol-Reject `protocol`'s packet `info`: a protocol the bundle does not run, which a
+/// link's LCP rejects (pppd's bundles do likewise). None with room: dropped, the peer asks
+/// again.
+pub(crate) fn ask_reject<'a>(
+    links: impl IntoIterator<Item = &'a mpsc::Sender<Vec<u8>>>,
+    protocol: u16,
+    info: &[u8],
+) {
+    if let Some(link) = links.into_iter().find(|l| l.capacity() > 0) {
+        let reject = bundle_frame(protocol, info);
+        let _ = link.try_send(bundle_frame(super::lcp::PROTOCOL, &reject));
+    }
+}
+
 /// What the session has for the members, the IP side and the user.
 fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
     let states: Vec<LinkState<u32>> = members
@@ -413,12 +428,7 @@ fn drain(r: &mut Running, members: &mut BTreeMap<u32, Member>, ch: &Channels) {
     send(control, members);
     // Protocols the bundle does not run (CCP, IPv6CP): any member's LCP rejects them.
     while let Some((protocol, info)) = r.session.poll_protocol_reject() {
-        if let Some(m) = members.values().find(|m| m.to_link.capacity() > 0) {
-            let reject = bundle_frame(protocol, &info);
-            let _ = m
-                .to_link
-                .try_send(bundle_frame(super::lcp::PROTOCOL, &reject));
-        }
+        ask_reject(members.values().map(|m| &m.to_link), protocol, &info);
     }
     // Received packets wait for room in `incoming` (the slave's pump) rather than be
     // dropped by a burst; while some wait, the members' frames wait in their channels.
@@ -540,6 +550,27 @@ mod tests {
     use super::*;
     use crate::ppp::Config;
     use crate::ppp::mp::{EndpointDiscriminator, MultilinkConfig};
+
+    /// A protocol the bundle does not run goes to the first link with room, as a request
+    /// for its LCP (protocol LCP, then the rejected protocol and packet); a full link is
+    /// passed over, and with none free the request is dropped.
+    #[test]
+    fn a_reject_goes_to_the_first_link_with_room() {
+        let (full, mut full_rx) = mpsc::channel(1);
+        full.try_send(vec![0]).unwrap();
+        let (free, mut free_rx) = mpsc::channel(1);
+        ask_reject([&full, &free], 0x80fd, &[1, 2, 3]);
+        assert_eq!(
+            free_rx.try_recv().unwrap(),
+            [0xc0, 0x21, 0x80, 0xfd, 1, 2, 3]
+        );
+        assert!(free_rx.try_recv().is_err());
+        free.try_send(vec![9]).unwrap();
+        ask_reject([&full, &free], 0x80fd, &[1]);
+        assert_eq!(full_rx.try_recv().unwrap(), [0]);
+        assert!(full_rx.try_recv().is_err());
+        assert_eq!(free_rx.try_recv().unwrap(), [9]);
+    }
 
     const ISP: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 1);
     const CUSTOMER: Ipv4Addr = Ipv4Addr::new(10, 64, 1, 2);

@@ -380,7 +380,7 @@ async fn reserve(
 
 /// An outgoing IP packet to the session — for a bundle member, a frame of the bundle (see
 /// [`bundle_frame`]); one it refuses is dropped (and said so).
-fn send_ip(session: &mut Session, p: &[u8]) {
+pub(crate) fn send_ip(session: &mut Session, p: &[u8]) {
     let sent = match session.bundle_member() {
         None => session.send_ip(p),
         Some(_) => match split_bundle_frame(p) {
