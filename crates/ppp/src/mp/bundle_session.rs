@@ -158,6 +158,8 @@ impl<K: Copy + Eq> BundleSession<K> {
     pub fn remove_member(&mut self, member: K, now: Instant) {
         self.bundle.remove_member(member, now);
         if self.bundle.members().next().is_none() {
+            // Said before IPCP's own Down, which would call it a renegotiation.
+            self.ip_down("its last member link left");
             self.ipcp.down(now);
             self.ctrl_tx.clear();
         }

@@ -542,9 +542,15 @@ fn a_bundle_on_a_kernel_unit_runs_ipcp_with_whole_packets() {
     }
     assert!(ours.is_up() && theirs.is_up());
     assert_dialer_up(&mut ours);
-    // The last member gone: IPCP down, nothing left to send.
+    // The last member gone: IPCP down (and said why), nothing left to send.
     ours.remove_member(0, now);
     assert!(!ours.is_up());
+    assert_eq!(
+        ours.poll_event(),
+        Some(BundleEvent::NetworkDown {
+            reason: "its last member link left".into()
+        })
+    );
     assert_eq!(ours.poll_control(), None);
 }
 
