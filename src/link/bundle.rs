@@ -152,11 +152,10 @@ struct UpBundle {
 type TunData = Option<(mpsc::Sender<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>;
 
 async fn run(ctx: BundleContext, data: TunData, mut updates: mpsc::UnboundedReceiver<Update>) {
-    let (outgoing, incoming) = match data {
+    let (outgoing, mut incoming) = match data {
         Some((o, i)) => (Some(o), Some(i)),
         None => (None, None),
     };
-    let mut incoming = incoming;
     let mut up: Option<UpBundle> = None;
     let mut members: Vec<String> = Vec::new();
     // The members' rates together, bit/s: the bundle's speed for the balancer's weights.

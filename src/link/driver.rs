@@ -819,7 +819,6 @@ impl Line {
             .membership
             .clone()
             .ok_or("Multilink agreed without a bundle")?;
-        let from_link = incoming.take().ok_or("joined a bundle twice")?;
         let speed = self
             .ctx
             .shared
@@ -832,6 +831,7 @@ impl Line {
         let not_running = || format!("bundle {} is not running", membership.bundle);
         match &membership.joins {
             Joins::Tun { joins, .. } => {
+                let from_link = incoming.take().ok_or("joined a bundle twice")?;
                 let join = crate::ppp::bundle::Join {
                     name,
                     id: id.clone(),

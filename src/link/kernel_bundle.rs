@@ -13,14 +13,11 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
 use tracing::{debug, info, warn};
 
 use crate::net::Netlink;
@@ -31,11 +28,7 @@ use crate::ppp::mp::{
     BundleConfig, BundleEvent, BundleId, BundleSession, BundleSessionConfig, Negotiated,
 };
 
-/// PPP's protocol number of IPv4.
-const IPV4: u16 = 0x0021;
-
-/// How long making the unit and connecting a channel may take (RTNL, module loading).
-const KERNEL_DEADLINE: Duration = Duration::from_secs(10);
+use super::kernel_ppp::{IPV4, blocking, new_unit, set_npmode};
 
 /// A member line's channel joining the bundle (its LCP agreed Multilink, it authenticated).
 pub struct KernelJoin {
@@ -107,19 +100,10 @@ struct Member {
     kick: Option<oneshot::Sender<String>>,
 }
 
-/// The unit's file for [`AsyncFd`].
-struct UnitFd(Unit);
-
-impl AsRawFd for UnitFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
 /// The bundle while it has members: its id, unit and IPCP.
 struct Running {
     id: BundleId,
-    unit: AsyncFd<UnitFd>,
+    unit: AsyncFd<Unit>,
     index: u32,
     session: BundleSession<u32>,
     /// An IPCP packet the unit's file would not take yet.
@@ -226,12 +210,12 @@ async fn run(
 
 /// Every frame the unit's file has now (`protocol (2 bytes) + info` each).
 fn read_frames(
-    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, UnitFd>,
+    guard: &mut tokio::io::unix::AsyncFdReadyGuard<'_, Unit>,
     buf: &mut [u8],
 ) -> Vec<Vec<u8>> {
     let mut frames = Vec::new();
     loop {
-        match guard.try_io(|fd| fd.get_ref().0.read_frame(buf)) {
+        match guard.try_io(|fd| fd.get_ref().read_frame(buf)) {
             // The unit has no channel left (its last member is leaving): nothing to read
             // until one joins; an fd at its end stays readable, so not ready till then.
             Ok(Ok(0)) => {
@@ -296,7 +280,7 @@ async fn admit(
         }
         Some(r) => {
             // One ioctl on a channel just attached: no wait worth the blocking pool.
-            if let Err(e) = r.unit.get_ref().0.connect_handle(&channel) {
+            if let Err(e) = r.unit.get_ref().connect_handle(&channel) {
                 return refuse(kick, format!("kernel PPP: {e}"));
             }
         }
@@ -337,41 +321,15 @@ async fn start(
 ) -> Result<Running, String> {
     let n = *multilink;
     let first = channel.index();
-    // A second handle for the blocking pool (the member keeps its own).
-    let made = tokio::task::spawn_blocking(move || {
-        let unit = Unit::new()?;
+    let setup = move |unit: &Unit| {
         unit.set_multilink(n.our_mrru, n.rx_short_seq, n.tx_short_seq)?;
-        unit.set_npmode(IPV4, NpMode::Drop)?;
-        Ok::<_, crate::net::kernel_ppp::KernelPppError>(unit)
-    });
-    let unit = match timeout(KERNEL_DEADLINE, made).await {
-        Ok(Ok(Ok(unit))) => unit,
-        Ok(Ok(Err(e))) => return Err(e.to_string()),
-        Ok(Err(e)) => return Err(format!("unit set-up failed: {e}")),
-        Err(_) => return Err(format!("unit set-up took over {KERNEL_DEADLINE:?}")),
+        unit.set_npmode(IPV4, NpMode::Drop)
     };
-    let index = match super::kernel_ppp::name_unit(netlink, &unit, slave).await {
-        // One ioctl on a channel just attached: no wait worth the blocking pool.
-        Ok(index) => match unit.connect_handle(channel) {
-            Ok(()) => index,
-            Err(e) => return Err(remove(unit, e.to_string())),
-        },
-        Err(e) => return Err(remove(unit, e)),
-    };
-    // SAFETY: the `UnitFd` owns its file, whose fd stays open and the same until dropped.
-    let unit = match unsafe {
-        AsyncFd::register_with_interest(UnitFd(unit), Interest::READABLE | Interest::WRITABLE)
-    } {
-        Ok(unit) => unit,
-        Err(e) => {
-            let (unit, e) = e.into_parts();
-            return Err(remove(unit.0, format!("registering the unit's file: {e}")));
-        }
-    };
+    let (unit, index) = new_unit(netlink, slave, setup, |u| u.connect_handle(channel)).await?;
     let mut bundle = BundleConfig::from_negotiated(multilink);
     // The kernel splits; this session's own scheduler never runs.
     bundle.scheduler.busy_above = Some(0);
-    info!(bundle = %bundle_id, ?multilink, first_channel = first, unit = unit.get_ref().0.number(), slave, "bundle starts on a kernel unit");
+    info!(bundle = %bundle_id, ?multilink, first_channel = first, unit = unit.get_ref().number(), slave, "bundle starts on a kernel unit");
     Ok(Running {
         id: bundle_id.clone(),
         unit,
@@ -380,12 +338,6 @@ async fn start(
         blocked: None,
         failed: false,
     })
-}
-
-/// A unit that did not make it: removed in the blocking pool (RTNL), not waited for.
-fn remove(unit: Unit, why: String) -> String {
-    tokio::task::spawn_blocking(move || unit.close());
-    why
 }
 
 /// IPCP's packets out through the unit's file until it would block.
@@ -398,7 +350,7 @@ fn send_control(r: &mut Running) {
         }) else {
             return;
         };
-        match r.unit.get_ref().0.write_frame(&packet) {
+        match r.unit.get_ref().write_frame(&packet) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 r.blocked = Some(packet);
@@ -438,10 +390,8 @@ fn drain(
                 None
             }
         };
-        if let Some(mode) = npmode
-            && let Err(e) = r.unit.get_ref().0.set_npmode(IPV4, mode)
-        {
-            warn!("kernel PPP: {e}");
+        if let Some(mode) = npmode {
+            set_npmode(Some(&r.unit), mode);
         }
         let _ = updates.send(Update::of_event(&event, Some(r.index)));
     }
@@ -449,17 +399,15 @@ fn drain(
 
 /// The unit removed (its interface goes); bounded, in the blocking pool (RTNL).
 async fn close(r: Running) {
-    let unit = r.unit.into_inner().0;
+    let unit = r.unit.into_inner();
     let number = unit.number();
-    match timeout(
-        KERNEL_DEADLINE,
-        tokio::task::spawn_blocking(move || unit.close()),
-    )
-    .await
-    {
-        Ok(Ok(())) => info!(unit = number, "bundle over: its unit removed"),
-        Ok(Err(e)) => warn!("kernel PPP: removing the bundle's unit failed: {e}"),
-        Err(_) => warn!("kernel PPP: removing the bundle's unit took over {KERNEL_DEADLINE:?}"),
+    let removed = blocking("removing the bundle's unit", move || {
+        unit.close();
+        Ok(())
+    });
+    match removed.await {
+        Ok(()) => info!(unit = number, "bundle over: its unit removed"),
+        Err(e) => warn!("kernel PPP: {e}"),
     }
 }
 

@@ -11,7 +11,7 @@
 //! hangs up. The data path never passes through this process.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::pin::pin;
 use std::time::Duration;
 
@@ -30,11 +30,64 @@ use crate::ppp::hdlc::Decoder;
 use crate::ppp::{DownReason, Event, LinkParameters, Session};
 
 /// PPP's protocol number of IPv4.
-const IPV4: u16 = 0x0021;
+pub(crate) use crate::ppp::ipcp::IPV4;
 
 /// How long setting the kernel up or down may take (the ioctls wait on the tty's and the
 /// network stack's locks, and the first open of `/dev/ppp` may load modules).
 const KERNEL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs the blocking kernel step `step` on the blocking pool, within [`KERNEL_DEADLINE`];
+/// `what` names it in the errors.
+pub(crate) async fn blocking<T: Send + 'static>(
+    what: &str,
+    step: impl FnOnce() -> kernel_ppp::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    match timeout(KERNEL_DEADLINE, tokio::task::spawn_blocking(step)).await {
+        Ok(Ok(Ok(done))) => Ok(done),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{what} failed: {e}")),
+        Err(_) => Err(format!("{what} took over {KERNEL_DEADLINE:?}")),
+    }
+}
+
+/// A new unit (`PPPIOCNEWUNIT`, then `setup`, on the blocking pool) named `slave`, whose first
+/// channel `connect` connects, registered with the reactor; and its interface's index. On
+/// failure the unit is removed (on the blocking pool, not waited for). Bounded.
+pub(crate) async fn new_unit(
+    netlink: &Netlink,
+    slave: &str,
+    setup: impl FnOnce(&Unit) -> kernel_ppp::Result<()> + Send + 'static,
+    connect: impl FnOnce(&Unit) -> kernel_ppp::Result<()>,
+) -> Result<(AsyncFd<Unit>, u32), String> {
+    let unit = blocking("unit set-up", move || {
+        let unit = Unit::new()?;
+        setup(&unit)?;
+        Ok(unit)
+    })
+    .await?;
+    let remove = |unit: Unit, why: String| {
+        tokio::task::spawn_blocking(move || unit.close());
+        why
+    };
+    let index = match name_unit(netlink, &unit, slave).await {
+        // One ioctl on a channel just attached: no wait worth the blocking pool.
+        Ok(index) => match connect(&unit) {
+            Ok(()) => index,
+            Err(e) => return Err(remove(unit, e.to_string())),
+        },
+        Err(e) => return Err(remove(unit, e)),
+    };
+    // SAFETY: a `Unit` owns its file, whose fd stays open and the same until `into_inner`
+    // hands it back.
+    match unsafe { AsyncFd::register_with_interest(unit, Interest::READABLE | Interest::WRITABLE) }
+    {
+        Ok(unit) => Ok((unit, index)),
+        Err(e) => {
+            let (unit, e) = e.into_parts();
+            Err(remove(unit, format!("registering the unit's file: {e}")))
+        }
+    }
+}
 
 /// Which slave a call gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,40 +192,30 @@ pub async fn attach_member(
     netlink: &Netlink,
     slave: &str,
 ) -> Result<Attached, String> {
-    let made = tokio::task::spawn_blocking(move || Channel::attach(tty.as_fd()));
-    match timeout(KERNEL_DEADLINE, made).await {
-        Ok(Ok(Ok(channel))) => Ok(Attached {
-            channel,
-            unit: None,
-            index: None,
-            late: Some(LateUnit {
-                netlink: netlink.clone(),
-                slave: slave.to_string(),
-                index: Default::default(),
-            }),
+    let channel = blocking("kernel PPP set-up", move || Channel::attach(tty.as_fd())).await?;
+    Ok(Attached {
+        channel,
+        unit: None,
+        index: None,
+        late: Some(LateUnit {
+            netlink: netlink.clone(),
+            slave: slave.to_string(),
+            index: Default::default(),
         }),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(format!("kernel PPP set-up failed: {e}")),
-        Err(_) => Err(format!("kernel PPP set-up took over {KERNEL_DEADLINE:?}")),
-    }
+    })
 }
 
 /// Puts the connected `tty` into PPP and makes the unit, named `slave` (pppd's
 /// `tty_establish_ppp` and `make_ppp_unit`). On failure nothing is left: the tty is back
 /// in its discipline, the unit gone.
 pub async fn attach(tty: OwnedFd, netlink: &Netlink, slave: &str) -> Result<Attached, String> {
-    let made = tokio::task::spawn_blocking(move || {
+    let (channel, unit) = blocking("kernel PPP set-up", move || {
         let channel = Channel::attach(tty.as_fd())?;
         let unit = Unit::new()?;
         unit.connect(&channel)?;
-        Ok::<_, kernel_ppp::KernelPppError>((channel, unit))
-    });
-    let (channel, unit) = match timeout(KERNEL_DEADLINE, made).await {
-        Ok(Ok(Ok(made))) => made,
-        Ok(Ok(Err(e))) => return Err(e.to_string()),
-        Ok(Err(e)) => return Err(format!("kernel PPP set-up failed: {e}")),
-        Err(_) => return Err(format!("kernel PPP set-up took over {KERNEL_DEADLINE:?}")),
-    };
+        Ok((channel, unit))
+    })
+    .await?;
     let named = name_unit(netlink, &unit, slave);
     match named.await {
         Ok(index) => Ok(Attached {
@@ -255,17 +298,15 @@ pub async fn reset_discipline(port: &crate::serial::SerialPort) {
 /// The unit removed (its interface goes), then the tty's discipline back: before the
 /// hangup, as pppd's `tty_disestablish_ppp`. Bounded; a failure is logged.
 async fn detach(channel: Channel, unit: Option<Unit>) {
-    let undone = tokio::task::spawn_blocking(move || {
+    let undone = blocking("tear-down", move || {
         if let Some(unit) = unit {
             unit.close();
         }
         channel.detach()
     });
-    match timeout(KERNEL_DEADLINE, undone).await {
-        Ok(Ok(Ok(()))) => debug!("kernel PPP: unit removed, line discipline back"),
-        Ok(Ok(Err(e))) => warn!("kernel PPP: {e}"),
-        Ok(Err(e)) => warn!("kernel PPP tear-down failed: {e}"),
-        Err(_) => warn!("kernel PPP tear-down took over {KERNEL_DEADLINE:?}"),
+    match undone.await {
+        Ok(()) => debug!("kernel PPP: unit removed, line discipline back"),
+        Err(e) => warn!("kernel PPP: {e}"),
     }
 }
 
@@ -311,15 +352,6 @@ where
     })
 }
 
-/// The unit's fd for [`AsyncFd`] (a `Unit` is owned whole by the driver).
-struct UnitFd(Unit);
-
-impl AsRawFd for UnitFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-}
-
 /// What went wrong with a frame's write: the frame waits, or the line is gone.
 enum Wrote {
     All,
@@ -342,7 +374,7 @@ where
     C: std::future::Future<Output = ()>,
 {
     let both = Interest::READABLE | Interest::WRITABLE;
-    // SAFETY: a `Channel` and a `UnitFd` own their files, whose fds stay open and the same
+    // SAFETY: a `Channel` and a `Unit` own their files, whose fds stay open and the same
     // until `into_inner` hands them back.
     let chan = match unsafe { AsyncFd::register_with_interest(channel, both) } {
         Ok(fd) => fd,
@@ -354,15 +386,11 @@ where
     let mut unit = match unit {
         None => None,
         // SAFETY: as above.
-        Some(u) => match unsafe { AsyncFd::register_with_interest(UnitFd(u), both) } {
+        Some(u) => match unsafe { AsyncFd::register_with_interest(u, both) } {
             Ok(fd) => Some(fd),
             Err(e) => {
                 let (unit, e) = e.into_parts();
-                return (
-                    register_failed(session, &e),
-                    chan.into_inner(),
-                    Some(unit.0),
-                );
+                return (register_failed(session, &e), chan.into_inner(), Some(unit));
             }
         },
     };
@@ -439,7 +467,7 @@ where
                 let c = chan.get_ref();
                 if let Err(e) = c
                     .send_config(p)
-                    .and_then(|()| c.recv_config(unit.as_ref().map(|u| &u.get_ref().0), p))
+                    .and_then(|()| c.recv_config(unit.as_ref().map(AsyncFd::get_ref), p))
                 {
                     warn!("kernel PPP: cannot apply what LCP agreed: {e}");
                 } else {
@@ -491,7 +519,7 @@ where
                 }
             } => match ready {
                 Ok(mut guard) => {
-                    let read = read_all(&mut guard, &mut buf, |u, b| u.0.read_frame(b), session);
+                    let read = read_all(&mut guard, &mut buf, |u, b| u.read_frame(b), session);
                     if let Err(e) = read {
                         session.lower_down(&format!("kernel PPP unit: {e}"), now());
                         line_error = Some(e);
@@ -535,46 +563,22 @@ where
     (
         life.ended(line_error),
         chan.into_inner(),
-        unit.map(|u| u.into_inner().0),
+        unit.map(AsyncFd::into_inner),
     )
 }
 
 /// The unit of a member's call that is a plain link: made, named, `channel` connected
 /// (its interface's index into `late.index`). Bounded.
-async fn late_unit(channel: &Channel, late: &LateUnit) -> Result<AsyncFd<UnitFd>, String> {
-    let made = tokio::task::spawn_blocking(Unit::new);
-    let unit = match timeout(KERNEL_DEADLINE, made).await {
-        Ok(Ok(Ok(unit))) => unit,
-        Ok(Ok(Err(e))) => return Err(e.to_string()),
-        Ok(Err(e)) => return Err(format!("unit set-up failed: {e}")),
-        Err(_) => return Err(format!("unit set-up took over {KERNEL_DEADLINE:?}")),
-    };
-    let named = name_unit(&late.netlink, &unit, &late.slave)
-        .await
-        .and_then(|index| {
-            unit.connect(channel)
-                .map(|()| index)
-                .map_err(|e| e.to_string())
-        });
-    let index = match named {
-        Ok(index) => index,
-        Err(e) => {
-            tokio::task::spawn_blocking(move || unit.close());
-            return Err(e);
-        }
-    };
+async fn late_unit(channel: &Channel, late: &LateUnit) -> Result<AsyncFd<Unit>, String> {
+    let (unit, index) = new_unit(
+        &late.netlink,
+        &late.slave,
+        |_| Ok(()),
+        |u| u.connect(channel),
+    )
+    .await?;
     let _ = late.index.set(index);
-    let both = Interest::READABLE | Interest::WRITABLE;
-    // SAFETY: the `UnitFd` owns its file, whose fd stays open and the same until
-    // `into_inner` hands it back.
-    match unsafe { AsyncFd::register_with_interest(UnitFd(unit), both) } {
-        Ok(fd) => Ok(fd),
-        Err(e) => {
-            let (unit, e) = e.into_parts();
-            tokio::task::spawn_blocking(move || unit.0.close());
-            Err(format!("registering the unit's file: {e}"))
-        }
-    }
+    Ok(unit)
 }
 
 fn register_failed(session: &mut Session, e: &io::Error) -> Ended {
@@ -588,10 +592,11 @@ fn register_failed(session: &mut Session, e: &io::Error) -> Ended {
     }
 }
 
-fn set_npmode(unit: Option<&AsyncFd<UnitFd>>, mode: NpMode) {
+/// What the kernel does with IP on `unit` (if there is one); a failure is logged.
+pub(crate) fn set_npmode(unit: Option<&AsyncFd<Unit>>, mode: NpMode) {
     let Some(unit) = unit else { return };
     // A single ioctl that does not wait on anything.
-    if let Err(e) = unit.get_ref().0.set_npmode(IPV4, mode) {
+    if let Err(e) = unit.get_ref().set_npmode(IPV4, mode) {
         warn!("kernel PPP: {e}");
     }
 }
@@ -599,13 +604,13 @@ fn set_npmode(unit: Option<&AsyncFd<UnitFd>>, mode: NpMode) {
 /// One frame to the fd of its route.
 fn write(
     chan: &AsyncFd<Channel>,
-    unit: &Option<AsyncFd<UnitFd>>,
+    unit: &Option<AsyncFd<Unit>>,
     frame: Vec<u8>,
     route: FrameRoute,
 ) -> io::Result<Wrote> {
     let written = match (route, unit) {
         (FrameRoute::Channel, _) => chan.get_ref().write_frame(&frame),
-        (FrameRoute::Unit, Some(unit)) => unit.get_ref().0.write_frame(&frame),
+        (FrameRoute::Unit, Some(unit)) => unit.get_ref().write_frame(&frame),
         // A bundle member's session sends no NCP of its own; nothing else could take it.
         (FrameRoute::Unit, None) => {
             debug!(
@@ -625,7 +630,7 @@ fn write(
 /// The frame that would block, again.
 fn retry(
     chan: &AsyncFd<Channel>,
-    unit: &Option<AsyncFd<UnitFd>>,
+    unit: &Option<AsyncFd<Unit>>,
     blocked: &mut Option<(Vec<u8>, FrameRoute)>,
     session: &mut Session,
     line_error: &mut Option<io::Error>,
