@@ -13,7 +13,7 @@
 #   sigkill-restart   SIGKILL of the daemon leaves no PPP device; a new daemon comes up again
 #   bundle-fallback   a line of a bundle on kernel PPP whose ISP refuses Multilink: a plain
 #                     line on a unit of its own
-# Then two modems whose calls one Multilink ISP bundles (`simulate modems --routed`, 512 kbit/s
+# Then two modems whose calls one Multilink ISP bundles (`simulate modems --routed`, 256 kbit/s
 # each, namespace `mlisp`), a bundle with slave_kind = "ppp":
 #   bundle-kernel-up    the bundle on ONE PPP device, both members on kernel PPP (channels)
 #   bundle-transfer     1 MiB byte-exact, faster than one line (both carry it)
@@ -300,11 +300,11 @@ fi
 stop_daemon
 kill "$SIM" 2>/dev/null
 
-# --- The Multilink ISP: two modems (512 kbit/s each) whose calls one ISP bundles, routed in a
+# --- The Multilink ISP: two modems (256 kbit/s each) whose calls one ISP bundles, routed in a
 # namespace `mlisp` (the bundle's isp-mp = 10.64.1.1, a busybox httpd there once it is up).
 ip netns add mlisp
 ip netns exec mlisp ip link set lo up
-ip netns exec mlisp "$EQ" simulate modems --count 2 --routed --link "$W/ttyML" --rate 512kbit --dial-delay 100 >"$W/sim.log" 2>&1 &
+ip netns exec mlisp "$EQ" simulate modems --count 2 --routed --link "$W/ttyML" --rate 256kbit --dial-delay 100 >"$W/sim.log" 2>&1 &
 SIM=$!
 sleep 1
 {
@@ -336,16 +336,17 @@ else
 	show_logs
 fi
 
-# --- bundle-transfer: 1 MiB byte-exact, faster than one line could (one line of 512 kbit/s
-# carries ~490 kbit/s; above 580 means both carried it. The rate itself is the guest's: TCG,
-# and a host with other guests, slow it).
+# --- bundle-transfer: 1 MiB byte-exact, faster than one line could (one line of 256 kbit/s
+# carries ~245 kbit/s; above 290 means both carried it). Lines of 256, not 512: at 2 x 512
+# the guest's CPU (TCG, one vCPU, the simulator inside) set the pace on a slow host (560
+# kbit/s in one run, 755-856 in others), not the lines.
 t0=$(cut -d' ' -f1 /proc/uptime)
 printf 'GET /1m.bin HTTP/1.0\r\n\r\n' | nc -w 120 10.64.1.1 80 >"$W/response"
 t1=$(cut -d' ' -f1 /proc/uptime)
 tail -c 1048576 "$W/response" >"$W/got"
 kbit=$(awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.0f", 8 * 1048576 / (t1 - t0) / 1000 }')
-if cmp -s "$W/got" "$W/www/1m.bin" && [ "$kbit" -gt 580 ]; then
-	result PASS bundle-transfer "1 MiB byte-exact at $kbit kbit/s over two lines of 512 kbit/s"
+if cmp -s "$W/got" "$W/www/1m.bin" && [ "$kbit" -gt 290 ]; then
+	result PASS bundle-transfer "1 MiB byte-exact at $kbit kbit/s over two lines of 256 kbit/s"
 else
 	result FAIL bundle-transfer "$(wc -c <"$W/response") bytes at $kbit kbit/s"
 	show_logs
